@@ -1,0 +1,1 @@
+//! fx-service (placeholder; being built).

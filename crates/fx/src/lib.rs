@@ -1,0 +1,1 @@
+//! fx (placeholder; being built).

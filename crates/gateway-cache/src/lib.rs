@@ -1,0 +1,1 @@
+//! gateway-cache (placeholder; being built).

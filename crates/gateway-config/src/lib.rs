@@ -1,0 +1,1 @@
+//! gateway-config (placeholder; being built).

@@ -1,0 +1,15 @@
+//! The shared vocabulary of Gatehouse.
+//!
+//! Every other crate may depend on this one; it depends on none of them.
+//! It holds what must mean the same thing everywhere:
+//!
+//! - [`problem::Problem`]: the one error body clients ever see
+//!   (`application/problem+json`, RFC 9457), with a stable `code`.
+//! - [`clock::Clock`]: an injectable source of wall-clock time, so key
+//!   expiry, quote expiry and cache freshness are testable without sleeping.
+
+pub mod clock;
+pub mod problem;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use problem::Problem;

@@ -1,0 +1,1 @@
+//! gateway-keys (placeholder; being built).

@@ -1,0 +1,1 @@
+//! gateway-mirror (placeholder; being built).

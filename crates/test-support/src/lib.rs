@@ -1,0 +1,1 @@
+//! test-support (placeholder; being built).
