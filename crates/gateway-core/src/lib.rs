@@ -8,8 +8,10 @@
 //! - [`clock::Clock`]: an injectable source of wall-clock time, so key
 //!   expiry, quote expiry and cache freshness are testable without sleeping.
 
+pub mod body;
 pub mod clock;
 pub mod problem;
 
+pub use body::{Body, BoxError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use problem::Problem;
