@@ -1,0 +1,1 @@
+//! gateway-upstream (placeholder; being built).
