@@ -11,7 +11,9 @@
 pub mod body;
 pub mod clock;
 pub mod problem;
+pub mod size;
 
 pub use body::{Body, BoxError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use problem::Problem;
+pub use size::ByteSize;
