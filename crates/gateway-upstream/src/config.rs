@@ -1,0 +1,995 @@
+//! Configuration of one upstream cluster (`[clusters.NAME]` in the config file).
+//!
+//! The structs here are plain serde data: they parse, fill in documented
+//! defaults (each a named `DEFAULT_*` constant) and [`ClusterConfig::validate`]
+//! reports every problem at once, each naming its key path relative to the
+//! cluster (`targets[1]`, `health_check.interval`), so the config loader can
+//! prefix `clusters.NAME.` and show the operator all mistakes in one go.
+//! Nothing here does IO; the runtime ([`crate::Upstreams`]) builds clients
+//! from a validated config.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default connect timeout per TCP (and TLS) connection attempt.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time an idle pooled connection is kept open.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Default number of idle connections kept per target.
+pub const DEFAULT_POOL_MAX_IDLE_PER_TARGET: usize = 32;
+/// Default weight of a target.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest accepted weight; keeps the weighted schedule small.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Default active health check path.
+pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
+/// Default time between active health checks of a target.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Default time an active health check may take.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default consecutive passing checks that mark a target healthy.
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+/// Default consecutive failing checks that mark a target unhealthy.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Default consecutive request failures that eject a target (0 disables).
+pub const DEFAULT_PASSIVE_CONSECUTIVE_FAILURES: u32 = 5;
+/// Default base ejection time (multiplied by the number of ejections).
+pub const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+/// Default cap on the share of a cluster's targets ejected at once.
+pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+/// Default cap on requests in flight to a cluster.
+pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
+/// Default cap on requests queued waiting for a concurrency slot.
+pub const DEFAULT_MAX_PENDING: usize = 128;
+/// Default consecutive failures that open the circuit (0 disables).
+pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 20;
+/// Default time the circuit stays open before half-opening.
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(10);
+/// Default number of probe requests let through while half-open.
+pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
+/// Default total attempts per request (first try included).
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
+/// Default share of recent requests that may be retries.
+pub const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
+/// Default retries per second always allowed, whatever the ratio.
+pub const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
+/// Default first backoff before a retry (full jitter below it).
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
+/// Default largest backoff before a retry.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// Default largest request body kept in memory so the request can be retried.
+pub const DEFAULT_MAX_REPLAY_BODY_BYTES: usize = 64 * 1024;
+
+/// One upstream cluster: a set of equivalent targets and how to talk to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The targets: `"host:port"` (plain HTTP), `"http://host:port"` or
+    /// `"https://host:port"`, or a table `{ address = "...", weight = 3 }`.
+    pub targets: Vec<TargetConfig>,
+    /// How a target is picked for each request.
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
+    /// What consistent hashing hashes: `"header:<name>"` or `"path"`.
+    /// Required with `load_balancing = "consistent_hash"`, rejected otherwise.
+    #[serde(default)]
+    pub hash_on: Option<HashOn>,
+    /// Time allowed to open a connection (TCP connect; TLS adds its handshake).
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Keep-alive connection pool settings.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// HTTP version spoken to the targets.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// TLS settings for `https://` targets.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Active health checking; absent means targets are only judged passively.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive outlier detection (ejection after consecutive failures).
+    #[serde(default)]
+    pub passive: PassiveConfig,
+    /// Cluster-wide concurrency limits and circuit breaking.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+impl ClusterConfig {
+    /// A cluster of plain targets with every other setting at its default.
+    pub fn with_targets<I, S>(targets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            targets: targets
+                .into_iter()
+                .map(|address| TargetConfig {
+                    address: address.into(),
+                    weight: DEFAULT_WEIGHT,
+                })
+                .collect(),
+            load_balancing: LoadBalancing::default(),
+            hash_on: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pool: PoolConfig::default(),
+            protocol: Protocol::default(),
+            tls: TlsConfig::default(),
+            health_check: None,
+            passive: PassiveConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+
+    /// Checks every setting, returning all problems found (never just the first).
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
+
+        if self.targets.is_empty() {
+            issue("targets".into(), "at least one target is required".into());
+        }
+        let mut seen = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            match TargetAddr::parse(&t.address) {
+                Ok(addr) => {
+                    if addr.scheme == Scheme::Https && self.protocol == Protocol::H2c {
+                        issue(
+                            format!("targets[{i}]"),
+                            format!(
+                                "`{}` is https but protocol is `h2c` (cleartext HTTP/2); use `auto` to negotiate HTTP/2 over TLS",
+                                t.address
+                            ),
+                        );
+                    }
+                    if seen.contains(&addr) {
+                        issue(
+                            format!("targets[{i}]"),
+                            format!(
+                                "`{}` is listed more than once; use `weight` instead",
+                                t.address
+                            ),
+                        );
+                    }
+                    seen.push(addr);
+                }
+                Err(e) => issue(format!("targets[{i}]"), e),
+            }
+            if t.weight == 0 || t.weight > MAX_WEIGHT {
+                issue(
+                    format!("targets[{i}].weight"),
+                    format!("must be between 1 and {MAX_WEIGHT}, got {}", t.weight),
+                );
+            }
+        }
+
+        match (self.load_balancing, &self.hash_on) {
+            (LoadBalancing::ConsistentHash, None) => issue(
+                "hash_on".into(),
+                "required with load_balancing = \"consistent_hash\" (\"header:<name>\" or \"path\")"
+                    .into(),
+            ),
+            (LoadBalancing::RoundRobin | LoadBalancing::LeastOutstanding, Some(_)) => issue(
+                "hash_on".into(),
+                format!(
+                    "only used with load_balancing = \"consistent_hash\", not \"{}\"",
+                    self.load_balancing.as_str()
+                ),
+            ),
+            _ => {}
+        }
+
+        if self.connect_timeout.is_zero() {
+            issue("connect_timeout".into(), "must be greater than zero".into());
+        }
+        if self.pool.idle_timeout.is_zero() {
+            issue(
+                "pool.idle_timeout".into(),
+                "must be greater than zero".into(),
+            );
+        }
+
+        if let Some(name) = &self.tls.server_name {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                issue(
+                    "tls.server_name".into(),
+                    format!("`{name}` is not a valid DNS name or IP address"),
+                );
+            }
+        }
+        if let Some(path) = &self.tls.ca_file {
+            if path.as_os_str().is_empty() {
+                issue("tls.ca_file".into(), "must not be empty".into());
+            }
+        }
+
+        if let Some(hc) = &self.health_check {
+            if !hc.path.starts_with('/') {
+                issue(
+                    "health_check.path".into(),
+                    format!("must start with `/`, got `{}`", hc.path),
+                );
+            } else if http::uri::PathAndQuery::try_from(hc.path.as_str()).is_err() {
+                issue(
+                    "health_check.path".into(),
+                    format!("`{}` is not a valid request path", hc.path),
+                );
+            }
+            if hc.interval.is_zero() {
+                issue(
+                    "health_check.interval".into(),
+                    "must be greater than zero".into(),
+                );
+            }
+            if hc.timeout.is_zero() {
+                issue(
+                    "health_check.timeout".into(),
+                    "must be greater than zero".into(),
+                );
+            } else if hc.timeout > hc.interval {
+                issue(
+                    "health_check.timeout".into(),
+                    format!(
+                        "must not exceed health_check.interval ({} > {})",
+                        humantime::format_duration(hc.timeout),
+                        humantime::format_duration(hc.interval)
+                    ),
+                );
+            }
+            if hc.healthy_threshold == 0 {
+                issue(
+                    "health_check.healthy_threshold".into(),
+                    "must be at least 1".into(),
+                );
+            }
+            if hc.unhealthy_threshold == 0 {
+                issue(
+                    "health_check.unhealthy_threshold".into(),
+                    "must be at least 1".into(),
+                );
+            }
+            for (i, s) in hc.expected_statuses.iter().enumerate() {
+                if !(100..=599).contains(s) {
+                    issue(
+                        format!("health_check.expected_statuses[{i}]"),
+                        format!("{s} is not an HTTP status code (100-599)"),
+                    );
+                }
+            }
+        }
+
+        if self.passive.consecutive_failures > 0 && self.passive.base_ejection_time.is_zero() {
+            issue(
+                "passive.base_ejection_time".into(),
+                "must be greater than zero when passive ejection is enabled".into(),
+            );
+        }
+        if self.passive.max_ejection_percent > 100 {
+            issue(
+                "passive.max_ejection_percent".into(),
+                format!(
+                    "must be between 0 and 100, got {}",
+                    self.passive.max_ejection_percent
+                ),
+            );
+        }
+
+        let cb = &self.circuit_breaker;
+        if cb.max_concurrent == 0 {
+            issue(
+                "circuit_breaker.max_concurrent".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if cb.consecutive_failures > 0 {
+            if cb.open_for.is_zero() {
+                issue(
+                    "circuit_breaker.open_for".into(),
+                    "must be greater than zero".into(),
+                );
+            }
+            if cb.half_open_probes == 0 {
+                issue(
+                    "circuit_breaker.half_open_probes".into(),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+
+        let r = &self.retry;
+        if r.attempts == 0 || r.attempts > 10 {
+            issue(
+                "retry.attempts".into(),
+                format!("must be between 1 (no retries) and 10, got {}", r.attempts),
+            );
+        }
+        if !(0.0..=1.0).contains(&r.budget_ratio) {
+            issue(
+                "retry.budget_ratio".into(),
+                format!("must be between 0.0 and 1.0, got {}", r.budget_ratio),
+            );
+        }
+        if r.backoff_base > r.backoff_max {
+            issue(
+                "retry.backoff_base".into(),
+                "must not exceed retry.backoff_max".into(),
+            );
+        }
+
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(issues)
+        }
+    }
+}
+
+/// One problem in a cluster config, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Key path relative to the cluster, e.g. `targets[1]` or `health_check.interval`.
+    pub path: String,
+    /// What is wrong, in one sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A target entry: an address and a weight.
+///
+/// Deserializes from either a bare string (`"10.0.0.1:8080"`) or a table
+/// (`{ address = "https://api.internal:443", weight = 3 }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetConfig {
+    /// `host:port`, `http://host:port` or `https://host[:port]`.
+    pub address: String,
+    /// Relative share of traffic (1-1000) under round robin and hashing.
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for TargetConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            address: String,
+            #[serde(default = "default_weight")]
+            weight: u32,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bare(String),
+            Table(Table),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a target is a string like \"host:port\" or a table { address = \"...\", weight = N }",
+            )
+        })? {
+            Raw::Bare(address) => Ok(Self {
+                address,
+                weight: DEFAULT_WEIGHT,
+            }),
+            Raw::Table(t) => Ok(Self {
+                address: t.address,
+                weight: t.weight,
+            }),
+        }
+    }
+}
+
+fn default_weight() -> u32 {
+    DEFAULT_WEIGHT
+}
+
+/// URL scheme of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// Cleartext.
+    Http,
+    /// TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A parsed target address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetAddr {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl TargetAddr {
+    /// Parses `host:port`, `http://host[:port]` or `https://host[:port]`.
+    /// Paths, queries and user info are rejected: a target is a socket, not a URL prefix.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err("target address is empty".into());
+        }
+        let (scheme, rest, explicit) = if let Some(rest) = input.strip_prefix("http://") {
+            (Scheme::Http, rest, true)
+        } else if let Some(rest) = input.strip_prefix("https://") {
+            (Scheme::Https, rest, true)
+        } else if input.contains("://") {
+            return Err(format!(
+                "`{input}` has an unsupported scheme; use http:// or https://"
+            ));
+        } else {
+            (Scheme::Http, input, false)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+            return Err(format!(
+                "`{input}` must not have a path or query; a target is host:port"
+            ));
+        }
+        if rest.contains('@') {
+            return Err(format!("`{input}` must not contain user info"));
+        }
+        let authority = http::uri::Authority::try_from(rest)
+            .map_err(|e| format!("`{input}` is not a valid host:port ({e})"))?;
+        let host = authority.host();
+        if host.is_empty() {
+            return Err(format!("`{input}` has no host"));
+        }
+        let port = match authority.port_u16() {
+            Some(0) => return Err(format!("`{input}` has port 0")),
+            Some(p) => p,
+            None if explicit => match scheme {
+                Scheme::Http => 80,
+                Scheme::Https => 443,
+            },
+            None => {
+                return Err(format!(
+                    "`{input}` has no port; write host:port or a full http(s):// URL"
+                ))
+            }
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(Self { scheme, host, port })
+    }
+
+    /// `host:port`, with IPv6 hosts bracketed; what goes in the URI authority.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.authority())
+    }
+}
+
+/// Load balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    /// Weighted round robin (smooth interleaving of weights).
+    #[default]
+    RoundRobin,
+    /// Power of two choices over in-flight request counts (divided by weight).
+    LeastOutstanding,
+    /// Hash ring with virtual nodes, keyed by `hash_on`.
+    ConsistentHash,
+}
+
+impl LoadBalancing {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::LeastOutstanding => "least_outstanding",
+            LoadBalancing::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+/// What consistent hashing takes its key from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HashOn {
+    /// The value of a request header (`"header:X-User"`); names are case-insensitive.
+    Header(http::HeaderName),
+    /// The request path (without the query).
+    Path,
+}
+
+impl TryFrom<String> for HashOn {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "path" {
+            return Ok(HashOn::Path);
+        }
+        if let Some(name) = s.strip_prefix("header:") {
+            let name = name.trim();
+            return http::HeaderName::try_from(name)
+                .map(HashOn::Header)
+                .map_err(|_| format!("`{name}` is not a valid header name"));
+        }
+        Err(format!(
+            "hash_on must be \"header:<name>\" or \"path\", got \"{s}\""
+        ))
+    }
+}
+
+impl From<HashOn> for String {
+    fn from(h: HashOn) -> String {
+        match h {
+            HashOn::Header(name) => format!("header:{name}"),
+            HashOn::Path => "path".into(),
+        }
+    }
+}
+
+/// Keep-alive pool settings, per target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// How long an idle connection is kept before closing it.
+    #[serde(default = "default_pool_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per target (0 disables keep-alive reuse).
+    #[serde(default = "default_pool_max_idle")]
+    pub max_idle_per_target: usize,
+}
+
+fn default_pool_idle() -> Duration {
+    DEFAULT_POOL_IDLE_TIMEOUT
+}
+fn default_pool_max_idle() -> usize {
+    DEFAULT_POOL_MAX_IDLE_PER_TARGET
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            max_idle_per_target: DEFAULT_POOL_MAX_IDLE_PER_TARGET,
+        }
+    }
+}
+
+/// HTTP version spoken to targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 only (TLS targets offer only `http/1.1` in ALPN).
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext; `http://` targets only.
+    H2c,
+    /// HTTP/1.1 on cleartext; TLS targets negotiate `h2` or `http/1.1` by ALPN.
+    #[default]
+    Auto,
+}
+
+impl Protocol {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::Auto => "auto",
+        }
+    }
+}
+
+/// TLS to `https://` targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of extra CA certificates trusted besides the built-in web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name sent as SNI and verified in the certificate, instead of the target host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any certificate. For tests only: it disables server authentication.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Active health checking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path requested with GET.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Time between checks of each target.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Time a check may take before it counts as failed.
+    #[serde(default = "default_health_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive passes that mark an unhealthy target healthy again.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that mark a healthy target unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Statuses that count as passing; empty means any 2xx.
+    #[serde(default)]
+    pub expected_statuses: Vec<u16>,
+}
+
+fn default_health_path() -> String {
+    DEFAULT_HEALTH_PATH.into()
+}
+fn default_health_interval() -> Duration {
+    DEFAULT_HEALTH_INTERVAL
+}
+fn default_health_timeout() -> Duration {
+    DEFAULT_HEALTH_TIMEOUT
+}
+fn default_healthy_threshold() -> u32 {
+    DEFAULT_HEALTHY_THRESHOLD
+}
+fn default_unhealthy_threshold() -> u32 {
+    DEFAULT_UNHEALTHY_THRESHOLD
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_HEALTH_PATH.into(),
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            expected_statuses: Vec::new(),
+        }
+    }
+}
+
+impl HealthCheckConfig {
+    /// Whether `status` counts as a passing check.
+    pub fn accepts(&self, status: http::StatusCode) -> bool {
+        if self.expected_statuses.is_empty() {
+            status.is_success()
+        } else {
+            self.expected_statuses.contains(&status.as_u16())
+        }
+    }
+}
+
+/// Passive outlier detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConfig {
+    /// Consecutive failed requests (connect errors, resets, timeouts, 502/503/504)
+    /// that eject a target; 0 disables passive ejection.
+    #[serde(default = "default_passive_failures")]
+    pub consecutive_failures: u32,
+    /// Ejection time; the n-th ejection of a target lasts n × this.
+    #[serde(default = "default_base_ejection", with = "humantime_serde")]
+    pub base_ejection_time: Duration,
+    /// Most targets ejected at once, as a percentage of the cluster
+    /// (one target may always be ejected).
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+fn default_passive_failures() -> u32 {
+    DEFAULT_PASSIVE_CONSECUTIVE_FAILURES
+}
+fn default_base_ejection() -> Duration {
+    DEFAULT_BASE_EJECTION_TIME
+}
+fn default_max_ejection_percent() -> u32 {
+    DEFAULT_MAX_EJECTION_PERCENT
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: DEFAULT_PASSIVE_CONSECUTIVE_FAILURES,
+            base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
+            max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
+        }
+    }
+}
+
+/// Cluster-wide limits and the circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Most requests in flight to the cluster (until their response body ends).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Most requests waiting for a slot when `max_concurrent` is reached;
+    /// beyond that requests fail at once with `overloaded`.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Consecutive failed attempts that open the circuit; 0 disables it.
+    #[serde(default = "default_breaker_failures")]
+    pub consecutive_failures: u32,
+    /// How long the circuit stays open before letting probes through.
+    #[serde(default = "default_open_for", with = "humantime_serde")]
+    pub open_for: Duration,
+    /// Requests let through while half-open; one success closes the circuit.
+    #[serde(default = "default_half_open_probes")]
+    pub half_open_probes: u32,
+}
+
+fn default_max_concurrent() -> usize {
+    DEFAULT_MAX_CONCURRENT
+}
+fn default_max_pending() -> usize {
+    DEFAULT_MAX_PENDING
+}
+fn default_breaker_failures() -> u32 {
+    DEFAULT_BREAKER_CONSECUTIVE_FAILURES
+}
+fn default_open_for() -> Duration {
+    DEFAULT_OPEN_FOR
+}
+fn default_half_open_probes() -> u32 {
+    DEFAULT_HALF_OPEN_PROBES
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_pending: DEFAULT_MAX_PENDING,
+            consecutive_failures: DEFAULT_BREAKER_CONSECUTIVE_FAILURES,
+            open_for: DEFAULT_OPEN_FOR,
+            half_open_probes: DEFAULT_HALF_OPEN_PROBES,
+        }
+    }
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Total attempts per request, the first included (1 = never retry).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Retries allowed as a share of requests over the last 10 seconds.
+    #[serde(default = "default_budget_ratio")]
+    pub budget_ratio: f64,
+    /// Retries per second allowed regardless of `budget_ratio`, so a quiet
+    /// cluster can still retry.
+    #[serde(default = "default_min_per_second")]
+    pub min_per_second: u32,
+    /// Backoff before the first retry; doubles each retry, full jitter.
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Cap on the backoff.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Largest request body (with a known length) buffered so it can be replayed.
+    #[serde(default = "default_max_replay_body")]
+    pub max_replay_body_bytes: usize,
+}
+
+fn default_attempts() -> u32 {
+    DEFAULT_RETRY_ATTEMPTS
+}
+fn default_budget_ratio() -> f64 {
+    DEFAULT_RETRY_BUDGET_RATIO
+}
+fn default_min_per_second() -> u32 {
+    DEFAULT_RETRY_MIN_PER_SECOND
+}
+fn default_backoff_base() -> Duration {
+    DEFAULT_BACKOFF_BASE
+}
+fn default_backoff_max() -> Duration {
+    DEFAULT_BACKOFF_MAX
+}
+fn default_max_replay_body() -> usize {
+    DEFAULT_MAX_REPLAY_BODY_BYTES
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: DEFAULT_RETRY_ATTEMPTS,
+            budget_ratio: DEFAULT_RETRY_BUDGET_RATIO,
+            min_per_second: DEFAULT_RETRY_MIN_PER_SECOND,
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            max_replay_body_bytes: DEFAULT_MAX_REPLAY_BODY_BYTES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ClusterConfig {
+        toml::from_str(s).unwrap()
+    }
+
+    fn issues(s: &str) -> Vec<String> {
+        match parse(s).validate() {
+            Ok(()) => Vec::new(),
+            Err(v) => v.into_iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_cluster_gets_documented_defaults() {
+        let c = parse(r#"targets = ["127.0.0.1:8080"]"#);
+        assert_eq!(c, ClusterConfig::with_targets(["127.0.0.1:8080"]));
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(c.retry.attempts, DEFAULT_RETRY_ATTEMPTS);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn full_cluster_parses() {
+        let c = parse(
+            r#"
+            targets = ["http://a:80", { address = "https://b.internal", weight = 3 }]
+            load_balancing = "consistent_hash"
+            hash_on = "header:X-User"
+            connect_timeout = "250ms"
+            protocol = "auto"
+            pool = { idle_timeout = "30s", max_idle_per_target = 4 }
+            tls = { server_name = "api.internal" }
+            health_check = { path = "/ready", interval = "2s", timeout = "500ms", expected_statuses = [200, 204] }
+            passive = { consecutive_failures = 3, base_ejection_time = "10s", max_ejection_percent = 30 }
+            circuit_breaker = { max_concurrent = 10, max_pending = 2, consecutive_failures = 5, open_for = "1s", half_open_probes = 2 }
+            retry = { attempts = 3, budget_ratio = 0.1, min_per_second = 5, backoff_base = "10ms", backoff_max = "100ms" }
+            "#,
+        );
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.targets[1].weight, 3);
+        assert_eq!(
+            c.hash_on,
+            Some(HashOn::Header(http::HeaderName::from_static("x-user")))
+        );
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        let hc = c.health_check.unwrap();
+        assert!(hc.accepts(http::StatusCode::NO_CONTENT));
+        assert!(!hc.accepts(http::StatusCode::CREATED));
+        assert_eq!(hc.healthy_threshold, DEFAULT_HEALTHY_THRESHOLD);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<ClusterConfig>("targets = [\"a:1\"]\nretry = { attempt = 3 }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("attempt"), "{err}");
+        assert!(toml::from_str::<ClusterConfig>("targets = [\"a:1\"]\nfoo = 1").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_key_paths() {
+        let got = issues(
+            r#"
+            targets = ["a:1", "ftp://b:2", "c", { address = "d:4", weight = 0 }, "a:1", "http://x/y"]
+            load_balancing = "consistent_hash"
+            health_check = { path = "ready", interval = "1s", timeout = "2s", unhealthy_threshold = 0, expected_statuses = [42] }
+            passive = { max_ejection_percent = 150 }
+            circuit_breaker = { max_concurrent = 0 }
+            retry = { attempts = 0, budget_ratio = 1.5, backoff_base = "1s", backoff_max = "10ms" }
+            "#,
+        );
+        let paths: Vec<&str> = got.iter().map(|s| s.split(':').next().unwrap()).collect();
+        for want in [
+            "targets[1]",
+            "targets[2]",
+            "targets[3].weight",
+            "targets[4]",
+            "targets[5]",
+            "hash_on",
+            "health_check.path",
+            "health_check.timeout",
+            "health_check.unhealthy_threshold",
+            "health_check.expected_statuses[0]",
+            "passive.max_ejection_percent",
+            "circuit_breaker.max_concurrent",
+            "retry.attempts",
+            "retry.budget_ratio",
+            "retry.backoff_base",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {got:#?}");
+        }
+        assert!(got
+            .iter()
+            .any(|s| s.contains("ftp://b:2") && s.contains("scheme")));
+        assert!(got
+            .iter()
+            .any(|s| s.starts_with("targets[2]") && s.contains("no port")));
+    }
+
+    #[test]
+    fn h2c_with_https_target_and_stray_hash_on_are_rejected() {
+        let got = issues(
+            r#"
+            targets = ["https://a"]
+            protocol = "h2c"
+            hash_on = "path"
+            "#,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("targets[0]: ") && got[0].contains("h2c"));
+        assert!(got[1].starts_with("hash_on: "));
+    }
+
+    #[test]
+    fn bad_hash_on_and_target_shapes_fail_to_parse_with_a_message() {
+        let err = toml::from_str::<ClusterConfig>(
+            "targets = [\"a:1\"]\nload_balancing = \"consistent_hash\"\nhash_on = \"cookie:x\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("header:<name>"), "{err}");
+        let err = toml::from_str::<ClusterConfig>("targets = [42]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn target_addresses_parse() {
+        let a = TargetAddr::parse("10.0.0.1:8080").unwrap();
+        assert_eq!(
+            (a.scheme, a.host.as_str(), a.port),
+            (Scheme::Http, "10.0.0.1", 8080)
+        );
+        let a = TargetAddr::parse("https://api.internal/").unwrap();
+        assert_eq!((a.scheme, a.port), (Scheme::Https, 443));
+        assert_eq!(a.to_string(), "https://api.internal:443");
+        let a = TargetAddr::parse("http://[::1]:9000").unwrap();
+        assert_eq!(a.host, "::1");
+        assert_eq!(a.authority(), "[::1]:9000");
+        for bad in [
+            "",
+            "host",
+            "http://a:0",
+            "http://u@a:1",
+            "a:99999",
+            "http://a:1/p?q",
+        ] {
+            assert!(TargetAddr::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+}
