@@ -1,1 +1,34 @@
-//! gateway-mirror (placeholder; being built).
+//! Dark launch for Gatehouse: mirror live traffic to a candidate version,
+//! compare its responses with the primary's, learn noise, score and decide.
+//!
+//! Pieces, in the order a request meets them:
+//!
+//! - [`config`]: the launch definition (`[[dark_launches]]`, `POST /v1/shadow`).
+//! - [`engine`]: [`MirrorEngine::plan`] (synchronous, on the hot path) and
+//!   [`MirrorPlan::submit`] (after the primary response; never blocks) feed a
+//!   bounded queue drained by a capped set of workers.
+//! - [`client`]: the [`ShadowClient`] trait the gateway implements over its
+//!   upstream clusters, plus a plain HTTP implementation for replay and tests.
+//! - [`compare`]: the [`Comparator`] trait and the structural JSON comparator.
+//! - [`stats`] and [`verdict`]: bounded per-endpoint statistics, noise model,
+//!   Wilson / Mann-Whitney scoring and the verdict.
+//! - [`store`]: persistence of launches, statistics and examples.
+//! - [`admin`], [`report`], [`cli`], [`record`]: the operator surfaces.
+//!
+//! Architecture invariant: nothing in this crate can change, delay or fail a
+//! primary response. The only hot-path calls are `plan` (no I/O, no await)
+//! and `submit` (a `try_send`); everything else runs on the workers.
+
+pub mod compare;
+pub mod config;
+pub mod endpoint;
+pub mod math;
+pub mod outcome;
+pub mod stats;
+pub mod verdict;
+
+pub use compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation, ObservationError};
+pub use config::{CompareConfig, ConfigIssue, LaunchConfig, RecordConfig, SampleBy, Thresholds};
+pub use outcome::{DiffCategory, DiffKind, DropReason, LaunchState, MirrorOutcome, SkipReason};
+pub use stats::LaunchStats;
+pub use verdict::{Assessment, EndpointAssessment, Scorer, Verdict};
