@@ -1,1 +1,141 @@
-//! gateway-config (placeholder; being built).
+//! The Gatehouse config file.
+//!
+//! One TOML file describes listeners, the admin API, upstream clusters and
+//! routes. Loading is three steps, each of which can only fail with an error
+//! that names the file, the line and the key:
+//!
+//! 1. **parse**: TOML syntax and types (`deny_unknown_fields` everywhere, so a
+//!    typo is an error, not a silently ignored setting);
+//! 2. **defaults**: every optional field has a documented default
+//!    (`DEFAULT_*` constants);
+//! 3. **validate**: cross-field rules (routes name existing clusters, no two
+//!    routes match the same requests, paths start with `/`, ...). Every issue
+//!    is reported at once, not just the first.
+//!
+//! This crate parses text and does no IO beyond reading the file it is
+//! given; building runtime objects (TLS acceptors, clients) is the proxy's job.
+//! The `clusters` section is owned by `gateway-upstream`, which validates it.
+
+mod error;
+mod locate;
+mod model;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Issue};
+pub use model::*;
+
+/// A validated config and the text it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed, defaulted and validated config.
+    pub config: Config,
+    /// The file it was read from, for messages.
+    pub origin: String,
+    /// The source text, kept so the admin API can show what is running.
+    pub source: String,
+}
+
+impl LoadedConfig {
+    /// The running config as JSON with secrets replaced by `"[redacted]"`.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let value: toml::Value =
+            toml::from_str(&self.source).unwrap_or(toml::Value::Table(Default::default()));
+        let mut json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        redact(&mut json);
+        json
+    }
+}
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: origin.clone(),
+        message: e.to_string(),
+    })?;
+    load_str(&source, &origin)
+}
+
+/// Parses and validates config text; `origin` names it in messages.
+pub fn load_str(source: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
+    let config: Config = toml::from_str(source).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| locate::line_col(source, span.start))
+            .unwrap_or((0, 0));
+        ConfigError::Invalid {
+            file: origin.to_string(),
+            issues: vec![Issue {
+                line,
+                column,
+                path: String::new(),
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    let raw = validate::validate(&config);
+    if !raw.is_empty() {
+        let issues = locate::locate_all(source, raw);
+        return Err(ConfigError::Invalid {
+            file: origin.to_string(),
+            issues,
+        });
+    }
+    Ok(LoadedConfig {
+        config,
+        origin: origin.to_string(),
+        source: source.to_string(),
+    })
+}
+
+/// Key names whose values are secrets, matched case-insensitively as suffixes.
+const SECRET_KEYS: [&str; 5] = ["token", "secret", "password", "private_key", "api_key"];
+
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if SECRET_KEYS.iter().any(|s| k.ends_with(s)) && !v.is_object() {
+                    *v = serde_json::Value::String("[redacted]".into());
+                } else if k.ends_with("url") {
+                    if let serde_json::Value::String(s) = v {
+                        *s = redact_url_credentials(s);
+                    }
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:[redacted]@host/db`.
+fn redact_url_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!(
+                "{}{}:[redacted]{}",
+                &url[..scheme_end + 3],
+                user,
+                &rest[at..]
+            )
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

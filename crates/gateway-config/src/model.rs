@@ -1,0 +1,313 @@
+//! The config file's structure. Every field is documented here; this is the
+//! reference `docs/config.md` is written from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway_core::ByteSize;
+pub use gateway_upstream::config::ClusterConfig;
+use serde::{Deserialize, Serialize};
+
+/// Default address of the public listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default address of the admin listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default time to wait for in-flight requests on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default cap on requests being served at once before shedding load (503).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+/// Default per-route time to wait for upstream response headers.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default per-route request body limit.
+pub const DEFAULT_MAX_BODY: ByteSize = ByteSize::mib(10);
+/// Default time a client may take to send request headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle time after which a client connection is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide gateway settings.
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    /// Public listeners. When absent, one plain listener on `127.0.0.1:8080`.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    /// The admin API listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Logs, metrics and tracing.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// Where durable and shared state lives.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Upstream clusters by name (see `docs/upstreams.md`).
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Routes, matched by the precedence in `docs/config.md`.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![ListenerConfig::default()]
+}
+
+/// Process-wide gateway settings (`[gateway]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Requests served at once before new ones are shed with 503.
+    pub max_in_flight: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Time a client may take to send its request headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Whether to trust `X-Forwarded-For` from clients (only behind a trusted
+    /// load balancer); otherwise the peer address starts the chain.
+    pub trust_forwarded_headers: bool,
+    /// Reload the config when the file changes (SIGHUP always reloads).
+    pub watch_config: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            trust_forwarded_headers: false,
+            watch_config: true,
+        }
+    }
+}
+
+/// A public listener (`[[listeners]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name for logs and metrics.
+    #[serde(default = "default_listener_name")]
+    pub name: String,
+    /// Socket address to bind, e.g. `"0.0.0.0:8443"`.
+    #[serde(default = "default_listen")]
+    pub bind: SocketAddr,
+    /// TLS termination; absent means plain HTTP/1.1 and h2c.
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            name: default_listener_name(),
+            bind: default_listen(),
+            tls: None,
+        }
+    }
+}
+
+fn default_listener_name() -> String {
+    "public".into()
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+
+/// TLS for a listener. HTTP/2 and HTTP/1.1 are offered through ALPN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// PEM certificate chain file (relative paths are relative to the config file).
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+}
+
+/// The admin API (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Socket address of the admin listener; keep it private.
+    pub bind: SocketAddr,
+    /// Bearer token required on every admin endpoint except `/healthz` and
+    /// `/readyz`. `GATEHOUSE_ADMIN_TOKEN` overrides it. Without either, the
+    /// admin API refuses to start on a non-loopback address.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_ADMIN_LISTEN.parse().expect("valid default address"),
+            token: None,
+        }
+    }
+}
+
+/// Logs, metrics and tracing (`[telemetry]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where access log lines go: `"stdout"`, `"off"` or a file path.
+    pub access_log: String,
+    /// `tracing` filter for the process log (`RUST_LOG` overrides it).
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            access_log: "stdout".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Where state lives (`[storage]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for embedded state (the SQLite database).
+    pub data_dir: PathBuf,
+    /// `postgres://...` for shared durable state; absent means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `redis://...` for shared hot state (rate limits, change feeds).
+    pub redis_url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("gatehouse-data"),
+            database_url: None,
+            redis_url: None,
+        }
+    }
+}
+
+/// One route (`[[routes]]`): which requests it matches and where they go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs, metrics and scopes.
+    pub name: String,
+    /// Host names to match: exact (`api.example.com`) or one leading wildcard
+    /// label (`*.example.com`). Empty matches any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Match this exact path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Match paths starting with this prefix at a segment boundary
+    /// (`/api` matches `/api` and `/api/x`, not `/apix`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Match a path template: `/users/{id}/orders/{order}`; one segment per
+    /// `{name}`, and a final `{*rest}` matches the remainder.
+    #[serde(default)]
+    pub path_template: Option<String>,
+    /// Methods to match; empty matches any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Headers that must be present with exactly these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The cluster requests are sent to.
+    pub cluster: String,
+    /// Remove this prefix from the path before forwarding.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Replace the path before forwarding; `{name}` inserts a template
+    /// parameter, `{*rest}` the remainder.
+    #[serde(default)]
+    pub rewrite: Option<String>,
+    /// Send the client's `Host` header upstream (default) or the target's.
+    #[serde(default = "default_true")]
+    pub preserve_host: bool,
+    /// Time to wait for upstream response headers.
+    #[serde(default = "default_route_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// Headers changed on the request before it goes upstream.
+    #[serde(default)]
+    pub request_headers: HeaderRules,
+    /// Headers changed on the response before it goes to the client.
+    #[serde(default)]
+    pub response_headers: HeaderRules,
+    /// Free-form tags, usable in key scopes.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_route_timeout() -> Duration {
+    DEFAULT_ROUTE_TIMEOUT
+}
+
+fn default_max_body() -> ByteSize {
+    DEFAULT_MAX_BODY
+}
+
+/// Header changes, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Headers to append (kept alongside existing values).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Headers to set (replacing existing values).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl HeaderRules {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// How a route matches paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// Exactly this path.
+    Exact(String),
+    /// This prefix at a segment boundary.
+    Prefix(String),
+    /// A template with `{param}` segments.
+    Template(String),
+}
+
+impl RouteConfig {
+    /// The route's path matcher (`path_prefix = "/"` when none is given).
+    pub fn path_match(&self) -> PathMatch {
+        if let Some(p) = &self.path {
+            PathMatch::Exact(p.clone())
+        } else if let Some(t) = &self.path_template {
+            PathMatch::Template(t.clone())
+        } else {
+            PathMatch::Prefix(self.path_prefix.clone().unwrap_or_else(|| "/".into()))
+        }
+    }
+}

@@ -1,0 +1,157 @@
+use super::*;
+
+const GOOD: &str = r#"
+[admin]
+bind = "127.0.0.1:9191"
+token = "s3cret"
+
+[storage]
+database_url = "postgres://app:hunter2@db:5432/gatehouse"
+
+[clusters.fx]
+targets = ["127.0.0.1:7001"]
+
+[[routes]]
+name = "fx"
+path_prefix = "/v1/fx"
+strip_prefix = "/v1/fx"
+cluster = "fx"
+timeout = "5s"
+max_body = "1MiB"
+"#;
+
+fn check_err(source: &str, expect: &[&str]) {
+    let err = load_str(source, "gh.toml").expect_err("config should be rejected");
+    let text = err.to_string();
+    for needle in expect {
+        assert!(
+            text.contains(needle),
+            "error `{text}` should contain `{needle}`"
+        );
+    }
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let loaded = load_str(GOOD, "gh.toml").unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].bind.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.routes[0].timeout, std::time::Duration::from_secs(5));
+    assert_eq!(c.routes[0].max_body.bytes(), 1 << 20);
+    assert!(c.routes[0].preserve_host);
+    assert_eq!(c.gateway.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let src = GOOD.replace("timeout = \"5s\"", "timeout = \"5s\"\ntimeuot = \"1s\"");
+    check_err(&src, &["gh.toml:18:1: unknown field `timeuot`"]);
+}
+
+#[test]
+fn bad_duration_names_line() {
+    let src = GOOD.replace("timeout = \"5s\"", "timeout = \"5 parsecs\"");
+    check_err(&src, &["gh.toml:17:11:", "expected a duration"]);
+}
+
+#[test]
+fn bad_size_names_line() {
+    let src = GOOD.replace("\"1MiB\"", "\"1 furlong\"");
+    check_err(&src, &["gh.toml:18:12:", "unknown unit"]);
+}
+
+#[test]
+fn missing_cluster_names_line_key_and_known_clusters() {
+    let src = GOOD.replace("cluster = \"fx\"", "cluster = \"fxx\"");
+    check_err(
+        &src,
+        &["gh.toml:16:1: routes[0].cluster: no cluster named `fxx` (defined clusters: fx)"],
+    );
+}
+
+#[test]
+fn duplicate_routes_are_rejected() {
+    let src =
+        format!("{GOOD}\n[[routes]]\nname = \"fx2\"\npath_prefix = \"/v1/fx\"\ncluster = \"fx\"\n");
+    check_err(
+        &src,
+        &[
+            "gh.toml:21:1: routes[1].name",
+            "same requests as routes[0] (`fx`)",
+        ],
+    );
+    let src = format!("{GOOD}\n[[routes]]\nname = \"fx\"\npath = \"/other\"\ncluster = \"fx\"\n");
+    check_err(&src, &["routes[1].name: route name `fx` is already used"]);
+}
+
+#[test]
+fn every_issue_is_reported_at_once() {
+    let src = r#"
+[clusters.a]
+targets = []
+
+[[routes]]
+name = "r"
+path = "no-slash"
+path_prefix = "/x"
+methods = ["get"]
+hosts = ["bad host"]
+cluster = "b"
+"#;
+    let err = load_str(src, "gh.toml").unwrap_err();
+    let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+    for want in [
+        "routes[0].path",
+        "routes[0].methods[0]",
+        "routes[0].hosts[0]",
+        "routes[0].cluster",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    assert!(
+        paths.iter().any(|p| p.starts_with("clusters.a.")),
+        "cluster issues are prefixed: {paths:?}"
+    );
+    assert!(err.issues().iter().all(|i| i.line > 0), "{err}");
+}
+
+#[test]
+fn template_and_rewrite_are_checked() {
+    let src = GOOD.replace(
+        "path_prefix = \"/v1/fx\"\nstrip_prefix = \"/v1/fx\"",
+        "path_template = \"/users/{id}/{*rest}\"\nrewrite = \"/u/{uid}\"",
+    );
+    check_err(&src, &["routes[0].rewrite", "`{uid}` is not a parameter"]);
+    let src = GOOD.replace(
+        "path_prefix = \"/v1/fx\"\nstrip_prefix = \"/v1/fx\"",
+        "path_template = \"/a/{*rest}/b\"",
+    );
+    check_err(&src, &["must be the last segment"]);
+}
+
+#[test]
+fn syntax_error_names_line() {
+    check_err("[[routes]\nname = 1", &["gh.toml:1:"]);
+}
+
+#[test]
+fn redacted_json_hides_secrets() {
+    let loaded = load_str(GOOD, "gh.toml").unwrap();
+    let json = loaded.redacted_json().to_string();
+    assert!(!json.contains("s3cret"), "{json}");
+    assert!(!json.contains("hunter2"), "{json}");
+    assert!(
+        json.contains("postgres://app:[redacted]@db:5432/gatehouse"),
+        "{json}"
+    );
+    assert!(json.contains("127.0.0.1:7001"));
+}
+
+#[test]
+fn load_file_names_missing_file() {
+    let err = load_file(std::path::Path::new("/nonexistent/gh.toml")).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/gh.toml: cannot read config"));
+}
