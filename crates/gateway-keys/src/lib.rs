@@ -1,1 +1,10 @@
-//! gateway-keys (placeholder; being built).
+//! gateway-keys: the API key system of Gatehouse.
+pub mod config;
+pub mod feed;
+pub mod jwt;
+pub mod key;
+pub mod keyring;
+pub mod model;
+pub mod ratelimit;
+pub mod scope;
+pub mod store;

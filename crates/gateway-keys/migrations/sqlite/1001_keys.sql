@@ -1,0 +1,55 @@
+-- gateway-keys schema (SQLite). Times are Unix milliseconds (UTC).
+CREATE TABLE IF NOT EXISTS gk_consumers (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    plan           TEXT,
+    consumer_group TEXT,
+    created_at     BIGINT NOT NULL
+);
+
+-- Only the SHA-256 of a key is stored, never the key.
+CREATE TABLE IF NOT EXISTS gk_keys (
+    id              TEXT PRIMARY KEY,
+    hash            TEXT NOT NULL UNIQUE,
+    consumer_id     TEXT NOT NULL REFERENCES gk_consumers(id),
+    name            TEXT NOT NULL,
+    environment     TEXT NOT NULL,
+    scopes          TEXT NOT NULL,
+    plan            TEXT,
+    created_at      BIGINT NOT NULL,
+    created_by      TEXT NOT NULL,
+    expires_at      BIGINT,
+    revoked_at      BIGINT,
+    revoked_reason  TEXT,
+    last_used_at    BIGINT,
+    predecessor_id  TEXT,
+    successor_id    TEXT,
+    grace_until     BIGINT,
+    warned_at       BIGINT,
+    expiry_noted_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS gk_keys_consumer ON gk_keys (consumer_id);
+
+CREATE TABLE IF NOT EXISTS gk_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    key_id      TEXT,
+    consumer_id TEXT,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gk_audit_key ON gk_audit (key_id, id);
+
+-- The audit log is append-only, enforced by the database itself.
+CREATE TRIGGER IF NOT EXISTS gk_audit_no_update BEFORE UPDATE ON gk_audit
+BEGIN SELECT RAISE(ABORT, 'gk_audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS gk_audit_no_delete BEFORE DELETE ON gk_audit
+BEGIN SELECT RAISE(ABORT, 'gk_audit is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS gk_quota_usage (
+    subject TEXT NOT NULL,
+    period  TEXT NOT NULL,
+    used    BIGINT NOT NULL,
+    PRIMARY KEY (subject, period)
+);

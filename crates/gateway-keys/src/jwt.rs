@@ -1,0 +1,281 @@
+//! JWT bearer tokens as a second authentication method.
+//!
+//! A [`JwtVerifier`] is built once per route from its [`JwtConfig`]: the key
+//! material (an HS256 secret, a PEM public key, or a JWKS file) is read at
+//! build time, so verification on the hot path does no I/O. Only the one
+//! configured algorithm is accepted. `exp` is required; `nbf`, `iss` and
+//! `aud` are checked when present or configured, with the configured
+//! leeway for clock skew.
+
+use std::collections::BTreeMap;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::{ConfigIssue, JwtAlgorithm, JwtConfig};
+
+/// Verified claims.
+pub type Claims = Map<String, Value>;
+
+/// Why a token was refused. The message is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JwtError {
+    /// Stable identifier.
+    pub reason: &'static str,
+    /// Human explanation.
+    pub message: String,
+}
+
+impl JwtError {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Verifies tokens for one route.
+pub struct JwtVerifier {
+    keys: Vec<(Option<String>, DecodingKey)>,
+    validation: Validation,
+    consumer_claim: String,
+    claims_to_headers: BTreeMap<String, String>,
+    plan: Option<String>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.keys.len())
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds a verifier, reading key files and secret variables now.
+    pub fn from_config(cfg: &JwtConfig) -> Result<Self, Vec<ConfigIssue>> {
+        cfg.validate()?;
+        let alg = cfg.algorithm.to_jwt();
+        let issue = |path: &str, msg: String| vec![ConfigIssue::new(path, msg)];
+        let keys = match cfg.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = match (&cfg.secret, &cfg.secret_env) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                        issue(
+                            "secret_env",
+                            format!("environment variable `{var}` is not set"),
+                        )
+                    })?,
+                    (None, None) => unreachable_config()?,
+                };
+                if secret.len() < 32 {
+                    return Err(issue(
+                        "secret",
+                        "an HS256 secret must be at least 32 bytes".into(),
+                    ));
+                }
+                vec![(None, DecodingKey::from_secret(secret.as_bytes()))]
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                if let Some(path) = &cfg.public_key_file {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        issue(
+                            "public_key_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    let key = if cfg.algorithm == JwtAlgorithm::RS256 {
+                        DecodingKey::from_rsa_pem(&pem)
+                    } else {
+                        DecodingKey::from_ec_pem(&pem)
+                    }
+                    .map_err(|e| {
+                        issue(
+                            "public_key_file",
+                            format!(
+                                "{} is not a PEM public key for {:?}: {e}",
+                                path.display(),
+                                cfg.algorithm
+                            ),
+                        )
+                    })?;
+                    vec![(None, key)]
+                } else if let Some(path) = &cfg.jwks_file {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        issue("jwks_file", format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
+                        issue(
+                            "jwks_file",
+                            format!("{} is not a JWKS document: {e}", path.display()),
+                        )
+                    })?;
+                    let mut keys = Vec::new();
+                    for jwk in &set.keys {
+                        let matches = match cfg.algorithm {
+                            JwtAlgorithm::RS256 => matches!(
+                                jwk.algorithm,
+                                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+                            ),
+                            _ => matches!(
+                                jwk.algorithm,
+                                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
+                            ),
+                        };
+                        if !matches {
+                            continue;
+                        }
+                        if let Ok(k) = DecodingKey::from_jwk(jwk) {
+                            keys.push((jwk.common.key_id.clone(), k));
+                        }
+                    }
+                    if keys.is_empty() {
+                        return Err(issue(
+                            "jwks_file",
+                            format!("{} holds no usable {:?} key", path.display(), cfg.algorithm),
+                        ));
+                    }
+                    keys
+                } else {
+                    unreachable_config()?
+                }
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = cfg.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(iss) = &cfg.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if cfg.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&cfg.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Self {
+            keys,
+            validation,
+            consumer_claim: cfg.consumer_claim.clone(),
+            claims_to_headers: cfg.claims_to_headers.clone(),
+            plan: cfg.plan.clone(),
+        })
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| JwtError::new("malformed", "the token is not a well-formed JWT"))?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(JwtError::new(
+                "algorithm",
+                format!("tokens signed with {:?} are not accepted here", header.alg),
+            ));
+        }
+        let key = match (&header.kid, self.keys.len()) {
+            (_, 1) if self.keys[0].0.is_none() => &self.keys[0].1,
+            (Some(kid), _) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid.as_str()))
+                .map(|(_, k)| k)
+                .ok_or_else(|| {
+                    JwtError::new("unknown_kid", "the token's signing key (kid) is not known")
+                })?,
+            (None, 1) => &self.keys[0].1,
+            (None, _) => {
+                return Err(JwtError::new(
+                    "missing_kid",
+                    "the token has no kid and several keys are configured",
+                ))
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => JwtError::new("expired", "the token has expired"),
+                K::ImmatureSignature => {
+                    JwtError::new("not_yet_valid", "the token is not valid yet (nbf)")
+                }
+                K::InvalidIssuer => JwtError::new("issuer", "the token's issuer is not accepted"),
+                K::InvalidAudience => {
+                    JwtError::new("audience", "the token's audience is not accepted")
+                }
+                K::InvalidSignature => {
+                    JwtError::new("signature", "the token's signature is invalid")
+                }
+                K::InvalidAlgorithm => {
+                    JwtError::new("algorithm", "the token's algorithm is not accepted")
+                }
+                K::MissingRequiredClaim(c) => {
+                    JwtError::new("missing_claim", format!("the token has no `{c}` claim"))
+                }
+                _ => JwtError::new("malformed", "the token is not a well-formed JWT"),
+            }
+        })?;
+        Ok(data.claims)
+    }
+
+    /// The consumer named by the claims.
+    pub fn consumer(&self, claims: &Claims) -> Option<String> {
+        claim_text(claims.get(&self.consumer_claim)?)
+    }
+
+    /// Scopes from the `scope` (space-separated) or `scp` (array) claim.
+    pub fn scopes(&self, claims: &Claims) -> Vec<String> {
+        match (claims.get("scope"), claims.get("scp")) {
+            (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+            (_, Some(Value::Array(a))) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            (_, Some(Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Configured claim → header pairs with the claim's value, for claims present.
+    pub fn forwarded(&self, claims: &Claims) -> Vec<(String, String)> {
+        self.claims_to_headers
+            .iter()
+            .filter_map(|(claim, header)| Some((header.clone(), claim_text(claims.get(claim)?)?)))
+            .collect()
+    }
+
+    /// Headers this verifier may set (stripped from incoming requests).
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.claims_to_headers.values().map(String::as_str)
+    }
+
+    /// The plan for JWT consumers on this route.
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+}
+
+fn claim_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn unreachable_config<T>() -> Result<T, Vec<ConfigIssue>> {
+    // `validate()` already rejected this combination; keep a clear error
+    // rather than a panic should the two ever drift apart.
+    Err(vec![ConfigIssue::new(
+        "algorithm",
+        "no key material configured",
+    )])
+}

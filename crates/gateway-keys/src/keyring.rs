@@ -1,0 +1,228 @@
+//! The in-memory keyring: what the hot path verifies against.
+//!
+//! A [`Keyring`] holds an immutable [`Snapshot`] behind an `ArcSwap`, so
+//! readers never lock and never do I/O. Changes (from the admin API or the
+//! change feed) build a patched copy and swap it in whole; a periodic full
+//! reload from the store replaces it outright.
+//!
+//! Lookup is by the first 8 bytes of the SHA-256 of the presented key; the
+//! candidate's full 32-byte hash is then compared in constant time. An
+//! attacker cannot steer which bucket a guess lands in without a SHA-256
+//! preimage, and the final comparison takes the same time whether or not
+//! the key exists, so timing reveals nothing about which keys exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
+use crate::model::{Consumer, KeyRecord, KeyStatus};
+
+/// A key and its owner, as held in memory.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// The key's metadata.
+    pub record: KeyRecord,
+    /// Its consumer.
+    pub consumer: Arc<Consumer>,
+}
+
+/// Why a well-formed key did not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyFailure {
+    /// No such key.
+    Unknown,
+    /// Expired, or its grace period after rotation is over.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl VerifyFailure {
+    /// Stable identifier.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown_key",
+            Self::Expired => "expired_key",
+            Self::Revoked => "revoked_key",
+        }
+    }
+}
+
+/// A successful verification.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The key and consumer.
+    pub entry: Arc<KeyEntry>,
+    /// `Active` or `Retiring`.
+    pub status: KeyStatus,
+}
+
+/// One immutable generation of the keyring.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    by_index: HashMap<u64, Vec<Arc<KeyEntry>>>,
+    by_id: HashMap<KeyId, Arc<KeyEntry>>,
+    consumers: HashMap<ConsumerId, Arc<Consumer>>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from full lists. Keys whose consumer is missing are
+    /// skipped (they cannot authenticate anyone).
+    pub fn build(consumers: Vec<Consumer>, keys: Vec<KeyRecord>) -> Self {
+        let mut s = Snapshot {
+            consumers: consumers
+                .into_iter()
+                .map(|c| (c.id.clone(), Arc::new(c)))
+                .collect(),
+            ..Snapshot::default()
+        };
+        for k in keys {
+            s.insert_key(k);
+        }
+        s
+    }
+
+    fn insert_key(&mut self, record: KeyRecord) {
+        let Some(consumer) = self.consumers.get(&record.consumer_id).cloned() else {
+            tracing::warn!(key_id = %record.id, consumer_id = %record.consumer_id, "key without consumer skipped");
+            return;
+        };
+        self.remove_key(&record.id);
+        let entry = Arc::new(KeyEntry { record, consumer });
+        self.by_index
+            .entry(entry.record.hash.index())
+            .or_default()
+            .push(entry.clone());
+        self.by_id.insert(entry.record.id.clone(), entry);
+    }
+
+    fn remove_key(&mut self, id: &KeyId) {
+        if let Some(old) = self.by_id.remove(id) {
+            let idx = old.record.hash.index();
+            if let Some(v) = self.by_index.get_mut(&idx) {
+                v.retain(|e| e.record.id != *id);
+                if v.is_empty() {
+                    self.by_index.remove(&idx);
+                }
+            }
+        }
+    }
+
+    fn clone_shallow(&self) -> Self {
+        Snapshot {
+            by_index: self.by_index.clone(),
+            by_id: self.by_id.clone(),
+            consumers: self.consumers.clone(),
+        }
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no keys are held.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// The lock-free in-memory keyring.
+#[derive(Debug, Default)]
+pub struct Keyring {
+    snap: ArcSwap<Snapshot>,
+}
+
+impl Keyring {
+    /// An empty keyring.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the whole snapshot.
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.snap.store(Arc::new(snapshot));
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snap.load_full()
+    }
+
+    /// Inserts or replaces one key.
+    pub fn upsert_key(&self, record: KeyRecord) {
+        self.snap.rcu(|cur| {
+            let mut next = cur.clone_shallow();
+            next.insert_key(record.clone());
+            next
+        });
+    }
+
+    /// Inserts or replaces one consumer (and re-links its keys).
+    pub fn upsert_consumer(&self, consumer: Consumer) {
+        self.snap.rcu(|cur| {
+            let mut next = cur.clone_shallow();
+            let c = Arc::new(consumer.clone());
+            next.consumers.insert(c.id.clone(), c.clone());
+            let keys: Vec<KeyRecord> = next
+                .by_id
+                .values()
+                .filter(|e| e.record.consumer_id == c.id)
+                .map(|e| e.record.clone())
+                .collect();
+            for k in keys {
+                next.insert_key(k);
+            }
+            next
+        });
+    }
+
+    /// A consumer by id.
+    pub fn consumer(&self, id: &ConsumerId) -> Option<Arc<Consumer>> {
+        self.snap.load().consumers.get(id).cloned()
+    }
+
+    /// A key by id.
+    pub fn key(&self, id: &KeyId) -> Option<Arc<KeyEntry>> {
+        self.snap.load().by_id.get(id).cloned()
+    }
+
+    /// Verifies a parsed key at `now`. No I/O, no locks.
+    pub fn verify(&self, key: &ApiKey, now: DateTime<Utc>) -> Result<Verified, VerifyFailure> {
+        self.verify_hash(&key.hash(), now)
+    }
+
+    /// Verifies a key hash at `now`.
+    pub fn verify_hash(
+        &self,
+        hash: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, VerifyFailure> {
+        let snap = self.snap.load();
+        let mut found: Option<&Arc<KeyEntry>> = None;
+        if let Some(candidates) = snap.by_index.get(&hash.index()) {
+            for c in candidates {
+                // Compare every candidate so the time does not depend on
+                // where a match sits in the bucket.
+                if c.record.hash.ct_eq(hash) {
+                    found = Some(c);
+                }
+            }
+        } else {
+            // Spend the same comparison on a miss as on a hit.
+            let _ = KeyHash([0; 32]).ct_eq(hash);
+        }
+        let entry = found.ok_or(VerifyFailure::Unknown)?;
+        match entry.record.status(now) {
+            KeyStatus::Revoked => Err(VerifyFailure::Revoked),
+            KeyStatus::Expired => Err(VerifyFailure::Expired),
+            status => Ok(Verified {
+                entry: entry.clone(),
+                status,
+            }),
+        }
+    }
+}

@@ -1,0 +1,771 @@
+//! Rate limits and quotas: per consumer (by plan), per client IP for
+//! unauthenticated traffic, and per client IP for failed verifications.
+//!
+//! Rate limits use GCRA (the "virtual scheduling" form of a token bucket):
+//! one timestamp per subject, constant memory, exact `Retry-After`. The
+//! algorithm sits behind the [`RateLimiter`] trait so the scale-out work can
+//! add a Redis implementation sharing state between nodes; the in-memory
+//! [`GcraLimiter`] reads time from the injected clock, so tests move time
+//! instead of sleeping.
+//!
+//! Quotas (per day, per month, total uses) are counted in memory by
+//! [`QuotaBook`] and written to the store in batches by the service's
+//! flusher, so the hot path does no I/O; a node's counts are re-read from
+//! the store at every full reload.
+//!
+//! Outcomes render as headers following the IETF RateLimit header fields
+//! draft: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`,
+//! `RateLimit-Policy`, and on refusal a 429 problem with `Retry-After`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use dashmap::DashMap;
+use gateway_core::Problem;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use crate::config::{IpLimitConfig, PlanConfig};
+use crate::store::QuotaUsage;
+
+/// A GCRA rate: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained events per second.
+    pub per_second: f64,
+    /// Events allowed at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    fn emission_us(&self) -> i64 {
+        ((1_000_000.0 / self.per_second).round() as i64).max(1)
+    }
+
+    /// The window, in seconds, over which `burst` events refill.
+    pub fn window_secs(&self) -> u64 {
+        ((self.burst as f64) / self.per_second).ceil().max(1.0) as u64
+    }
+
+    /// The `RateLimit-Policy` item for this rate.
+    pub fn policy(&self) -> String {
+        format!("{};w={}", self.burst, self.window_secs())
+    }
+}
+
+impl From<&IpLimitConfig> for Rate {
+    fn from(c: &IpLimitConfig) -> Self {
+        Rate {
+            per_second: c.rate_per_second,
+            burst: c.burst,
+        }
+    }
+}
+
+/// The outcome of one GCRA check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// Whether the event is allowed.
+    pub allowed: bool,
+    /// Events still allowed right now after this one.
+    pub remaining: u32,
+    /// Microseconds until the bucket is full again.
+    pub reset_us: i64,
+    /// Microseconds until the next event would be allowed (0 when allowed).
+    pub retry_after_us: i64,
+}
+
+/// A rate limiter keyed by subject (`consumer:<id>`, `ip:<addr>`, ...).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Counts one event for `key` at `now` if allowed.
+    async fn check(&self, key: &str, rate: Rate, now: DateTime<Utc>) -> RateDecision;
+    /// Whether one event would be allowed now, without counting it.
+    async fn peek(&self, key: &str, rate: Rate, now: DateTime<Utc>) -> RateDecision;
+    /// Drops state that no longer limits anything (a full bucket). Called
+    /// periodically; the default does nothing.
+    async fn prune(&self, _now: DateTime<Utc>) {}
+}
+
+/// The in-memory GCRA limiter.
+#[derive(Debug, Default)]
+pub struct GcraLimiter {
+    tat: DashMap<String, i64>,
+}
+
+impl GcraLimiter {
+    /// An empty limiter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of subjects tracked.
+    pub fn len(&self) -> usize {
+        self.tat.len()
+    }
+
+    /// Whether no subjects are tracked.
+    pub fn is_empty(&self) -> bool {
+        self.tat.is_empty()
+    }
+}
+
+/// One GCRA step: returns the decision and the new theoretical arrival time.
+pub fn gcra(tat: Option<i64>, now_us: i64, rate: Rate) -> (RateDecision, i64) {
+    let t = rate.emission_us();
+    let tau = t.saturating_mul(i64::from(rate.burst.max(1)));
+    let tat = tat.unwrap_or(now_us).max(now_us);
+    let new_tat = tat + t;
+    let allow_at = new_tat - tau;
+    if now_us < allow_at {
+        (
+            RateDecision {
+                allowed: false,
+                remaining: 0,
+                reset_us: tat - now_us,
+                retry_after_us: allow_at - now_us,
+            },
+            tat,
+        )
+    } else {
+        let remaining = ((tau - (new_tat - now_us)) / t).max(0);
+        (
+            RateDecision {
+                allowed: true,
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                reset_us: new_tat - now_us,
+                retry_after_us: 0,
+            },
+            new_tat,
+        )
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+#[async_trait]
+impl RateLimiter for GcraLimiter {
+    async fn check(&self, key: &str, rate: Rate, now: DateTime<Utc>) -> RateDecision {
+        let now = micros(now);
+        let mut slot = self.tat.entry(key.to_string()).or_insert(i64::MIN);
+        let prev = (*slot != i64::MIN).then_some(*slot);
+        let (d, new_tat) = gcra(prev, now, rate);
+        *slot = new_tat;
+        d
+    }
+
+    async fn peek(&self, key: &str, rate: Rate, now: DateTime<Utc>) -> RateDecision {
+        let prev = self.tat.get(key).map(|v| *v);
+        gcra(prev, micros(now), rate).0
+    }
+
+    async fn prune(&self, now: DateTime<Utc>) {
+        let now = micros(now);
+        self.tat.retain(|_, tat| *tat > now);
+    }
+}
+
+/// What a limit counted, for headers, metrics and problem codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// The plan's rate limit.
+    Rate,
+    /// A plan quota.
+    Quota,
+    /// The per-IP limit for requests without credentials.
+    UnauthenticatedIp,
+    /// The per-IP limit for failed verifications.
+    FailedAuthIp,
+}
+
+impl LimitKind {
+    /// Stable identifier (also the problem `code`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Rate => "rate_limited",
+            Self::Quota => "quota_exhausted",
+            Self::UnauthenticatedIp => "ip_rate_limited",
+            Self::FailedAuthIp => "too_many_failed_attempts",
+        }
+    }
+}
+
+/// Limit state to report on a response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateLimitInfo {
+    /// `RateLimit-Limit` of the closest limit.
+    pub limit: u64,
+    /// `RateLimit-Remaining` of the closest limit.
+    pub remaining: u64,
+    /// `RateLimit-Reset`: seconds until the closest limit resets.
+    pub reset_secs: u64,
+    /// `RateLimit-Policy` items of every limit that applied.
+    pub policies: Vec<String>,
+}
+
+impl RateLimitInfo {
+    /// Whether any limit applied (no headers are written otherwise).
+    pub fn is_limited(&self) -> bool {
+        !self.policies.is_empty()
+    }
+
+    /// Folds in another limit, keeping the one closest to exhaustion for the
+    /// Limit/Remaining/Reset trio.
+    fn merge(&mut self, limit: u64, remaining: u64, reset_secs: u64, policy: String) {
+        if self.policies.is_empty() || remaining < self.remaining {
+            self.limit = limit;
+            self.remaining = remaining;
+            self.reset_secs = reset_secs;
+        }
+        self.policies.push(policy);
+    }
+
+    /// Writes the RateLimit-* headers (nothing when no limit applied).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if !self.is_limited() {
+            return;
+        }
+        let set = |h: &mut HeaderMap, name: &'static str, v: String| {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set(headers, "ratelimit-limit", self.limit.to_string());
+        set(headers, "ratelimit-remaining", self.remaining.to_string());
+        set(headers, "ratelimit-reset", self.reset_secs.to_string());
+        set(headers, "ratelimit-policy", self.policies.join(", "));
+    }
+}
+
+/// A refusal: renders as 429 problem+json with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// Which limit refused.
+    pub kind: LimitKind,
+    /// Seconds to wait; `None` when waiting will not help (total quota used up).
+    pub retry_after_secs: Option<u64>,
+    /// Limit state for the RateLimit-* headers.
+    pub info: RateLimitInfo,
+}
+
+impl Limited {
+    /// The problem body.
+    pub fn problem(&self) -> Problem {
+        let detail = match (self.kind, self.retry_after_secs) {
+            (LimitKind::Quota, None) => {
+                "the consumer has used every request its plan allows".to_string()
+            }
+            (LimitKind::Quota, Some(s)) => {
+                format!("the plan's quota is used up; it resets in {s} s")
+            }
+            (LimitKind::Rate, _) => format!(
+                "rate limit exceeded; retry in {} s",
+                self.retry_after_secs.unwrap_or(1)
+            ),
+            (LimitKind::UnauthenticatedIp, _) => format!(
+                "too many requests without credentials from this address; retry in {} s",
+                self.retry_after_secs.unwrap_or(1)
+            ),
+            (LimitKind::FailedAuthIp, _) => format!(
+                "too many failed authentication attempts from this address; retry in {} s",
+                self.retry_after_secs.unwrap_or(1)
+            ),
+        };
+        let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, self.kind.as_str(), detail);
+        if let Some(s) = self.retry_after_secs {
+            p = p.with("retry_after", s);
+        }
+        p
+    }
+
+    /// Headers to add to the 429: `Retry-After` and RateLimit-*.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(s) = self.retry_after_secs {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        self.info.apply(&mut h);
+        h
+    }
+
+    /// The full 429 response.
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        let mut res = self.problem().into_response();
+        res.headers_mut().extend(self.headers());
+        res
+    }
+}
+
+fn ceil_secs(us: i64) -> u64 {
+    u64::try_from((us.max(0) + 999_999) / 1_000_000).unwrap_or(0)
+}
+
+/// A quota window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaWindow {
+    /// The current UTC day.
+    Day,
+    /// The current UTC calendar month.
+    Month,
+    /// Forever (remaining uses).
+    Total,
+}
+
+impl QuotaWindow {
+    /// The period key at `now` (`d:2026-11-23`, `m:2026-11`, `total`).
+    pub fn period(&self, now: DateTime<Utc>) -> String {
+        match self {
+            Self::Day => format!("d:{}", now.format("%Y-%m-%d")),
+            Self::Month => format!("m:{}", now.format("%Y-%m")),
+            Self::Total => "total".into(),
+        }
+    }
+
+    /// Seconds until the window resets, `None` for `Total`.
+    pub fn reset_secs(&self, now: DateTime<Utc>) -> Option<u64> {
+        let next = match self {
+            Self::Day => now.date_naive().succ_opt()?,
+            Self::Month => {
+                let (y, m) = if now.month() == 12 {
+                    (now.year() + 1, 1)
+                } else {
+                    (now.year(), now.month() + 1)
+                };
+                NaiveDate::from_ymd_opt(y, m, 1)?
+            }
+            Self::Total => return None,
+        };
+        let next = Utc.from_utc_datetime(&next.and_hms_opt(0, 0, 0)?);
+        Some(ceil_secs(
+            (next - now).num_microseconds().unwrap_or(i64::MAX),
+        ))
+    }
+
+    fn window_secs(&self) -> u64 {
+        match self {
+            Self::Day => 86_400,
+            Self::Month => 2_592_000,
+            Self::Total => 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct QuotaCell {
+    used: i64,
+    pending: i64,
+}
+
+/// In-memory quota counters, flushed to the store in batches.
+#[derive(Debug, Default)]
+pub struct QuotaBook {
+    cells: DashMap<(String, String), QuotaCell>,
+}
+
+impl QuotaBook {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one request for `subject` against every window in `limits`,
+    /// or none if any window is used up.
+    pub fn consume(
+        &self,
+        subject: &str,
+        limits: &[(QuotaWindow, u64)],
+        now: DateTime<Utc>,
+        info: &mut RateLimitInfo,
+    ) -> Result<(), Limited> {
+        let mut taken: Vec<(String, String)> = Vec::with_capacity(limits.len());
+        for (window, limit) in limits {
+            let key = (subject.to_string(), window.period(now));
+            let mut cell = self.cells.entry(key.clone()).or_default();
+            let limit_i = i64::try_from(*limit).unwrap_or(i64::MAX);
+            let reset = window.reset_secs(now);
+            if cell.used >= limit_i {
+                drop(cell);
+                // Give back what earlier windows counted for this request.
+                for k in taken {
+                    if let Some(mut c) = self.cells.get_mut(&k) {
+                        c.used -= 1;
+                        c.pending -= 1;
+                    }
+                }
+                let mut info = info.clone();
+                info.merge(*limit, 0, reset.unwrap_or(0), quota_policy(*window, *limit));
+                return Err(Limited {
+                    kind: LimitKind::Quota,
+                    retry_after_secs: reset,
+                    info,
+                });
+            }
+            cell.used += 1;
+            cell.pending += 1;
+            let remaining = u64::try_from(limit_i - cell.used).unwrap_or(0);
+            drop(cell);
+            info.merge(
+                *limit,
+                remaining,
+                reset.unwrap_or(0),
+                quota_policy(*window, *limit),
+            );
+            taken.push(key);
+        }
+        Ok(())
+    }
+
+    /// Takes the unflushed deltas.
+    pub fn drain_pending(&self) -> Vec<QuotaUsage> {
+        let mut out = Vec::new();
+        for mut e in self.cells.iter_mut() {
+            if e.pending != 0 {
+                out.push(QuotaUsage {
+                    subject: e.key().0.clone(),
+                    period: e.key().1.clone(),
+                    used: e.pending,
+                });
+                e.pending = 0;
+            }
+        }
+        out
+    }
+
+    /// Puts back deltas whose write failed, so they are retried.
+    pub fn restore_pending(&self, deltas: &[QuotaUsage]) {
+        for d in deltas {
+            let mut c = self
+                .cells
+                .entry((d.subject.clone(), d.period.clone()))
+                .or_default();
+            c.pending += d.used;
+        }
+    }
+
+    /// Replaces counts with store totals (plus anything not yet flushed) and
+    /// forgets periods that are over.
+    pub fn load(&self, rows: Vec<QuotaUsage>, current_periods: &[String]) {
+        self.cells
+            .retain(|k, c| c.pending != 0 || current_periods.contains(&k.1));
+        for r in rows {
+            let mut c = self.cells.entry((r.subject, r.period)).or_default();
+            c.used = r.used + c.pending;
+        }
+    }
+
+    /// Requests counted for `subject` in `window` at `now`.
+    pub fn used(&self, subject: &str, window: QuotaWindow, now: DateTime<Utc>) -> i64 {
+        self.cells
+            .get(&(subject.to_string(), window.period(now)))
+            .map(|c| c.used)
+            .unwrap_or(0)
+    }
+}
+
+fn quota_policy(window: QuotaWindow, limit: u64) -> String {
+    match window {
+        QuotaWindow::Total => format!("{limit};w=0;comment=\"total\""),
+        w => format!("{limit};w={}", w.window_secs()),
+    }
+}
+
+/// Who a plan's limits count against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSubject {
+    /// Key of the rate limiter (`consumer:<id>`).
+    pub rate_key: String,
+    /// Key of the quota counters (`consumer:<id>` or `group:<name>`).
+    pub quota_key: String,
+}
+
+/// Rate limiter and quota book together, on an injected clock.
+#[derive(Clone)]
+pub struct Limits {
+    limiter: Arc<dyn RateLimiter>,
+    quotas: Arc<QuotaBook>,
+    clock: Arc<dyn gateway_core::Clock>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").finish_non_exhaustive()
+    }
+}
+
+impl Limits {
+    /// Limits over `limiter` and `quotas`.
+    pub fn new(
+        limiter: Arc<dyn RateLimiter>,
+        quotas: Arc<QuotaBook>,
+        clock: Arc<dyn gateway_core::Clock>,
+    ) -> Self {
+        Self {
+            limiter,
+            quotas,
+            clock,
+        }
+    }
+
+    /// The quota book.
+    pub fn quotas(&self) -> &Arc<QuotaBook> {
+        &self.quotas
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.limiter
+    }
+
+    /// Checks a plan's rate limit, then its quotas, for `subject`.
+    pub async fn check(
+        &self,
+        subject: &LimitSubject,
+        plan: &PlanConfig,
+    ) -> Result<RateLimitInfo, Limited> {
+        let now = self.clock.now();
+        let mut info = RateLimitInfo::default();
+        if let Some(per_second) = plan.rate_per_second {
+            let rate = Rate {
+                per_second,
+                burst: plan.effective_burst(),
+            };
+            let d = self.limiter.check(&subject.rate_key, rate, now).await;
+            info.merge(
+                u64::from(rate.burst),
+                u64::from(d.remaining),
+                ceil_secs(d.reset_us),
+                rate.policy(),
+            );
+            if !d.allowed {
+                metrics::counter!("gatehouse_ratelimit_total", "outcome" => "rate_limited")
+                    .increment(1);
+                return Err(Limited {
+                    kind: LimitKind::Rate,
+                    retry_after_secs: Some(ceil_secs(d.retry_after_us).max(1)),
+                    info,
+                });
+            }
+        }
+        let mut windows = Vec::with_capacity(3);
+        if let Some(q) = plan.quota_per_day {
+            windows.push((QuotaWindow::Day, q));
+        }
+        if let Some(q) = plan.quota_per_month {
+            windows.push((QuotaWindow::Month, q));
+        }
+        if let Some(q) = plan.quota_total {
+            windows.push((QuotaWindow::Total, q));
+        }
+        if !windows.is_empty() {
+            if let Err(l) = self
+                .quotas
+                .consume(&subject.quota_key, &windows, now, &mut info)
+            {
+                metrics::counter!("gatehouse_ratelimit_total", "outcome" => "quota_exhausted")
+                    .increment(1);
+                return Err(l);
+            }
+        }
+        metrics::counter!("gatehouse_ratelimit_total", "outcome" => "allowed").increment(1);
+        Ok(info)
+    }
+
+    /// Counts one event against a per-IP limit.
+    pub async fn check_ip(
+        &self,
+        key: &str,
+        cfg: &IpLimitConfig,
+        kind: LimitKind,
+    ) -> Result<RateLimitInfo, Limited> {
+        self.ip(key, cfg, kind, true).await
+    }
+
+    /// Whether a per-IP limit would refuse now, without counting.
+    pub async fn peek_ip(
+        &self,
+        key: &str,
+        cfg: &IpLimitConfig,
+        kind: LimitKind,
+    ) -> Result<RateLimitInfo, Limited> {
+        self.ip(key, cfg, kind, false).await
+    }
+
+    async fn ip(
+        &self,
+        key: &str,
+        cfg: &IpLimitConfig,
+        kind: LimitKind,
+        count: bool,
+    ) -> Result<RateLimitInfo, Limited> {
+        if !cfg.enabled {
+            return Ok(RateLimitInfo::default());
+        }
+        let rate = Rate::from(cfg);
+        let now = self.clock.now();
+        let d = if count {
+            self.limiter.check(key, rate, now).await
+        } else {
+            self.limiter.peek(key, rate, now).await
+        };
+        let mut info = RateLimitInfo::default();
+        info.merge(
+            u64::from(rate.burst),
+            u64::from(d.remaining),
+            ceil_secs(d.reset_us),
+            rate.policy(),
+        );
+        if d.allowed {
+            Ok(info)
+        } else {
+            metrics::counter!("gatehouse_ratelimit_total", "outcome" => kind.as_str()).increment(1);
+            Err(Limited {
+                kind,
+                retry_after_secs: Some(ceil_secs(d.retry_after_us).max(1)),
+                info,
+            })
+        }
+    }
+
+    /// Current quota periods (for reloads).
+    pub fn current_periods(&self) -> Vec<String> {
+        let now = self.clock.now();
+        [QuotaWindow::Day, QuotaWindow::Month, QuotaWindow::Total]
+            .iter()
+            .map(|w| w.period(now))
+            .collect()
+    }
+
+    /// Drops idle limiter state.
+    pub async fn prune(&self) {
+        self.limiter.prune(self.clock.now()).await;
+    }
+}
+
+/// A day's worth, for tests and docs.
+pub fn one_day() -> ChronoDuration {
+    ChronoDuration::days(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::ManualClock;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 31, 23, 59, 0).unwrap()
+    }
+
+    #[test]
+    fn gcra_allows_burst_then_spaces_events() {
+        let rate = Rate {
+            per_second: 1.0,
+            burst: 3,
+        };
+        let mut tat = None;
+        let now = 0;
+        let mut remaining = vec![];
+        for _ in 0..3 {
+            let (d, t) = gcra(tat, now, rate);
+            assert!(d.allowed);
+            remaining.push(d.remaining);
+            tat = Some(t);
+        }
+        assert_eq!(remaining, [2, 1, 0]);
+        let (d, t) = gcra(tat, now, rate);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after_us, 1_000_000);
+        assert_eq!(t, tat.unwrap(), "a refusal does not consume");
+        let (d, _) = gcra(tat, 1_000_000, rate);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+    }
+
+    #[tokio::test]
+    async fn plan_rate_limit_and_quota_report_headers() {
+        let clock = ManualClock::new(t0());
+        let limits = Limits::new(
+            Arc::new(GcraLimiter::new()),
+            Arc::new(QuotaBook::new()),
+            Arc::new(clock.clone()),
+        );
+        let plan = PlanConfig {
+            rate_per_second: Some(2.0),
+            burst: Some(2),
+            quota_per_day: Some(3),
+            ..PlanConfig::default()
+        };
+        let subj = LimitSubject {
+            rate_key: "consumer:a".into(),
+            quota_key: "consumer:a".into(),
+        };
+        let info = limits.check(&subj, &plan).await.unwrap();
+        assert_eq!(info.policies, ["2;w=1", "3;w=86400"]);
+        assert_eq!((info.limit, info.remaining), (2, 1));
+        limits.check(&subj, &plan).await.unwrap();
+        let refused = limits.check(&subj, &plan).await.unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Rate);
+        assert_eq!(refused.retry_after_secs, Some(1));
+        let res: Response<Bytes> = refused.into_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.headers()["ratelimit-remaining"], "0");
+
+        clock.advance(ChronoDuration::seconds(1));
+        let info = limits.check(&subj, &plan).await.unwrap();
+        // Third request of the day: the quota is now the closest limit.
+        assert_eq!((info.limit, info.remaining), (3, 0));
+        clock.advance(ChronoDuration::seconds(1));
+        let refused = limits.check(&subj, &plan).await.unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Quota);
+        // 23:59:02 -> midnight is 58 s away.
+        assert_eq!(refused.retry_after_secs, Some(58));
+        // A new day resets the quota.
+        clock.advance(ChronoDuration::seconds(58));
+        limits.check(&subj, &plan).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn total_quota_has_no_retry_after_and_groups_share() {
+        let clock = ManualClock::new(t0());
+        let limits = Limits::new(
+            Arc::new(GcraLimiter::new()),
+            Arc::new(QuotaBook::new()),
+            Arc::new(clock.clone()),
+        );
+        let plan = PlanConfig {
+            quota_total: Some(2),
+            ..PlanConfig::default()
+        };
+        let a = LimitSubject {
+            rate_key: "consumer:a".into(),
+            quota_key: "group:g".into(),
+        };
+        let b = LimitSubject {
+            rate_key: "consumer:b".into(),
+            quota_key: "group:g".into(),
+        };
+        limits.check(&a, &plan).await.unwrap();
+        limits.check(&b, &plan).await.unwrap();
+        let refused = limits.check(&a, &plan).await.unwrap_err();
+        assert_eq!(refused.retry_after_secs, None);
+        let res: Response<Bytes> = refused.into_response();
+        assert!(res.headers().get("retry-after").is_none());
+        let deltas = limits.quotas().drain_pending();
+        assert_eq!(deltas.iter().map(|d| d.used).sum::<i64>(), 2);
+        assert!(limits.quotas().drain_pending().is_empty());
+    }
+
+    #[test]
+    fn quota_windows_reset_at_utc_boundaries() {
+        let now = t0();
+        assert_eq!(QuotaWindow::Day.period(now), "d:2026-03-31");
+        assert_eq!(QuotaWindow::Month.period(now), "m:2026-03");
+        assert_eq!(QuotaWindow::Month.reset_secs(now), Some(60));
+        let dec = Utc.with_ymd_and_hms(2026, 12, 31, 0, 0, 0).unwrap();
+        assert_eq!(QuotaWindow::Month.reset_secs(dec), Some(86_400));
+        assert_eq!(QuotaWindow::Total.reset_secs(now), None);
+    }
+}
