@@ -1,1 +1,43 @@
-//! gateway-cache (placeholder; being built).
+//! An RFC 9111 shared response cache for the Gatehouse pipeline.
+//!
+//! The gateway calls [`HttpCache::handle`] with the request, the route's
+//! [`RouteCacheContext`] and an [`Origin`] callback; the cache decides
+//! everything else — keys and variants, freshness and Age, revalidation,
+//! request coalescing, stale-while-revalidate and stale-if-error — and
+//! answers with `Age` and `Cache-Status` (RFC 9211). Purges ([`Purge`]) are
+//! plain data so they can be fanned out between nodes; [`admin::router`]
+//! and [`cli::CacheCommand`] expose them to operators.
+//!
+//! Module map:
+//! - [`config`]: `[cache]` and `routes[].cache` settings.
+//! - [`key`]: URL normalisation, extra key parts, `Vary` secondary keys.
+//! - [`directives`]: tolerant `Cache-Control`/`Expires`/date parsing.
+//! - [`policy`]: storability, freshness lifetime, Age, stale rules.
+//! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
+//! - [`cache`]: the request flow, coalescing and background refresh.
+//! - [`status`]: decisions as data, rendered into `Cache-Status`.
+//! - [`stats`]: counters and metrics.
+//! - [`tee`]: streaming a body to the client while storing a copy.
+//!
+//! See `docs/cache.md` for the design and its reasons.
+
+pub mod admin;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod directives;
+pub mod key;
+pub mod policy;
+pub mod stats;
+pub mod status;
+pub mod storage;
+pub mod tee;
+
+pub use cache::{
+    HttpCache, Origin, OriginError, Purge, PurgeError, PurgeResult, PurgeTarget, RouteCacheContext,
+    CACHE_STATUS,
+};
+pub use config::{CacheConfig, ConfigIssue, RouteCacheConfig};
+pub use stats::{CacheStats, RouteStats};
+pub use status::{CacheDecision, CacheStatus, Fwd, NotStoredReason};
+pub use storage::{CachedResponse, MemoryStorage, Storage, StorageUsage};

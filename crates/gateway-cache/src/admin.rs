@@ -1,0 +1,117 @@
+//! The cache's admin API, mounted by the gateway behind its admin-token
+//! check:
+//!
+//! - `POST /v1/cache/purge` with `{"url": ".."}`, `{"prefix": ".."}` or
+//!   `{"tag": ".."}` and optional `"soft": true`; answers
+//!   `{"purged": N, "soft": bool}`.
+//! - `GET /v1/cache/stats`: the [`CacheStats`](crate::CacheStats) snapshot.
+//!
+//! Errors are `application/problem+json` with stable codes.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gateway_core::Problem;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{HttpCache, Purge, PurgeTarget};
+
+/// The body of `POST /v1/cache/purge`: exactly one of `url`, `prefix`, `tag`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Purge one URL (every variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Purge every URL with this prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Purge every response with this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Mark stale instead of removing.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+impl PurgeRequest {
+    /// Converts to a [`Purge`], requiring exactly one target.
+    pub fn into_purge(self) -> Result<Purge, &'static str> {
+        let target = match (self.url, self.prefix, self.tag) {
+            (Some(u), None, None) => PurgeTarget::Url(u),
+            (None, Some(p), None) => PurgeTarget::Prefix(p),
+            (None, None, Some(t)) => PurgeTarget::Tag(t),
+            _ => return Err("the purge body needs exactly one of `url`, `prefix` or `tag`"),
+        };
+        Ok(Purge {
+            target,
+            soft: self.soft,
+        })
+    }
+}
+
+impl From<Purge> for PurgeRequest {
+    fn from(p: Purge) -> Self {
+        let mut r = PurgeRequest {
+            soft: p.soft,
+            ..Default::default()
+        };
+        match p.target {
+            PurgeTarget::Url(u) => r.url = Some(u),
+            PurgeTarget::Prefix(u) => r.prefix = Some(u),
+            PurgeTarget::Tag(t) => r.tag = Some(t),
+        }
+        r
+    }
+}
+
+/// The admin router; the caller adds authentication in front.
+pub fn router(cache: HttpCache) -> Router {
+    Router::new()
+        .route("/v1/cache/purge", post(purge))
+        .route("/v1/cache/stats", get(stats))
+        .with_state(cache)
+}
+
+struct ProblemResponse(Problem);
+
+impl IntoResponse for ProblemResponse {
+    fn into_response(self) -> Response {
+        let res: http::Response<bytes::Bytes> = self.0.into_response();
+        res.map(axum::body::Body::from).into_response()
+    }
+}
+
+async fn purge(
+    State(cache): State<HttpCache>,
+    body: Result<Json<PurgeRequest>, JsonRejection>,
+) -> Result<Json<crate::cache::PurgeResult>, ProblemResponse> {
+    let Json(req) = body.map_err(|e| {
+        ProblemResponse(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "cache_purge_invalid",
+            format!("invalid purge body: {}", e.body_text()),
+        ))
+    })?;
+    let purge = req.into_purge().map_err(|msg| {
+        ProblemResponse(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "cache_purge_invalid",
+            msg,
+        ))
+    })?;
+    cache.purge(&purge).map(Json).map_err(|e| {
+        ProblemResponse(Problem::new(
+            StatusCode::BAD_REQUEST,
+            e.code(),
+            e.to_string(),
+        ))
+    })
+}
+
+async fn stats(State(cache): State<HttpCache>) -> Json<crate::stats::CacheStats> {
+    Json(cache.stats())
+}
