@@ -1,0 +1,326 @@
+//! The currency engine: storage, the in-memory rate table and quotes.
+//!
+//! [`FxEngine`] is what an adapter (HTTP, CLI) holds. Reads go to an
+//! `ArcSwap<RateTable>` snapshot and never wait. Ingestion is serialised:
+//! a batch is first committed to the store in one transaction, and only then
+//! merged into the book and published as a new snapshot, so memory never
+//! shows data the store does not have.
+//!
+//! On first start (no ECB rows in the store) the bundled ECB history is
+//! imported, and the snapshot is built from the parsed batch directly rather
+//! than by reading back what was just written.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Duration, Utc};
+use gateway_core::Clock;
+use rust_decimal::Decimal;
+use tokio::sync::Mutex;
+
+use crate::bundled;
+use crate::consensus::ConsensusConfig;
+use crate::currency::CurrencyCode;
+use crate::error::FxError;
+use crate::money::RoundingMode;
+use crate::parse::{Batch, Format};
+use crate::query::{self, apply_rate, ConvertRequest};
+use crate::staleness::{FixingCalendar, StalenessLimits};
+use crate::store::{AuditEvent, AuditKind, IngestReport, QuoteRecord, RateStore};
+use crate::table::{RateBook, RateTable};
+
+/// What happened at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The bundled history was imported (first start).
+    ImportedBundled {
+        /// Rows stored.
+        rows: u64,
+        /// Milliseconds taken (parse + store + index).
+        millis: u128,
+    },
+    /// Existing data was loaded from the store.
+    Loaded {
+        /// Rows loaded.
+        rows: u64,
+        /// Milliseconds taken.
+        millis: u128,
+    },
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Reconciliation of several providers.
+    pub consensus: ConsensusConfig,
+    /// Import the bundled ECB history when the store has none.
+    pub import_bundled: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            consensus: ConsensusConfig::default(),
+            import_bundled: true,
+        }
+    }
+}
+
+/// A quoted conversion's result.
+#[derive(Debug, Clone)]
+pub struct QuotedConversion {
+    /// The quote used.
+    pub quote: QuoteRecord,
+    /// Amount converted.
+    pub amount: Decimal,
+    /// At the locked mid rate.
+    pub mid_amount: Decimal,
+    /// At the locked customer rate.
+    pub customer_amount: Decimal,
+    /// Rounding used.
+    pub rounding: RoundingMode,
+    /// Audit sequence number of this conversion.
+    pub audit_seq: i64,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct FxEngine {
+    store: Arc<dyn RateStore>,
+    book: Mutex<RateBook>,
+    table: ArcSwap<RateTable>,
+    clock: Arc<dyn Clock>,
+    bootstrap: Bootstrap,
+}
+
+impl FxEngine {
+    /// Opens the engine over a migrated store, importing the bundled
+    /// history on first start.
+    pub async fn open(
+        store: Arc<dyn RateStore>,
+        cfg: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<FxEngine, FxError> {
+        let started = Instant::now();
+        let mut book = RateBook::new(cfg.consensus);
+        let bootstrap = if cfg.import_bundled && store.count_rows(bundled::PROVIDER).await? == 0 {
+            let batch = bundled::ecb_history()
+                .map_err(|e| FxError::Store(format!("bundled history is unreadable: {e}")))?;
+            let report = store
+                .ingest(bundled::PROVIDER, Format::EcbZip, &batch, clock.now())
+                .await?;
+            // Anything already stored from other providers joins the book too.
+            for pb in store.load_all().await? {
+                if pb.provider == bundled::PROVIDER {
+                    continue;
+                }
+                for b in &pb.batches {
+                    let (days, _) = crate::table::normalise(b);
+                    book.add_normalised(&pb.provider, days);
+                }
+            }
+            let (days, _) = crate::table::normalise(&batch);
+            book.add_normalised(bundled::PROVIDER, days);
+            Bootstrap::ImportedBundled {
+                rows: report.inserted,
+                millis: started.elapsed().as_millis(),
+            }
+        } else {
+            let mut rows = 0u64;
+            for pb in store.load_all().await? {
+                for b in &pb.batches {
+                    rows += b.len() as u64;
+                    let (days, _) = crate::table::normalise(b);
+                    book.add_normalised(&pb.provider, days);
+                }
+            }
+            Bootstrap::Loaded {
+                rows,
+                millis: started.elapsed().as_millis(),
+            }
+        };
+        let all: Vec<_> = book_dates(&book);
+        let table = book.publish(&all, clock.now());
+        tracing::info!(?bootstrap, days = table.days().len(), "fx rates loaded");
+        Ok(FxEngine {
+            store,
+            book: Mutex::new(book),
+            table: ArcSwap::new(table),
+            clock,
+            bootstrap,
+        })
+    }
+
+    /// What happened at startup.
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
+    /// The current snapshot.
+    pub fn table(&self) -> Arc<RateTable> {
+        self.table.load_full()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn RateStore> {
+        &self.store
+    }
+
+    /// Stores a batch (one transaction) and publishes the updated table.
+    pub async fn ingest(
+        &self,
+        provider: &str,
+        format: Format,
+        batch: &Batch,
+    ) -> Result<IngestReport, FxError> {
+        let mut book = self.book.lock().await;
+        let report = self
+            .store
+            .ingest(provider, format, batch, self.clock.now())
+            .await?;
+        let (table, touched) = book.apply(provider, batch, self.clock.now());
+        if !touched.is_empty() {
+            self.table.store(table);
+        }
+        tracing::info!(
+            provider,
+            inserted = report.inserted,
+            ignored = report.ignored,
+            days = touched.len(),
+            "fx ingestion stored"
+        );
+        Ok(report)
+    }
+
+    /// Locks the current rate for `from`→`to` for `ttl`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_quote(
+        &self,
+        from: CurrencyCode,
+        to: CurrencyCode,
+        spread_bps: u32,
+        tier: Option<&str>,
+        ttl: Duration,
+        calendar: &FixingCalendar,
+        limits: &StalenessLimits,
+    ) -> Result<QuoteRecord, FxError> {
+        let table = self.table();
+        let now = self.clock.now();
+        let resolved = query::resolve(&table, None, now, calendar, limits)?;
+        let conv = query::convert_on(
+            &table,
+            &resolved.day,
+            &ConvertRequest {
+                from,
+                to,
+                amount: Decimal::ONE,
+                date: None,
+                rounding: RoundingMode::HalfEven,
+                spread_bps,
+            },
+        )?;
+        let q = QuoteRecord {
+            id: format!("q_{}", uuid::Uuid::now_v7().simple()),
+            from,
+            to,
+            mid_rate: conv.mid_rate,
+            customer_rate: conv.customer_rate,
+            spread_bps,
+            tier: tier.unwrap_or_default().to_string(),
+            fixing_date: resolved.day.date,
+            providers: conv.providers.join(","),
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        let detail = serde_json::json!({
+            "from": from, "to": to,
+            "mid_rate": q.mid_rate.to_string(), "customer_rate": q.customer_rate.to_string(),
+            "spread_bps": spread_bps, "tier": q.tier, "fixing_date": q.fixing_date.to_string(),
+            "expires_at": crate::store::ts(q.expires_at),
+        });
+        let audit = AuditEvent {
+            seq: 0,
+            at: now,
+            kind: AuditKind::QuoteCreated,
+            quote_id: q.id.clone(),
+            detail: detail.to_string(),
+        };
+        self.store.insert_quote(&q, &audit).await?;
+        Ok(q)
+    }
+
+    /// Converts `amount` at a quote's locked rates, if it has not expired.
+    pub async fn convert_quote(
+        &self,
+        id: &str,
+        amount: Decimal,
+        rounding: RoundingMode,
+    ) -> Result<QuotedConversion, FxError> {
+        let now = self.clock.now();
+        let q = self
+            .store
+            .get_quote(id)
+            .await?
+            .ok_or_else(|| FxError::QuoteNotFound(id.chars().take(64).collect()))?;
+        if now >= q.expires_at {
+            let detail = serde_json::json!({
+                "reason": "expired", "amount": amount.to_string(),
+                "expired_at": crate::store::ts(q.expires_at),
+            });
+            self.store
+                .append_audit(&AuditEvent {
+                    seq: 0,
+                    at: now,
+                    kind: AuditKind::QuoteRefused,
+                    quote_id: q.id.clone(),
+                    detail: detail.to_string(),
+                })
+                .await?;
+            return Err(FxError::QuoteExpired {
+                id: q.id,
+                expired_at: crate::store::ts(q.expires_at),
+            });
+        }
+        let mid_amount = apply_rate(amount, q.mid_rate, q.to, rounding)?;
+        let customer_amount = apply_rate(amount, q.customer_rate, q.to, rounding)?;
+        let detail = serde_json::json!({
+            "from": q.from, "to": q.to, "amount": amount.to_string(),
+            "mid_rate": q.mid_rate.to_string(), "mid_amount": mid_amount.to_string(),
+            "customer_rate": q.customer_rate.to_string(), "customer_amount": customer_amount.to_string(),
+            "rounding": rounding.as_str(),
+        });
+        let audit_seq = self
+            .store
+            .append_audit(&AuditEvent {
+                seq: 0,
+                at: now,
+                kind: AuditKind::QuoteConverted,
+                quote_id: q.id.clone(),
+                detail: detail.to_string(),
+            })
+            .await?;
+        Ok(QuotedConversion {
+            quote: q,
+            amount,
+            mid_amount,
+            customer_amount,
+            rounding,
+            audit_seq,
+        })
+    }
+
+    /// When the engine's data last changed.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.table().updated_at
+    }
+}
+
+fn book_dates(book: &RateBook) -> Vec<chrono::NaiveDate> {
+    book.dates()
+}

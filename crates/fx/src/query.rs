@@ -1,0 +1,414 @@
+//! Answers computed from a [`RateTable`]: rates on a day, time series and
+//! conversions.
+//!
+//! All arithmetic is `Decimal`. A cross rate is `mid(to) / mid(from)` (both
+//! per 1 EUR) rounded to [`RATE_SIGNIFICANT_DIGITS`]; a converted amount is
+//! `amount × rate` with that very rate, rounded once to the target's minor
+//! units, so anyone can reproduce the result from the numbers shown.
+//!
+//! Date rules: no date means the latest fixing; a date falls back to the
+//! latest fixing on or before it (weekends, holidays, gaps) and the answer
+//! names the fixing actually used. A date before the first fixing or after
+//! today is refused, as is a currency absent from the fixing used (CYP
+//! after 2007).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::currency::CurrencyCode;
+use crate::error::FxError;
+use crate::money::RoundingMode;
+use crate::spread::customer_rate;
+use crate::staleness::{FixingCalendar, StalenessLimits};
+use crate::table::{round_rate, Day, RateTable, PIVOT, RATE_SIGNIFICANT_DIGITS};
+
+/// The fixing chosen for a request, and how fresh it is.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The day used.
+    pub day: Arc<Day>,
+    /// The date asked for (today if none).
+    pub requested: NaiveDate,
+    /// Whether this is the newest fixing in the table.
+    pub is_latest: bool,
+    /// When the next fixing is expected (if this is the latest).
+    pub next_expected: Option<DateTime<Utc>>,
+    /// Overdue time of the next fixing (zero unless the latest is late).
+    pub overdue: Duration,
+    /// Past the soft limit.
+    pub stale: bool,
+}
+
+/// Picks the fixing for `date` (None = latest) and applies staleness limits.
+pub fn resolve(
+    table: &RateTable,
+    date: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    calendar: &FixingCalendar,
+    limits: &StalenessLimits,
+) -> Result<Resolved, FxError> {
+    let today = now.date_naive();
+    let latest = table.latest().ok_or(FxError::NoData)?;
+    let requested = date.unwrap_or(today);
+    if requested > today {
+        return Err(FxError::FutureDate {
+            date: requested,
+            today,
+        });
+    }
+    let first = table.first_date().ok_or(FxError::NoData)?;
+    if requested < first {
+        return Err(FxError::BeforeFirstFixing {
+            date: requested,
+            first,
+        });
+    }
+    let day = table
+        .on_or_before(requested)
+        .ok_or(FxError::NoData)?
+        .clone();
+    let is_latest = day.date == latest.date;
+    let (next_expected, overdue) = if is_latest {
+        let f = calendar.freshness(day.date, now);
+        (Some(f.next_expected), f.overdue)
+    } else {
+        (None, Duration::zero())
+    };
+    if let Some(hard) = limits.hard {
+        if overdue > hard {
+            return Err(FxError::TooStale {
+                fixing: day.date,
+                overdue_hours: overdue.num_hours(),
+                limit_hours: hard.num_hours(),
+            });
+        }
+    }
+    Ok(Resolved {
+        day,
+        requested,
+        is_latest,
+        next_expected,
+        overdue,
+        stale: overdue > limits.soft,
+    })
+}
+
+fn not_quoted(table: &RateTable, c: CurrencyCode, date: NaiveDate) -> FxError {
+    let cov = table.coverage(c);
+    FxError::NotQuoted {
+        currency: c,
+        date,
+        first: cov.map(|c| c.first),
+        last: cov.map(|c| c.last),
+    }
+}
+
+/// Units of `to` per 1 `from` on `day`, or which currency is missing.
+pub fn cross(
+    table: &RateTable,
+    day: &Day,
+    from: CurrencyCode,
+    to: CurrencyCode,
+) -> Result<Decimal, FxError> {
+    if day.mid(from).is_none() {
+        return Err(not_quoted(table, from, day.date));
+    }
+    if day.mid(to).is_none() {
+        return Err(not_quoted(table, to, day.date));
+    }
+    day.cross(from, to).ok_or(FxError::Overflow)
+}
+
+/// The currencies a conversion goes through.
+pub fn path(from: CurrencyCode, to: CurrencyCode) -> Vec<CurrencyCode> {
+    if from == to {
+        vec![from]
+    } else if from == PIVOT || to == PIVOT {
+        vec![from, to]
+    } else {
+        vec![from, PIVOT, to]
+    }
+}
+
+/// Rates of several symbols against one base on one day.
+#[derive(Debug, Clone)]
+pub struct RatesAnswer {
+    /// Base currency.
+    pub base: CurrencyCode,
+    /// `(symbol, units per 1 base)`, sorted by symbol.
+    pub rates: Vec<(CurrencyCode, Decimal)>,
+}
+
+/// Rates for `symbols` (all quoted currencies when empty) against `base`.
+pub fn rates_on(
+    table: &RateTable,
+    day: &Day,
+    base: CurrencyCode,
+    symbols: &[CurrencyCode],
+) -> Result<RatesAnswer, FxError> {
+    if day.mid(base).is_none() {
+        return Err(not_quoted(table, base, day.date));
+    }
+    let mut rates = Vec::new();
+    if symbols.is_empty() {
+        if base != PIVOT {
+            rates.push((PIVOT, cross(table, day, base, PIVOT)?));
+        }
+        for r in &day.rates {
+            if r.currency != base {
+                rates.push((r.currency, cross(table, day, base, r.currency)?));
+            }
+        }
+    } else {
+        for s in symbols {
+            rates.push((*s, cross(table, day, base, *s)?));
+        }
+    }
+    rates.sort_by_key(|r| r.0);
+    rates.dedup_by_key(|r| r.0);
+    Ok(RatesAnswer { base, rates })
+}
+
+/// Aggregation of a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interval {
+    /// Every fixing.
+    #[default]
+    Day,
+    /// ISO weeks (Monday to Sunday).
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+impl Interval {
+    /// Name used in query strings.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+        }
+    }
+
+    /// Parses `day`, `week` or `month`.
+    pub fn parse(s: &str) -> Option<Interval> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" | "daily" => Some(Interval::Day),
+            "week" | "weekly" => Some(Interval::Week),
+            "month" | "monthly" => Some(Interval::Month),
+            _ => None,
+        }
+    }
+
+    fn bucket(&self, d: NaiveDate) -> NaiveDate {
+        match self {
+            Interval::Day => d,
+            Interval::Week => d - Duration::days(d.weekday().num_days_from_monday() as i64),
+            Interval::Month => d.with_day(1).unwrap_or(d),
+        }
+    }
+}
+
+/// One point of a series: a day, or an aggregated period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    /// The fixing date (daily) or the first day of the period.
+    pub start: NaiveDate,
+    /// The last fixing in the period (equals `start` for daily points).
+    pub last_fixing: NaiveDate,
+    /// `(symbol, last value, mean value)`; mean equals last for daily points.
+    pub rates: Vec<(CurrencyCode, Decimal, Decimal)>,
+}
+
+/// Rates of `symbols` against `base` over `[start, end]`.
+pub fn series(
+    table: &RateTable,
+    base: CurrencyCode,
+    symbols: &[CurrencyCode],
+    start: NaiveDate,
+    end: NaiveDate,
+    interval: Interval,
+) -> Result<Vec<SeriesPoint>, FxError> {
+    let days = table.range(start, end);
+    let mut all_symbols: Vec<CurrencyCode> = symbols.to_vec();
+    if all_symbols.is_empty() {
+        let mut set = std::collections::BTreeSet::new();
+        for d in days {
+            set.extend(d.rates.iter().map(|r| r.currency));
+        }
+        set.insert(PIVOT);
+        set.remove(&base);
+        all_symbols = set.into_iter().collect();
+    }
+    // Refuse a currency never quoted in the range rather than return nothing.
+    for c in std::iter::once(&base).chain(&all_symbols) {
+        if !days.iter().any(|d| d.mid(*c).is_some()) {
+            return Err(not_quoted(table, *c, start));
+        }
+    }
+    let mut out: Vec<SeriesPoint> = Vec::new();
+    let mut sums: Vec<(Decimal, u32)> = vec![(Decimal::ZERO, 0); all_symbols.len()];
+    let mut lasts: Vec<Option<Decimal>> = vec![None; all_symbols.len()];
+    let mut current: Option<(NaiveDate, NaiveDate)> = None;
+    let flush = |out: &mut Vec<SeriesPoint>,
+                 cur: (NaiveDate, NaiveDate),
+                 sums: &mut [(Decimal, u32)],
+                 lasts: &mut [Option<Decimal>]| {
+        let mut rates = Vec::with_capacity(all_symbols.len());
+        for (i, s) in all_symbols.iter().enumerate() {
+            if let Some(last) = lasts[i] {
+                let (sum, n) = sums[i];
+                let mean = if n <= 1 {
+                    last
+                } else {
+                    round_rate(sum / Decimal::from(n))
+                };
+                rates.push((*s, last, mean));
+            }
+            sums[i] = (Decimal::ZERO, 0);
+            lasts[i] = None;
+        }
+        if !rates.is_empty() {
+            out.push(SeriesPoint {
+                start: cur.0,
+                last_fixing: cur.1,
+                rates,
+            });
+        }
+    };
+    for d in days {
+        let Some(base_mid) = d.mid(base) else {
+            continue;
+        };
+        let b = interval.bucket(d.date);
+        match current {
+            Some((cb, _)) if cb == b => {}
+            Some(cur) => {
+                flush(&mut out, cur, &mut sums, &mut lasts);
+            }
+            None => {}
+        }
+        current = Some((b, d.date));
+        for (i, s) in all_symbols.iter().enumerate() {
+            let Some(m) = d.mid(*s) else { continue };
+            let r = if *s == base {
+                Decimal::ONE
+            } else {
+                round_rate(m.checked_div(base_mid).ok_or(FxError::Overflow)?)
+            };
+            sums[i].0 += r;
+            sums[i].1 += 1;
+            lasts[i] = Some(r);
+        }
+    }
+    if let Some(cur) = current {
+        flush(&mut out, cur, &mut sums, &mut lasts);
+    }
+    Ok(out)
+}
+
+/// A conversion request (already validated).
+#[derive(Debug, Clone)]
+pub struct ConvertRequest {
+    /// Source currency.
+    pub from: CurrencyCode,
+    /// Target currency.
+    pub to: CurrencyCode,
+    /// Amount in `from`.
+    pub amount: Decimal,
+    /// Fixing date (None = latest).
+    pub date: Option<NaiveDate>,
+    /// Rounding of the result.
+    pub rounding: RoundingMode,
+    /// Customer markup.
+    pub spread_bps: u32,
+}
+
+/// A converted amount with everything needed to audit it.
+#[derive(Debug, Clone)]
+pub struct Conversion {
+    /// Source currency.
+    pub from: CurrencyCode,
+    /// Target currency.
+    pub to: CurrencyCode,
+    /// Amount in `from`.
+    pub amount: Decimal,
+    /// Mid rate: units of `to` per 1 `from`.
+    pub mid_rate: Decimal,
+    /// `amount × mid_rate`, rounded.
+    pub mid_amount: Decimal,
+    /// Markup applied for the customer rate.
+    pub spread_bps: u32,
+    /// Customer rate.
+    pub customer_rate: Decimal,
+    /// `amount × customer_rate`, rounded.
+    pub customer_amount: Decimal,
+    /// Rounding used.
+    pub rounding: RoundingMode,
+    /// Currencies the conversion went through.
+    pub path: Vec<CurrencyCode>,
+    /// Providers behind the rates used.
+    pub providers: Vec<String>,
+    /// Some input rate is disputed between providers.
+    pub disputed: bool,
+}
+
+/// Applies a rate to an amount, rounding to `to`'s minor units.
+pub fn apply_rate(
+    amount: Decimal,
+    rate: Decimal,
+    to: CurrencyCode,
+    rounding: RoundingMode,
+) -> Result<Decimal, FxError> {
+    let raw = amount.checked_mul(rate).ok_or(FxError::Overflow)?;
+    Ok(rounding.round(raw, to.minor_units()))
+}
+
+/// Converts on the given day.
+pub fn convert_on(
+    table: &RateTable,
+    day: &Day,
+    req: &ConvertRequest,
+) -> Result<Conversion, FxError> {
+    let mid = cross(table, day, req.from, req.to)?;
+    let cust = customer_rate(mid, req.spread_bps);
+    let mut providers: Vec<String> = Vec::new();
+    for c in [req.from, req.to] {
+        for p in day.providers_of(c) {
+            if !providers.iter().any(|x| **x == *p) {
+                providers.push(p.to_string());
+            }
+        }
+    }
+    if providers.is_empty() {
+        // Only EUR involved on both sides: still name who fixed the day.
+        for r in day.rates.iter().take(1) {
+            providers.extend(r.sources.iter().map(|s| s.provider.to_string()));
+        }
+    }
+    let disputed = [req.from, req.to]
+        .iter()
+        .any(|c| day.get(*c).is_some_and(|r| r.disputed));
+    Ok(Conversion {
+        from: req.from,
+        to: req.to,
+        amount: req.amount,
+        mid_rate: mid,
+        mid_amount: apply_rate(req.amount, mid, req.to, req.rounding)?,
+        spread_bps: req.spread_bps,
+        customer_rate: cust,
+        customer_amount: apply_rate(req.amount, cust, req.to, req.rounding)?,
+        rounding: req.rounding,
+        path: path(req.from, req.to),
+        providers,
+        disputed,
+    })
+}
+
+/// Documented precision, for responses and docs.
+pub fn precision_note() -> String {
+    format!("rates carry {RATE_SIGNIFICANT_DIGITS} significant digits; amounts are rounded once, to the target currency's minor units")
+}

@@ -1,0 +1,466 @@
+//! The in-memory rate table: every day's consensus mid rates against the
+//! pivot (EUR), with each provider's value kept beside it.
+//!
+//! [`RateBook`] is the mutable side: it holds every provider's raw fixings
+//! (normalised to the pivot) and, when a batch arrives, recomputes the
+//! consensus of just the days the batch touched and publishes a new
+//! immutable [`RateTable`]. Days are shared between successive tables through
+//! `Arc`, so a new fixing costs a copy of the day index, not of the history,
+//! and readers (behind an `ArcSwap` in the service) never take a lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::consensus::{reconcile, ConsensusConfig};
+use crate::currency::CurrencyCode;
+use crate::parse::Batch;
+
+/// The pivot currency every stored rate is quoted against.
+pub const PIVOT: CurrencyCode = CurrencyCode::EUR;
+
+/// Significant digits kept in every computed rate (cross rates, inverses,
+/// normalised provider values). Inputs have at most 6–7; 15 leaves the
+/// rounding error of a cross rate below 1e-14 relative, far under any
+/// currency's minor unit for amounts within the parsing limits.
+pub const RATE_SIGNIFICANT_DIGITS: u32 = 15;
+
+/// Rounds a computed rate to [`RATE_SIGNIFICANT_DIGITS`].
+pub fn round_rate(r: Decimal) -> Decimal {
+    r.round_sf(RATE_SIGNIFICANT_DIGITS).unwrap_or(r).normalize()
+}
+
+/// One provider's value for a currency on a day, as units per 1 EUR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Provider name.
+    pub provider: Arc<str>,
+    /// The provider's value, normalised to the pivot.
+    pub value: Decimal,
+    /// Left out of the consensus as an outlier.
+    pub outlier: bool,
+}
+
+/// The consensus for one currency on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRate {
+    /// The currency.
+    pub currency: CurrencyCode,
+    /// Consensus mid rate: units of `currency` per 1 EUR.
+    pub mid: Decimal,
+    /// Providers disagree with no majority.
+    pub disputed: bool,
+    /// Every provider's value.
+    pub sources: Box<[Source]>,
+}
+
+/// All consensus rates of one fixing date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Day {
+    /// Fixing date.
+    pub date: NaiveDate,
+    /// Rates sorted by currency; the pivot is implicit (always 1).
+    pub rates: Vec<DayRate>,
+}
+
+impl Day {
+    /// The consensus entry for `c` (never the pivot).
+    pub fn get(&self, c: CurrencyCode) -> Option<&DayRate> {
+        self.rates
+            .binary_search_by_key(&c, |r| r.currency)
+            .ok()
+            .map(|i| &self.rates[i])
+    }
+
+    /// Units of `c` per 1 EUR on this day, 1 for EUR itself.
+    pub fn mid(&self, c: CurrencyCode) -> Option<Decimal> {
+        if c == PIVOT {
+            return Some(Decimal::ONE);
+        }
+        self.get(c).map(|r| r.mid)
+    }
+
+    /// Names of providers that contributed to `c` (not counting outliers).
+    pub fn providers_of(&self, c: CurrencyCode) -> Vec<Arc<str>> {
+        match self.get(c) {
+            Some(r) => r
+                .sources
+                .iter()
+                .filter(|s| !s.outlier)
+                .map(|s| s.provider.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Cross rate: units of `to` per 1 `from`, rounded to
+    /// [`RATE_SIGNIFICANT_DIGITS`].
+    pub fn cross(&self, from: CurrencyCode, to: CurrencyCode) -> Option<Decimal> {
+        let f = self.mid(from)?;
+        let t = self.mid(to)?;
+        if from == to {
+            return Some(Decimal::ONE);
+        }
+        Some(round_rate(t.checked_div(f)?))
+    }
+}
+
+/// First and last day a currency was quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    /// First fixing date with a rate.
+    pub first: NaiveDate,
+    /// Last fixing date with a rate.
+    pub last: NaiveDate,
+}
+
+/// An immutable snapshot of all rates.
+#[derive(Debug, Clone, Default)]
+pub struct RateTable {
+    days: Vec<Arc<Day>>,
+    coverage: BTreeMap<CurrencyCode, Coverage>,
+    /// Increases with every published table.
+    pub version: u64,
+    /// When this table was published (drives `Last-Modified`).
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl RateTable {
+    /// Every day, oldest first.
+    pub fn days(&self) -> &[Arc<Day>] {
+        &self.days
+    }
+
+    /// Whether there is no data at all.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+
+    /// The first fixing date.
+    pub fn first_date(&self) -> Option<NaiveDate> {
+        self.days.first().map(|d| d.date)
+    }
+
+    /// The latest fixing.
+    pub fn latest(&self) -> Option<&Arc<Day>> {
+        self.days.last()
+    }
+
+    /// The latest fixing on or before `date`.
+    pub fn on_or_before(&self, date: NaiveDate) -> Option<&Arc<Day>> {
+        let i = self.days.partition_point(|d| d.date <= date);
+        i.checked_sub(1).map(|i| &self.days[i])
+    }
+
+    /// Days with `start <= date <= end`.
+    pub fn range(&self, start: NaiveDate, end: NaiveDate) -> &[Arc<Day>] {
+        let a = self.days.partition_point(|d| d.date < start);
+        let b = self.days.partition_point(|d| d.date <= end);
+        &self.days[a..b.max(a)]
+    }
+
+    /// When `c` was quoted; the pivot is quoted on every fixing.
+    pub fn coverage(&self, c: CurrencyCode) -> Option<Coverage> {
+        if c == PIVOT {
+            return Some(Coverage {
+                first: self.first_date()?,
+                last: self.latest()?.date,
+            });
+        }
+        self.coverage.get(&c).copied()
+    }
+
+    /// Every currency that has ever been quoted, pivot included.
+    pub fn currencies(&self) -> Vec<(CurrencyCode, Coverage)> {
+        let mut v: Vec<_> = self.coverage.iter().map(|(c, cov)| (*c, *cov)).collect();
+        if let Some(p) = self.coverage(PIVOT) {
+            v.push((PIVOT, p));
+            v.sort_by_key(|x| x.0);
+        }
+        v
+    }
+}
+
+/// One provider's fixing for one day, normalised to the pivot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProviderDay {
+    rates: Vec<(CurrencyCode, Decimal)>,
+}
+
+/// The mutable side: raw per-provider values and the current table.
+#[derive(Debug)]
+pub struct RateBook {
+    raw: BTreeMap<NaiveDate, BTreeMap<Arc<str>, ProviderDay>>,
+    providers: BTreeMap<String, Arc<str>>,
+    consensus: ConsensusConfig,
+    table: Arc<RateTable>,
+}
+
+/// Pivot-based rates of one day: `(date, [(currency, units per 1 EUR)])`.
+pub type PivotDay = (NaiveDate, Vec<(CurrencyCode, Decimal)>);
+
+/// Converts a batch quoted against any base into pivot-based rates per day.
+/// Days whose base cannot be related to the pivot are returned separately.
+pub fn normalise(batch: &Batch) -> (Vec<PivotDay>, Vec<NaiveDate>) {
+    let mut out = Vec::with_capacity(batch.fixings.len());
+    let mut skipped = Vec::new();
+    for f in &batch.fixings {
+        if batch.base == PIVOT {
+            out.push((f.date, f.rates.clone()));
+            continue;
+        }
+        // Units of EUR per 1 base.
+        let Some(eur_per_base) = f.rates.iter().find(|r| r.0 == PIVOT).map(|r| r.1) else {
+            skipped.push(f.date);
+            continue;
+        };
+        let mut rates = Vec::with_capacity(f.rates.len());
+        for (c, v) in &f.rates {
+            if *c == PIVOT {
+                continue;
+            }
+            if let Some(x) = v.checked_div(eur_per_base) {
+                rates.push((*c, round_rate(x)));
+            }
+        }
+        if let Some(inv) = Decimal::ONE.checked_div(eur_per_base) {
+            rates.push((batch.base, round_rate(inv)));
+        }
+        rates.sort_by_key(|r| r.0);
+        out.push((f.date, rates));
+    }
+    (out, skipped)
+}
+
+impl RateBook {
+    /// An empty book.
+    pub fn new(consensus: ConsensusConfig) -> Self {
+        Self {
+            raw: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            consensus,
+            table: Arc::new(RateTable::default()),
+        }
+    }
+
+    /// Every date with raw data.
+    pub fn dates(&self) -> Vec<NaiveDate> {
+        self.raw.keys().copied().collect()
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<RateTable> {
+        self.table.clone()
+    }
+
+    fn provider(&mut self, name: &str) -> Arc<str> {
+        self.providers
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::from(name))
+            .clone()
+    }
+
+    /// Adds pivot-normalised days from `provider` without publishing.
+    /// An existing `(provider, date)` is kept unless `replace` is set: raw
+    /// data is never overwritten by a re-fetch of the same day.
+    pub fn add_normalised(
+        &mut self,
+        provider: &str,
+        days: Vec<(NaiveDate, Vec<(CurrencyCode, Decimal)>)>,
+    ) -> Vec<NaiveDate> {
+        let p = self.provider(provider);
+        let mut touched = Vec::with_capacity(days.len());
+        for (date, rates) in days {
+            let slot = self.raw.entry(date).or_default();
+            if let Some(existing) = slot.get_mut(&p) {
+                // Only currencies not yet known for that day are added.
+                let before = existing.rates.len();
+                for (c, v) in rates {
+                    if existing.rates.binary_search_by_key(&c, |r| r.0).is_err() {
+                        existing.rates.push((c, v));
+                    }
+                }
+                if existing.rates.len() != before {
+                    existing.rates.sort_by_key(|r| r.0);
+                    touched.push(date);
+                }
+            } else {
+                slot.insert(p.clone(), ProviderDay { rates });
+                touched.push(date);
+            }
+        }
+        touched
+    }
+
+    /// Adds a parsed batch and publishes a new table. Returns the new table
+    /// and the dates that changed.
+    pub fn apply(
+        &mut self,
+        provider: &str,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> (Arc<RateTable>, Vec<NaiveDate>) {
+        let (days, skipped) = normalise(batch);
+        if !skipped.is_empty() {
+            tracing::warn!(
+                provider,
+                days = skipped.len(),
+                "fixings without a EUR rate cannot be related to the pivot; kept raw only"
+            );
+        }
+        let touched = self.add_normalised(provider, days);
+        (self.publish(&touched, now), touched)
+    }
+
+    fn build_day(&self, date: NaiveDate) -> Option<Day> {
+        let providers = self.raw.get(&date)?;
+        let mut by_currency: BTreeMap<CurrencyCode, Vec<(Arc<str>, Decimal)>> = BTreeMap::new();
+        for (p, day) in providers {
+            for (c, v) in &day.rates {
+                by_currency.entry(*c).or_default().push((p.clone(), *v));
+            }
+        }
+        let mut rates = Vec::with_capacity(by_currency.len());
+        let mut values = Vec::new();
+        for (currency, srcs) in by_currency {
+            values.clear();
+            values.extend(srcs.iter().map(|s| s.1));
+            let o = reconcile(&values, &self.consensus);
+            let sources = srcs
+                .into_iter()
+                .zip(o.outlier)
+                .map(|((provider, value), outlier)| Source {
+                    provider,
+                    value,
+                    outlier,
+                })
+                .collect();
+            rates.push(DayRate {
+                currency,
+                mid: round_rate(o.value),
+                disputed: o.disputed,
+                sources,
+            });
+        }
+        if rates.is_empty() {
+            return None;
+        }
+        Some(Day { date, rates })
+    }
+
+    /// Recomputes the given days and publishes a new table.
+    pub fn publish(&mut self, touched: &[NaiveDate], now: DateTime<Utc>) -> Arc<RateTable> {
+        if touched.is_empty() {
+            return self.table.clone();
+        }
+        let old = &self.table;
+        let mut days: Vec<Arc<Day>> = if touched.len() * 4 > self.raw.len() {
+            // Most days changed (e.g. the first import): rebuild straight.
+            self.raw
+                .keys()
+                .filter_map(|d| self.build_day(*d).map(Arc::new))
+                .collect()
+        } else {
+            let mut map: BTreeMap<NaiveDate, Arc<Day>> =
+                old.days.iter().map(|d| (d.date, d.clone())).collect();
+            for d in touched {
+                match self.build_day(*d) {
+                    Some(day) => {
+                        map.insert(*d, Arc::new(day));
+                    }
+                    None => {
+                        map.remove(d);
+                    }
+                }
+            }
+            map.into_values().collect()
+        };
+        days.sort_by_key(|d| d.date);
+        let mut coverage: BTreeMap<CurrencyCode, Coverage> = BTreeMap::new();
+        for d in &days {
+            for r in &d.rates {
+                coverage
+                    .entry(r.currency)
+                    .and_modify(|c| c.last = d.date)
+                    .or_insert(Coverage {
+                        first: d.date,
+                        last: d.date,
+                    });
+            }
+        }
+        self.table = Arc::new(RateTable {
+            days,
+            coverage,
+            version: old.version + 1,
+            updated_at: Some(now),
+        });
+        self.table.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::Fixing;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+    fn c(s: &str) -> CurrencyCode {
+        CurrencyCode::parse(s).unwrap()
+    }
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn usd_based_batches_are_normalised_to_eur() {
+        let batch = Batch {
+            base: CurrencyCode::USD,
+            fixings: vec![Fixing {
+                date: date("2026-10-30"),
+                rates: vec![(c("EUR"), d("0.8")), (c("JPY"), d("160"))],
+            }],
+        };
+        let (days, skipped) = normalise(&batch);
+        assert!(skipped.is_empty());
+        assert_eq!(days[0].1, vec![(c("JPY"), d("200")), (c("USD"), d("1.25"))]);
+    }
+
+    #[test]
+    fn fallback_and_coverage() {
+        let mut book = RateBook::new(ConsensusConfig::default());
+        let batch = Batch {
+            base: PIVOT,
+            fixings: vec![
+                Fixing {
+                    date: date("2026-10-29"),
+                    rates: vec![(c("CYP"), d("0.5")), (c("USD"), d("1.1"))],
+                },
+                Fixing {
+                    date: date("2026-10-30"),
+                    rates: vec![(c("USD"), d("1.2"))],
+                },
+            ],
+        };
+        let (t, _) = book.apply("ecb", &batch, Utc::now());
+        assert_eq!(
+            t.on_or_before(date("2026-11-01")).unwrap().date,
+            date("2026-10-30")
+        );
+        assert!(t.on_or_before(date("2026-10-28")).is_none());
+        assert_eq!(t.coverage(c("CYP")).unwrap().last, date("2026-10-29"));
+        assert_eq!(
+            t.latest().unwrap().cross(c("USD"), c("EUR")).unwrap(),
+            round_rate(d("1") / d("1.2"))
+        );
+        // Re-applying the same batch changes nothing.
+        let v = t.version;
+        let (t2, touched) = book.apply("ecb", &batch, Utc::now());
+        assert!(touched.is_empty());
+        assert_eq!(t2.version, v);
+    }
+}
