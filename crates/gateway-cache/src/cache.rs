@@ -362,6 +362,11 @@ impl HttpCache {
         self.inner.stats.snapshot(self.inner.storage.usage())
     }
 
+    /// Bytes held by stored responses right now (headers, bodies, keys).
+    pub fn stored_bytes(&self) -> u64 {
+        self.inner.storage.bytes()
+    }
+
     /// Resolves once no background refresh is running (for shutdown and tests).
     pub async fn background_idle(&self) {
         loop {
@@ -735,15 +740,26 @@ impl HttpCache {
     ) -> Response<Body> {
         let (res_parts, res_body) = res.into_parts();
         d.fwd_status = Some(res_parts.status.as_u16());
-        match self.plan_store(
-            req,
-            route,
-            primary,
-            rd,
-            &res_parts,
-            request_time,
-            response_time,
-        ) {
+        let planned = self
+            .plan_store(
+                req,
+                route,
+                primary,
+                rd,
+                &res_parts,
+                request_time,
+                response_time,
+            )
+            .and_then(|plan| {
+                // Bodies known to be too large are never buffered at all.
+                match http_body::Body::size_hint(&res_body).exact() {
+                    Some(n) if n > self.inner.cfg.max_object_bytes => {
+                        Err(NotStoredReason::TooLarge)
+                    }
+                    _ => Ok(plan),
+                }
+            });
+        match planned {
             Err(reason) => {
                 self.inner.stats.not_stored(&route.route, reason);
                 d.detail = Some(reason.as_str());

@@ -143,8 +143,11 @@ pub trait Storage: Send + Sync + 'static {
     /// marks them stale (`soft == true`); returns how many were affected.
     fn purge(&self, selector: &PurgeSelector, soft: bool) -> usize;
 
-    /// Occupancy figures.
+    /// Occupancy figures (may run pending maintenance to be exact).
     fn usage(&self) -> StorageUsage;
+
+    /// Bytes currently held, cheaply and without maintenance.
+    fn bytes(&self) -> u64;
 }
 
 // === impl MemoryStorage ===
@@ -380,7 +383,13 @@ impl Storage for MemoryStorage {
         n
     }
 
+    fn bytes(&self) -> u64 {
+        self.resident_bytes()
+    }
+
     fn usage(&self) -> StorageUsage {
+        // Entry counts are only exact after moka's batched maintenance.
+        self.cache.run_pending_tasks();
         StorageUsage {
             entries: self.cache.entry_count(),
             bytes: self.resident_bytes(),
