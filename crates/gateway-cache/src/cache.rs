@@ -472,7 +472,24 @@ impl HttpCache {
                         .pass(parts, body::empty(), route, &origin, fwd, Some("head"))
                         .await;
                 }
-                self.revalidate(parts, route, origin, key, obj, rd, fwd)
+                // Concurrent requests for one expired variant make one
+                // validation request; client-forced ones (fwd=request) go
+                // forward as asked.
+                let mut flight = None;
+                if fwd == Fwd::Stale {
+                    let primary = key_primary(&key);
+                    match self.join_flight((primary.clone(), Some(key.secondary.clone()))) {
+                        Role::Leader(guard) => flight = Some(guard),
+                        Role::Waiter(rx) => {
+                            if let Some(res) =
+                                self.await_flight(rx, &parts, route, &primary, &rd).await
+                            {
+                                return res;
+                            }
+                        }
+                    }
+                }
+                self.revalidate(parts, route, origin, key, obj, rd, fwd, flight)
                     .await
             }
         }
@@ -488,6 +505,7 @@ impl HttpCache {
         obj: Arc<CachedResponse>,
         rd: RequestDirectives,
         fwd: Fwd,
+        flight: Option<FlightGuard>,
     ) -> Response<Body> {
         let request_time = self.inner.clock.now();
         let res = origin.fetch(conditional_request(&parts, &obj)).await;
@@ -542,7 +560,7 @@ impl HttpCache {
                     &rd,
                     request_time,
                     response_time,
-                    None,
+                    flight,
                     d,
                 )
             }
@@ -642,50 +660,67 @@ impl HttpCache {
         fwd: Fwd,
     ) -> Response<Body> {
         let flight_key: FlightKey = (primary.clone(), secondary);
-        let role = {
-            let mut flights = self.inner.flights.lock();
-            if let Some((_, rx)) = flights.get(&flight_key) {
-                Role::Waiter(rx.clone())
-            } else {
-                let (tx, rx) = watch::channel(());
-                let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
-                flights.insert(flight_key.clone(), (id, rx));
-                Role::Leader(FlightGuard {
-                    inner: self.inner.clone(),
-                    key: flight_key,
-                    id,
-                    _tx: tx,
-                })
-            }
-        };
-        let waiter = match role {
+        match self.join_flight(flight_key) {
             Role::Leader(guard) => {
                 return self
                     .fetch_and_store(parts, route, origin, primary, rd, fwd, Some(guard))
                     .await
             }
-            Role::Waiter(rx) => Some(rx),
-        };
-        if let Some(mut rx) = waiter {
-            let waited = tokio::time::timeout(self.inner.cfg.coalesce_timeout, rx.changed()).await;
-            if waited.is_err() {
-                tracing::debug!(route = %route.route, url = %primary.url, "coalesce timeout; fetching alone");
-            }
-            let (_, found) = self.lookup(&primary, &parts.headers);
-            if let Some((_, obj)) = found {
-                let now = self.inner.clock.now();
-                if policy::usability(&obj.freshness, obj.is_invalidated(), &rd, now)
-                    == Usability::Fresh
-                {
-                    let mut d = CacheDecision::new(CacheStatus::Hit);
-                    d.ttl = Some(obj.freshness.ttl(now));
-                    d.collapsed = true;
-                    return self.respond_stored(&parts, route, &obj, d, now);
+            Role::Waiter(rx) => {
+                if let Some(res) = self.await_flight(rx, &parts, route, &primary, &rd).await {
+                    return res;
                 }
             }
         }
         self.fetch_and_store(parts, route, origin, primary, rd, fwd, None)
             .await
+    }
+
+    /// Joins the flight for `key`: the first caller leads (and must hold
+    /// the guard until its outcome is stored), later callers wait.
+    fn join_flight(&self, key: FlightKey) -> Role {
+        let mut flights = self.inner.flights.lock();
+        if let Some((_, rx)) = flights.get(&key) {
+            return Role::Waiter(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+        flights.insert(key.clone(), (id, rx));
+        Role::Leader(FlightGuard {
+            inner: self.inner.clone(),
+            key,
+            id,
+            _tx: tx,
+        })
+    }
+
+    /// Waits (at most `coalesce_timeout`) for the leader, then answers from
+    /// what it stored if that is fresh for this request; `None` means the
+    /// caller goes to the origin itself.
+    async fn await_flight(
+        &self,
+        mut rx: watch::Receiver<()>,
+        parts: &request::Parts,
+        route: &RouteCacheContext,
+        primary: &PrimaryKey,
+        rd: &RequestDirectives,
+    ) -> Option<Response<Body>> {
+        let waited = tokio::time::timeout(self.inner.cfg.coalesce_timeout, rx.changed()).await;
+        if waited.is_err() {
+            tracing::debug!(route = %route.route, url = %primary.url, "coalesce timeout; fetching alone");
+        }
+        let (_, (_, obj)) = match self.lookup(primary, &parts.headers) {
+            (v, Some(found)) => (v, found),
+            _ => return None,
+        };
+        let now = self.inner.clock.now();
+        if policy::usability(&obj.freshness, obj.is_invalidated(), rd, now) != Usability::Fresh {
+            return None;
+        }
+        let mut d = CacheDecision::new(CacheStatus::Hit);
+        d.ttl = Some(obj.freshness.ttl(now));
+        d.collapsed = true;
+        Some(self.respond_stored(parts, route, &obj, d, now))
     }
 
     #[allow(clippy::too_many_arguments)]

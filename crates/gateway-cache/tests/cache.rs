@@ -1163,3 +1163,49 @@ async fn stats_count_per_route() {
         Arc::new(ManualClock::new(start_time())),
     ),);
 }
+
+#[test]
+fn handle_future_is_send_so_it_can_run_in_a_hyper_service() {
+    fn assert_send<T: Send>(_: &T) {}
+    let h = Harness::new();
+    let origin: Arc<dyn Origin> = FnOrigin::new(|_| async { Err(origin_down()) }.boxed());
+    let fut = h
+        .cache
+        .handle(get("/").body(body::empty()).unwrap(), &h.route, origin);
+    assert_send(&fut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_an_expired_entry_make_one_validation() {
+    let h = Harness::new();
+    let o = socket(&h, |_, n| {
+        if n == 0 {
+            Reply::ok("v0").cc("max-age=10").header("etag", "\"a\"")
+        } else {
+            Reply::ok("")
+                .status(304)
+                .cc("max-age=10")
+                .delay(Duration::from_millis(300))
+        }
+    })
+    .await;
+    h.get("/x", o.clone()).await;
+    h.advance(20);
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let cache = h.cache.clone();
+        let route = h.route.clone();
+        let origin: Arc<dyn Origin> = o.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = cache
+                .handle(get("/x").body(body::empty()).unwrap(), &route, origin)
+                .await;
+            res.into_body().collect().await.unwrap().to_bytes()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "v0");
+    }
+    assert_eq!(o.calls(), 2);
+    assert_eq!(h.cache.stats().count(CacheStatus::Revalidated), 1);
+}
