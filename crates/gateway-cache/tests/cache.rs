@@ -1209,3 +1209,25 @@ async fn concurrent_requests_for_an_expired_entry_make_one_validation() {
     assert_eq!(o.calls(), 2);
     assert_eq!(h.cache.stats().count(CacheStatus::Revalidated), 1);
 }
+
+#[test]
+fn documented_sample_config_parses_and_validates() {
+    #[derive(serde::Deserialize)]
+    struct Routes {
+        cache: RouteCacheConfig,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        cache: CacheConfig,
+        routes: Routes,
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cache.md");
+    let md = std::fs::read_to_string(path).unwrap();
+    let start = md.find("```toml\n").expect("a toml block in docs/cache.md") + 8;
+    let len = md[start..].find("```").unwrap();
+    let doc: Doc = toml::from_str(&md[start..start + len]).unwrap();
+    doc.cache.validate().unwrap();
+    doc.routes.cache.validate("routes[0].cache").unwrap();
+    assert_eq!(doc.cache.max_bytes, 256 << 20);
+    assert_eq!(doc.routes.cache.ttl_override, Some(Duration::from_secs(30)));
+}
