@@ -1,0 +1,715 @@
+//! A cluster at runtime, and [`Cluster::send`]: the one call the proxy's
+//! upstream stage makes.
+//!
+//! `send` runs, in order: circuit breaker admission → concurrency slot
+//! (`max_concurrent`, queueing up to `max_pending`) → request body
+//! preparation (small bodies with a known length are buffered so the request
+//! can be replayed) → pick a target → send over the target's pool → classify
+//! the outcome (passive ejection, breaker, metrics) → maybe retry on another
+//! target, within `attempts`, the retry budget and the deadline. The
+//! response body streams straight from the target's connection; the
+//! concurrency slot and the target's in-flight count are held until it ends.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_core::body::{boxed, empty, full};
+use gateway_core::Body;
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::Balancer;
+use crate::breaker::{Admission, Breaker, CircuitState};
+use crate::config::{ClusterConfig, ConfigIssue, HashOn, TargetAddr};
+use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::retry::{backoff, RetryBudget};
+use crate::target::{Target, TargetStatus};
+use crate::{health, metrics};
+
+/// Per-request instructions from the proxy.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Time allowed until response headers arrive, across all attempts
+    /// (including waiting for a concurrency slot and backoff). `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Key for consistent hashing. When `None` the cluster derives it from
+    /// the request per its `hash_on` (header value or path); when that is
+    /// missing too, the request is balanced round robin.
+    pub hash_key: Option<Bytes>,
+    /// Whether the request may be sent more than once (retried after a
+    /// reset or a 502/503/504). Requests whose connection failed before
+    /// anything was sent are retried regardless, if their body is replayable.
+    pub idempotent: bool,
+    /// Keep the client's `Host` header (default). When false, `Host` is set
+    /// to the target's `host:port`.
+    pub preserve_host: bool,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            hash_key: None,
+            idempotent: false,
+            preserve_host: true,
+        }
+    }
+}
+
+impl SendOptions {
+    /// Options for a request with `method`: idempotent per RFC 9110
+    /// (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), no timeout, `Host` kept.
+    pub fn for_method(method: &Method) -> Self {
+        Self {
+            idempotent: is_idempotent(method),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the time-to-response-headers limit.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the consistent hashing key.
+    pub fn with_hash_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.hash_key = Some(key.into());
+        self
+    }
+}
+
+/// Whether `method` is idempotent (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// One upstream cluster: targets, balancer, limits, breaker, retry budget.
+#[derive(Debug)]
+pub struct Cluster {
+    name: Arc<str>,
+    config: ClusterConfig,
+    targets: Vec<Arc<Target>>,
+    weights: Vec<u32>,
+    balancer: Balancer,
+    breaker: Arc<Breaker>,
+    budget: RetryBudget,
+    slots: Arc<Semaphore>,
+    pending: AtomicUsize,
+    cancel: CancellationToken,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Cluster {
+    /// Builds a cluster, reusing targets (pool and health state) from
+    /// `previous` whose address and client settings are unchanged, and
+    /// starting active health checks. Must run inside a Tokio runtime when
+    /// `health_check` is set.
+    pub(crate) fn build(
+        name: &str,
+        config: ClusterConfig,
+        previous: Option<&Cluster>,
+    ) -> Result<Self, Vec<ConfigIssue>> {
+        config.validate()?;
+        let mut issues = Vec::new();
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (i, t) in config.targets.iter().enumerate() {
+            let addr = match TargetAddr::parse(&t.address) {
+                Ok(a) => a,
+                Err(message) => {
+                    issues.push(ConfigIssue {
+                        path: format!("targets[{i}]"),
+                        message,
+                    });
+                    continue;
+                }
+            };
+            let key = Target::key_for(&addr, &config);
+            let reused = previous.and_then(|p| p.targets.iter().find(|t| t.key() == key).cloned());
+            match reused {
+                Some(t) => targets.push(t),
+                None => match Target::build(addr, &config) {
+                    Ok(t) => targets.push(Arc::new(t)),
+                    Err(issue) => issues.push(issue),
+                },
+            }
+        }
+        if config.health_check.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            issues.push(ConfigIssue {
+                path: "health_check".into(),
+                message: "active health checks need a Tokio runtime; build upstreams inside one"
+                    .into(),
+            });
+        }
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        let weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
+        let names: Vec<String> = targets.iter().map(|t| t.display.clone()).collect();
+        let cluster = Self {
+            name: Arc::from(name),
+            balancer: Balancer::new(config.load_balancing, &names, &weights),
+            breaker: Arc::new(Breaker::new(&config.circuit_breaker)),
+            budget: RetryBudget::new(&config.retry),
+            slots: Arc::new(Semaphore::new(config.circuit_breaker.max_concurrent)),
+            pending: AtomicUsize::new(0),
+            cancel: CancellationToken::new(),
+            targets,
+            weights,
+            config,
+        };
+        let now = Instant::now();
+        for t in &cluster.targets {
+            metrics::healthy(&cluster.name, &t.display, t.is_available(now));
+            if let Some(hc) = &cluster.config.health_check {
+                health::spawn(
+                    cluster.name.clone(),
+                    t.clone(),
+                    hc.clone(),
+                    cluster.cancel.clone(),
+                );
+            }
+        }
+        metrics::circuit(&cluster.name, CircuitState::Closed);
+        Ok(cluster)
+    }
+
+    /// Stops background tasks (health checks). In-flight requests finish.
+    pub(crate) fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The config the cluster was built from.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The circuit breaker's current state.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.breaker.state(Instant::now())
+    }
+
+    /// Health of every target, in config order; for the admin API.
+    pub fn targets_status(&self) -> Vec<TargetStatus> {
+        let now = Instant::now();
+        self.targets
+            .iter()
+            .zip(&self.weights)
+            .map(|(t, w)| t.status(*w, now))
+            .collect()
+    }
+
+    /// Requests currently holding a concurrency slot.
+    pub fn in_flight(&self) -> usize {
+        self.config.circuit_breaker.max_concurrent - self.slots.available_permits()
+    }
+
+    /// Sends `req` to one of the cluster's targets and returns the
+    /// response with its body streaming from the target.
+    ///
+    /// `req` must be ready to forward: URI in origin-form (path and query;
+    /// any scheme/authority is replaced by the chosen target's), hop-by-hop
+    /// headers removed, forwarding headers added. Responses with any status
+    /// are `Ok`; `Err` means no usable response (see [`UpstreamErrorKind`]).
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        opts: SendOptions,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let started = Instant::now();
+        let result = self.send_inner(req, &opts, started).await;
+        metrics::duration(&self.name, started.elapsed());
+        if let Err(e) = &result {
+            if e.target().is_none() {
+                metrics::attempt(&self.name, "none", e.as_str());
+            }
+            tracing::debug!(cluster = %self.name, code = e.as_str(), error = %e, "upstream request failed");
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        req: Request<Body>,
+        opts: &SendOptions,
+        started: Instant,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let deadline = opts.timeout.map(|t| started + t);
+        let mut admission = self.breaker.admit(started).map_err(|()| {
+            self.error(
+                UpstreamErrorKind::CircuitOpen,
+                format!(
+                    "upstream `{}` is failing; its circuit breaker is open and rejects requests for up to {}",
+                    self.name,
+                    humantime::format_duration(self.config.circuit_breaker.open_for)
+                ),
+            )
+        })?;
+        let permit = self.acquire_slot(deadline).await?;
+
+        let (parts, body) = req.into_parts();
+        let mut payload = self.prepare_body(body, deadline).await?;
+        let key = self.hash_key(&parts, opts);
+        self.budget.deposit(Instant::now());
+
+        let mut tried: Vec<usize> = Vec::new();
+        let mut next = self
+            .pick(key.as_deref(), &tried)
+            .ok_or_else(|| self.no_healthy())?;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let target = &self.targets[next];
+            tried.push(next);
+            let body = payload.take().unwrap_or_else(empty);
+            let upstream_req = self.upstream_request(&parts, body, target, opts.preserve_host)?;
+            let guard = InFlightGuard::new(target.clone(), self.name.clone());
+
+            let sent = target
+                .client
+                .request(upstream_req.map(crate::target::ClientBody));
+            let outcome = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, sent).await {
+                    Ok(r) => {
+                        r.map_err(|e| UpstreamError::from_client(&self.name, &target.display, e))
+                    }
+                    Err(_) => Err(self.timeout_error(target, opts)),
+                },
+                None => sent
+                    .await
+                    .map_err(|e| UpstreamError::from_client(&self.name, &target.display, e)),
+            };
+            let now = Instant::now();
+            let can_try_again = attempt < self.config.retry.attempts && payload.replayable();
+
+            match outcome {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let failed = matches!(status, 502..=504);
+                    if failed {
+                        self.on_failure(next, &format!("responded {status}"), &mut admission, now);
+                        metrics::attempt(&self.name, &target.display, "failure_status");
+                        if can_try_again && opts.idempotent {
+                            if let Some(n) = self
+                                .plan_retry(key.as_deref(), &tried, attempt, deadline)
+                                .await
+                            {
+                                drop(res);
+                                drop(guard);
+                                next = n;
+                                continue;
+                            }
+                        }
+                    } else {
+                        self.on_success(next, &mut admission, now);
+                        metrics::attempt(&self.name, &target.display, "success");
+                    }
+                    return Ok(res.map(|inner| {
+                        boxed(GuardedBody {
+                            inner,
+                            _guard: guard,
+                            _permit: permit,
+                        })
+                    }));
+                }
+                Err(err) => {
+                    drop(guard);
+                    metrics::attempt(&self.name, &target.display, err.as_str());
+                    if err.kind().is_target_failure() {
+                        self.on_failure(next, err.detail(), &mut admission, now);
+                    }
+                    let retryable = match err.kind() {
+                        k if k.before_send() => true,
+                        UpstreamErrorKind::Reset | UpstreamErrorKind::Protocol => opts.idempotent,
+                        _ => false,
+                    };
+                    if retryable && can_try_again {
+                        if let Some(n) = self
+                            .plan_retry(key.as_deref(), &tried, attempt, deadline)
+                            .await
+                        {
+                            next = n;
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Decides whether a retry happens and where; sleeps the backoff.
+    /// `None`: give up and return the last outcome.
+    async fn plan_retry(
+        &self,
+        key: Option<&[u8]>,
+        tried: &[usize],
+        attempt: u32,
+        deadline: Option<Instant>,
+    ) -> Option<usize> {
+        let pause = backoff(&self.config.retry, attempt);
+        if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+            return None;
+        }
+        let next = self.pick(key, tried)?;
+        if !self.budget.try_withdraw(Instant::now()) {
+            metrics::budget_exhausted(&self.name);
+            return None;
+        }
+        metrics::retry(&self.name);
+        tokio::time::sleep(pause).await;
+        // Health may have changed during the pause; re-pick if needed.
+        let now = Instant::now();
+        if self.targets[next].is_available(now) {
+            Some(next)
+        } else {
+            self.pick(key, tried)
+        }
+    }
+
+    /// Picks an available target, preferring ones this request has not tried.
+    fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        let in_flight = |i: usize| self.targets[i].in_flight();
+        let fresh = self.balancer.pick(key, &self.weights, in_flight, |i| {
+            !tried.contains(&i) && self.targets[i].is_available(now)
+        });
+        fresh.or_else(|| {
+            if tried.is_empty() {
+                None
+            } else {
+                self.balancer.pick(key, &self.weights, in_flight, |i| {
+                    self.targets[i].is_available(now)
+                })
+            }
+        })
+    }
+
+    fn hash_key(&self, parts: &http::request::Parts, opts: &SendOptions) -> Option<Bytes> {
+        if let Some(k) = &opts.hash_key {
+            return Some(k.clone());
+        }
+        match &self.config.hash_on {
+            Some(HashOn::Header(name)) => parts
+                .headers
+                .get(name)
+                .map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            Some(HashOn::Path) => Some(Bytes::copy_from_slice(parts.uri.path().as_bytes())),
+            None => None,
+        }
+    }
+
+    async fn acquire_slot(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let max_pending = self.config.circuit_breaker.max_pending;
+        let max_concurrent = self.config.circuit_breaker.max_concurrent;
+        let overloaded = |why: String| self.error(UpstreamErrorKind::Overloaded, why);
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(overloaded(format!(
+                "upstream `{}` is at its limit of {max_concurrent} concurrent requests with {max_pending} queued",
+                self.name
+            )));
+        }
+        let _pending = PendingGuard::new(self);
+        let acquire = self.slots.clone().acquire_owned();
+        let permit = match deadline {
+            Some(d) => tokio::time::timeout_at(d, acquire).await.map_err(|_| {
+                overloaded(format!(
+                    "upstream `{}` stayed at its limit of {max_concurrent} concurrent requests for the whole request timeout",
+                    self.name
+                ))
+            })?,
+            None => acquire.await,
+        };
+        permit.map_err(|_| overloaded(format!("upstream `{}` is shutting down", self.name)))
+    }
+
+    async fn prepare_body(
+        &self,
+        body: Body,
+        deadline: Option<Instant>,
+    ) -> Result<Payload, UpstreamError> {
+        if body.is_end_stream() {
+            return Ok(Payload::Replayable(Bytes::new()));
+        }
+        let limit = self.config.retry.max_replay_body_bytes;
+        match body.size_hint().exact() {
+            Some(n) if n <= limit as u64 => {
+                // `ClientBody` gives the error a concrete type; see its docs.
+                let collect = Limited::new(crate::target::ClientBody(body), limit).collect();
+                let collected = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, collect).await.map_err(|_| {
+                        self.error(
+                            UpstreamErrorKind::Timeout,
+                            format!(
+                                "the request body for upstream `{}` did not arrive within the request timeout",
+                                self.name
+                            ),
+                        )
+                    })?,
+                    None => collect.await,
+                };
+                let bytes = collected
+                    .map_err(|e| {
+                        self.error(
+                            UpstreamErrorKind::RequestBody,
+                            format!(
+                                "reading the request body for upstream `{}` failed: {e}",
+                                self.name
+                            ),
+                        )
+                    })?
+                    .to_bytes();
+                Ok(Payload::Replayable(bytes))
+            }
+            _ => Ok(Payload::Streaming(Some(body))),
+        }
+    }
+
+    fn upstream_request(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+        target: &Target,
+        preserve_host: bool,
+    ) -> Result<Request<Body>, UpstreamError> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // Every component is an already-parsed value, so this cannot fail
+        // in practice; still, a failure is an error, never a panic.
+        let uri = Uri::builder()
+            .scheme(target.addr.scheme.as_str())
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| {
+                UpstreamError::new(
+                    UpstreamErrorKind::Protocol,
+                    self.name.as_ref(),
+                    Some(target.display.clone()),
+                    format!(
+                        "cannot address upstream `{}` target {}: {e}",
+                        self.name, target.display
+                    ),
+                )
+            })?;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = parts.headers.clone();
+        // The pooled client picks HTTP/1.1 or HTTP/2 per connection; an
+        // HTTP/2 version left over from the client side would be refused
+        // on an HTTP/1.1 connection.
+        *req.version_mut() = Version::HTTP_11;
+        if !preserve_host || !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(target.authority.as_str()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        Ok(req)
+    }
+
+    fn on_success(&self, idx: usize, admission: &mut Admission, now: Instant) {
+        self.targets[idx].record_success();
+        if let Some(state) = self.breaker.record(true, admission, now) {
+            self.circuit_changed(state);
+        }
+    }
+
+    fn on_failure(&self, idx: usize, why: &str, admission: &mut Admission, now: Instant) {
+        let target = &self.targets[idx];
+        let failures = target.record_failure(why);
+        let passive = &self.config.passive;
+        if passive.consecutive_failures > 0
+            && failures >= passive.consecutive_failures
+            && !target.is_ejected(now)
+        {
+            let ejected = self.targets.iter().filter(|t| t.is_ejected(now)).count();
+            // One target may always be ejected, whatever the percentage.
+            let max = (self.targets.len() * passive.max_ejection_percent as usize / 100).max(1);
+            if ejected < max {
+                let for_ = target.eject(passive.base_ejection_time, now);
+                metrics::ejected(&self.name, &target.display);
+                metrics::healthy(&self.name, &target.display, false);
+                tracing::warn!(
+                    cluster = %self.name,
+                    target = %target.display,
+                    failures,
+                    ejected_for = %humantime::format_duration(for_),
+                    reason = why,
+                    "upstream target ejected after consecutive failures"
+                );
+            }
+        }
+        if let Some(state) = self.breaker.record(false, admission, now) {
+            self.circuit_changed(state);
+        }
+    }
+
+    fn circuit_changed(&self, state: CircuitState) {
+        metrics::circuit(&self.name, state);
+        tracing::warn!(cluster = %self.name, state = state.as_str(), "upstream circuit breaker changed state");
+    }
+
+    fn error(&self, kind: UpstreamErrorKind, detail: String) -> UpstreamError {
+        UpstreamError::new(kind, self.name.as_ref(), None, detail)
+    }
+
+    fn no_healthy(&self) -> UpstreamError {
+        let now = Instant::now();
+        let states: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{} {}", t.display, t.state(now).as_str()))
+            .collect();
+        self.error(
+            UpstreamErrorKind::NoHealthyTargets,
+            format!(
+                "upstream `{}` has no healthy target ({})",
+                self.name,
+                states.join(", ")
+            ),
+        )
+    }
+
+    fn timeout_error(&self, target: &Target, opts: &SendOptions) -> UpstreamError {
+        let limit = opts.timeout.map(humantime::format_duration);
+        UpstreamError::new(
+            UpstreamErrorKind::Timeout,
+            self.name.as_ref(),
+            Some(target.display.clone()),
+            format!(
+                "upstream `{}` target {} sent no response headers within {}",
+                self.name,
+                target.display,
+                limit.map(|l| l.to_string()).unwrap_or_default()
+            ),
+        )
+    }
+}
+
+/// The request body for the attempts of one request.
+enum Payload {
+    /// Held in memory (empty or small with a known length): every attempt
+    /// gets a copy.
+    Replayable(Bytes),
+    /// Streamed from the client: only one attempt can have it.
+    Streaming(Option<Body>),
+}
+
+impl Payload {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Payload::Replayable(b) if b.is_empty() => Some(empty()),
+            Payload::Replayable(b) => Some(full(b.clone())),
+            Payload::Streaming(b) => b.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Payload::Replayable(_))
+    }
+}
+
+/// Counts a request against its target until the response body is done.
+struct InFlightGuard {
+    target: Arc<Target>,
+    cluster: Arc<str>,
+}
+
+impl InFlightGuard {
+    fn new(target: Arc<Target>, cluster: Arc<str>) -> Self {
+        let n = target.begin();
+        metrics::in_flight(&cluster, &target.display, n);
+        Self { target, cluster }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let n = self.target.end();
+        metrics::in_flight(&self.cluster, &self.target.display, n);
+    }
+}
+
+struct PendingGuard<'a> {
+    cluster: &'a Cluster,
+}
+
+impl<'a> PendingGuard<'a> {
+    fn new(cluster: &'a Cluster) -> Self {
+        metrics::pending(&cluster.name, cluster.pending.load(Ordering::Relaxed));
+        Self { cluster }
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let n = self
+            .cluster
+            .pending
+            .fetch_sub(1, Ordering::AcqRel)
+            .saturating_sub(1);
+        metrics::pending(&self.cluster.name, n);
+    }
+}
+
+/// The target's response body, holding the concurrency slot and the
+/// in-flight count until it is finished or dropped.
+struct GuardedBody {
+    inner: Incoming,
+    _guard: InFlightGuard,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,460 @@
+//! One upstream target at runtime: its pooled client and its health.
+//!
+//! A [`Target`] owns a hyper-util pooled client (so its keep-alive pool)
+//! and the state that outlives a reconfigure: active-check health, passive
+//! failure counts, ejection and in-flight count. Clusters share targets by
+//! `Arc`; on reconfigure a target whose address and client settings are
+//! unchanged (same [`Target::key`]) is carried over as is, pool and state
+//! included.
+//!
+//! Health reads are on the request path, so the two facts the balancer asks
+//! for ("failing active checks", "ejected") are atomics; the rest sits
+//! behind a mutex touched only when outcomes are recorded.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_core::Body;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{ClusterConfig, ConfigIssue, Protocol, Scheme, TargetAddr};
+
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, ClientBody>;
+
+/// The request body handed to hyper's client: the pipeline's [`Body`] with a
+/// concrete error type. With `Box<dyn Error>` as the body error, rustc cannot
+/// prove the client's future `Send` for every lifetime (a known limitation of
+/// higher-ranked inference), and `Cluster::send` could not be awaited inside
+/// a spawned task.
+pub(crate) struct ClientBody(pub(crate) Body);
+
+/// A request body error, carried through hyper's client.
+#[derive(Debug)]
+pub(crate) struct ClientBodyError(gateway_core::BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, ClientBodyError>>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_frame(cx)
+            .map_err(ClientBodyError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// Where a target stands, as shown by the admin API and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetState {
+    /// Receiving traffic.
+    Healthy,
+    /// Failing active health checks; skipped until they pass again.
+    Unhealthy,
+    /// Ejected by passive outlier detection; skipped until the ejection
+    /// expires or an active check passes.
+    Ejected,
+}
+
+impl TargetState {
+    /// Stable name for logs, metrics and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Ejected => "ejected",
+        }
+    }
+}
+
+/// A snapshot of one target's health, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStatus {
+    /// `scheme://host:port`.
+    pub address: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Current state.
+    pub state: TargetState,
+    /// Requests in flight (until their response body ends).
+    pub in_flight: usize,
+    /// Consecutive failed requests (resets on success).
+    pub consecutive_failures: u32,
+    /// How many times passive detection ejected this target.
+    pub times_ejected: u32,
+    /// Time left in the current ejection.
+    pub ejected_for: Option<Duration>,
+    /// The most recent failure (request or health check), if any.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Detail {
+    consecutive_failures: u32,
+    check_passes: u32,
+    check_failures: u32,
+    ejected_until: Option<Instant>,
+    times_ejected: u32,
+    last_error: Option<String>,
+}
+
+/// One target: address, pooled client, health.
+pub(crate) struct Target {
+    pub(crate) addr: TargetAddr,
+    pub(crate) display: String,
+    pub(crate) authority: http::uri::Authority,
+    key: String,
+    pub(crate) client: HttpClient,
+    in_flight: AtomicUsize,
+    check_failing: AtomicBool,
+    ejected: AtomicBool,
+    detail: Mutex<Detail>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.display)
+            .finish()
+    }
+}
+
+impl Target {
+    /// The identity used to decide whether a target survives a reconfigure:
+    /// its address plus every setting baked into its client.
+    pub(crate) fn key_for(addr: &TargetAddr, cfg: &ClusterConfig) -> String {
+        format!(
+            "{addr}|{}|{:?}|{:?}|{:?}",
+            cfg.protocol.as_str(),
+            cfg.connect_timeout,
+            cfg.pool,
+            cfg.tls
+        )
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Builds a target with a fresh pool and a clean, healthy state.
+    pub(crate) fn build(addr: TargetAddr, cfg: &ClusterConfig) -> Result<Self, ConfigIssue> {
+        let client = build_client(&addr, cfg)?;
+        let authority =
+            http::uri::Authority::try_from(addr.authority()).map_err(|e| ConfigIssue {
+                path: "targets".into(),
+                message: format!("`{addr}` is not a valid authority: {e}"),
+            })?;
+        Ok(Self {
+            display: addr.to_string(),
+            authority,
+            key: Self::key_for(&addr, cfg),
+            addr,
+            client,
+            in_flight: AtomicUsize::new(0),
+            check_failing: AtomicBool::new(false),
+            ejected: AtomicBool::new(false),
+            detail: Mutex::new(Detail::default()),
+        })
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn begin(&self) -> usize {
+        self.in_flight.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn end(&self) -> usize {
+        self.in_flight
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+
+    /// Whether the balancer may pick this target now. Lifts an expired
+    /// ejection on the way.
+    pub(crate) fn is_available(&self, now: Instant) -> bool {
+        if self.check_failing.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.ejected.load(Ordering::Relaxed) {
+            let mut d = self.detail.lock();
+            match d.ejected_until {
+                Some(until) if until > now => return false,
+                _ => {
+                    d.ejected_until = None;
+                    self.ejected.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn is_ejected(&self, now: Instant) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+            && self.detail.lock().ejected_until.is_some_and(|u| u > now)
+    }
+
+    pub(crate) fn state(&self, now: Instant) -> TargetState {
+        if self.is_ejected(now) {
+            TargetState::Ejected
+        } else if self.check_failing.load(Ordering::Relaxed) {
+            TargetState::Unhealthy
+        } else {
+            TargetState::Healthy
+        }
+    }
+
+    /// Records a request that got a usable response.
+    pub(crate) fn record_success(&self) {
+        let mut d = self.detail.lock();
+        d.consecutive_failures = 0;
+    }
+
+    /// Records a failed request; returns the consecutive failure count.
+    pub(crate) fn record_failure(&self, why: &str) -> u32 {
+        let mut d = self.detail.lock();
+        d.consecutive_failures = d.consecutive_failures.saturating_add(1);
+        d.last_error = Some(why.to_string());
+        d.consecutive_failures
+    }
+
+    /// Ejects the target for `base × (times ejected so far + 1)`.
+    pub(crate) fn eject(&self, base: Duration, now: Instant) -> Duration {
+        let mut d = self.detail.lock();
+        d.times_ejected = d.times_ejected.saturating_add(1);
+        let for_ = base.saturating_mul(d.times_ejected);
+        d.ejected_until = Some(now + for_);
+        d.consecutive_failures = 0;
+        self.ejected.store(true, Ordering::Relaxed);
+        for_
+    }
+
+    /// Records an active health check; returns whether the target's health
+    /// flipped or an ejection was lifted.
+    pub(crate) fn record_check(
+        &self,
+        passed: bool,
+        why: Option<&str>,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> bool {
+        let mut d = self.detail.lock();
+        let mut changed = false;
+        if passed {
+            d.check_passes = d.check_passes.saturating_add(1);
+            d.check_failures = 0;
+            if self.check_failing.load(Ordering::Relaxed) && d.check_passes >= healthy_threshold {
+                self.check_failing.store(false, Ordering::Relaxed);
+                changed = true;
+            }
+            // A passing check re-admits an ejected target early: the origin
+            // answers again, so waiting out the ejection only loses capacity.
+            if self.ejected.load(Ordering::Relaxed) {
+                d.ejected_until = None;
+                d.consecutive_failures = 0;
+                self.ejected.store(false, Ordering::Relaxed);
+                changed = true;
+            }
+        } else {
+            d.check_failures = d.check_failures.saturating_add(1);
+            d.check_passes = 0;
+            if let Some(why) = why {
+                d.last_error = Some(why.to_string());
+            }
+            if !self.check_failing.load(Ordering::Relaxed)
+                && d.check_failures >= unhealthy_threshold
+            {
+                self.check_failing.store(true, Ordering::Relaxed);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    pub(crate) fn status(&self, weight: u32, now: Instant) -> TargetStatus {
+        let state = self.state(now);
+        let d = self.detail.lock();
+        TargetStatus {
+            address: self.display.clone(),
+            weight,
+            state,
+            in_flight: self.in_flight(),
+            consecutive_failures: d.consecutive_failures,
+            times_ejected: d.times_ejected,
+            ejected_for: d
+                .ejected_until
+                .filter(|u| *u > now)
+                .map(|u| u.saturating_duration_since(now)),
+            last_error: d.last_error.clone(),
+        }
+    }
+}
+
+/// Builds the pooled client for one target from the cluster settings.
+fn build_client(addr: &TargetAddr, cfg: &ClusterConfig) -> Result<HttpClient, ConfigIssue> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.connect_timeout));
+
+    let tls = tls_config(cfg)?;
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &cfg.tls.server_name {
+        Some(name) if addr.scheme == Scheme::Https => {
+            let name =
+                rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| ConfigIssue {
+                    path: "tls.server_name".into(),
+                    message: format!("`{name}` is not a valid DNS name or IP address"),
+                })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        _ => builder,
+    };
+    let connector = match cfg.protocol {
+        // No ALPN offered: the server speaks HTTP/1.1.
+        Protocol::Http1 => builder.enable_http1().wrap_connector(http),
+        Protocol::H2c | Protocol::Auto => {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        }
+    };
+
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.pool.idle_timeout)
+        .pool_max_idle_per_host(cfg.pool.max_idle_per_target);
+    if cfg.protocol == Protocol::H2c {
+        client.http2_only(true);
+    }
+    Ok(client.build(connector))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(cfg: &ClusterConfig) -> Result<rustls::ClientConfig, ConfigIssue> {
+    let issue = |message: String| ConfigIssue {
+        path: "tls.ca_file".into(),
+        message,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigIssue {
+            path: "tls".into(),
+            message: format!("no usable TLS versions: {e}"),
+        })?;
+    if cfg.tls.insecure_skip_verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &cfg.tls.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| issue(format!("cannot read `{}`: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert =
+                cert.map_err(|e| issue(format!("`{}` is not valid PEM: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                issue(format!(
+                    "`{}` holds an unusable certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(issue(format!(
+                "`{}` contains no PEM certificates",
+                path.display()
+            )));
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Accepts any server certificate (`tls.insecure_skip_verify`, tests only).
+/// Signatures are still checked so the handshake itself is sound.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
