@@ -562,6 +562,7 @@ impl HttpCache {
                     response_time,
                     flight,
                     d,
+                    Some(&key),
                 )
             }
         }
@@ -754,6 +755,7 @@ impl HttpCache {
                 response_time,
                 flight,
                 d,
+                None,
             ),
             Err(e) => self.origin_failed(route, d, e),
         }
@@ -772,6 +774,7 @@ impl HttpCache {
         response_time: DateTime<Utc>,
         flight: Option<FlightGuard>,
         mut d: CacheDecision,
+        replaces: Option<&VariantKey>,
     ) -> Response<Body> {
         let (res_parts, res_body) = res.into_parts();
         d.fwd_status = Some(res_parts.status.as_u16());
@@ -798,6 +801,11 @@ impl HttpCache {
             Err(reason) => {
                 self.inner.stats.not_stored(&route.route, reason);
                 d.detail = Some(reason.as_str());
+                if let Some(old) = replaces {
+                    // The origin sent a new response that may not be stored:
+                    // the old one is outdated and must not be reused.
+                    self.inner.storage.remove(old);
+                }
                 drop(flight);
                 self.finish(Response::from_parts(res_parts, res_body), route, d)
             }
@@ -962,6 +970,7 @@ impl HttpCache {
                         }
                         Err(reason) => {
                             this.inner.stats.not_stored(&route.route, reason);
+                            this.inner.storage.remove(&key);
                             "uncacheable"
                         }
                     }

@@ -139,6 +139,10 @@ pub trait Storage: Send + Sync + 'static {
     /// older variants are dropped (they were selected by other headers).
     fn put(&self, key: VariantKey, vary: Vec<HeaderName>, object: Arc<CachedResponse>);
 
+    /// Removes one variant, e.g. when the origin replaced it with a response
+    /// that may not be stored.
+    fn remove(&self, key: &VariantKey);
+
     /// Removes every variant selected by `selector` (`soft == false`) or
     /// marks them stale (`soft == true`); returns how many were affected.
     fn purge(&self, selector: &PurgeSelector, soft: bool) -> usize;
@@ -338,6 +342,12 @@ impl Storage for MemoryStorage {
             // Admission and eviction are batched by moka; run them now so
             // the bound holds at every insert rather than eventually.
             self.cache.run_pending_tasks();
+        }
+    }
+
+    fn remove(&self, key: &VariantKey) {
+        if let Some(obj) = self.cache.remove(key) {
+            self.index.write().remove(key, obj.id, &obj.tags);
         }
     }
 

@@ -1231,3 +1231,34 @@ fn documented_sample_config_parses_and_validates() {
     assert_eq!(doc.cache.max_bytes, 256 << 20);
     assert_eq!(doc.routes.cache.ttl_override, Some(Duration::from_secs(30)));
 }
+
+#[tokio::test]
+async fn an_entry_replaced_by_an_uncacheable_response_is_dropped() {
+    let h = Harness::new();
+    let o = socket(&h, |_, n| match n {
+        0 => Reply::ok("v0").cc("max-age=10"),
+        _ => Reply::ok(&format!("v{n}")).cc("no-store"),
+    })
+    .await;
+    h.get("/u", o.clone()).await;
+    h.advance(20);
+    let r = h.get("/u", o.clone()).await;
+    assert_eq!(r.text(), "v1");
+    assert!(
+        r.cache_status().ends_with("detail=no_store"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(h.cache.stats().entries, 0);
+    // Even a client accepting any staleness no longer gets the old body.
+    let r = h
+        .send(
+            get("/u")
+                .header("cache-control", "max-stale")
+                .body(body::empty())
+                .unwrap(),
+            o.clone(),
+        )
+        .await;
+    assert_eq!(r.text(), "v2");
+}
