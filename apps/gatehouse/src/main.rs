@@ -1,1 +1,145 @@
-fn main() {}
+//! `gatehouse`: the one binary. Each subcommand is a thin adapter over a
+//! library crate; no business logic lives here.
+
+mod sample;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "API gateway, keys, cache, dark launch and FX in one binary"
+)]
+struct Cli {
+    /// Process log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "GATEHOUSE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a config file (reloads on SIGHUP and on change).
+    Serve {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit (nonzero when invalid).
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Start everything on this machine with no files to write first.
+    Up(up::UpArgs),
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Serve { config } => {
+            let loaded = match gateway_config::load_file(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(cli.log_format, &loaded.config.telemetry.log_level);
+            run(async move {
+                let token = std::env::var("GATEHOUSE_ADMIN_TOKEN").ok();
+                let running = gateway_proxy::start(
+                    loaded,
+                    gateway_proxy::StartOptions {
+                        config_path: Some(config),
+                        admin_token: token,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                running.run_until_signal().await
+            })
+        }
+        Command::Up(args) => {
+            init_logging(cli.log_format, "info");
+            run(up::run(args))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match gateway_config::load_file(file) {
+        Ok(loaded) => match gateway_proxy::preflight(&loaded, file) {
+            Ok(()) => {
+                println!(
+                    "{}: ok ({} routes, {} clusters, {} listeners)",
+                    file.display(),
+                    loaded.config.routes.len(),
+                    loaded.config.clusters.len(),
+                    loaded.config.listeners.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

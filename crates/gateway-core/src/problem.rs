@@ -83,6 +83,13 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// Renders the problem as a response with the pipeline's body type.
+    pub fn response(self) -> Response<crate::Body> {
+        self.into_response::<Bytes>().map(crate::body::full)
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.code, self.detail)

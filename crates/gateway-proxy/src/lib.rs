@@ -1,1 +1,184 @@
-//! gateway-proxy (placeholder; being built).
+//! The Gatehouse data plane.
+//!
+//! - [`router`]: the route table and its precedence rules.
+//! - [`pipeline`]: one request's trip through named phases.
+//! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
+//! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
+//! - [`admin`]: the admin API.
+//! - [`gateway`]: the config snapshot, clusters and reloads.
+//!
+//! [`start`] binds everything and returns a [`Running`] gateway; the binary
+//! calls [`Running::run_until_signal`], tests call [`Running::shutdown`].
+
+pub mod admin;
+mod body;
+pub mod gateway;
+pub mod headers;
+pub mod pipeline;
+mod reload;
+pub mod router;
+mod server;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gateway_config::LoadedConfig;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use admin::AdminExtensions;
+pub use gateway::{Gateway, ReloadError};
+
+/// How to start a gateway beyond what the config says.
+#[derive(Default)]
+pub struct StartOptions {
+    /// The config file, for reloads (SIGHUP, file watching, admin API).
+    pub config_path: Option<PathBuf>,
+    /// The admin token (`GATEHOUSE_ADMIN_TOKEN` or `[admin] token`).
+    pub admin_token: Option<String>,
+    /// Extra admin routers.
+    pub admin_extensions: AdminExtensions,
+}
+
+/// A started gateway.
+pub struct Running {
+    /// The gateway.
+    pub gateway: Gateway,
+    /// Bound addresses of the public listeners, in config order.
+    pub listeners: Vec<SocketAddr>,
+    /// Bound address of the admin listener.
+    pub admin: SocketAddr,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    admin_task: JoinHandle<()>,
+    watch_task: Option<JoinHandle<()>>,
+}
+
+/// Binds the listeners and the admin API and starts serving.
+pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<Running> {
+    let token = opts
+        .admin_token
+        .or_else(|| config.config.admin.token.clone())
+        .filter(|t| !t.is_empty())
+        .context("no admin token: set GATEHOUSE_ADMIN_TOKEN or `[admin] token`")?;
+    let base_dir = opts
+        .config_path
+        .as_ref()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_default();
+    // Install the recorder before the first request so no metric is lost.
+    telemetry::prometheus();
+    let watch = config.config.gateway.watch_config;
+    let listener_cfgs = config.config.listeners.clone();
+    let admin_bind = config.config.admin.bind;
+    let gateway = Gateway::new(config, opts.config_path.clone())?;
+
+    let mut bound = Vec::new();
+    for l in &listener_cfgs {
+        bound.push(server::BoundListener::bind(l, &base_dir).await?);
+    }
+    let admin_listener = tokio::net::TcpListener::bind(admin_bind)
+        .await
+        .with_context(|| format!("admin: cannot bind {admin_bind}"))?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let stop = CancellationToken::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let listeners: Vec<SocketAddr> = bound.iter().map(|b| b.local_addr()).collect();
+    let accept_tasks = bound
+        .into_iter()
+        .map(|b| {
+            tokio::spawn(server::serve(
+                b,
+                gateway.clone(),
+                stop.clone(),
+                graceful.clone(),
+            ))
+        })
+        .collect();
+
+    let app = admin::router(gateway.clone(), token.into(), opts.admin_extensions);
+    let admin_stop = stop.clone();
+    let admin_task = tokio::spawn(async move {
+        let serve = axum::serve(admin_listener, app)
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    let watch_task = match (&opts.config_path, watch) {
+        (Some(path), true) => Some(reload::watch_file(
+            gateway.clone(),
+            path.clone(),
+            stop.clone(),
+        )),
+        _ => None,
+    };
+    for (cfg, addr) in listener_cfgs.iter().zip(&listeners) {
+        tracing::info!(listener = %cfg.name, addr = %addr, tls = cfg.tls.is_some(), "listening");
+    }
+    tracing::info!(addr = %admin_addr, "admin API listening");
+    Ok(Running {
+        gateway,
+        listeners,
+        admin: admin_addr,
+        stop,
+        graceful,
+        accept_tasks,
+        admin_task,
+        watch_task,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish for up to `grace`,
+    /// then returns. Returns whether every connection finished in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.gateway.set_draining();
+        self.stop.cancel();
+        for t in self.accept_tasks {
+            let _ = t.await;
+        }
+        if let Some(t) = self.watch_task {
+            t.abort();
+        }
+        let drained = match Arc::try_unwrap(self.graceful) {
+            Ok(graceful) => tokio::time::timeout(grace, graceful.shutdown())
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
+        self.gateway.upstreams().shutdown();
+        drained
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains
+    /// within the configured grace period.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        reload::run_until_signal(self).await
+    }
+
+    pub(crate) fn grace(&self) -> Duration {
+        self.gateway.snapshot().config.config.gateway.shutdown_grace
+    }
+}
+
+/// Checks what `gatehouse check` can check beyond the config text: TLS
+/// files load and match. Does not bind sockets.
+pub fn preflight(config: &LoadedConfig, config_path: &std::path::Path) -> anyhow::Result<()> {
+    let base_dir = config_path.parent().unwrap_or(std::path::Path::new(""));
+    for (i, l) in config.config.listeners.iter().enumerate() {
+        if let Some(tls) = &l.tls {
+            server::tls_acceptor(tls, base_dir)
+                .with_context(|| format!("listeners[{i}].tls (`{}`)", l.name))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The admin API, on its own listener.
+//!
+//! `/healthz` and `/readyz` are open (load balancers and orchestrators probe
+//! them); everything else needs `Authorization: Bearer <admin token>`,
+//! compared in constant time. Other systems (keys, cache, dark launch) add
+//! their routers through [`AdminExtensions`].
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gateway_core::Problem;
+use subtle::ConstantTimeEq;
+
+use crate::gateway::Gateway;
+
+/// Routers mounted on the admin API behind the token check.
+#[derive(Default)]
+pub struct AdminExtensions {
+    routers: Vec<Router>,
+}
+
+impl AdminExtensions {
+    /// Adds a router (its paths are absolute, e.g. `/v1/keys`).
+    pub fn mount(mut self, router: Router) -> Self {
+        self.routers.push(router);
+        self
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    gateway: Gateway,
+    token: Arc<str>,
+}
+
+/// Builds the admin router.
+pub fn router(gateway: Gateway, token: Arc<str>, extensions: AdminExtensions) -> Router {
+    let state = AdminState { gateway, token };
+    let mut protected = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/v1/config", get(running_config))
+        .route("/v1/config/reload", post(reload))
+        .route("/v1/upstreams", get(upstreams))
+        .with_state(state.clone());
+    for r in extensions.routers {
+        protected = protected.merge(r);
+    }
+    let protected = protected.layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .merge(protected)
+        .fallback(|| async {
+            problem(Problem::new(
+                StatusCode::NOT_FOUND,
+                "admin_not_found",
+                "no such admin endpoint",
+            ))
+        })
+}
+
+fn problem(p: Problem) -> Response {
+    let status = p.status();
+    (
+        status,
+        [(header::CONTENT_TYPE, gateway_core::problem::CONTENT_TYPE)],
+        p.body(),
+    )
+        .into_response()
+}
+
+async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool = presented.as_bytes().ct_eq(state.token.as_bytes()).into();
+    if !ok || presented.is_empty() {
+        let mut res = problem(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "admin_unauthorized",
+            "the admin API needs `Authorization: Bearer <admin token>`",
+        ));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
+        );
+        return res;
+    }
+    next.run(req).await
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.gateway.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::prometheus().render(),
+    )
+        .into_response()
+}
+
+async fn running_config(State(state): State<AdminState>) -> Response {
+    let snapshot = state.gateway.snapshot();
+    Json(serde_json::json!({
+        "file": snapshot.config.origin,
+        "config": snapshot.config.redacted_json(),
+    }))
+    .into_response()
+}
+
+async fn reload(State(state): State<AdminState>) -> Response {
+    match state.gateway.reload_from_file().await {
+        Ok(()) => Json(serde_json::json!({"reloaded": true})).into_response(),
+        Err(e) => problem(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "config_rejected",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn upstreams(State(state): State<AdminState>) -> Response {
+    let clusters: serde_json::Map<String, serde_json::Value> = state
+        .gateway
+        .upstreams()
+        .snapshot()
+        .iter()
+        .map(|(name, cluster)| {
+            let targets: Vec<serde_json::Value> = cluster
+                .targets_status()
+                .into_iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "address": t.address,
+                        "weight": t.weight,
+                        "state": t.state.as_str(),
+                        "in_flight": t.in_flight,
+                        "consecutive_failures": t.consecutive_failures,
+                        "times_ejected": t.times_ejected,
+                        "ejected_for_ms": t.ejected_for.map(|d| d.as_millis() as u64),
+                        "last_error": t.last_error,
+                    })
+                })
+                .collect();
+            (
+                name.clone(),
+                serde_json::json!({
+                    "circuit": cluster.circuit_state().as_str(),
+                    "in_flight": cluster.in_flight(),
+                    "targets": targets,
+                }),
+            )
+        })
+        .collect();
+    Json(serde_json::Value::Object(clusters)).into_response()
+}

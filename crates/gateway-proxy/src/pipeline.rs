@@ -1,0 +1,494 @@
+//! The request pipeline: one request's trip through named phases.
+//!
+//! ```text
+//! client ─▶ early_request ─▶ route ─▶ request_filter ─▶ upstream_request ─▶ upstream
+//!                                                                            │
+//! client ◀─ logging (on body end) ◀─ response_filter ◀────────────────────────┘
+//! ```
+//!
+//! Each phase is a method taking the shared [`RequestContext`]; a phase that
+//! must answer early returns `Err(Problem)`, and the problem becomes the
+//! response (problem+json) while logging still runs. Later stages slot in
+//! between `route` and `upstream` in this order, each as its own phase:
+//! authenticate (API keys, JWT) → limit (rate limits, quotas) → cache
+//! lookup → upstream → mirror (dark launch), so the order is visible here
+//! and nowhere else.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use gateway_core::{Body, Problem};
+use gateway_upstream::SendOptions;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt as _;
+
+use crate::body::{LimitedBody, ObservedBody, OnFinish};
+use crate::gateway::{Gateway, Snapshot};
+use crate::headers::{self, TraceContext};
+use crate::router::RouteMatch;
+use crate::telemetry::AccessRecord;
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The listener's name, for logs.
+    pub listener: &'static str,
+    /// `"http"` or `"https"`.
+    pub scheme: &'static str,
+}
+
+/// Everything the phases learn about one request, shared between them.
+pub struct RequestContext {
+    /// When the request arrived.
+    pub started: Instant,
+    /// The id sent upstream and back to the client.
+    pub request_id: HeaderValue,
+    /// W3C trace context for this hop.
+    pub trace: TraceContext,
+    /// The client address used for logs and limits.
+    pub client_ip: IpAddr,
+    /// Host without port, lower-cased.
+    pub host: String,
+    /// The matched route.
+    pub matched: Option<RouteMatch>,
+    /// The error code if the gateway answered itself.
+    pub error: Option<Cow<'static, str>>,
+    method: Method,
+    path_and_query: String,
+    version: Version,
+    user_agent: Option<String>,
+}
+
+impl RequestContext {
+    fn route_name(&self) -> Option<&str> {
+        self.matched.as_ref().map(|m| &*m.route.name)
+    }
+}
+
+/// The `Host` a request is for, without port, lower-cased.
+fn request_host<B>(req: &Request<B>) -> String {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    // Strip the port; keep bracketed IPv6 literals whole.
+                    match h.rfind(':') {
+                        Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+                        _ => h.to_string(),
+                    }
+                })
+        })
+        .unwrap_or_default();
+    raw.to_ascii_lowercase()
+}
+
+impl Gateway {
+    /// Serves one client request through every phase.
+    pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let snapshot = self.snapshot();
+        let mut ctx = self.early_request(&req, conn, &snapshot);
+        let Some(in_flight) = self.admit() else {
+            ctx.error = Some(Cow::Borrowed("overloaded"));
+            let mut res = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the gateway is at its in-flight request limit; retry shortly",
+            )
+            .response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            metrics::counter!("gatehouse_shed_total").increment(1);
+            return self.logging(res, ctx, conn, None);
+        };
+        let res = match self.proxy(req, &mut ctx, &snapshot, conn).await {
+            Ok(res) => res,
+            Err(problem) => {
+                if ctx.error.is_none() {
+                    ctx.error = Some(Cow::Owned(problem.code.clone()));
+                }
+                problem
+                    .with("request_id", ctx.request_id.to_str().unwrap_or_default())
+                    .response()
+            }
+        };
+        let res = self.response_filter(res, &ctx);
+        self.logging(res, ctx, conn, Some(in_flight))
+    }
+
+    async fn proxy(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestContext,
+        snapshot: &Snapshot,
+        conn: &ConnInfo,
+    ) -> Result<Response<Body>, Problem> {
+        let req = self.route(req, ctx, snapshot)?;
+        let req = self.request_filter(req, ctx)?;
+        let (req, upgrade) = self.upstream_request(req, ctx, conn)?;
+        self.upstream(req, upgrade, ctx).await
+    }
+
+    /// Phase 1: request id, trace context, client address.
+    fn early_request<B>(
+        &self,
+        req: &Request<B>,
+        conn: &ConnInfo,
+        snapshot: &Snapshot,
+    ) -> RequestContext {
+        let trust = snapshot.config.config.gateway.trust_forwarded_headers;
+        RequestContext {
+            started: Instant::now(),
+            request_id: headers::request_id(req.headers()),
+            trace: TraceContext::from_headers(req.headers()),
+            client_ip: headers::client_ip(req.headers(), conn.peer.ip(), trust),
+            host: request_host(req),
+            matched: None,
+            error: None,
+            method: req.method().clone(),
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            version: req.version(),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        }
+    }
+
+    /// Phase 2: normalise the path and find the route.
+    fn route(
+        &self,
+        mut req: Request<Body>,
+        ctx: &mut RequestContext,
+        snapshot: &Snapshot,
+    ) -> Result<Request<Body>, Problem> {
+        let path = req.uri().path();
+        let Some(normalized) = headers::normalize_path(path) else {
+            ctx.error = Some(Cow::Borrowed("bad_path"));
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!("path `{path}` climbs above the root"),
+            ));
+        };
+        if normalized != path {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{normalized}?{q}"),
+                None => normalized.into_owned(),
+            };
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = pq.parse().ok();
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+        match snapshot
+            .routes
+            .find(&ctx.host, req.uri().path(), req.method(), req.headers())
+        {
+            Some(m) => {
+                ctx.matched = Some(m);
+                Ok(req)
+            }
+            None => {
+                ctx.error = Some(Cow::Borrowed("route_not_found"));
+                Err(Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "route_not_found",
+                    format!(
+                        "no route matches {} {}{}",
+                        req.method(),
+                        ctx.host,
+                        req.uri().path()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Phase 3: checks on the request itself (body size). Authentication
+    /// and rate limiting join here.
+    fn request_filter(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestContext,
+    ) -> Result<Request<Body>, Problem> {
+        let route = &ctx.matched.as_ref().expect("routed").route;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.max_body) {
+            ctx.error = Some(Cow::Borrowed("body_too_large"));
+            return Err(body_too_large(route.max_body));
+        }
+        Ok(req)
+    }
+
+    /// Phase 4: turn the client request into the upstream request.
+    fn upstream_request(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestContext,
+        conn: &ConnInfo,
+    ) -> Result<(Request<Body>, Option<hyper::upgrade::OnUpgrade>), Problem> {
+        let m = ctx.matched.as_ref().expect("routed");
+        let route = m.route.clone();
+        let (mut parts, body) = req.into_parts();
+        let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        // Host: HTTP/2 clients send `:authority` instead of `Host`.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        headers::add_forwarded(
+            &mut parts.headers,
+            conn.peer.ip(),
+            conn.scheme,
+            original_host.as_deref(),
+        );
+        parts
+            .headers
+            .insert(headers::X_REQUEST_ID, ctx.request_id.clone());
+        parts
+            .headers
+            .insert(headers::TRACEPARENT, ctx.trace.header_value());
+        route.request_headers.apply(&mut parts.headers);
+
+        let path = route.upstream_path(parts.uri.path(), &m.params);
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        parts.uri = pq.parse().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!("rewritten path `{pq}` is not a valid URI"),
+            )
+        })?;
+        // The upstream connection's protocol is the cluster's choice.
+        parts.version = Version::HTTP_11;
+
+        let tripped = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
+        parts.extensions.insert(BodyLimit(tripped));
+        Ok((Request::from_parts(parts, body), upgrade))
+    }
+
+    /// Phase 5: send upstream and wait for response headers.
+    async fn upstream(
+        &self,
+        req: Request<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<Body>, Problem> {
+        let route = ctx.matched.as_ref().expect("routed").route.clone();
+        let Some(cluster) = self.upstreams().get(&route.cluster) else {
+            ctx.error = Some(Cow::Borrowed("unknown_cluster"));
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "unknown_cluster",
+                format!(
+                    "route `{}` names cluster `{}`, which is not running",
+                    route.name, route.cluster
+                ),
+            ));
+        };
+        let tripped = req.extensions().get::<BodyLimit>().map(|b| b.0.clone());
+        let opts = SendOptions {
+            preserve_host: route.preserve_host,
+            ..SendOptions::for_method(req.method()).with_timeout(route.timeout)
+        };
+        let mut res = match cluster.send(req, opts).await {
+            Ok(res) => res,
+            Err(e) => {
+                if tripped.is_some_and(|t| t.load(Ordering::Relaxed)) {
+                    ctx.error = Some(Cow::Borrowed("body_too_large"));
+                    return Err(body_too_large(route.max_body));
+                }
+                ctx.error = Some(Cow::Borrowed(e.as_str()));
+                tracing::warn!(
+                    request_id = ctx.request_id.to_str().unwrap_or_default(),
+                    route = &*route.name,
+                    cluster = &*route.cluster,
+                    error = %e,
+                    "upstream request failed"
+                );
+                return Err(e.to_problem(&route.cluster));
+            }
+        };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let (Some(client), Some(upstream)) = (
+                client_upgrade,
+                res.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
+            ) {
+                tokio::spawn(tunnel(client, upstream));
+            }
+        }
+        Ok(res)
+    }
+
+    /// Phase 6: clean up and decorate the response.
+    fn response_filter(&self, mut res: Response<Body>, ctx: &RequestContext) -> Response<Body> {
+        let upgrading = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::strip_hop_by_hop(res.headers_mut(), upgrading);
+        if let Some(m) = &ctx.matched {
+            m.route.response_headers.apply(res.headers_mut());
+        }
+        res.headers_mut()
+            .insert(headers::X_REQUEST_ID, ctx.request_id.clone());
+        res
+    }
+
+    /// Phase 7: attach logging and metrics to the end of the response body.
+    fn logging(
+        &self,
+        res: Response<Body>,
+        ctx: RequestContext,
+        conn: &ConnInfo,
+        in_flight: Option<crate::gateway::InFlight>,
+    ) -> Response<Body> {
+        let status = res.status().as_u16();
+        let route = ctx.route_name().map(str::to_string);
+        let upstream = if ctx.error.as_deref().is_none_or(is_upstream_error) {
+            ctx.matched.as_ref().map(|m| m.route.cluster.to_string())
+        } else {
+            None
+        };
+        let record = AccessRecord {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
+            trace_id: ctx.trace.trace_id.clone(),
+            client: ctx.client_ip.to_string(),
+            listener: conn.listener,
+            method: ctx.method.to_string(),
+            host: ctx.host,
+            path: ctx.path_and_query,
+            protocol: match ctx.version {
+                Version::HTTP_2 => "HTTP/2",
+                Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            status,
+            route,
+            upstream,
+            error: ctx.error,
+            bytes_out: 0,
+            completed: false,
+            duration_ms: 0.0,
+            user_agent: ctx.user_agent,
+        };
+        let finish = Finish {
+            gateway: self.clone(),
+            record,
+            started: ctx.started,
+            _in_flight: in_flight,
+        };
+        res.map(|b| ObservedBody::new(b, Box::new(finish)).boxed_unsync())
+    }
+}
+
+/// Marks the request body's limit flag, so a failed send can be told apart
+/// from a client that sent too much.
+#[derive(Clone)]
+struct BodyLimit(Arc<AtomicBool>);
+
+fn body_too_large(limit: u64) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds this route's limit of {limit} bytes"),
+    )
+}
+
+fn is_upstream_error(code: &str) -> bool {
+    !matches!(
+        code,
+        "route_not_found" | "bad_path" | "body_too_large" | "overloaded"
+    )
+}
+
+struct Finish {
+    gateway: Gateway,
+    record: AccessRecord,
+    started: Instant,
+    _in_flight: Option<crate::gateway::InFlight>,
+}
+
+impl OnFinish for Finish {
+    fn finish(mut self: Box<Self>, bytes: u64, completed: bool) {
+        let elapsed = self.started.elapsed();
+        self.record.bytes_out = bytes;
+        self.record.completed = completed;
+        self.record.duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let route = self.record.route.clone().unwrap_or_else(|| "none".into());
+        let upstream = self
+            .record
+            .upstream
+            .clone()
+            .unwrap_or_else(|| "none".into());
+        let status = self.record.status.to_string();
+        metrics::counter!(
+            "gatehouse_requests_total",
+            "route" => route.clone(),
+            "status" => status.clone(),
+            "upstream" => upstream,
+        )
+        .increment(1);
+        metrics::histogram!(
+            "gatehouse_request_duration_seconds",
+            "route" => route,
+            "status" => status,
+        )
+        .record(elapsed.as_secs_f64());
+        self.gateway.access_log().log(&self.record);
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
