@@ -221,10 +221,21 @@ impl HttpCache {
                 hook_stats.evicted(&obj.route)
             })),
         );
-        Self::with_storage(cfg, clock, Arc::new(storage), stats)
+        Self::build(cfg, clock, Arc::new(storage), stats)
     }
 
-    fn with_storage(
+    /// A cache over another [`Storage`] implementation (e.g. a tiered or
+    /// shared store). Per-route eviction counts are only reported by the
+    /// built-in [`MemoryStorage`].
+    pub fn with_storage(
+        cfg: CacheConfig,
+        clock: Arc<dyn Clock>,
+        storage: Arc<dyn Storage>,
+    ) -> Self {
+        Self::build(cfg, clock, storage, Arc::default())
+    }
+
+    fn build(
         cfg: CacheConfig,
         clock: Arc<dyn Clock>,
         storage: Arc<dyn Storage>,

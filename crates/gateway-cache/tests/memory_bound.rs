@@ -69,6 +69,10 @@ async fn memory_bound_holds_while_1gib_of_distinct_objects_flows_through() {
     assert!(s.entries > 0, "the cache still holds objects");
     assert!(s.entries * OBJECT_BYTES as u64 <= MAX_BYTES);
     assert!(s.evictions > 0);
+    assert_eq!(
+        s.routes["api"].evictions, s.evictions,
+        "evictions are counted per route"
+    );
     // Recently stored objects are still served from the cache.
     let r = h.get(&format!("/obj/{}", OBJECTS - 1), o.clone()).await;
     let _ = r.cache_status();
