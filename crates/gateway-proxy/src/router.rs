@@ -106,8 +106,12 @@ impl PathMatcher {
                 t.trim_start_matches('/')
                     .split('/')
                     .map(|seg| {
-                        if let Some(name) = seg.strip_prefix("{*").and_then(|s| s.strip_suffix('}'))
+                        if let Some(name) = seg
+                            .strip_prefix("{")
+                            .and_then(|s| s.strip_suffix("}"))
+                            .filter(|n| n.starts_with("*"))
                         {
+                            // Kept with its `*`, as `rewrite` writes it: `{*rest}`.
                             TemplateSegment::Rest(name.to_string())
                         } else if let Some(name) =
                             seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
