@@ -333,6 +333,27 @@ mod tests {
         assert!(!RequestDirectives::from_headers(&h).no_cache);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_header_values_never_panic(values in proptest::collection::vec(".{0,40}", 0..4)) {
+            let mut h = HeaderMap::new();
+            for v in &values {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.append(header::CACHE_CONTROL, v.clone());
+                    h.append(header::EXPIRES, v.clone());
+                    h.append(header::VARY, v.clone());
+                    h.append(header::PRAGMA, v);
+                }
+            }
+            let _ = ResponseDirectives::from_headers(&h);
+            let _ = RequestDirectives::from_headers(&h);
+            let _ = Expires::from_headers(&h);
+            if let Some(vary) = crate::key::parse_vary(&h) {
+                let _ = crate::key::secondary_key(&h, &vary);
+            }
+        }
+    }
+
     #[test]
     fn expires_invalid_means_expired() {
         let mut h = HeaderMap::new();

@@ -398,7 +398,7 @@ async fn stale_while_revalidate_makes_exactly_one_background_request() {
         Reply::ok(&format!("v{n}"))
             .cc("max-age=10, stale-while-revalidate=60")
             .delay(if n == 1 {
-                Duration::from_millis(50)
+                Duration::from_millis(300)
             } else {
                 Duration::ZERO
             })
