@@ -600,6 +600,13 @@ impl HttpCache {
                 headers.append(name.clone(), value.clone());
             }
         }
+        if !fresh_headers.contains_key(header::DATE) {
+            // The stored Date describes the old response; keeping it would
+            // age the validated entry by its whole past life.
+            if let Ok(v) = HeaderValue::from_str(&fmt_http_date(response_time)) {
+                headers.insert(header::DATE, v);
+            }
+        }
         let dirs = ResponseDirectives::from_headers(&headers);
         let mut for_age = headers.clone();
         if let Some(age) = fresh_headers.get(header::AGE) {

@@ -1262,3 +1262,135 @@ async fn an_entry_replaced_by_an_uncacheable_response_is_dropped() {
         .await;
     assert_eq!(r.text(), "v2");
 }
+
+#[tokio::test]
+async fn validated_entry_without_date_in_304_is_fresh_again() {
+    let h = Harness::new();
+    let o = FnOrigin::new(|n| {
+        async move {
+            let mut res = if n == 0 {
+                Response::new(body::full("kept"))
+            } else {
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            };
+            res.headers_mut()
+                .insert("cache-control", "max-age=10".parse().unwrap());
+            res.headers_mut().insert("etag", "\"e\"".parse().unwrap());
+            Ok(res)
+        }
+        .boxed()
+    });
+    h.get("/nd", o.clone()).await;
+    h.advance(100);
+    let r = h.get("/nd", o.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.cache_status().contains("fwd-status=304"));
+    h.advance(5);
+    let r = h.get("/nd", o.clone()).await;
+    assert_eq!(r.cache_status(), "gatehouse; hit; ttl=5");
+    assert_eq!(r.age(), Some(5));
+    assert_eq!(o.calls(), 2);
+}
+
+mod metrics_recorder {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use parking_lot::Mutex;
+
+    pub type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+
+    pub struct Rec(pub Counts);
+
+    struct C(String, Counts);
+
+    impl CounterFn for C {
+        fn increment(&self, v: u64) {
+            *self.1.lock().entry(self.0.clone()).or_default() += v;
+        }
+        fn absolute(&self, v: u64) {
+            self.1.lock().insert(self.0.clone(), v);
+        }
+    }
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(Arc::new(C(name, self.0.clone())))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+}
+
+#[test]
+fn metrics_are_labelled_by_route_and_status() {
+    let counts: metrics_recorder::Counts = Default::default();
+    let rec = metrics_recorder::Rec(counts.clone());
+    metrics::with_local_recorder(&rec, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let h = Harness::new();
+            let o = FnOrigin::new(|n| {
+                async move {
+                    let mut res = Response::new(body::full("abcd"));
+                    let cc = if n == 0 {
+                        "max-age=10, stale-while-revalidate=100"
+                    } else {
+                        "max-age=10"
+                    };
+                    res.headers_mut()
+                        .insert("cache-control", cc.parse().unwrap());
+                    Ok(res)
+                }
+                .boxed()
+            });
+            h.get("/m", o.clone()).await; // miss, stored
+            h.get("/m", o.clone()).await; // hit
+            h.advance(20);
+            h.get("/m", o.clone()).await; // stale + background refresh
+            h.cache.background_idle().await;
+        });
+    });
+    let c = counts.lock();
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    assert_eq!(
+        get("gatehouse_cache_requests_total{route=api,status=miss}"),
+        1,
+        "{c:#?}"
+    );
+    assert_eq!(
+        get("gatehouse_cache_requests_total{route=api,status=hit}"),
+        1
+    );
+    assert_eq!(
+        get("gatehouse_cache_requests_total{route=api,status=stale}"),
+        1
+    );
+    assert_eq!(
+        get("gatehouse_cache_revalidations_total{result=modified,route=api}"),
+        1
+    );
+    assert_eq!(get("gatehouse_cache_stored_total{route=api}"), 2);
+    assert_eq!(get("gatehouse_cache_hit_bytes_total{route=api}"), 8);
+}
