@@ -330,8 +330,7 @@ impl Cluster {
                     return Ok(res.map(|inner| {
                         boxed(GuardedBody {
                             inner,
-                            _guard: guard,
-                            _permit: permit,
+                            held: Some((guard, permit)),
                         })
                     }));
                 }
@@ -687,11 +686,10 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// The target's response body, holding the concurrency slot and the
-/// in-flight count until it is finished or dropped.
+/// in-flight count until it ends, fails or is dropped.
 struct GuardedBody {
     inner: Incoming,
-    _guard: InFlightGuard,
-    _permit: OwnedSemaphorePermit,
+    held: Option<(InFlightGuard, OwnedSemaphorePermit)>,
 }
 
 impl http_body::Body for GuardedBody {
@@ -702,7 +700,14 @@ impl http_body::Body for GuardedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Free the slot as soon as the exchange is over, not when the
+            // consumer gets round to dropping the body.
+            this.held = None;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

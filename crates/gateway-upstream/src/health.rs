@@ -78,14 +78,14 @@ async fn check(target: &Target, cfg: &HealthCheckConfig) -> Result<(), String> {
             .request(req.map(crate::target::ClientBody))
             .await
             .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg = s.to_string();
-                src = s.source();
-            }
-            format!("health check failed: {msg}")
-        })?;
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg = s.to_string();
+                    src = s.source();
+                }
+                format!("health check failed: {msg}")
+            })?;
         let status = res.status();
         // Drain so the connection goes back to the pool.
         let _ = res.into_body().collect().await;

@@ -1,18 +1,42 @@
 //! Everything about talking to upstream services.
 //!
 //! A *cluster* is a named set of equivalent *targets* (`host:port` sockets).
-//! The proxy's upstream stage hands a prepared request to
-//! [`Cluster::send`](crate::Cluster::send); this crate picks a target (load
-//! balancing that skips unhealthy and ejected targets), enforces the
-//! cluster's concurrency limits and circuit breaker, sends the request over
-//! a pooled keep-alive connection (HTTP/1.1, h2c or TLS with ALPN), retries
-//! within a budget, and turns failures into [`UpstreamError`](crate::UpstreamError)s
-//! that carry a stable code and render as problem+json.
+//! The proxy's upstream stage hands a prepared request to [`Cluster::send`];
+//! this crate picks a target (load balancing that skips unhealthy and
+//! ejected targets), enforces the cluster's concurrency limits and circuit
+//! breaker, sends the request over a pooled keep-alive connection
+//! (HTTP/1.1, h2c, or TLS with ALPN), retries within a budget, and turns
+//! failures into [`UpstreamError`]s that carry a stable code and render as
+//! problem+json.
 //!
-//! Configuration lives in [`config`]; the runtime registry is
-//! [`Upstreams`](crate::Upstreams), swapped atomically on reconfigure while
-//! keeping pools and health state of unchanged targets.
+//! - [`config`]: `[clusters.NAME]` as serde structs with defaults and `validate()`.
+//! - [`Upstreams`]: the registry, swapped atomically on reconfigure while
+//!   keeping pools and health state of unchanged targets.
+//! - [`Cluster`]: one cluster at runtime; [`Cluster::send`],
+//!   [`Cluster::targets_status`], [`Cluster::circuit_state`].
+//! - [`metrics`]: metric names (documented in `docs/upstreams.md`).
+//!
+//! Architecture invariant: this crate knows nothing about routes, keys,
+//! caching or the listener; it receives a ready-to-forward request and
+//! returns a streaming response or a classified error.
 
+mod balancer;
+mod breaker;
+mod cluster;
 pub mod config;
+mod error;
+mod health;
+pub mod metrics;
+mod registry;
+mod retry;
+mod target;
 
+pub use balancer::{hash_key, VNODES_PER_WEIGHT};
+pub use breaker::CircuitState;
+pub use cluster::{is_idempotent, Cluster, SendOptions};
 pub use config::{ClusterConfig, ConfigIssue};
+pub use error::{UpstreamError, UpstreamErrorKind};
+pub use health::HEALTH_CHECK_USER_AGENT;
+pub use registry::{BuildError, ClusterIssue, ClusterMap, Upstreams};
+pub use retry::BUDGET_WINDOW_SECS;
+pub use target::{TargetState, TargetStatus};

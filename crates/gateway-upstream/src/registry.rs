@@ -1,0 +1,170 @@
+//! [`Upstreams`]: the registry of clusters the proxy looks up per request.
+//!
+//! The current set of clusters is an immutable map behind an `ArcSwap`:
+//! lookups are lock-free and a reconfigure replaces the whole map in one
+//! step. Requests already running keep the `Arc<Cluster>` they started with,
+//! so nothing in flight is lost. A reconfigure builds every new cluster
+//! first (all or nothing), keeps clusters whose config did not change as
+//! they are, and carries over targets (pool, health, ejection) whose
+//! address and client settings did not change; then it stops the health
+//! checks of replaced and removed clusters.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gateway_core::Body;
+use http::{Request, Response};
+use parking_lot::Mutex;
+
+use crate::cluster::{Cluster, SendOptions};
+use crate::config::{ClusterConfig, ConfigIssue};
+use crate::error::UpstreamError;
+
+/// The cluster map, as seen by one reader.
+pub type ClusterMap = BTreeMap<String, Arc<Cluster>>;
+
+/// One problem in one cluster's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterIssue {
+    /// The cluster name.
+    pub cluster: String,
+    /// The problem, with a path relative to the cluster.
+    pub issue: ConfigIssue,
+}
+
+impl fmt::Display for ClusterIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "clusters.{}.{}: {}",
+            self.cluster, self.issue.path, self.issue.message
+        )
+    }
+}
+
+/// Clusters could not be built; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct BuildError {
+    /// Every problem found, across all clusters.
+    pub issues: Vec<ClusterIssue>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid upstream clusters:")?;
+        for i in &self.issues {
+            write!(f, "\n  {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry of upstream clusters.
+pub struct Upstreams {
+    current: ArcSwap<ClusterMap>,
+    // Serialises reconfigures so two cannot interleave their builds.
+    writer: Mutex<()>,
+}
+
+impl fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("clusters", &self.current.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(ClusterMap::new()),
+            writer: Mutex::new(()),
+        }
+    }
+}
+
+impl Upstreams {
+    /// Builds every cluster. Call inside a Tokio runtime (health checks are
+    /// background tasks).
+    pub fn new(configs: BTreeMap<String, ClusterConfig>) -> Result<Self, BuildError> {
+        let u = Self::default();
+        u.reconfigure(configs)?;
+        Ok(u)
+    }
+
+    /// The cluster called `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.current.load().get(name).cloned()
+    }
+
+    /// The whole current map (for the admin API and metrics).
+    pub fn snapshot(&self) -> Arc<ClusterMap> {
+        self.current.load_full()
+    }
+
+    /// Sends `req` to cluster `name`; `unknown_upstream` if there is none.
+    pub async fn send(
+        &self,
+        name: &str,
+        req: Request<Body>,
+        opts: SendOptions,
+    ) -> Result<Response<Body>, UpstreamError> {
+        match self.get(name) {
+            Some(c) => c.send(req, opts).await,
+            None => Err(UpstreamError::unknown_cluster(name)),
+        }
+    }
+
+    /// Replaces the clusters with `configs`. All or nothing: on error the
+    /// old clusters stay in place and every problem is reported.
+    pub fn reconfigure(&self, configs: BTreeMap<String, ClusterConfig>) -> Result<(), BuildError> {
+        let _writer = self.writer.lock();
+        let old = self.current.load_full();
+        let mut next = ClusterMap::new();
+        let mut issues = Vec::new();
+        for (name, config) in configs {
+            let previous = old.get(&name);
+            if let Some(prev) = previous.filter(|p| *p.config() == config) {
+                next.insert(name, prev.clone());
+                continue;
+            }
+            match Cluster::build(&name, config, previous.map(|p| p.as_ref())) {
+                Ok(c) => {
+                    next.insert(name, Arc::new(c));
+                }
+                Err(found) => issues.extend(found.into_iter().map(|issue| ClusterIssue {
+                    cluster: name.clone(),
+                    issue,
+                })),
+            }
+        }
+        if !issues.is_empty() {
+            // Dropping the half-built map stops the health checks it started.
+            for c in next.values() {
+                if !old.values().any(|o| Arc::ptr_eq(o, c)) {
+                    c.stop();
+                }
+            }
+            return Err(BuildError { issues });
+        }
+        self.current.store(Arc::new(next));
+        let now = self.current.load();
+        for (name, c) in old.iter() {
+            if !now.get(name).is_some_and(|n| Arc::ptr_eq(n, c)) {
+                c.stop();
+                tracing::info!(cluster = %name, "upstream cluster replaced or removed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every background task (health checks). Requests still work
+    /// against the last known health state; use on process shutdown.
+    pub fn shutdown(&self) {
+        for c in self.current.load().values() {
+            c.stop();
+        }
+    }
+}
