@@ -59,6 +59,33 @@ pub trait Origin: Send + Sync + 'static {
     fn fetch(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, OriginError>>;
 }
 
+/// Wraps a closure as an [`Origin`], for wiring the cache in front of an
+/// existing upstream call without a named type.
+pub fn origin_fn<F>(f: F) -> Arc<dyn Origin>
+where
+    F: Fn(Request<Body>) -> BoxFuture<'static, Result<Response<Body>, OriginError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    struct FnOrigin<F>(F);
+    impl<F> Origin for FnOrigin<F>
+    where
+        F: Fn(Request<Body>) -> BoxFuture<'static, Result<Response<Body>, OriginError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        fn fetch(
+            &self,
+            req: Request<Body>,
+        ) -> BoxFuture<'static, Result<Response<Body>, OriginError>> {
+            (self.0)(req)
+        }
+    }
+    Arc::new(FnOrigin(f))
+}
+
 /// The origin could not produce a response (connect failure, timeout...).
 ///
 /// Carries the problem the client sees when nothing stale may be served.

@@ -1168,7 +1168,7 @@ async fn stats_count_per_route() {
 fn handle_future_is_send_so_it_can_run_in_a_hyper_service() {
     fn assert_send<T: Send>(_: &T) {}
     let h = Harness::new();
-    let origin: Arc<dyn Origin> = FnOrigin::new(|_| async { Err(origin_down()) }.boxed());
+    let origin = gateway_cache::origin_fn(|_req| async { Err(origin_down()) }.boxed());
     let fut = h
         .cache
         .handle(get("/").body(body::empty()).unwrap(), &h.route, origin);
