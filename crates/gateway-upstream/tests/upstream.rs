@@ -145,6 +145,10 @@ async fn h2c_upstream_speaks_http2_with_prior_knowledge() {
         let v = json(&body);
         assert_eq!(v["version"], "HTTP/2.0");
         assert_eq!(v["path"], "/h2");
+        assert_eq!(
+            v["headers"]["host"], "api.example.com",
+            "client Host kept over HTTP/2"
+        );
     }
 }
 

@@ -1,0 +1,25 @@
+//! The commented example in `docs/upstreams.md` parses and validates, so the
+//! reference cannot drift from the structs.
+
+use std::collections::BTreeMap;
+
+use gateway_upstream::config::{LoadBalancing, DEFAULT_MAX_CONCURRENT};
+use gateway_upstream::ClusterConfig;
+
+#[derive(serde::Deserialize)]
+struct File {
+    clusters: BTreeMap<String, ClusterConfig>,
+}
+
+#[test]
+fn documented_example_parses_and_validates() {
+    let doc = include_str!("../../../docs/upstreams.md");
+    let start = doc.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("closing fence");
+    let file: File = toml::from_str(&doc[start..end]).expect("example parses");
+    let api = &file.clusters["api"];
+    assert_eq!(api.validate(), Ok(()));
+    assert_eq!(api.load_balancing, LoadBalancing::ConsistentHash);
+    assert_eq!(api.targets[1].weight, 3);
+    assert_eq!(api.circuit_breaker.max_concurrent, DEFAULT_MAX_CONCURRENT);
+}
