@@ -31,6 +31,10 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
                 ),
             );
         }
+        // Port 0 asks the OS for a free port, so it never collides.
+        if l.bind.port() == 0 {
+            continue;
+        }
         if let Some(prev) = binds.insert(l.bind, i) {
             push(
                 format!("listeners[{i}].bind"),

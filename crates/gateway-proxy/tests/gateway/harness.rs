@@ -1,0 +1,143 @@
+//! A gateway started in-process from a config file in a temp dir, with
+//! listeners on free ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway_proxy::{Running, StartOptions};
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub struct TestGateway {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The preamble every test config starts with: free ports, quiet logs.
+pub fn base(extra: &str) -> String {
+    base_with("", extra)
+}
+
+/// Like [`base`], with extra lines in `[gateway]`.
+pub fn base_with(gateway: &str, extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+watch_config = false
+{gateway}
+
+[[listeners]]
+bind = "127.0.0.1:0"
+
+[admin]
+bind = "127.0.0.1:0"
+
+[telemetry]
+access_log = "off"
+
+{extra}
+"#
+    )
+}
+
+impl TestGateway {
+    pub async fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let loaded = gateway_config::load_file(&config_path).unwrap();
+        let running = gateway_proxy::start(
+            loaded,
+            StartOptions {
+                config_path: Some(config_path.clone()),
+                admin_token: Some(TOKEN.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            addr: running.listeners[0],
+            admin: running.admin,
+            running: Some(running),
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn gateway(&self) -> &gateway_proxy::Gateway {
+        &self.running.as_ref().unwrap().gateway
+    }
+
+    pub async fn shutdown(&mut self, grace: Duration) -> bool {
+        self.running.take().unwrap().shutdown(grace).await
+    }
+
+    /// GET an admin endpoint with the token; returns the JSON body.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.admin_url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A complete origin response body.
+pub fn body(bytes: impl Into<bytes::Bytes>) -> test_support::origin::OriginBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A JSON response for an origin handler.
+pub fn reply(status: u16, body_text: impl Into<bytes::Bytes>) -> test_support::origin::Reply {
+    test_support::origin::Reply::Response(
+        http::Response::builder()
+            .status(status)
+            .body(body(body_text))
+            .unwrap(),
+    )
+}

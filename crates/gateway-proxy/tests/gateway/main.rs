@@ -1,0 +1,11 @@
+//! End-to-end tests of the gateway core over real sockets: one test binary,
+//! a module per behaviour, shared setup in `harness`.
+
+mod harness;
+
+mod admin;
+mod protocols;
+mod reload;
+mod resilience;
+mod routing;
+mod streaming;

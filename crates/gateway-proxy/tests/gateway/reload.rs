@@ -1,0 +1,137 @@
+//! Reloads never drop traffic and never apply a broken file; shutdown
+//! drains what is in flight.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use test_support::origin::{Handler, Origin};
+
+use crate::harness::{base, client, TestGateway, TOKEN};
+
+fn config(origin: &str, version: usize) -> String {
+    base(&format!(
+        r#"
+[clusters.svc]
+targets = ["{origin}"]
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+response_headers = {{ set = {{ "x-config-version" = "{version}" }} }}
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_requests_during_ten_reloads_all_succeed() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let gw = TestGateway::start(&config(&origin.authority(), 0)).await;
+    let http = client();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let http = http.clone();
+        let url = gw.url("/");
+        let ok = ok.clone();
+        let failures = failures.clone();
+        workers.push(tokio::spawn(async move {
+            for _ in 0..250 {
+                match http.get(&url).send().await {
+                    Ok(res) if res.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(res) => failures.lock().unwrap().push(res.status().to_string()),
+                    Err(e) => failures.lock().unwrap().push(e.to_string()),
+                }
+            }
+        }));
+    }
+    for version in 1..=10 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        std::fs::write(&gw.config_path, config(&origin.authority(), version)).unwrap();
+        let res = http
+            .post(gw.admin_url("/v1/config/reload"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "reload {version}");
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(*failures.lock().unwrap(), Vec::<String>::new());
+    assert_eq!(ok.load(Ordering::Relaxed), 2000);
+    let res = http.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(
+        res.headers()["x-config-version"],
+        "10",
+        "the last reload is live"
+    );
+}
+
+#[tokio::test]
+async fn broken_config_is_rejected_with_its_line_and_the_old_one_keeps_serving() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let good = config(&origin.authority(), 1);
+    let gw = TestGateway::start(&good).await;
+    let http = client();
+
+    let broken = good.replace("cluster = \"svc\"", "cluster = \"missing\"");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("cluster = \"missing\""))
+        .unwrap()
+        + 1;
+    std::fs::write(&gw.config_path, &broken).unwrap();
+    let res = http
+        .post(gw.admin_url("/v1/config/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: serde_json::Value = res.json().await.unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("gatehouse.toml:{line}:")) && detail.contains("routes[0].cluster"),
+        "{detail}"
+    );
+    let res = http.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-config-version"], "1");
+
+    std::fs::write(&gw.config_path, "[[routes]\n").unwrap();
+    let err = gw.gateway().reload_from_file().await.unwrap_err();
+    assert!(err.to_string().contains("gatehouse.toml:1:"), "{err}");
+    assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let origin =
+        Origin::start(Handler::fixed(200, &[], "finished").delay(Duration::from_millis(500))).await;
+    let mut gw = TestGateway::start(&config(&origin.authority(), 1)).await;
+    let http = client();
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        let url = gw.url("/");
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let addr = gw.addr;
+    let drained = gw.shutdown(Duration::from_secs(5)).await;
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "finished"));
+    assert!(drained, "every connection finished within the grace period");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
