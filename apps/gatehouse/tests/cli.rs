@@ -1,0 +1,245 @@
+//! The `gatehouse` binary as an operator uses it: `check`, `serve` with
+//! signals, and `up`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use test_support::origin::{Handler, Origin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_text(addr: SocketAddr, admin: SocketAddr, origin: &str, version: u32) -> String {
+    format!(
+        r#"
+[gateway]
+watch_config = false
+shutdown_grace = "10s"
+
+[[listeners]]
+bind = "{addr}"
+
+[admin]
+bind = "{admin}"
+token = "cli-test-token"
+
+[telemetry]
+access_log = "off"
+
+[clusters.svc]
+targets = ["{origin}"]
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+response_headers = {{ set = {{ "x-version" = "{version}" }} }}
+"#
+    )
+}
+
+async fn serve(origin: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    let addr = free_port();
+    std::fs::write(&config, config_text(addr, free_port(), origin, 1)).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        test_support::wait_for_port(addr, Duration::from_secs(20)).await,
+        "gateway listens"
+    );
+    Served {
+        child,
+        addr,
+        _dir: dir,
+        config,
+    }
+}
+
+async fn get(addr: SocketAddr) -> reqwest::Response {
+    reqwest::get(format!("http://{addr}/")).await.unwrap()
+}
+
+#[test]
+fn check_accepts_good_and_rejects_broken_configs_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        config_text(free_port(), free_port(), "127.0.0.1:9", 1),
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("check").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 routes, 1 clusters"));
+
+    let bad = dir.path().join("bad.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1).replace(
+        "shutdown_grace = \"10s\"",
+        "shutdown_grace = \"ten seconds\"",
+    );
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:4:"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "serve refuses to start on a broken file"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:4:"));
+}
+
+#[tokio::test]
+async fn sighup_applies_good_configs_and_rejects_broken_ones() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let served = serve(&origin.authority()).await;
+    assert_eq!(get(served.addr).await.headers()["x-version"], "1");
+
+    let text = std::fs::read_to_string(&served.config).unwrap();
+    std::fs::write(
+        &served.config,
+        text.replace("\"x-version\" = \"1\"", "\"x-version\" = \"2\""),
+    )
+    .unwrap();
+    signal(&served.child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(served.addr).await.headers()["x-version"] != "2" {
+        assert!(Instant::now() < deadline, "SIGHUP reload applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    std::fs::write(&served.config, "this is not toml").unwrap();
+    signal(&served.child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = get(served.addr).await;
+    assert_eq!(res.status(), 200, "still serving after a broken reload");
+    assert_eq!(res.headers()["x-version"], "2");
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    let origin =
+        Origin::start(Handler::fixed(200, &[], "done").delay(Duration::from_millis(800))).await;
+    let mut served = serve(&origin.authority()).await;
+    let addr = served.addr;
+    let slow = tokio::spawn(async move {
+        let res = get(addr).await;
+        (res.status().as_u16(), res.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&served.child, "-TERM");
+    assert_eq!(slow.await.unwrap(), (200, "done".to_string()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit after draining: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exits after draining");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "up",
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("/metrics");
+            text.push_str(&line);
+            text.push('\n');
+            if done {
+                break;
+            }
+        }
+        text
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains(&format!("http://{listen}/")), "{banner}");
+    let token = std::fs::read_to_string(dir.path().join("gatehouse-data/admin-token")).unwrap();
+    assert!(banner.contains(token.trim()), "the admin token is printed");
+
+    let res = reqwest::get(format!("http://{listen}/hello"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["path"], "/hello");
+
+    let res = reqwest::Client::new()
+        .get(format!("http://{admin}/v1/upstreams"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
