@@ -155,3 +155,19 @@ fn load_file_names_missing_file() {
         .to_string()
         .starts_with("/nonexistent/gh.toml: cannot read config"));
 }
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = load_file(&path) {
+                panic!("{e}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "examples/ holds the commented configs");
+}
