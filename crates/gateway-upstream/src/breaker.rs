@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use crate::config::CircuitBreakerConfig;
 
 /// Circuit breaker state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     /// Requests flow normally.
     Closed,

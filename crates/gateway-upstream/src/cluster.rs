@@ -97,6 +97,19 @@ pub fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// A snapshot of a cluster for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStatus {
+    /// Cluster name.
+    pub name: String,
+    /// Circuit breaker state.
+    pub circuit: CircuitState,
+    /// Requests holding a concurrency slot.
+    pub in_flight: usize,
+    /// Every target, in config order.
+    pub targets: Vec<TargetStatus>,
+}
+
 /// One upstream cluster: targets, balancer, limits, breaker, retry budget.
 #[derive(Debug)]
 pub struct Cluster {
@@ -146,7 +159,7 @@ impl Cluster {
             let reused = previous.and_then(|p| p.targets.iter().find(|t| t.key() == key).cloned());
             match reused {
                 Some(t) => targets.push(t),
-                None => match Target::build(addr, &config) {
+                None => match Target::build(Arc::from(name), addr, &config) {
                     Ok(t) => targets.push(Arc::new(t)),
                     Err(issue) => issues.push(issue),
                 },
@@ -220,6 +233,16 @@ impl Cluster {
             .zip(&self.weights)
             .map(|(t, w)| t.status(*w, now))
             .collect()
+    }
+
+    /// Everything the admin API shows about the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            name: self.name.to_string(),
+            circuit: self.circuit_state(),
+            in_flight: self.in_flight(),
+            targets: self.targets_status(),
+        }
     }
 
     /// Requests currently holding a concurrency slot.

@@ -33,7 +33,7 @@ mod target;
 
 pub use balancer::{hash_key, VNODES_PER_WEIGHT};
 pub use breaker::CircuitState;
-pub use cluster::{is_idempotent, Cluster, SendOptions};
+pub use cluster::{is_idempotent, Cluster, ClusterStatus, SendOptions};
 pub use config::{ClusterConfig, ConfigIssue};
 pub use error::{UpstreamError, UpstreamErrorKind};
 pub use health::HEALTH_CHECK_USER_AGENT;

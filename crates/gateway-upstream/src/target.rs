@@ -73,7 +73,8 @@ impl http_body::Body for ClientBody {
 }
 
 /// Where a target stands, as shown by the admin API and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TargetState {
     /// Receiving traffic.
     Healthy,
@@ -95,8 +96,9 @@ impl TargetState {
     }
 }
 
-/// A snapshot of one target's health, for the admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A snapshot of one target's health, for the admin API (serializes to
+/// JSON with durations as humantime strings).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TargetStatus {
     /// `scheme://host:port`.
     pub address: String,
@@ -111,6 +113,7 @@ pub struct TargetStatus {
     /// How many times passive detection ejected this target.
     pub times_ejected: u32,
     /// Time left in the current ejection.
+    #[serde(with = "humantime_serde")]
     pub ejected_for: Option<Duration>,
     /// The most recent failure (request or health check), if any.
     pub last_error: Option<String>,
@@ -128,6 +131,9 @@ struct Detail {
 
 /// One target: address, pooled client, health.
 pub(crate) struct Target {
+    // Targets are only ever carried over within the same cluster name, so
+    // the target can label its own metrics.
+    cluster: Arc<str>,
     pub(crate) addr: TargetAddr,
     pub(crate) display: String,
     pub(crate) authority: http::uri::Authority,
@@ -165,7 +171,11 @@ impl Target {
     }
 
     /// Builds a target with a fresh pool and a clean, healthy state.
-    pub(crate) fn build(addr: TargetAddr, cfg: &ClusterConfig) -> Result<Self, ConfigIssue> {
+    pub(crate) fn build(
+        cluster: Arc<str>,
+        addr: TargetAddr,
+        cfg: &ClusterConfig,
+    ) -> Result<Self, ConfigIssue> {
         let client = build_client(&addr, cfg)?;
         let authority =
             http::uri::Authority::try_from(addr.authority()).map_err(|e| ConfigIssue {
@@ -173,6 +183,7 @@ impl Target {
                 message: format!("`{addr}` is not a valid authority: {e}"),
             })?;
         Ok(Self {
+            cluster,
             display: addr.to_string(),
             authority,
             key: Self::key_for(&addr, cfg),
@@ -211,7 +222,10 @@ impl Target {
                 Some(until) if until > now => return false,
                 _ => {
                     d.ejected_until = None;
-                    self.ejected.store(false, Ordering::Relaxed);
+                    if self.ejected.swap(false, Ordering::Relaxed) {
+                        crate::metrics::healthy(&self.cluster, &self.display, true);
+                        tracing::info!(cluster = %self.cluster, target = %self.display, "upstream target ejection expired");
+                    }
                 }
             }
         }

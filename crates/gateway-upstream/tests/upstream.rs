@@ -633,6 +633,10 @@ async fn reconfigure_keeps_unchanged_targets_state_and_swaps_atomically() {
     assert_eq!(st[0].state, TargetState::Ejected);
     assert_eq!(st[0].times_ejected, 1);
     assert_eq!(st[2].state, TargetState::Healthy);
+    let json = serde_json::to_value(c2.status()).unwrap();
+    assert_eq!(json["circuit"], "closed");
+    assert_eq!(json["targets"][0]["state"], "ejected");
+    assert_eq!(json["targets"][0]["address"], format!("http://{dead}"));
     // The old cluster still serves requests that already hold it.
     assert_eq!(get(&c, "/").await.unwrap().0, 200);
 
@@ -667,6 +671,34 @@ async fn reconfigure_keeps_unchanged_targets_state_and_swaps_atomically() {
         .unwrap_err();
     assert_eq!(err.kind(), UpstreamErrorKind::UnknownCluster);
     u.shutdown();
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_and_survive_a_reconfigure() {
+    let origin = Origin::start(Handler::status(200)).await;
+    let cfg = config(&[origin.authority()], |_| {});
+    let u = Upstreams::new(BTreeMap::from([("api".to_string(), cfg.clone())])).unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(&u.get("api").unwrap(), "/").await.unwrap().0, 200);
+    }
+    assert_eq!(origin.connections(), 1);
+
+    let mut retuned = cfg.clone();
+    retuned.retry.attempts = 3;
+    u.reconfigure(BTreeMap::from([("api".to_string(), retuned.clone())]))
+        .unwrap();
+    for _ in 0..5 {
+        get(&u.get("api").unwrap(), "/").await.unwrap();
+    }
+    assert_eq!(origin.connections(), 1, "the target kept its pool");
+
+    // A setting baked into the client (here the pool) means a fresh pool.
+    let mut repooled = retuned;
+    repooled.pool.max_idle_per_target = 4;
+    u.reconfigure(BTreeMap::from([("api".to_string(), repooled)]))
+        .unwrap();
+    get(&u.get("api").unwrap(), "/").await.unwrap();
+    assert_eq!(origin.connections(), 2);
 }
 
 // === streaming ===

@@ -216,6 +216,7 @@ struct State {
     handler: RwLock<Handler>,
     log: Mutex<Vec<RecordedRequest>>,
     count: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 impl State {
@@ -288,6 +289,7 @@ impl OriginBuilder {
             handler: RwLock::new(self.handler),
             log: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let acceptor = self
             .certs
@@ -327,6 +329,7 @@ async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                state.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let acceptor = acceptor.clone();
@@ -411,6 +414,12 @@ impl Origin {
     /// Requests received so far (all paths).
     pub fn requests(&self) -> usize {
         self.state.count.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far; tells whether clients reuse
+    /// keep-alive connections.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Requests received so far whose path is exactly `path`.

@@ -51,6 +51,7 @@ async fn echo_reports_the_request_over_http1_and_h2c() {
         );
     }
     assert_eq!(origin.requests(), 2);
+    assert_eq!(origin.connections(), 2, "one connection per client");
     assert_eq!(origin.requests_to("/a/b"), 2);
     assert_eq!(origin.recorded()[1].version, Version::HTTP_2);
 }
