@@ -24,6 +24,7 @@ mod balancer;
 mod breaker;
 mod cluster;
 pub mod config;
+mod connector;
 mod error;
 mod health;
 pub mod metrics;

@@ -70,3 +70,19 @@ pub(crate) fn ejected(cluster: &str, target: &str) {
 pub(crate) fn pending(cluster: &str, n: usize) {
     metrics::gauge!(PENDING, "cluster" => cluster.to_string()).set(n as f64);
 }
+
+/// Gauge: open TCP connections per target (idle in the pool plus active).
+/// Labels: `cluster`, `target`.
+pub const CONNECTIONS_OPEN: &str = "gatehouse_upstream_connections_open";
+/// Counter: TCP connections opened per target. Labels: `cluster`, `target`.
+pub const CONNECTIONS_OPENED_TOTAL: &str = "gatehouse_upstream_connections_opened_total";
+
+pub(crate) fn connection_opened(cluster: &str, target: &str, open: usize) {
+    metrics::counter!(CONNECTIONS_OPENED_TOTAL, "cluster" => cluster.to_string(), "target" => target.to_string())
+        .increment(1);
+    metrics::gauge!(CONNECTIONS_OPEN, "cluster" => cluster.to_string(), "target" => target.to_string()).set(open as f64);
+}
+
+pub(crate) fn connection_closed(cluster: &str, target: &str, open: usize) {
+    metrics::gauge!(CONNECTIONS_OPEN, "cluster" => cluster.to_string(), "target" => target.to_string()).set(open as f64);
+}

@@ -24,8 +24,9 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{ClusterConfig, ConfigIssue, Protocol, Scheme, TargetAddr};
+use crate::connector::{ConnStats, CountingConnector};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, ClientBody>;
+pub(crate) type HttpClient = Client<HttpsConnector<CountingConnector>, ClientBody>;
 
 /// The request body handed to hyper's client: the pipeline's [`Body`] with a
 /// concrete error type. With `Box<dyn Error>` as the body error, rustc cannot
@@ -108,6 +109,8 @@ pub struct TargetStatus {
     pub state: TargetState,
     /// Requests in flight (until their response body ends).
     pub in_flight: usize,
+    /// Open TCP connections (idle in the pool plus active).
+    pub open_connections: usize,
     /// Consecutive failed requests (resets on success).
     pub consecutive_failures: u32,
     /// How many times passive detection ejected this target.
@@ -139,6 +142,7 @@ pub(crate) struct Target {
     pub(crate) authority: http::uri::Authority,
     key: String,
     pub(crate) client: HttpClient,
+    conns: Arc<ConnStats>,
     in_flight: AtomicUsize,
     check_failing: AtomicBool,
     ejected: AtomicBool,
@@ -176,7 +180,8 @@ impl Target {
         addr: TargetAddr,
         cfg: &ClusterConfig,
     ) -> Result<Self, ConfigIssue> {
-        let client = build_client(&addr, cfg)?;
+        let conns = ConnStats::new(cluster.clone(), addr.to_string());
+        let client = build_client(&addr, cfg, conns.clone())?;
         let authority =
             http::uri::Authority::try_from(addr.authority()).map_err(|e| ConfigIssue {
                 path: "targets".into(),
@@ -189,6 +194,7 @@ impl Target {
             key: Self::key_for(&addr, cfg),
             addr,
             client,
+            conns,
             in_flight: AtomicUsize::new(0),
             check_failing: AtomicBool::new(false),
             ejected: AtomicBool::new(false),
@@ -322,6 +328,7 @@ impl Target {
             weight,
             state,
             in_flight: self.in_flight(),
+            open_connections: self.conns.open(),
             consecutive_failures: d.consecutive_failures,
             times_ejected: d.times_ejected,
             ejected_for: d
@@ -334,11 +341,16 @@ impl Target {
 }
 
 /// Builds the pooled client for one target from the cluster settings.
-fn build_client(addr: &TargetAddr, cfg: &ClusterConfig) -> Result<HttpClient, ConfigIssue> {
+fn build_client(
+    addr: &TargetAddr,
+    cfg: &ClusterConfig,
+    conns: Arc<ConnStats>,
+) -> Result<HttpClient, ConfigIssue> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cfg.connect_timeout));
+    let http = CountingConnector::new(http, conns);
 
     let tls = tls_config(cfg)?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()

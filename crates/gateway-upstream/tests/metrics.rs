@@ -174,5 +174,17 @@ async fn attempts_retries_ejections_health_and_in_flight_are_measured() {
         Some(0.0)
     );
     assert_eq!(counter(m::CIRCUIT_STATE, "cluster=m"), Some(0.0));
+    assert_eq!(
+        counter(
+            m::CONNECTIONS_OPENED_TOTAL,
+            &format!("cluster=m,target={good_t}")
+        ),
+        Some(1.0),
+        "keep-alive: both requests used one connection"
+    );
+    assert_eq!(
+        counter(m::CONNECTIONS_OPEN, &format!("cluster=m,target={good_t}")),
+        Some(1.0)
+    );
     assert_eq!(counter(m::REQUEST_DURATION_SECONDS, "cluster=m"), Some(2.0));
 }

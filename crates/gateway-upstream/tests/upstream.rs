@@ -106,6 +106,19 @@ impl http_body::Body for Chunked {
 
 // === forwarding ===
 
+#[test]
+fn send_future_is_send_so_the_proxy_can_spawn_it() {
+    fn assert_send<T: Send>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let (_u, c) = build(config(&["127.0.0.1:1".to_string()], |_| {}));
+    let fut = c.send(request(Method::GET, "/", empty()), SendOptions::default());
+    assert_send(&fut);
+}
+
 #[tokio::test]
 async fn forwards_method_path_query_headers_and_body_and_keeps_host() {
     let origin = Origin::start(Handler::echo()).await;
@@ -691,6 +704,10 @@ async fn keep_alive_connections_are_reused_and_survive_a_reconfigure() {
         get(&u.get("api").unwrap(), "/").await.unwrap();
     }
     assert_eq!(origin.connections(), 1, "the target kept its pool");
+    assert_eq!(
+        u.get("api").unwrap().targets_status()[0].open_connections,
+        1
+    );
 
     // A setting baked into the client (here the pool) means a fresh pool.
     let mut repooled = retuned;

@@ -1,0 +1,144 @@
+//! The TCP connector under each target's pool, instrumented.
+//!
+//! hyper-util's pooled client does not expose pool sizes, so every TCP
+//! connection a target opens is wrapped in [`CountedIo`], which keeps the
+//! target's open-connection count (idle plus active) until the socket is
+//! dropped. That count feeds `gatehouse_upstream_connections_open` and
+//! [`crate::TargetStatus::open_connections`], and makes pool reuse visible.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::metrics;
+
+/// Shared connection counters of one target.
+#[derive(Debug)]
+pub(crate) struct ConnStats {
+    cluster: Arc<str>,
+    target: String,
+    open: AtomicUsize,
+}
+
+impl ConnStats {
+    pub(crate) fn new(cluster: Arc<str>, target: String) -> Arc<Self> {
+        Arc::new(Self {
+            cluster,
+            target,
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// An [`HttpConnector`] that counts the connections it opens.
+#[derive(Debug, Clone)]
+pub(crate) struct CountingConnector {
+    inner: HttpConnector,
+    stats: Arc<ConnStats>,
+}
+
+impl CountingConnector {
+    pub(crate) fn new(inner: HttpConnector, stats: Arc<ConnStats>) -> Self {
+        Self { inner, stats }
+    }
+}
+
+type ConnectError = <HttpConnector as tower::Service<Uri>>::Error;
+
+impl tower::Service<Uri> for CountingConnector {
+    type Response = CountedIo;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<CountedIo, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            let n = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::connection_opened(&stats.cluster, &stats.target, n);
+            Ok(CountedIo { inner: io, stats })
+        })
+    }
+}
+
+/// A TCP connection counted in its target's open-connection gauge.
+#[derive(Debug)]
+pub(crate) struct CountedIo {
+    inner: TokioIo<TcpStream>,
+    stats: Arc<ConnStats>,
+}
+
+impl Drop for CountedIo {
+    fn drop(&mut self) {
+        let n = self
+            .stats
+            .open
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        metrics::connection_closed(&self.stats.cluster, &self.stats.target, n);
+    }
+}
+
+impl Connection for CountedIo {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
+}
+
+impl Read for CountedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl Write for CountedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+}
