@@ -67,6 +67,22 @@ impl Default for EngineConfig {
     }
 }
 
+/// Why a provider file was not ingested.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// The format could not be recognised.
+    #[error(
+        "the file's format is not recognised (expected ECB CSV/zip/XML, OXR or Frankfurter JSON)"
+    )]
+    UnknownFormat,
+    /// The file was rejected whole.
+    #[error(transparent)]
+    Parse(#[from] crate::parse::ParseError),
+    /// Storage failed; nothing was stored.
+    #[error(transparent)]
+    Store(FxError),
+}
+
 /// A quoted conversion's result.
 #[derive(Debug, Clone)]
 pub struct QuotedConversion {
@@ -196,6 +212,31 @@ impl FxEngine {
             "fx ingestion stored"
         );
         Ok(report)
+    }
+
+    /// Parses a whole provider file (format detected when `None`) and
+    /// ingests it. A corrupt, truncated or inconsistent file is rejected
+    /// whole, with the reason logged, and nothing is stored.
+    pub async fn ingest_bytes(
+        &self,
+        provider: &str,
+        format: Option<Format>,
+        bytes: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        let format = match format.or_else(|| Format::detect(bytes)) {
+            Some(f) => f,
+            None => {
+                tracing::warn!(provider, "provider file rejected: format not recognised");
+                return Err(IngestError::UnknownFormat);
+            }
+        };
+        let batch = format.parse(bytes).map_err(|e| {
+            tracing::warn!(provider, format = format.as_str(), location = %e.location, reason = %e.reason, "provider file rejected");
+            IngestError::Parse(e)
+        })?;
+        self.ingest(provider, format, &batch)
+            .await
+            .map_err(IngestError::Store)
     }
 
     /// Locks the current rate for `from`→`to` for `ttl`.

@@ -24,13 +24,15 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
         .ok()
 }
 
-fn split_fields(line: &str) -> Vec<&str> {
+/// Splits a CSV line; also says whether it ended with the ECB's trailing
+/// comma, which is what reveals a row cut short inside its last number.
+fn split_fields(line: &str) -> (Vec<&str>, bool) {
     let mut fields: Vec<&str> = line.split(',').map(str::trim).collect();
-    // The ECB ends every line with a comma.
-    if fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty()) {
+    let trailing = fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty());
+    if trailing {
         fields.pop();
     }
-    fields
+    (fields, trailing)
 }
 
 /// Parses ECB CSV (history or latest-day layout).
@@ -43,7 +45,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Batch, ParseError> {
     let (_, header) = lines
         .find(|(_, l)| !l.trim().is_empty())
         .ok_or_else(|| ParseError::new(f, "file", "file is empty"))?;
-    let header = split_fields(header.trim_end_matches('\r'));
+    let (header, header_trailing) = split_fields(header.trim_end_matches('\r'));
     if !header[0].eq_ignore_ascii_case("date") {
         return Err(ParseError::new(
             f,
@@ -81,7 +83,14 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Batch, ParseError> {
             continue;
         }
         let lineno = idx + 1;
-        let fields = split_fields(line);
+        let (fields, trailing) = split_fields(line);
+        if trailing != header_trailing {
+            return Err(ParseError::new(
+                f,
+                format!("line {lineno}"),
+                "row does not end with a comma like the header (truncated or inconsistent row)",
+            ));
+        }
         if fields.len() != currencies.len() + 1 {
             return Err(ParseError::new(
                 f,
