@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Default connect timeout per TCP (and TLS) connection attempt.
+/// Default time allowed to set up a connection (TCP connect plus TLS handshake).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time an idle pooled connection is kept open.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -77,7 +77,7 @@ pub struct ClusterConfig {
     /// Required with `load_balancing = "consistent_hash"`, rejected otherwise.
     #[serde(default)]
     pub hash_on: Option<HashOn>,
-    /// Time allowed to open a connection (TCP connect; TLS adds its handshake).
+    /// Time allowed to set up a connection: TCP connect plus TLS handshake.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Keep-alive connection pool settings.

@@ -142,3 +142,52 @@ impl Write for CountedIo {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 }
+
+/// Bounds the whole connection set-up (TCP connect plus TLS handshake) by
+/// `connect_timeout`. The TCP connector's own timeout does not cover the
+/// handshake, and a server that accepts but never speaks TLS would
+/// otherwise hold the request until the route timeout, or forever.
+#[derive(Debug, Clone)]
+pub(crate) struct SetupTimeout<C> {
+    inner: C,
+    timeout: std::time::Duration,
+}
+
+impl<C> SetupTimeout<C> {
+    pub(crate) fn new(inner: C, timeout: std::time::Duration) -> Self {
+        Self { inner, timeout }
+    }
+}
+
+impl<C> tower::Service<Uri> for SetupTimeout<C>
+where
+    C: tower::Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<gateway_core::BoxError>,
+{
+    type Response = C::Response;
+    type Error = gateway_core::BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, gateway_core::BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "connection set-up (TCP and TLS) took longer than {}",
+                        humantime::format_duration(timeout)
+                    ),
+                )
+                .into()),
+            }
+        })
+    }
+}

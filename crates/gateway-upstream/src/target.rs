@@ -24,9 +24,9 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{ClusterConfig, ConfigIssue, Protocol, Scheme, TargetAddr};
-use crate::connector::{ConnStats, CountingConnector};
+use crate::connector::{ConnStats, CountingConnector, SetupTimeout};
 
-pub(crate) type HttpClient = Client<HttpsConnector<CountingConnector>, ClientBody>;
+pub(crate) type HttpClient = Client<SetupTimeout<HttpsConnector<CountingConnector>>, ClientBody>;
 
 /// The request body handed to hyper's client: the pipeline's [`Body`] with a
 /// concrete error type. With `Box<dyn Error>` as the body error, rustc cannot
@@ -384,7 +384,7 @@ fn build_client(
     if cfg.protocol == Protocol::H2c {
         client.http2_only(true);
     }
-    Ok(client.build(connector))
+    Ok(client.build(SetupTimeout::new(connector, cfg.connect_timeout)))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

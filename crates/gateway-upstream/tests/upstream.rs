@@ -298,6 +298,44 @@ async fn failing_health_checks_take_a_target_out_of_rotation() {
 }
 
 #[tokio::test]
+async fn a_target_that_accepts_but_never_handshakes_is_a_connect_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let (_u, c) = build(config(&[format!("https://{addr}")], |c| {
+        c.connect_timeout = Duration::from_millis(100);
+        c.tls.insecure_skip_verify = true;
+    }));
+    let opts = SendOptions::default().with_timeout(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let err = c
+        .send(request(Method::GET, "/", empty()), opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), UpstreamErrorKind::ConnectTimeout, "{err}");
+    assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by connect_timeout, not the route timeout"
+    );
+    holder.abort();
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_an_untrusted_certificate() {
+    let origin = Origin::builder(Handler::status(204)).tls().start().await;
+    let (_u, c) = build(config(&[format!("https://{}", origin.authority())], |c| {
+        c.tls.insecure_skip_verify = true;
+    }));
+    assert_eq!(get(&c, "/").await.unwrap().0, 204);
+}
+
+#[tokio::test]
 async fn timeout_is_504_naming_the_target() {
     let origin = Origin::start(Handler::status(200).delay(Duration::from_millis(500))).await;
     let (_u, c) = build(config(&[origin.authority()], |_| {}));
