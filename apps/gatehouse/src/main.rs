@@ -50,6 +50,45 @@ enum Command {
     },
     /// Start everything on this machine with no files to write first.
     Up(up::UpArgs),
+    /// Purge the response cache or show its statistics (via the admin API).
+    Cache {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: gateway_cache::cli::CacheCommand,
+    },
+}
+
+/// How CLI commands reach a running gateway's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Base URL of the admin API.
+    #[arg(
+        long = "admin",
+        global = true,
+        default_value = "http://127.0.0.1:9090",
+        env = "GATEHOUSE_ADMIN_URL"
+    )]
+    url: String,
+    /// Admin token; defaults to `GATEHOUSE_ADMIN_TOKEN`, then to the token
+    /// `gatehouse up` wrote in `./gatehouse-data/admin-token`.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+impl AdminArgs {
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string("gatehouse-data/admin-token")
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+    }
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -92,6 +131,10 @@ fn main() -> ExitCode {
                 running.run_until_signal().await
             })
         }
+        Command::Cache { admin, command } => run(async move {
+            let token = admin.token();
+            gateway_cache::cli::run(command, &admin.url, token.as_deref()).await
+        }),
         Command::Up(args) => {
             init_logging(cli.log_format, "info");
             run(up::run(args))

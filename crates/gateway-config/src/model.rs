@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use gateway_cache::{CacheConfig, RouteCacheConfig};
 use gateway_core::ByteSize;
 pub use gateway_upstream::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct Config {
     /// Where durable and shared state lives.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The shared response cache (see `docs/cache.md`); routes opt in.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Upstream clusters by name (see `docs/upstreams.md`).
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
@@ -252,6 +256,10 @@ pub struct RouteConfig {
     /// Free-form tags, usable in key scopes.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Response caching for this route (see `docs/cache.md`); absent means
+    /// responses pass through uncached.
+    #[serde(default)]
+    pub cache: Option<RouteCacheConfig>,
 }
 
 fn default_true() -> bool {

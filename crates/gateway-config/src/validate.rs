@@ -71,6 +71,11 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         push("gateway.max_in_flight".into(), "must be at least 1".into());
     }
 
+    if let Err(errs) = config.cache.validate() {
+        for e in errs {
+            push(e.path, e.message);
+        }
+    }
     for (name, cluster) in &config.clusters {
         if !is_identifier(name) {
             push(
@@ -194,6 +199,13 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         }
         check_rules(&mut push, &at("request_headers"), &route.request_headers);
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
+        if let Some(cache) = &route.cache {
+            if let Err(errs) = cache.validate(&at("cache")) {
+                for e in errs {
+                    push(e.path, e.message);
+                }
+            }
+        }
         if route.timeout.is_zero() {
             push(at("timeout"), "must be greater than zero".into());
         }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use gateway_cache::HttpCache;
 use gateway_config::LoadedConfig;
 use gateway_upstream::Upstreams;
 
@@ -47,6 +48,7 @@ pub struct Gateway {
 
 struct Inner {
     snapshot: ArcSwap<Snapshot>,
+    cache: HttpCache,
     upstreams: Upstreams,
     access_log: AccessLog,
     in_flight: AtomicUsize,
@@ -79,10 +81,12 @@ impl Gateway {
         let upstreams = Upstreams::new(config.config.clusters.clone())
             .map_err(|e| anyhow::anyhow!("cannot build clusters: {e}"))?;
         let routes = RouteTable::new(&config.config.routes);
+        let cache = HttpCache::new(config.config.cache.clone(), gateway_core::clock::system());
         let max_in_flight = config.config.gateway.max_in_flight;
         Ok(Self {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(Snapshot { config, routes }),
+                cache,
                 upstreams,
                 access_log,
                 in_flight: AtomicUsize::new(0),
@@ -102,6 +106,11 @@ impl Gateway {
     /// The upstream clusters.
     pub fn upstreams(&self) -> &Upstreams {
         &self.inner.upstreams
+    }
+
+    /// The response cache shared by every route that enables caching.
+    pub fn cache(&self) -> &HttpCache {
+        &self.inner.cache
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {
@@ -170,8 +179,9 @@ impl Gateway {
         let old = self.snapshot();
         if old.config.config.listeners != loaded.config.listeners
             || old.config.config.admin != loaded.config.admin
+            || old.config.config.cache != loaded.config.cache
         {
-            tracing::warn!("listener and admin changes take effect at the next restart");
+            tracing::warn!("listener, admin and [cache] changes take effect at the next restart");
         }
         // Add and update clusters first but keep removed ones until the new
         // snapshot is in place, so no request ever sees a route whose

@@ -12,6 +12,7 @@
 
 pub mod admin;
 mod body;
+mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod pipeline;
@@ -103,7 +104,10 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         })
         .collect();
 
-    let app = admin::router(gateway.clone(), token.into(), opts.admin_extensions);
+    let extensions = opts
+        .admin_extensions
+        .mount(gateway_cache::admin::router(gateway.cache().clone()));
+    let app = admin::router(gateway.clone(), token.into(), extensions);
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
         let serve = axum::serve(admin_listener, app)

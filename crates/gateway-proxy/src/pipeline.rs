@@ -16,17 +16,18 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use gateway_cache::RouteCacheContext;
 use gateway_core::{Body, Problem};
-use gateway_upstream::SendOptions;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 
-use crate::body::{LimitedBody, ObservedBody, OnFinish};
+use crate::forward::Forward;
+
+use crate::body::{ObservedBody, OnFinish};
 use crate::gateway::{Gateway, Snapshot};
 use crate::headers::{self, TraceContext};
 use crate::router::RouteMatch;
@@ -135,8 +136,30 @@ impl Gateway {
     ) -> Result<Response<Body>, Problem> {
         let req = self.route(req, ctx, snapshot)?;
         let req = self.request_filter(req, ctx)?;
-        let (req, upgrade) = self.upstream_request(req, ctx, conn)?;
-        self.upstream(req, upgrade, ctx).await
+        let matched = ctx.matched.clone().expect("routed");
+        let forward = Forward::new(self.clone(), matched, ctx, conn);
+        self.cache_or_forward(req, ctx, conn, forward).await
+    }
+
+    /// Phase 4: the response cache, for routes that have one. On a miss or
+    /// revalidation the cache calls back into [`Forward`] (phases 5 and 6).
+    async fn cache_or_forward(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+        conn: &ConnInfo,
+        forward: Forward,
+    ) -> Result<Response<Body>, Problem> {
+        let route = &forward.matched.route;
+        match &route.cache {
+            // An upgrade is a GET but never a cacheable one.
+            Some(cfg) if !headers::is_upgrade(req.headers()) => {
+                let rctx = RouteCacheContext::new(route.name.clone(), cfg.clone())
+                    .with_authority(conn.scheme, ctx.host.clone());
+                Ok(self.cache().handle(req, &rctx, Arc::new(forward)).await)
+            }
+            _ => forward.run(req).await,
+        }
     }
 
     /// Phase 1: request id, trace context, client address.
@@ -236,128 +259,9 @@ impl Gateway {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > route.max_body) {
             ctx.error = Some(Cow::Borrowed("body_too_large"));
-            return Err(body_too_large(route.max_body));
+            return Err(crate::forward::body_too_large(route.max_body));
         }
         Ok(req)
-    }
-
-    /// Phase 4: turn the client request into the upstream request.
-    fn upstream_request(
-        &self,
-        req: Request<Body>,
-        ctx: &mut RequestContext,
-        conn: &ConnInfo,
-    ) -> Result<(Request<Body>, Option<hyper::upgrade::OnUpgrade>), Problem> {
-        let m = ctx.matched.as_ref().expect("routed");
-        let route = m.route.clone();
-        let (mut parts, body) = req.into_parts();
-        let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
-            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-        } else {
-            None
-        };
-        // Host: HTTP/2 clients send `:authority` instead of `Host`.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(v) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, v);
-            }
-        }
-        let original_host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        headers::add_forwarded(
-            &mut parts.headers,
-            conn.peer.ip(),
-            conn.scheme,
-            original_host.as_deref(),
-        );
-        parts
-            .headers
-            .insert(headers::X_REQUEST_ID, ctx.request_id.clone());
-        parts
-            .headers
-            .insert(headers::TRACEPARENT, ctx.trace.header_value());
-        route.request_headers.apply(&mut parts.headers);
-
-        let path = route.upstream_path(parts.uri.path(), &m.params);
-        let pq = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        parts.uri = pq.parse().map_err(|_| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad_path",
-                format!("rewritten path `{pq}` is not a valid URI"),
-            )
-        })?;
-        // The upstream connection's protocol is the cluster's choice.
-        parts.version = Version::HTTP_11;
-
-        let tripped = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
-        parts.extensions.insert(BodyLimit(tripped));
-        Ok((Request::from_parts(parts, body), upgrade))
-    }
-
-    /// Phase 5: send upstream and wait for response headers.
-    async fn upstream(
-        &self,
-        req: Request<Body>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-        ctx: &mut RequestContext,
-    ) -> Result<Response<Body>, Problem> {
-        let route = ctx.matched.as_ref().expect("routed").route.clone();
-        let Some(cluster) = self.upstreams().get(&route.cluster) else {
-            ctx.error = Some(Cow::Borrowed("unknown_cluster"));
-            return Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "unknown_cluster",
-                format!(
-                    "route `{}` names cluster `{}`, which is not running",
-                    route.name, route.cluster
-                ),
-            ));
-        };
-        let tripped = req.extensions().get::<BodyLimit>().map(|b| b.0.clone());
-        let opts = SendOptions {
-            preserve_host: route.preserve_host,
-            ..SendOptions::for_method(req.method()).with_timeout(route.timeout)
-        };
-        let mut res = match cluster.send(req, opts).await {
-            Ok(res) => res,
-            Err(e) => {
-                if tripped.is_some_and(|t| t.load(Ordering::Relaxed)) {
-                    ctx.error = Some(Cow::Borrowed("body_too_large"));
-                    return Err(body_too_large(route.max_body));
-                }
-                ctx.error = Some(Cow::Borrowed(e.as_str()));
-                tracing::warn!(
-                    request_id = ctx.request_id.to_str().unwrap_or_default(),
-                    route = &*route.name,
-                    cluster = &*route.cluster,
-                    error = %e,
-                    "upstream request failed"
-                );
-                return Err(e.to_problem(&route.cluster));
-            }
-        };
-        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let (Some(client), Some(upstream)) = (
-                client_upgrade,
-                res.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
-            ) {
-                tokio::spawn(tunnel(client, upstream));
-            }
-        }
-        Ok(res)
     }
 
     /// Phase 6: clean up and decorate the response.
@@ -420,19 +324,6 @@ impl Gateway {
     }
 }
 
-/// Marks the request body's limit flag, so a failed send can be told apart
-/// from a client that sent too much.
-#[derive(Clone)]
-struct BodyLimit(Arc<AtomicBool>);
-
-fn body_too_large(limit: u64) -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("request body exceeds this route's limit of {limit} bytes"),
-    )
-}
-
 fn is_upstream_error(code: &str) -> bool {
     !matches!(
         code,
@@ -474,21 +365,5 @@ impl OnFinish for Finish {
         )
         .record(elapsed.as_secs_f64());
         self.gateway.access_log().log(&self.record);
-    }
-}
-
-/// Copies bytes both ways between an upgraded client and upstream connection.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection closed with an error");
     }
 }

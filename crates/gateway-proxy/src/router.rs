@@ -44,6 +44,8 @@ pub struct Route {
     pub request_headers: CompiledRules,
     /// Response header changes.
     pub response_headers: CompiledRules,
+    /// Response caching, when the route enables it.
+    pub cache: Option<Arc<gateway_config::RouteCacheConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +271,7 @@ impl Route {
             max_body: cfg.max_body.bytes(),
             request_headers: CompiledRules::compile(&cfg.request_headers),
             response_headers: CompiledRules::compile(&cfg.response_headers),
+            cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
         }
     }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod cache;
 mod protocols;
 mod reload;
 mod resilience;

@@ -1,0 +1,208 @@
+//! Phases 5 and 6 of the pipeline: turn the client request into the
+//! upstream request and send it.
+//!
+//! They live in a `'static` value, [`Forward`], because the response cache
+//! calls them back later: on a miss, on revalidation, and from a background
+//! refresh that outlives the client request (stale-while-revalidate).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use gateway_cache::{Origin, OriginError};
+use gateway_core::{Body, Problem};
+use gateway_upstream::SendOptions;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt as _;
+
+use crate::body::LimitedBody;
+use crate::gateway::Gateway;
+use crate::headers;
+use crate::pipeline::{ConnInfo, RequestContext};
+use crate::router::RouteMatch;
+
+/// Everything needed to forward a request of one client request upstream.
+#[derive(Clone)]
+pub(crate) struct Forward {
+    gateway: Gateway,
+    pub(crate) matched: RouteMatch,
+    peer: std::net::IpAddr,
+    scheme: &'static str,
+    request_id: HeaderValue,
+    traceparent: HeaderValue,
+}
+
+impl Forward {
+    pub(crate) fn new(
+        gateway: Gateway,
+        matched: RouteMatch,
+        ctx: &RequestContext,
+        conn: &ConnInfo,
+    ) -> Self {
+        Self {
+            gateway,
+            matched,
+            peer: conn.peer.ip(),
+            scheme: conn.scheme,
+            request_id: ctx.request_id.clone(),
+            traceparent: ctx.trace.header_value(),
+        }
+    }
+
+    /// Runs phases 5 and 6.
+    pub(crate) async fn run(&self, req: Request<Body>) -> Result<Response<Body>, Problem> {
+        let (req, upgrade, tripped) = self.upstream_request(req)?;
+        self.upstream(req, upgrade, tripped).await
+    }
+
+    /// Phase 5: the upstream request: hop-by-hop headers out, forwarding
+    /// headers in, header rules, path rewriting, streamed body limit.
+    fn upstream_request(
+        &self,
+        req: Request<Body>,
+    ) -> Result<
+        (
+            Request<Body>,
+            Option<hyper::upgrade::OnUpgrade>,
+            Arc<AtomicBool>,
+        ),
+        Problem,
+    > {
+        let route = &self.matched.route;
+        let (mut parts, body) = req.into_parts();
+        let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        // Host: HTTP/2 clients send `:authority` instead of `Host`.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        headers::add_forwarded(
+            &mut parts.headers,
+            self.peer,
+            self.scheme,
+            original_host.as_deref(),
+        );
+        parts
+            .headers
+            .insert(headers::X_REQUEST_ID, self.request_id.clone());
+        parts
+            .headers
+            .insert(headers::TRACEPARENT, self.traceparent.clone());
+        route.request_headers.apply(&mut parts.headers);
+
+        let path = route.upstream_path(parts.uri.path(), &self.matched.params);
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        parts.uri = pq.parse().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!("rewritten path `{pq}` is not a valid URI"),
+            )
+        })?;
+        // The upstream connection's protocol is the cluster's choice.
+        parts.version = Version::HTTP_11;
+
+        let tripped = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
+        Ok((Request::from_parts(parts, body), upgrade, tripped))
+    }
+
+    /// Phase 6: send upstream and wait for the response headers.
+    async fn upstream(
+        &self,
+        req: Request<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        tripped: Arc<AtomicBool>,
+    ) -> Result<Response<Body>, Problem> {
+        let route = &self.matched.route;
+        let Some(cluster) = self.gateway.upstreams().get(&route.cluster) else {
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "unknown_cluster",
+                format!(
+                    "route `{}` names cluster `{}`, which is not running",
+                    route.name, route.cluster
+                ),
+            ));
+        };
+        let opts = SendOptions {
+            preserve_host: route.preserve_host,
+            ..SendOptions::for_method(req.method()).with_timeout(route.timeout)
+        };
+        let mut res = match cluster.send(req, opts).await {
+            Ok(res) => res,
+            Err(e) => {
+                if tripped.load(Ordering::Relaxed) {
+                    return Err(body_too_large(route.max_body));
+                }
+                tracing::warn!(
+                    request_id = self.request_id.to_str().unwrap_or_default(),
+                    route = &*route.name,
+                    cluster = &*route.cluster,
+                    error = %e,
+                    "upstream request failed"
+                );
+                return Err(e.to_problem(&route.cluster));
+            }
+        };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let (Some(client), Some(upstream)) = (
+                client_upgrade,
+                res.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
+            ) {
+                tokio::spawn(tunnel(client, upstream));
+            }
+        }
+        Ok(res)
+    }
+}
+
+impl Origin for Forward {
+    fn fetch(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, OriginError>> {
+        let this = self.clone();
+        Box::pin(async move { this.run(req).await.map_err(OriginError::new) })
+    }
+}
+
+pub(crate) fn body_too_large(limit: u64) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds this route's limit of {limit} bytes"),
+    )
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
