@@ -52,23 +52,13 @@ impl Forward {
 
     /// Runs phases 5 and 6.
     pub(crate) async fn run(&self, req: Request<Body>) -> Result<Response<Body>, Problem> {
-        let (req, upgrade, tripped) = self.upstream_request(req)?;
-        self.upstream(req, upgrade, tripped).await
+        let prepared = self.upstream_request(req)?;
+        self.upstream(prepared).await
     }
 
     /// Phase 5: the upstream request: hop-by-hop headers out, forwarding
     /// headers in, header rules, path rewriting, streamed body limit.
-    fn upstream_request(
-        &self,
-        req: Request<Body>,
-    ) -> Result<
-        (
-            Request<Body>,
-            Option<hyper::upgrade::OnUpgrade>,
-            Arc<AtomicBool>,
-        ),
-        Problem,
-    > {
+    fn upstream_request(&self, req: Request<Body>) -> Result<Prepared, Problem> {
         let route = &self.matched.route;
         let (mut parts, body) = req.into_parts();
         let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
@@ -123,16 +113,20 @@ impl Forward {
 
         let tripped = Arc::new(AtomicBool::new(false));
         let body = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
-        Ok((Request::from_parts(parts, body), upgrade, tripped))
+        Ok(Prepared {
+            req: Request::from_parts(parts, body),
+            upgrade,
+            tripped,
+        })
     }
 
     /// Phase 6: send upstream and wait for the response headers.
-    async fn upstream(
-        &self,
-        req: Request<Body>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-        tripped: Arc<AtomicBool>,
-    ) -> Result<Response<Body>, Problem> {
+    async fn upstream(&self, prepared: Prepared) -> Result<Response<Body>, Problem> {
+        let Prepared {
+            req,
+            upgrade: client_upgrade,
+            tripped,
+        } = prepared;
         let route = &self.matched.route;
         let Some(cluster) = self.gateway.upstreams().get(&route.cluster) else {
             return Err(Problem::new(
@@ -174,6 +168,15 @@ impl Forward {
         }
         Ok(res)
     }
+}
+
+/// An upstream request ready to send.
+struct Prepared {
+    req: Request<Body>,
+    /// The client side of a protocol upgrade, if the request asks for one.
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Set when the request body went over the route's limit.
+    tripped: Arc<AtomicBool>,
 }
 
 impl Origin for Forward {
