@@ -50,30 +50,38 @@ impl Balancer {
     }
 
     /// Picks a target index among those for which `ok` holds, using
-    /// `in_flight` for least-outstanding and `key` for hashing.
+    /// `in_flight` for least-outstanding and `key` for hashing. `retry`
+    /// marks a pick for a retry: round robin then starts at a random point
+    /// instead of advancing the shared counter, so retries do not shift
+    /// which target first attempts land on.
     pub(crate) fn pick(
         &self,
         key: Option<&[u8]>,
         weights: &[u32],
+        retry: bool,
         in_flight: impl Fn(usize) -> usize,
         ok: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         match self.kind {
-            LoadBalancing::RoundRobin => self.round_robin(&ok),
+            LoadBalancing::RoundRobin => self.round_robin(retry, &ok),
             LoadBalancing::LeastOutstanding => p2c(weights, in_flight, ok),
             LoadBalancing::ConsistentHash => match key {
                 Some(key) => self.ring_lookup(hash_key(key), &ok),
-                None => self.round_robin(&ok),
+                None => self.round_robin(retry, &ok),
             },
         }
     }
 
-    fn round_robin(&self, ok: &impl Fn(usize) -> bool) -> Option<usize> {
+    fn round_robin(&self, retry: bool, ok: &impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.schedule.len();
         if len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = if retry {
+            rand::thread_rng().gen_range(0..len)
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         let first = self.schedule[start % len];
         if ok(first) {
             return Some(first);
@@ -207,11 +215,11 @@ mod tests {
     fn round_robin_skips_unavailable_targets() {
         let b = Balancer::new(LoadBalancing::RoundRobin, &names(3), &[1, 1, 1]);
         let picks: Vec<_> = (0..6)
-            .map(|_| b.pick(None, &[1, 1, 1], |_| 0, |i| i != 1).unwrap())
+            .map(|_| b.pick(None, &[1, 1, 1], false, |_| 0, |i| i != 1).unwrap())
             .collect();
         assert!(!picks.contains(&1));
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 3);
-        assert_eq!(b.pick(None, &[1, 1, 1], |_| 0, |_| false), None);
+        assert_eq!(b.pick(None, &[1, 1, 1], false, |_| 0, |_| false), None);
     }
 
     #[test]
@@ -235,8 +243,8 @@ mod tests {
             let b = Balancer::new(LoadBalancing::ConsistentHash, &names(5), &[1; 5]);
             for k in keys {
                 let key = k.to_le_bytes();
-                let before = b.pick(Some(&key), &[1; 5], |_| 0, |_| true).unwrap();
-                let after = b.pick(Some(&key), &[1; 5], |_| 0, |i| i != gone).unwrap();
+                let before = b.pick(Some(&key), &[1; 5], false, |_| 0, |_| true).unwrap();
+                let after = b.pick(Some(&key), &[1; 5], false, |_| 0, |i| i != gone).unwrap();
                 prop_assert_ne!(after, gone);
                 if before != gone {
                     prop_assert_eq!(before, after);
@@ -263,6 +271,7 @@ mod tests {
                 .pick(
                     Some(format!("user-{k}").as_bytes()),
                     &[1; 4],
+                    false,
                     |_| 0,
                     |_| true,
                 )

@@ -416,16 +416,20 @@ impl Cluster {
     fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
         let now = Instant::now();
         let in_flight = |i: usize| self.targets[i].in_flight();
-        let fresh = self.balancer.pick(key, &self.weights, in_flight, |i| {
-            !tried.contains(&i) && self.targets[i].is_available(now)
-        });
+        let retry = !tried.is_empty();
+        let fresh = self
+            .balancer
+            .pick(key, &self.weights, retry, in_flight, |i| {
+                !tried.contains(&i) && self.targets[i].is_available(now)
+            });
         fresh.or_else(|| {
             if tried.is_empty() {
                 None
             } else {
-                self.balancer.pick(key, &self.weights, in_flight, |i| {
-                    self.targets[i].is_available(now)
-                })
+                self.balancer
+                    .pick(key, &self.weights, retry, in_flight, |i| {
+                        self.targets[i].is_available(now)
+                    })
             }
         })
     }
