@@ -149,6 +149,17 @@ async fn forwards_method_path_query_headers_and_body_and_keeps_host() {
 }
 
 #[tokio::test]
+async fn large_request_bodies_stream_to_the_target() {
+    let origin = Origin::start(Handler::echo()).await;
+    let (_u, c) = build(config(&[origin.authority()], |c| c.retry.attempts = 3));
+    let big = vec![7u8; 5 * 1024 * 1024 + 1];
+    let (status, body) = send(&c, Method::PUT, "/upload", full(big)).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["body_len"], 5 * 1024 * 1024 + 1);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
 async fn h2c_upstream_speaks_http2_with_prior_knowledge() {
     let origin = Origin::start(Handler::echo()).await;
     let (_u, c) = build(config(&[origin.url()], |c| c.protocol = Protocol::H2c));
@@ -350,6 +361,47 @@ async fn timeout_is_504_naming_the_target() {
         err.detail().contains(&origin.authority()) && err.detail().contains("50ms"),
         "{}",
         err.detail()
+    );
+}
+
+#[tokio::test]
+async fn health_checks_stop_when_the_cluster_is_removed_or_on_shutdown() {
+    let origin = Origin::start(Handler::status(200)).await;
+    let mut cfg = config(&[origin.authority()], |_| {});
+    cfg.health_check = Some(HealthCheckConfig {
+        interval: Duration::from_millis(10),
+        timeout: Duration::from_millis(10),
+        ..HealthCheckConfig::default()
+    });
+    let u = Upstreams::new(BTreeMap::from([("a".to_string(), cfg.clone())])).unwrap();
+    eventually("health checks running", || {
+        origin.requests_to("/healthz") >= 3
+    })
+    .await;
+    u.reconfigure(BTreeMap::new()).unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let after_removal = origin.requests_to("/healthz");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        origin.requests_to("/healthz"),
+        after_removal,
+        "removed cluster stopped checking"
+    );
+
+    u.reconfigure(BTreeMap::from([("b".to_string(), cfg)]))
+        .unwrap();
+    eventually("new cluster checks", || {
+        origin.requests_to("/healthz") > after_removal
+    })
+    .await;
+    u.shutdown();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let after_shutdown = origin.requests_to("/healthz");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        origin.requests_to("/healthz"),
+        after_shutdown,
+        "shutdown stopped checking"
     );
 }
 
