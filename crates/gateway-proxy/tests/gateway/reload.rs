@@ -135,3 +135,22 @@ async fn shutdown_drains_in_flight_requests() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_changed_file_is_picked_up_without_a_signal() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let watched =
+        |v| config(&origin.authority(), v).replace("watch_config = false", "watch_config = true");
+    let gw = TestGateway::start(&watched(1)).await;
+    let http = client();
+    assert_eq!(
+        http.get(gw.url("/")).send().await.unwrap().headers()["x-config-version"],
+        "1"
+    );
+    std::fs::write(&gw.config_path, watched(2)).unwrap();
+    let applied = crate::harness::eventually(Duration::from_secs(10), || async {
+        http.get(gw.url("/")).send().await.unwrap().headers()["x-config-version"] == "2"
+    })
+    .await;
+    assert!(applied, "the watcher reloads after the file changes");
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Gateway throughput and latency: a local upstream (nginx serving static
+# files) measured directly, through nginx as a reverse proxy, and through
+# Gatehouse, in one run, with wrk.
+#
+#   bench/proxy.sh [duration-seconds] [connections]
+#
+# Pinning: wrk runs on CPU 0; upstream and proxies on CPU 1 (one worker
+# each: nginx worker_processes 1, Gatehouse TOKIO_WORKER_THREADS=1), so the
+# comparison is one core of proxy against one core of proxy. Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10}
+CONNS=${2:-64}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null; nginx -p "$WORK/px" -c "$WORK/px/nginx.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+
+need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx-light
+
+UP=127.0.0.1:18081
+NGX=127.0.0.1:18082
+GH=127.0.0.1:18083
+GH_ADMIN=127.0.0.1:18093
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p gatehouse
+GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+
+# Upstream: nginx serving a small and a 64 KiB body.
+mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/px/logs"
+head -c 64 /dev/zero | tr '\0' 's' > "$WORK/up/www/small"
+head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
+cat > "$WORK/up/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/up/logs/error.log warn;
+pid $WORK/up/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }
+}
+CONF
+cat > "$WORK/px/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/px/logs/error.log warn;
+pid $WORK/px/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up { server $UP; keepalive 128; }
+  server {
+    listen $NGX;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_buffering on;
+    }
+  }
+}
+CONF
+cat > "$WORK/gatehouse.toml" <<CONF
+[gateway]
+watch_config = false
+[[listeners]]
+bind = "$GH"
+[admin]
+bind = "$GH_ADMIN"
+token = "bench"
+[telemetry]
+access_log = "off"
+log_level = "warn"
+[clusters.up]
+targets = ["$UP"]
+[[routes]]
+name = "all"
+cluster = "up"
+CONF
+
+taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
+taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
+for _ in $(seq 1 50); do curl -sf "http://$GH/small" >/dev/null && break; sleep 0.1; done
+
+# run NAME URL -> "rps p50 p99"
+run() {
+  local out
+  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "$2" >/dev/null 2>&1   # warm-up
+  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$3" "$rps" "$p50" "$p99"
+}
+
+echo "wrk -t1 -c$CONNS -d${DURATION}s; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(date -u +%F)"
+echo
+echo "| path | body | requests/s | p50 | p99 |"
+echo "| --- | --- | ---: | ---: | ---: |"
+for body in small 64k; do
+  run "upstream direct" "http://$UP/$body" "$body"
+  run "nginx proxy" "http://$NGX/$body" "$body"
+  run "gatehouse" "http://$GH/$body" "$body"
+done
