@@ -232,3 +232,28 @@ max_body = "1KiB"
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn route_timeout_gives_504_problem() {
+    let origin =
+        Origin::start(Handler::fixed(200, &[], "late").delay(Duration::from_secs(2))).await;
+    let gw = TestGateway::start(&base(&format!(
+        r#"
+[clusters.svc]
+targets = ["{}"]
+retry = {{ attempts = 1 }}
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+timeout = "200ms"
+"#,
+        origin.authority()
+    )))
+    .await;
+    let res = client().get(gw.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 504);
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["code"], "upstream_timeout", "{p}");
+    assert_eq!(p["upstream"], "svc");
+}
