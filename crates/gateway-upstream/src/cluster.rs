@@ -396,6 +396,11 @@ impl Cluster {
         if deadline.is_some_and(|d| Instant::now() + pause >= d) {
             return None;
         }
+        // The failure just recorded may have opened the circuit: a retry
+        // now would be exactly the traffic the breaker is there to stop.
+        if self.breaker.state(Instant::now()) == CircuitState::Open {
+            return None;
+        }
         let next = self.pick(key, tried)?;
         if !self.budget.try_withdraw(Instant::now()) {
             metrics::budget_exhausted(&self.name);

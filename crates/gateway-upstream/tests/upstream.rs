@@ -653,12 +653,23 @@ async fn circuit_opens_rejects_fast_half_opens_and_closes_on_success() {
     assert_eq!(get(&c, "/").await.unwrap().0, 503);
     assert_eq!(c.circuit_state(), CircuitState::Open);
 
+    // Retries stop once the circuit opens, even with attempts left.
+    let (_u2, c2) = build(config(&[origin.authority()], |c| {
+        c.circuit_breaker.consecutive_failures = 2;
+        c.circuit_breaker.open_for = Duration::from_secs(60);
+        c.retry.attempts = 5;
+    }));
+    let before = origin.requests();
+    assert_eq!(get(&c2, "/").await.unwrap().0, 503);
+    assert_eq!(origin.requests() - before, 2);
+    assert_eq!(c2.circuit_state(), CircuitState::Open);
+
     origin.set_handler(Handler::status(200));
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(get(&c, "/").await.unwrap().0, 200);
     assert_eq!(c.circuit_state(), CircuitState::Closed);
     assert_eq!(get(&c, "/").await.unwrap().0, 200);
-    assert_eq!(origin.requests(), 6);
+    assert_eq!(origin.requests(), 8);
 }
 
 #[tokio::test]
