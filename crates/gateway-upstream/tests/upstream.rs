@@ -434,7 +434,7 @@ async fn round_robin_spreads_evenly_and_honours_weights() {
 
 #[tokio::test]
 async fn least_outstanding_avoids_the_slow_target() {
-    let slow = Origin::start(Handler::status(200).delay(Duration::from_millis(200))).await;
+    let slow = Origin::start(Handler::status(200).delay(Duration::from_millis(50))).await;
     let fast = Origin::start(Handler::status(200)).await;
     let (_u, c) = build(config(&[slow.authority(), fast.authority()], |c| {
         c.load_balancing = LoadBalancing::LeastOutstanding;
