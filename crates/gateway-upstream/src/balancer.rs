@@ -21,8 +21,11 @@ use rand::Rng;
 
 use crate::config::LoadBalancing;
 
-/// Virtual nodes per unit of weight on the hash ring.
+/// Virtual nodes per unit of (gcd-reduced) weight on the hash ring.
 pub const VNODES_PER_WEIGHT: u32 = 100;
+/// Upper bound on the ring's size; beyond it fewer virtual nodes per unit
+/// of weight are used.
+const MAX_RING_POINTS: u64 = 65_536;
 
 #[derive(Debug)]
 pub(crate) struct Balancer {
@@ -169,9 +172,19 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 fn build_ring(names: &[String], weights: &[u32]) -> Vec<(u64, usize)> {
+    // Weights are relative: reduce them, then cap the ring's size so large
+    // weights cannot make it huge (memory and lookup cache misses).
+    let g = weights
+        .iter()
+        .copied()
+        .filter(|w| *w > 0)
+        .fold(0, gcd)
+        .max(1);
+    let total: u64 = weights.iter().map(|w| u64::from(w / g)).sum();
+    let per_weight = (MAX_RING_POINTS / total.max(1)).clamp(1, u64::from(VNODES_PER_WEIGHT)) as u32;
     let mut ring = Vec::new();
     for (i, (name, w)) in names.iter().zip(weights).enumerate() {
-        for v in 0..w.saturating_mul(VNODES_PER_WEIGHT) {
+        for v in 0..(w / g).saturating_mul(per_weight) {
             ring.push((hash_key(format!("{name}#{v}").as_bytes()), i));
         }
     }
@@ -260,6 +273,14 @@ mod tests {
                 prop_assert_eq!(s.iter().filter(|&&x| x == i).count() as u32, wi / g);
             }
         }
+    }
+
+    #[test]
+    fn ring_size_is_bounded_and_follows_weights() {
+        let ring = build_ring(&names(3), &[1000, 1000, 500]);
+        assert!(ring.len() <= MAX_RING_POINTS as usize);
+        assert_eq!(ring.iter().filter(|(_, i)| *i == 0).count(), 200);
+        assert_eq!(ring.iter().filter(|(_, i)| *i == 2).count(), 100);
     }
 
     #[test]

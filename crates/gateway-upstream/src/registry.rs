@@ -18,7 +18,7 @@ use gateway_core::Body;
 use http::{Request, Response};
 use parking_lot::Mutex;
 
-use crate::cluster::{Cluster, SendOptions};
+use crate::cluster::{Cluster, ClusterStatus, SendOptions};
 use crate::config::{ClusterConfig, ConfigIssue};
 use crate::error::UpstreamError;
 
@@ -102,6 +102,15 @@ impl Upstreams {
     /// The whole current map (for the admin API and metrics).
     pub fn snapshot(&self) -> Arc<ClusterMap> {
         self.current.load_full()
+    }
+
+    /// Status of every cluster by name, for the admin API (serializes to JSON).
+    pub fn status(&self) -> BTreeMap<String, ClusterStatus> {
+        self.current
+            .load()
+            .iter()
+            .map(|(name, c)| (name.clone(), c.status()))
+            .collect()
     }
 
     /// Sends `req` to cluster `name`; `unknown_upstream` if there is none.

@@ -746,10 +746,17 @@ async fn reconfigure_keeps_unchanged_targets_state_and_swaps_atomically() {
     assert_eq!(st[0].state, TargetState::Ejected);
     assert_eq!(st[0].times_ejected, 1);
     assert_eq!(st[2].state, TargetState::Healthy);
-    let json = serde_json::to_value(c2.status()).unwrap();
-    assert_eq!(json["circuit"], "closed");
-    assert_eq!(json["targets"][0]["state"], "ejected");
-    assert_eq!(json["targets"][0]["address"], format!("http://{dead}"));
+    let json = serde_json::to_value(u.status()).unwrap();
+    assert_eq!(json["api"]["circuit"], "closed");
+    assert_eq!(json["api"]["targets"][0]["state"], "ejected");
+    assert_eq!(
+        json["api"]["targets"][0]["address"],
+        format!("http://{dead}")
+    );
+    assert!(json["api"]["targets"][0]["ejected_for"]
+        .as_str()
+        .unwrap()
+        .ends_with('s'));
     // The old cluster still serves requests that already hold it.
     assert_eq!(get(&c, "/").await.unwrap().0, 200);
 
