@@ -1,0 +1,201 @@
+//! `gatehouse fx ...`: serve, import a provider file, convert.
+//!
+//! The binary dispatches its `fx` subcommand to [`run`]. Every command uses
+//! the same database as the service (`--database`, default the embedded
+//! SQLite file), so an import is immediately visible to a running service
+//! after its next restart, and `convert` works offline from the bundled
+//! history.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use fx::money::{parse_amount, AmountLimits};
+use fx::query::{self, ConvertRequest};
+use fx::{CurrencyCode, Format, RoundingMode};
+
+use crate::config::{FxServiceConfig, DEFAULT_DATABASE_URL};
+use crate::FxService;
+
+/// `gatehouse fx` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FxCommand {
+    /// Run the currency service on its own listener.
+    Serve(ServeArgs),
+    /// Import a provider file (ECB CSV/zip/XML, OXR or Frankfurter JSON).
+    Import(ImportArgs),
+    /// Convert an amount, e.g. `gatehouse fx convert 100 USD JPY --date 2020-03-02`.
+    Convert(ConvertArgs),
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Service configuration file (TOML).
+    #[arg(long, env = "GATEHOUSE_FX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL (overrides the config): sqlite://PATH or postgres://...
+    #[arg(long, env = "GATEHOUSE_FX_DATABASE")]
+    pub database: Option<String>,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Listen address (overrides the config).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The file to import.
+    pub file: PathBuf,
+    /// Its format (detected from the content when omitted).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Provider name to store it under (default: from the format).
+    #[arg(long)]
+    pub provider: Option<String>,
+}
+
+/// `convert` options.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Amount in the source currency, e.g. 1234.56.
+    pub amount: String,
+    /// Source currency, e.g. USD.
+    pub from: String,
+    /// Target currency, e.g. JPY.
+    pub to: String,
+    /// Fixing date (YYYY-MM-DD); latest when omitted.
+    #[arg(long)]
+    pub date: Option<chrono::NaiveDate>,
+    /// Rounding: half_even (default), half_up, ceiling, floor, truncate.
+    #[arg(long, default_value = "half_even")]
+    pub rounding: RoundingMode,
+}
+
+fn load_config(db: &DbArgs) -> anyhow::Result<FxServiceConfig> {
+    let mut cfg = match &db.config {
+        Some(p) => FxServiceConfig::from_toml_file(p)?,
+        None => FxServiceConfig::default(),
+    };
+    if let Some(url) = &db.database {
+        cfg.database_url = url.clone();
+    }
+    if cfg.database_url.is_empty() {
+        cfg.database_url = DEFAULT_DATABASE_URL.to_string();
+    }
+    Ok(cfg)
+}
+
+/// Default provider name for a format.
+pub fn default_provider(format: Format) -> &'static str {
+    match format {
+        Format::EcbCsv | Format::EcbZip | Format::EcbXml => "ecb",
+        Format::Oxr => "oxr",
+        Format::Frankfurter => "frankfurter",
+    }
+}
+
+/// Runs a subcommand to completion.
+pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
+    let clock = gateway_core::clock::system();
+    match cmd {
+        FxCommand::Serve(a) => {
+            let mut cfg = load_config(&a.db)?;
+            if let Some(l) = a.listen {
+                cfg.listen = l;
+            }
+            let running = FxService::start(cfg).await?;
+            println!("fx service listening on http://{}", running.local_addr());
+            let handle = running.shutdown_handle();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                handle.shutdown();
+            });
+            running.wait().await
+        }
+        FxCommand::Import(a) => {
+            let cfg = load_config(&a.db)?;
+            let bytes = std::fs::read(&a.file)
+                .with_context(|| format!("cannot read {}", a.file.display()))?;
+            let format = match a.format.or_else(|| Format::detect(&bytes)) {
+                Some(f) => f,
+                None => anyhow::bail!(
+                    "cannot tell the format of {}; pass --format",
+                    a.file.display()
+                ),
+            };
+            let provider = a
+                .provider
+                .unwrap_or_else(|| default_provider(format).to_string());
+            let engine = FxService::open_engine(&cfg, clock).await?;
+            let started = std::time::Instant::now();
+            let report = engine
+                .ingest_bytes(&provider, Some(format), &bytes)
+                .await
+                .with_context(|| {
+                    format!("{} was not imported (nothing was stored)", a.file.display())
+                })?;
+            println!(
+                "imported {} ({format}) as provider {provider}: {} new rows, {} already stored, fixings {}..{}, {} ms",
+                a.file.display(),
+                report.inserted,
+                report.ignored,
+                report.first_date,
+                report.last_date,
+                started.elapsed().as_millis()
+            );
+            Ok(())
+        }
+        FxCommand::Convert(a) => {
+            let cfg = load_config(&a.db)?;
+            let from = CurrencyCode::parse(&a.from).context("source currency")?;
+            let to = CurrencyCode::parse(&a.to).context("target currency")?;
+            let amount =
+                parse_amount(&a.amount, from, &AmountLimits::default()).context("amount")?;
+            let engine = FxService::open_engine(&cfg, clock.clone()).await?;
+            let table = engine.table();
+            let r = query::resolve(
+                &table,
+                a.date,
+                clock.now(),
+                &fx::staleness::FixingCalendar::default(),
+                &cfg.staleness.convert.to_domain(),
+            )?;
+            let c = query::convert_on(
+                &table,
+                &r.day,
+                &ConvertRequest {
+                    from,
+                    to,
+                    amount,
+                    date: a.date,
+                    rounding: a.rounding,
+                    spread_bps: 0,
+                },
+            )?;
+            let path: Vec<String> = c.path.iter().map(|c| c.to_string()).collect();
+            println!("{amount} {from} = {} {to}", c.mid_amount);
+            println!(
+                "  mid rate {} ({}), fixing {}{}, via {}, rounding {}",
+                c.mid_rate,
+                c.providers.join("+"),
+                r.day.date,
+                if r.stale { " [STALE]" } else { "" },
+                path.join("→"),
+                c.rounding
+            );
+            Ok(())
+        }
+    }
+}

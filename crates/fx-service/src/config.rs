@@ -1,0 +1,329 @@
+//! Configuration of the currency service.
+//!
+//! Documented serde structs with defaults (`DEFAULT_*` constants),
+//! `deny_unknown_fields` so a typo is an error rather than a silently
+//! ignored setting, and [`FxServiceConfig::validate`] run after loading.
+//! Durations are written the humantime way (`"10m"`, `"36h"`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use fx::consensus::ConsensusConfig;
+use fx::spread::SpreadConfig;
+use fx::Format;
+use serde::{Deserialize, Serialize};
+
+/// Default listen address of the standalone service.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8085";
+/// Default database: an SQLite file under the data dir.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./gatehouse-data/gatehouse.db";
+/// Default lifetime of a quote.
+pub const DEFAULT_QUOTE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default longest series, in days (a little over 27 years: the full ECB history).
+pub const DEFAULT_MAX_RANGE_DAYS: i64 = 10_000;
+
+/// The whole service configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FxServiceConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://path` (embedded, default) or `postgres://...`.
+    pub database_url: String,
+    /// PostgreSQL schema to use (put first on `search_path`); none by default.
+    pub database_schema: Option<String>,
+    /// Import the bundled ECB history when the database has none.
+    pub import_bundled: bool,
+    /// How several providers are reconciled.
+    pub consensus: ConsensusConfig,
+    /// Customer markups.
+    pub spread: SpreadConfig,
+    /// Soft and hard staleness limits per use.
+    pub staleness: StalenessConfig,
+    /// How long a quote's rate stays locked.
+    #[serde(with = "humantime_serde")]
+    pub quote_ttl: Duration,
+    /// Longest time series accepted, in days.
+    pub max_range_days: i64,
+    /// Most integer digits accepted in an amount.
+    pub max_amount_digits: u32,
+    /// Providers fetched on a schedule.
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl Default for FxServiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8085))),
+            database_url: DEFAULT_DATABASE_URL.to_string(),
+            database_schema: None,
+            import_bundled: true,
+            consensus: ConsensusConfig::default(),
+            spread: SpreadConfig::default(),
+            staleness: StalenessConfig::default(),
+            quote_ttl: DEFAULT_QUOTE_TTL,
+            max_range_days: DEFAULT_MAX_RANGE_DAYS,
+            max_amount_digits: fx::money::DEFAULT_MAX_INTEGER_DIGITS,
+            providers: Vec::new(),
+        }
+    }
+}
+
+/// Soft/hard limits for one use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Past this, answers carry `stale: true`.
+    #[serde(with = "humantime_serde")]
+    pub soft: Duration,
+    /// Past this, the operation is refused (`rates_too_stale`); omit to never refuse.
+    #[serde(default, with = "humantime_serde")]
+    pub hard: Option<Duration>,
+}
+
+impl Limits {
+    /// As the domain type.
+    pub fn to_domain(&self) -> fx::staleness::StalenessLimits {
+        fx::staleness::StalenessLimits {
+            soft: chrono::Duration::from_std(self.soft).unwrap_or(chrono::Duration::MAX),
+            hard: self
+                .hard
+                .map(|h| chrono::Duration::from_std(h).unwrap_or(chrono::Duration::MAX)),
+        }
+    }
+}
+
+/// Staleness limits per use: how old the newest fixing may be, measured
+/// from when its successor was due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StalenessConfig {
+    /// Rate listings: flagged after 6h, never refused.
+    pub rates: Limits,
+    /// Conversions: flagged after 6h, refused after 5 days (covers Easter).
+    pub convert: Limits,
+    /// Quotes (checkouts): flagged after 6h, refused after 3 days.
+    pub quotes: Limits,
+}
+
+impl Default for StalenessConfig {
+    fn default() -> Self {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        Self {
+            rates: Limits {
+                soft: h(6),
+                hard: None,
+            },
+            convert: Limits {
+                soft: h(6),
+                hard: Some(h(120)),
+            },
+            quotes: Limits {
+                soft: h(6),
+                hard: Some(h(72)),
+            },
+        }
+    }
+}
+
+/// One scheduled provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name under which its raw rates are stored (e.g. `ecb`, `oxr`).
+    pub name: String,
+    /// File format served at `url`.
+    pub format: Format,
+    /// Where to fetch from (`{date}` is not expanded: give the exact URL).
+    pub url: String,
+    /// Time between fetches.
+    #[serde(default = "d_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Timeout of one attempt.
+    #[serde(default = "d_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries after a failed attempt (network error or 5xx).
+    #[serde(default = "d_retries")]
+    pub retries: u32,
+    /// First retry delay; doubles per retry.
+    #[serde(default = "d_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest retry delay.
+    #[serde(default = "d_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// The provider is marked stale when its newest fixing is overdue by more than this.
+    #[serde(default = "d_stale_after", with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Set to false to keep the entry but not fetch.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+fn d_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+fn d_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_retries() -> u32 {
+    3
+}
+fn d_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_stale_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn d_true() -> bool {
+    true
+}
+
+impl ProviderConfig {
+    /// A provider with default timings.
+    pub fn new(name: &str, format: Format, url: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            format,
+            url: url.to_string(),
+            interval: d_interval(),
+            timeout: d_timeout(),
+            retries: d_retries(),
+            backoff: d_backoff(),
+            backoff_max: d_backoff_max(),
+            stale_after: d_stale_after(),
+            enabled: true,
+        }
+    }
+}
+
+impl FxServiceConfig {
+    /// Reads a TOML file and validates it.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text and validates it.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let cfg: FxServiceConfig = toml::from_str(text)?;
+        cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(cfg)
+    }
+
+    /// Checks every setting; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        fx::store::Backend::from_url(&self.database_url)
+            .map_err(|e| format!("database_url: {e}"))?;
+        self.consensus.validate()?;
+        self.spread.validate()?;
+        for (name, l) in [
+            ("rates", self.staleness.rates),
+            ("convert", self.staleness.convert),
+            ("quotes", self.staleness.quotes),
+        ] {
+            if l.hard.is_some_and(|h| h < l.soft) {
+                return Err(format!(
+                    "staleness.{name}: hard limit is shorter than soft limit"
+                ));
+            }
+        }
+        if self.quote_ttl.is_zero() || self.quote_ttl > Duration::from_secs(7 * 24 * 3600) {
+            return Err("quote_ttl must be between 1s and 7 days".into());
+        }
+        if !(1..=100_000).contains(&self.max_range_days) {
+            return Err("max_range_days must be between 1 and 100000".into());
+        }
+        if !(1..=20).contains(&self.max_amount_digits) {
+            return Err("max_amount_digits must be between 1 and 20".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!("{at}.name must be letters, digits, '-' or '_'"));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(format!("{at}.name `{}` is used twice", p.name));
+            }
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return Err(format!("{at}.url must be an http(s) URL"));
+            }
+            if p.interval < Duration::from_secs(1) || p.timeout.is_zero() {
+                return Err(format!(
+                    "{at}: interval must be at least 1s and timeout above 0"
+                ));
+            }
+            if p.retries > 10 {
+                return Err(format!("{at}.retries must be at most 10"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let cfg = FxServiceConfig::from_toml(
+            r#"
+listen = "127.0.0.1:0"
+database_url = "sqlite::memory:"
+quote_ttl = "15m"
+[consensus]
+tolerance_bps = 150
+method = { method = "trimmed_mean", trim_percent = 20 }
+[spread]
+default_bps = 40
+pairs = { "EUR/USD" = 25 }
+[spread.tiers.gold]
+default_bps = 10
+[staleness.convert]
+soft = "12h"
+hard = "4days"
+[[providers]]
+name = "ecb"
+format = "ecb-xml"
+url = "https://example.invalid/eurofxref-daily.xml"
+interval = "30m"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.quote_ttl, Duration::from_secs(900));
+        assert_eq!(cfg.providers[0].retries, 3);
+        assert_eq!(
+            cfg.spread
+                .bps(fx::CurrencyCode::EUR, fx::CurrencyCode::USD, Some("gold")),
+            10
+        );
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_refused() {
+        assert!(FxServiceConfig::from_toml("qoute_ttl = \"1m\"").is_err());
+        assert!(FxServiceConfig::from_toml("database_url = \"mysql://x\"")
+            .unwrap_err()
+            .to_string()
+            .contains("database_url"));
+        let e = FxServiceConfig::from_toml(
+            "[[providers]]\nname = \"a\"\nformat = \"oxr\"\nurl = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("providers[0].url"), "{e}");
+    }
+}

@@ -1,0 +1,856 @@
+//! The JSON-over-HTTP API (axum).
+//!
+//! Routes (all under `/v1`): `currencies`, `rates/latest`, `rates/{date}`,
+//! `rates` (series), `convert`, `quotes`, `quotes/{id}`,
+//! `quotes/{id}/convert`, `providers`; plus `/healthz`.
+//!
+//! Every amount and rate is a JSON *string* holding an exact decimal.
+//! Cacheable answers carry a strong `ETag` (hash of the body),
+//! `Last-Modified` (when the rate table last changed) and a `Cache-Control`
+//! max-age that runs to the next expected fixing, and honour
+//! `If-None-Match` / `If-Modified-Since` with 304. Errors are problem+json
+//! naming the parameter at fault; unknown or repeated parameters are refused
+//! so a typo (`symbol=`) is not silently ignored.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use fx::money::{parse_amount, AmountLimits};
+use fx::query::{self, ConvertRequest, Interval, Resolved};
+use fx::staleness::{FixingCalendar, StalenessLimits};
+use fx::{CurrencyCode, FxEngine, FxError, RoundingMode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::FxServiceConfig;
+use crate::error::ApiError;
+use crate::ingest::HealthRegistry;
+
+/// Header a gateway may set with the client's tier (from its API key).
+pub const TIER_HEADER: &str = "x-gatehouse-tier";
+
+/// Shared state of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Arc<FxEngine>,
+    cfg: FxServiceConfig,
+    calendar: FixingCalendar,
+    health: Arc<HealthRegistry>,
+}
+
+impl AppState {
+    /// State over an opened engine.
+    pub fn new(engine: Arc<FxEngine>, cfg: FxServiceConfig, health: Arc<HealthRegistry>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                cfg,
+                calendar: FixingCalendar::default(),
+                health,
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<FxEngine> {
+        &self.inner.engine
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.engine.clock().now()
+    }
+
+    fn limits(&self) -> AmountLimits {
+        AmountLimits {
+            max_integer_digits: self.inner.cfg.max_amount_digits,
+            ..AmountLimits::default()
+        }
+    }
+}
+
+/// The API router over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/currencies", get(currencies))
+        .route("/v1/rates/latest", get(rates_latest))
+        .route("/v1/rates/{date}", get(rates_on_date))
+        .route("/v1/rates", get(rates_series))
+        .route("/v1/convert", get(convert))
+        .route("/v1/quotes", post(create_quote))
+        .route("/v1/quotes/{id}", get(get_quote))
+        .route("/v1/quotes/{id}/convert", post(convert_quote))
+        .route("/v1/providers", get(providers))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(gateway_core::Problem::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such endpoint; see /v1/currencies, /v1/rates, /v1/convert, /v1/quotes",
+    ))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(gateway_core::Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    ))
+}
+
+// === query parameters ===
+
+struct Params(Vec<(String, String)>);
+
+type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+impl Params {
+    fn new(q: RawQuery, allowed: &[&str]) -> Result<Params, ApiError> {
+        let Query(pairs) = q.map_err(|e| {
+            ApiError(gateway_core::Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_query",
+                format!("the query string cannot be decoded: {e}"),
+            ))
+        })?;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::param(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_parameter",
+                    k,
+                    format!(
+                        "unknown parameter `{}`; accepted: {}",
+                        k.chars().take(40).collect::<String>(),
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(ApiError::param(
+                    StatusCode::BAD_REQUEST,
+                    "duplicate_parameter",
+                    k,
+                    format!("parameter `{k}` is given more than once"),
+                ));
+            }
+        }
+        Ok(Params(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, ApiError> {
+        match self.get(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(ApiError::param(
+                StatusCode::BAD_REQUEST,
+                "missing_parameter",
+                name,
+                format!("parameter `{name}` is required"),
+            )),
+        }
+    }
+
+    fn currency(&self, name: &str) -> Result<Option<CurrencyCode>, ApiError> {
+        self.get(name).map(|v| currency(v, name)).transpose()
+    }
+
+    fn symbols(&self) -> Result<Vec<CurrencyCode>, ApiError> {
+        let Some(v) = self.get("symbols") else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            out.push(currency(s, "symbols")?);
+            if out.len() > 200 {
+                return Err(ApiError::param(
+                    StatusCode::BAD_REQUEST,
+                    "too_many_symbols",
+                    "symbols",
+                    "at most 200 symbols",
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+        self.get(name).map(|v| date(v, name)).transpose()
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some("true" | "1" | "") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(_) => Err(ApiError::param(
+                StatusCode::BAD_REQUEST,
+                "malformed_flag",
+                name,
+                format!("`{name}` must be true or false"),
+            )),
+        }
+    }
+
+    fn rounding(&self) -> Result<RoundingMode, ApiError> {
+        match self.get("rounding") {
+            None => Ok(RoundingMode::default()),
+            Some(v) => v.parse().map_err(|e: String| {
+                ApiError::param(StatusCode::BAD_REQUEST, "unknown_rounding", "rounding", e)
+            }),
+        }
+    }
+}
+
+fn currency(v: &str, name: &str) -> Result<CurrencyCode, ApiError> {
+    CurrencyCode::parse(v).map_err(|e| ApiError::fx(e.into(), Some(name)))
+}
+
+fn date(v: &str, name: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
+        ApiError::param(
+            StatusCode::BAD_REQUEST,
+            "malformed_date",
+            name,
+            format!(
+                "`{}` is not a date; use YYYY-MM-DD",
+                v.chars().take(32).collect::<String>()
+            ),
+        )
+    })
+}
+
+fn tier(
+    state: &AppState,
+    headers: &HeaderMap,
+    given: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let from_header = headers.get(TIER_HEADER).and_then(|v| v.to_str().ok());
+    let (t, name) = match (given, from_header) {
+        (Some(t), _) => (t, "tier"),
+        (None, Some(t)) => (t, TIER_HEADER),
+        (None, None) => return Ok(None),
+    };
+    if !state.inner.cfg.spread.has_tier(t) {
+        return Err(ApiError::param(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_tier",
+            name,
+            format!(
+                "tier `{}` is not configured",
+                t.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// Which parameter a not-quoted currency came from.
+fn param_for(
+    e: &FxError,
+    pairs: &[(CurrencyCode, &'static str)],
+    default: &'static str,
+) -> &'static str {
+    if let FxError::NotQuoted { currency, .. } = e {
+        if let Some((_, p)) = pairs.iter().find(|(c, _)| c == currency) {
+            return p;
+        }
+    }
+    default
+}
+
+// === caching ===
+
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Seconds a cache may keep an answer built on `r`.
+fn max_age(r: &Resolved, now: DateTime<Utc>) -> i64 {
+    match r.next_expected {
+        Some(next) if next > now => (next - now).num_seconds().max(60),
+        // The next fixing is overdue: check again soon.
+        Some(_) => 60,
+        // A superseded fixing will not change.
+        None => 86_400,
+    }
+}
+
+fn cacheable(
+    req: &HeaderMap,
+    body: Vec<u8>,
+    last_modified: Option<DateTime<Utc>>,
+    max_age: i64,
+    vary_tier: bool,
+) -> Response {
+    let digest = Sha256::digest(&body);
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for b in &digest[..16] {
+        let _ = write!(tag, "{b:02x}");
+    }
+    tag.push('"');
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Some(lm) = last_modified.and_then(|t| HeaderValue::from_str(&http_date(t)).ok()) {
+        headers.insert(header::LAST_MODIFIED, lm);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    if vary_tier {
+        headers.insert(header::VARY, HeaderValue::from_static(TIER_HEADER));
+    }
+    let not_modified = match req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(inm) => inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == tag),
+        None => match (
+            req.get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok()),
+            last_modified,
+        ) {
+            (Some(ims), Some(lm)) => {
+                DateTime::parse_from_rfc2822(ims).is_ok_and(|ims| lm.timestamp() <= ims.timestamp())
+            }
+            _ => false,
+        },
+    };
+    if not_modified {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (StatusCode::OK, headers, body).into_response()
+}
+
+fn json_body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn no_store(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json_body(v),
+    )
+        .into_response()
+}
+
+// === handlers ===
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let t = s.engine().table();
+    no_store(
+        StatusCode::OK,
+        &json!({"status": "ok", "latest_fixing": t.latest().map(|d| d.date.to_string()), "days": t.days().len()}),
+    )
+}
+
+async fn currencies(
+    State(s): State<AppState>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    Params::new(q, &[])?;
+    let t = s.engine().table();
+    let now = s.now();
+    let r = query::resolve(
+        &t,
+        None,
+        now,
+        &s.inner.calendar,
+        &StalenessLimits {
+            soft: chrono::Duration::MAX,
+            hard: None,
+        },
+    )
+    .map_err(|e| ApiError::fx(e, None))?;
+    let latest = r.day.date;
+    let list: Vec<Value> = t
+        .currencies()
+        .into_iter()
+        .map(|(c, cov)| {
+            let info = c.info();
+            json!({
+                "code": c, "name": info.name, "minor_units": info.minor_units,
+                "first_date": cov.first.to_string(), "last_date": cov.last.to_string(),
+                "quoted": cov.last == latest,
+            })
+        })
+        .collect();
+    let body = json_body(&json!({"latest_fixing": latest.to_string(), "currencies": list}));
+    Ok(cacheable(
+        &headers,
+        body,
+        t.updated_at,
+        max_age(&r, now),
+        false,
+    ))
+}
+
+async fn rates_latest(
+    State(s): State<AppState>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    rates(s, None, q, headers).await
+}
+
+async fn rates_on_date(
+    State(s): State<AppState>,
+    Path(d): Path<String>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let d = date(&d, "date")?;
+    rates(s, Some(d), q, headers).await
+}
+
+fn staleness_json(r: &Resolved) -> (bool, Value) {
+    (
+        r.stale,
+        r.next_expected
+            .map(|t| Value::String(t.to_rfc3339()))
+            .unwrap_or(Value::Null),
+    )
+}
+
+async fn rates(
+    s: AppState,
+    on: Option<NaiveDate>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["base", "symbols", "sources"])?;
+    let base = p.currency("base")?.unwrap_or(CurrencyCode::EUR);
+    let symbols = p.symbols()?;
+    let with_sources = p.flag("sources")?;
+    let t = s.engine().table();
+    let now = s.now();
+    let limits = s.inner.cfg.staleness.rates.to_domain();
+    let r = query::resolve(&t, on, now, &s.inner.calendar, &limits)
+        .map_err(|e| ApiError::fx(e, Some("date")))?;
+    let ans = query::rates_on(&t, &r.day, base, &symbols).map_err(|e| {
+        let pairs: Vec<_> = std::iter::once((base, "base"))
+            .chain(symbols.iter().map(|c| (*c, "symbols")))
+            .collect();
+        let param = param_for(&e, &pairs, "symbols");
+        ApiError::fx(e, Some(param))
+    })?;
+    let mut rates = Map::new();
+    for (c, v) in &ans.rates {
+        rates.insert(c.to_string(), Value::String(v.to_string()));
+    }
+    let mut providers: Vec<String> = Vec::new();
+    for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
+        for p in r.day.providers_of(c) {
+            if !providers.iter().any(|x| **x == *p) {
+                providers.push(p.to_string());
+            }
+        }
+    }
+    providers.sort();
+    let (stale, next) = staleness_json(&r);
+    let mut body = json!({
+        "base": base, "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
+        "rates": rates, "providers": providers, "stale": stale, "next_fixing_expected": next,
+    });
+    if with_sources {
+        let mut src = Map::new();
+        for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
+            if let Some(dr) = r.day.get(c) {
+                let list: Vec<Value> = dr
+                    .sources
+                    .iter()
+                    .map(|s| json!({"provider": &*s.provider, "per_eur": s.value.to_string(), "outlier": s.outlier}))
+                    .collect();
+                src.insert(c.to_string(), json!({"consensus_per_eur": dr.mid.to_string(), "disputed": dr.disputed, "values": list}));
+            }
+        }
+        body["sources"] = Value::Object(src);
+        body["consensus"] = json!({"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps});
+    }
+    Ok(cacheable(
+        &headers,
+        json_body(&body),
+        t.updated_at,
+        max_age(&r, now),
+        false,
+    ))
+}
+
+async fn rates_series(
+    State(s): State<AppState>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["start", "end", "base", "symbols", "interval"])?;
+    let start = date(p.required("start")?, "start")?;
+    let now = s.now();
+    let today = now.date_naive();
+    let end = p.date("end")?.unwrap_or(today);
+    let base = p.currency("base")?.unwrap_or(CurrencyCode::EUR);
+    let symbols = p.symbols()?;
+    let interval = match p.get("interval") {
+        None => Interval::Day,
+        Some(v) => Interval::parse(v).ok_or_else(|| {
+            ApiError::param(
+                StatusCode::BAD_REQUEST,
+                "unknown_interval",
+                "interval",
+                "interval must be day, week or month",
+            )
+        })?,
+    };
+    if start > end {
+        return Err(ApiError::fx(
+            FxError::StartAfterEnd { start, end },
+            Some("start"),
+        ));
+    }
+    if end > today {
+        return Err(ApiError::fx(
+            FxError::FutureDate { date: end, today },
+            Some("end"),
+        ));
+    }
+    let days = (end - start).num_days() + 1;
+    if days > s.inner.cfg.max_range_days {
+        return Err(ApiError::fx(
+            FxError::RangeTooLong {
+                days,
+                max: s.inner.cfg.max_range_days,
+            },
+            Some("end"),
+        ));
+    }
+    let t = s.engine().table();
+    let first = t
+        .first_date()
+        .ok_or_else(|| ApiError::fx(FxError::NoData, None))?;
+    if start < first {
+        return Err(ApiError::fx(
+            FxError::BeforeFirstFixing { date: start, first },
+            Some("start"),
+        ));
+    }
+    let points = query::series(&t, base, &symbols, start, end, interval).map_err(|e| {
+        let pairs: Vec<_> = std::iter::once((base, "base"))
+            .chain(symbols.iter().map(|c| (*c, "symbols")))
+            .collect();
+        let param = param_for(&e, &pairs, "symbols");
+        ApiError::fx(e, Some(param))
+    })?;
+    // Written by hand: a 25-year daily series is ~200k values, and every
+    // key and value here is plain ASCII needing no escaping.
+    let mut out = String::with_capacity(64 + points.len() * (16 + symbols.len().max(30) * 24));
+    let _ = write!(
+        out,
+        r#"{{"base":"{base}","start":"{start}","end":"{end}","interval":"{}","rates":{{"#,
+        interval.as_str()
+    );
+    for (i, pt) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#""{}":{{"#, pt.start);
+        for (j, (c, last, mean)) in pt.rates.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            if interval == Interval::Day {
+                let _ = write!(out, r#""{c}":"{last}""#);
+            } else {
+                let _ = write!(out, r#""{c}":{{"last":"{last}","mean":"{mean}"}}"#);
+            }
+        }
+        if interval != Interval::Day {
+            let _ = write!(out, r#","_last_fixing":"{}""#, pt.last_fixing);
+        }
+        out.push('}');
+    }
+    out.push_str("}}");
+    let latest = t.latest().map(|d| d.date);
+    let age = if latest.is_some_and(|l| end >= l) {
+        match t.latest().map(|d| s.inner.calendar.freshness(d.date, now)) {
+            Some(f) if f.next_expected > now => (f.next_expected - now).num_seconds().max(60),
+            _ => 60,
+        }
+    } else {
+        86_400
+    };
+    Ok(cacheable(
+        &headers,
+        out.into_bytes(),
+        t.updated_at,
+        age,
+        false,
+    ))
+}
+
+async fn convert(
+    State(s): State<AppState>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["from", "to", "amount", "date", "rounding", "tier"])?;
+    let from = currency(p.required("from")?, "from")?;
+    let to = currency(p.required("to")?, "to")?;
+    let amount = parse_amount(p.required("amount")?, from, &s.limits())
+        .map_err(|e| ApiError::fx(e.into(), Some("amount")))?;
+    let on = p.date("date")?;
+    let rounding = p.rounding()?;
+    let tier = tier(&s, &headers, p.get("tier"))?;
+    let spread_bps = s.inner.cfg.spread.bps(from, to, tier.as_deref());
+    let t = s.engine().table();
+    let now = s.now();
+    let limits = s.inner.cfg.staleness.convert.to_domain();
+    let r = query::resolve(&t, on, now, &s.inner.calendar, &limits)
+        .map_err(|e| ApiError::fx(e, Some("date")))?;
+    let conv = query::convert_on(
+        &t,
+        &r.day,
+        &ConvertRequest {
+            from,
+            to,
+            amount,
+            date: on,
+            rounding,
+            spread_bps,
+        },
+    )
+    .map_err(|e| {
+        let param = param_for(&e, &[(from, "from"), (to, "to")], "amount");
+        ApiError::fx(e, Some(param))
+    })?;
+    let (stale, next) = staleness_json(&r);
+    let body = json!({
+        "from": from, "to": to, "amount": amount.to_string(),
+        "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
+        "mid": {"rate": conv.mid_rate.to_string(), "amount": conv.mid_amount.to_string()},
+        "customer": {"rate": conv.customer_rate.to_string(), "amount": conv.customer_amount.to_string(), "spread_bps": conv.spread_bps, "tier": tier},
+        "rounding": rounding.as_str(),
+        "path": conv.path,
+        "provenance": {"providers": conv.providers, "fixing_date": r.day.date.to_string(), "disputed": conv.disputed},
+        "stale": stale, "next_fixing_expected": next,
+        "precision": query::precision_note(),
+    });
+    Ok(cacheable(
+        &headers,
+        json_body(&body),
+        t.updated_at,
+        max_age(&r, now),
+        true,
+    ))
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            gateway_core::Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("request body is not valid: {e}"),
+            )
+            .with("parameter", "body"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteBody {
+    from: String,
+    to: String,
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+fn quote_json(q: &fx::store::QuoteRecord, now: DateTime<Utc>) -> Value {
+    json!({
+        "id": q.id, "from": q.from, "to": q.to,
+        "mid_rate": q.mid_rate.to_string(), "customer_rate": q.customer_rate.to_string(),
+        "spread_bps": q.spread_bps, "tier": if q.tier.is_empty() { Value::Null } else { Value::String(q.tier.clone()) },
+        "fixing_date": q.fixing_date.to_string(),
+        "providers": q.providers.split(',').filter(|p| !p.is_empty()).collect::<Vec<_>>(),
+        "created_at": q.created_at.to_rfc3339(), "expires_at": q.expires_at.to_rfc3339(),
+        "expired": now >= q.expires_at,
+    })
+}
+
+async fn create_quote(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: QuoteBody = parse_json(&body)?;
+    let from = currency(&b.from, "from")?;
+    let to = currency(&b.to, "to")?;
+    let tier = tier(&s, &headers, b.tier.as_deref())?;
+    let spread_bps = s.inner.cfg.spread.bps(from, to, tier.as_deref());
+    let ttl =
+        chrono::Duration::from_std(s.inner.cfg.quote_ttl).unwrap_or(chrono::Duration::minutes(10));
+    let limits = s.inner.cfg.staleness.quotes.to_domain();
+    let q = s
+        .engine()
+        .create_quote(
+            from,
+            to,
+            spread_bps,
+            tier.as_deref(),
+            ttl,
+            &s.inner.calendar,
+            &limits,
+        )
+        .await
+        .map_err(|e| {
+            let param = param_for(&e, &[(from, "from"), (to, "to")], "from");
+            ApiError::fx(e, Some(param))
+        })?;
+    let mut res = no_store(StatusCode::CREATED, &quote_json(&q, s.now()));
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/quotes/{}", q.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+fn check_quote_id(id: &str) -> Result<(), ApiError> {
+    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ApiError::param(
+            StatusCode::BAD_REQUEST,
+            "malformed_quote_id",
+            "id",
+            "quote ids are letters, digits and `_`",
+        ));
+    }
+    Ok(())
+}
+
+async fn get_quote(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_quote_id(&id)?;
+    let q = s
+        .engine()
+        .store()
+        .get_quote(&id)
+        .await
+        .map_err(|e| ApiError::fx(e, None))?
+        .ok_or_else(|| ApiError::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
+    Ok(no_store(StatusCode::OK, &quote_json(&q, s.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteConvertBody {
+    amount: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    rounding: Option<String>,
+}
+
+async fn convert_quote(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_quote_id(&id)?;
+    let b: QuoteConvertBody = parse_json(&body)?;
+    // Amounts are read from their JSON text, string or number, never via f64.
+    let raw = b.amount.get();
+    let text = match serde_json::from_str::<String>(raw) {
+        Ok(s) => s,
+        Err(_) => raw.to_string(),
+    };
+    let rounding = match b.rounding.as_deref() {
+        None => RoundingMode::default(),
+        Some(r) => r.parse().map_err(|e: String| {
+            ApiError::param(StatusCode::BAD_REQUEST, "unknown_rounding", "rounding", e)
+        })?,
+    };
+    let quote = s
+        .engine()
+        .store()
+        .get_quote(&id)
+        .await
+        .map_err(|e| ApiError::fx(e, None))?
+        .ok_or_else(|| ApiError::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
+    let amount = parse_amount(&text, quote.from, &s.limits())
+        .map_err(|e| ApiError::fx(e.into(), Some("amount")))?;
+    let c = s
+        .engine()
+        .convert_quote(&id, amount, rounding)
+        .await
+        .map_err(|e| {
+            let param = if matches!(e, FxError::Overflow) {
+                "amount"
+            } else {
+                "id"
+            };
+            ApiError::fx(e, Some(param))
+        })?;
+    let body = json!({
+        "quote_id": c.quote.id, "from": c.quote.from, "to": c.quote.to, "amount": c.amount.to_string(),
+        "mid": {"rate": c.quote.mid_rate.to_string(), "amount": c.mid_amount.to_string()},
+        "customer": {"rate": c.quote.customer_rate.to_string(), "amount": c.customer_amount.to_string(), "spread_bps": c.quote.spread_bps},
+        "rounding": c.rounding.as_str(), "fixing_date": c.quote.fixing_date.to_string(),
+        "expires_at": c.quote.expires_at.to_rfc3339(), "audit_seq": c.audit_seq,
+    });
+    Ok(no_store(StatusCode::OK, &body))
+}
+
+async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<Response, ApiError> {
+    Params::new(q, &[])?;
+    let list = s.inner.health.snapshot(s.now(), &s.inner.calendar);
+    let t = s.engine().table();
+    let mut stored: Vec<String> = Vec::new();
+    if let Some(day) = t.latest() {
+        for r in &day.rates {
+            for src in r.sources.iter() {
+                if !stored.iter().any(|p| **p == *src.provider) {
+                    stored.push(src.provider.to_string());
+                }
+            }
+        }
+    }
+    let body = json!({
+        "providers": list,
+        "latest_fixing_providers": stored,
+        "consensus": {"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps},
+    });
+    Ok(no_store(StatusCode::OK, &body))
+}

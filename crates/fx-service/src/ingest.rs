@@ -1,0 +1,377 @@
+//! Scheduled ingestion from rate providers over HTTP.
+//!
+//! Each configured provider is fetched from its URL on its own interval,
+//! with a per-attempt timeout, retries with exponential backoff on network
+//! errors and 5xx/429 answers, and conditional GET (`If-None-Match` /
+//! `If-Modified-Since` from the previous success) so an unchanged file costs
+//! a 304. A fetched file goes through [`fx::FxEngine::ingest_bytes`]: parsed
+//! whole, then stored in one transaction, or rejected whole with the reason
+//! logged. A failing provider is marked so in [`HealthRegistry`]; the others
+//! carry on and the served consensus simply lacks it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use fx::engine::IngestError;
+use fx::staleness::FixingCalendar;
+use fx::FxEngine;
+use parking_lot::RwLock;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ProviderConfig;
+
+/// Health of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderState {
+    /// Not fetched yet.
+    Pending,
+    /// Last fetch succeeded and its data is current.
+    Healthy,
+    /// Last fetch failed (network, HTTP status or rejected file).
+    Failing,
+    /// Fetches succeed but its newest fixing is overdue beyond `stale_after`.
+    Stale,
+}
+
+impl ProviderState {
+    /// Name for logs and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderState::Pending => "pending",
+            ProviderState::Healthy => "healthy",
+            ProviderState::Failing => "failing",
+            ProviderState::Stale => "stale",
+        }
+    }
+}
+
+/// What is known about a provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderHealth {
+    /// Provider name.
+    pub name: String,
+    /// Format fetched.
+    pub format: String,
+    /// State (stale is computed when read).
+    pub state: ProviderState,
+    /// Last attempt.
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Last success (including 304).
+    pub last_success: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Failed attempts in a row (a fetch with retries counts once).
+    pub consecutive_failures: u32,
+    /// Newest fixing date received from this provider.
+    pub last_fixing: Option<NaiveDate>,
+    /// Raw rows stored from this provider by this process.
+    pub rows_ingested: u64,
+    /// Validator for the next conditional GET.
+    #[serde(skip)]
+    pub etag: Option<String>,
+    /// Validator for the next conditional GET.
+    #[serde(skip)]
+    pub last_modified: Option<String>,
+    #[serde(skip)]
+    stale_after: Duration,
+}
+
+/// Health of every provider, shared between the scheduler and the API.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    map: RwLock<BTreeMap<String, ProviderHealth>>,
+}
+
+impl HealthRegistry {
+    /// Registers a provider as pending.
+    pub fn register(&self, p: &ProviderConfig) {
+        self.map
+            .write()
+            .entry(p.name.clone())
+            .or_insert_with(|| ProviderHealth {
+                name: p.name.clone(),
+                format: p.format.as_str().to_string(),
+                state: ProviderState::Pending,
+                last_attempt: None,
+                last_success: None,
+                last_error: None,
+                consecutive_failures: 0,
+                last_fixing: None,
+                rows_ingested: 0,
+                etag: None,
+                last_modified: None,
+                stale_after: p.stale_after,
+            });
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut ProviderHealth)) {
+        if let Some(h) = self.map.write().get_mut(name) {
+            f(h);
+        }
+    }
+
+    fn validators(&self, name: &str) -> (Option<String>, Option<String>) {
+        self.map
+            .read()
+            .get(name)
+            .map(|h| (h.etag.clone(), h.last_modified.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Every provider's health as of `now`.
+    pub fn snapshot(&self, now: DateTime<Utc>, calendar: &FixingCalendar) -> Vec<ProviderHealth> {
+        self.map
+            .read()
+            .values()
+            .map(|h| {
+                let mut h = h.clone();
+                if h.state == ProviderState::Healthy {
+                    if let Some(d) = h.last_fixing {
+                        let overdue = calendar.freshness(d, now).overdue;
+                        if overdue.to_std().unwrap_or_default() > h.stale_after {
+                            h.state = ProviderState::Stale;
+                        }
+                    }
+                }
+                h
+            })
+            .collect()
+    }
+
+    /// One provider's health.
+    pub fn get(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+        calendar: &FixingCalendar,
+    ) -> Option<ProviderHealth> {
+        self.snapshot(now, calendar)
+            .into_iter()
+            .find(|h| h.name == name)
+    }
+}
+
+/// Result of one scheduled fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// 304: nothing new.
+    NotModified,
+    /// Stored (possibly 0 new rows if already known).
+    Ingested {
+        /// New rows.
+        inserted: u64,
+        /// Newest fixing in the file.
+        last_fixing: NaiveDate,
+    },
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    /// Network failure or timeout, after all retries.
+    #[error("request failed after {attempts} attempts: {reason}")]
+    Unreachable {
+        /// Attempts made.
+        attempts: u32,
+        /// Last error.
+        reason: String,
+    },
+    /// A non-retryable HTTP status.
+    #[error("provider answered HTTP {0}")]
+    Status(u16),
+    /// The file was rejected whole.
+    #[error("file rejected: {0}")]
+    Rejected(String),
+    /// The body exceeded the size limit.
+    #[error("file is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Fetches providers and feeds the engine.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    engine: Arc<FxEngine>,
+    health: Arc<HealthRegistry>,
+}
+
+fn retryable(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+impl Fetcher {
+    /// A fetcher with its own HTTP client.
+    pub fn new(engine: Arc<FxEngine>, health: Arc<HealthRegistry>) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("gatehouse-fx/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            engine,
+            health,
+        }
+    }
+
+    /// The health registry.
+    pub fn health(&self) -> &Arc<HealthRegistry> {
+        &self.health
+    }
+
+    async fn attempt(
+        &self,
+        p: &ProviderConfig,
+    ) -> Result<Option<(bytes::Bytes, Option<String>, Option<String>)>, (bool, FetchError)> {
+        let (etag, lm) = self.health.validators(&p.name);
+        let mut req = self.client.get(&p.url).timeout(p.timeout);
+        if let Some(e) = etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, e);
+        }
+        if let Some(l) = lm {
+            req = req.header(reqwest::header::IF_MODIFIED_SINCE, l);
+        }
+        let unreachable = |e: reqwest::Error| {
+            (
+                true,
+                FetchError::Unreachable {
+                    attempts: 1,
+                    reason: if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        e.to_string()
+                    },
+                },
+            )
+        };
+        let mut res = req.send().await.map_err(unreachable)?;
+        let status = res.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err((retryable(status), FetchError::Status(status.as_u16())));
+        }
+        let header = |n: reqwest::header::HeaderName| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let new_etag = header(reqwest::header::ETAG);
+        let new_lm = header(reqwest::header::LAST_MODIFIED);
+        let limit = fx::parse::MAX_INPUT_BYTES;
+        if res.content_length().is_some_and(|l| l as usize > limit) {
+            return Err((false, FetchError::TooLarge(limit)));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(unreachable)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Err((false, FetchError::TooLarge(limit)));
+            }
+        }
+        Ok(Some((body.into(), new_etag, new_lm)))
+    }
+
+    /// Fetches one provider now (with retries) and ingests what it serves.
+    pub async fn fetch_once(&self, p: &ProviderConfig) -> Result<FetchOutcome, FetchError> {
+        self.health.register(p);
+        let now = self.engine.clock().now();
+        self.health.update(&p.name, |h| h.last_attempt = Some(now));
+        let mut delay = p.backoff;
+        let mut attempts = 0;
+        let fetched = loop {
+            attempts += 1;
+            match self.attempt(p).await {
+                Ok(v) => break Ok(v),
+                Err((retry, e)) if retry && attempts <= p.retries => {
+                    tracing::warn!(provider = %p.name, attempt = attempts, error = %e, "fx provider fetch failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(p.backoff_max);
+                }
+                Err((_, FetchError::Unreachable { reason, .. })) => {
+                    break Err(FetchError::Unreachable { attempts, reason })
+                }
+                Err((_, e)) => break Err(e),
+            }
+        };
+        let result = match fetched {
+            Ok(None) => Ok(FetchOutcome::NotModified),
+            Ok(Some((body, etag, lm))) => match self
+                .engine
+                .ingest_bytes(&p.name, Some(p.format), &body)
+                .await
+            {
+                Ok(report) => {
+                    self.health.update(&p.name, |h| {
+                        h.etag = etag;
+                        h.last_modified = lm;
+                        h.rows_ingested += report.inserted;
+                        h.last_fixing = h.last_fixing.max(Some(report.last_date));
+                    });
+                    Ok(FetchOutcome::Ingested {
+                        inserted: report.inserted,
+                        last_fixing: report.last_date,
+                    })
+                }
+                Err(IngestError::Store(e)) => Err(FetchError::Rejected(format!("not stored: {e}"))),
+                Err(e) => Err(FetchError::Rejected(e.to_string())),
+            },
+            Err(e) => Err(e),
+        };
+        let done = self.engine.clock().now();
+        match &result {
+            Ok(_) => self.health.update(&p.name, |h| {
+                h.state = ProviderState::Healthy;
+                h.last_success = Some(done);
+                h.last_error = None;
+                h.consecutive_failures = 0;
+            }),
+            Err(e) => {
+                tracing::warn!(provider = %p.name, error = %e, "fx provider fetch failed");
+                self.health.update(&p.name, |h| {
+                    h.state = ProviderState::Failing;
+                    h.last_error = Some(e.to_string());
+                    h.consecutive_failures += 1;
+                })
+            }
+        }
+        result
+    }
+
+    /// Starts one task per enabled provider, fetching immediately and then
+    /// every `interval`, until `shutdown` turns true.
+    pub fn spawn(
+        &self,
+        providers: &[ProviderConfig],
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        providers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| {
+                self.health.register(p);
+                let me = self.clone();
+                let p = p.clone();
+                let mut stop = shutdown.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let _ = me.fetch_once(&p).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(p.interval) => {}
+                            _ = stop.changed() => break,
+                        }
+                        if *stop.borrow() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+}
