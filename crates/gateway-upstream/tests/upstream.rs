@@ -825,6 +825,40 @@ async fn keep_alive_connections_are_reused_and_survive_a_reconfigure() {
     assert_eq!(origin.connections(), 2);
 }
 
+#[tokio::test]
+async fn pool_settings_apply_idle_timeout_and_max_idle() {
+    let origin = Origin::start(Handler::status(200)).await;
+    let (_u, c) = build(config(&[origin.authority()], |c| {
+        c.pool.idle_timeout = Duration::from_millis(50);
+    }));
+    get(&c, "/").await.unwrap();
+    get(&c, "/").await.unwrap();
+    assert_eq!(origin.connections(), 1);
+    eventually("idle connection closed", || {
+        c.targets_status()[0].open_connections == 0
+    })
+    .await;
+    get(&c, "/").await.unwrap();
+    assert_eq!(
+        origin.connections(),
+        2,
+        "a new connection after the idle timeout"
+    );
+
+    let other = Origin::start(Handler::status(200)).await;
+    let (_u2, c2) = build(config(&[other.authority()], |c| {
+        c.pool.max_idle_per_target = 0
+    }));
+    for _ in 0..3 {
+        get(&c2, "/").await.unwrap();
+    }
+    assert_eq!(
+        other.connections(),
+        3,
+        "no reuse with max_idle_per_target = 0"
+    );
+}
+
 // === streaming ===
 
 /// A response body fed from a channel, so the test controls when the
