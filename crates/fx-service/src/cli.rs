@@ -170,7 +170,11 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 a.date,
                 clock.now(),
                 &fx::staleness::FixingCalendar::default(),
-                &cfg.staleness.convert.to_domain(),
+                // A quick lookup warns about old rates rather than refusing.
+                &fx::staleness::StalenessLimits {
+                    hard: None,
+                    ..cfg.staleness.convert.to_domain()
+                },
             )?;
             let c = query::convert_on(
                 &table,
@@ -191,7 +195,14 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 c.mid_rate,
                 c.providers.join("+"),
                 r.day.date,
-                if r.stale { " [STALE]" } else { "" },
+                if r.stale {
+                    format!(
+                        " [STALE: next fixing was due {}]",
+                        r.next_expected.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    )
+                } else {
+                    String::new()
+                },
                 path.join("→"),
                 c.rounding
             );
