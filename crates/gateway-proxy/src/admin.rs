@@ -135,37 +135,5 @@ async fn reload(State(state): State<AdminState>) -> Response {
 }
 
 async fn upstreams(State(state): State<AdminState>) -> Response {
-    let clusters: serde_json::Map<String, serde_json::Value> = state
-        .gateway
-        .upstreams()
-        .snapshot()
-        .iter()
-        .map(|(name, cluster)| {
-            let targets: Vec<serde_json::Value> = cluster
-                .targets_status()
-                .into_iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "address": t.address,
-                        "weight": t.weight,
-                        "state": t.state.as_str(),
-                        "in_flight": t.in_flight,
-                        "consecutive_failures": t.consecutive_failures,
-                        "times_ejected": t.times_ejected,
-                        "ejected_for_ms": t.ejected_for.map(|d| d.as_millis() as u64),
-                        "last_error": t.last_error,
-                    })
-                })
-                .collect();
-            (
-                name.clone(),
-                serde_json::json!({
-                    "circuit": cluster.circuit_state().as_str(),
-                    "in_flight": cluster.in_flight(),
-                    "targets": targets,
-                }),
-            )
-        })
-        .collect();
-    Json(serde_json::Value::Object(clusters)).into_response()
+    Json(state.gateway.upstreams().status()).into_response()
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
 use gateway_core::{Body, Problem};
-use gateway_upstream::SendOptions;
+use gateway_upstream::{SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
@@ -129,14 +129,7 @@ impl Forward {
         } = prepared;
         let route = &self.matched.route;
         let Some(cluster) = self.gateway.upstreams().get(&route.cluster) else {
-            return Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "unknown_cluster",
-                format!(
-                    "route `{}` names cluster `{}`, which is not running",
-                    route.name, route.cluster
-                ),
-            ));
+            return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem(&route.cluster));
         };
         let opts = SendOptions {
             preserve_host: route.preserve_host,

@@ -327,7 +327,7 @@ impl Gateway {
 fn is_upstream_error(code: &str) -> bool {
     !matches!(
         code,
-        "route_not_found" | "bad_path" | "body_too_large" | "overloaded"
+        "route_not_found" | "bad_path" | "body_too_large" | "overloaded" | "unknown_upstream"
     )
 }
 
