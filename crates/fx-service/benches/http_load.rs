@@ -59,7 +59,7 @@ fn main() {
                 while Instant::now() < deadline {
                     let (f, t) = pairs[n % pairs.len()];
                     n += 1;
-                    let u = format!("{base}/v1/convert?from={f}&to={t}&amount={}.25&date=2020-03-02", 100 + n % 997);
+                    let u = format!("{base}/v1/convert?from={f}&to={t}&amount={}&date=2020-03-02", 100 + n % 997);
                     let s = Instant::now();
                     let res = client.get(&u).send().await.expect("send");
                     assert_eq!(res.status(), 200);
