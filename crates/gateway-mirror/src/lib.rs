@@ -19,16 +19,27 @@
 //! primary response. The only hot-path calls are `plan` (no I/O, no await)
 //! and `submit` (a `try_send`); everything else runs on the workers.
 
+pub mod admin;
+pub mod cli;
+pub mod client;
 pub mod compare;
 pub mod config;
 pub mod endpoint;
+pub mod engine;
 pub mod math;
 pub mod outcome;
+pub mod record;
+pub mod report;
 pub mod stats;
+pub mod store;
 pub mod verdict;
 
+pub use client::{HttpShadowClient, ShadowClient, ShadowRequest};
 pub use compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation, ObservationError};
 pub use config::{CompareConfig, ConfigIssue, LaunchConfig, RecordConfig, SampleBy, Thresholds};
+pub use engine::{EngineError, EngineOptions, LaunchSummary, MirrorEngine, MirrorPlan};
 pub use outcome::{DiffCategory, DiffKind, DropReason, LaunchState, MirrorOutcome, SkipReason};
+pub use report::{render_text, Report};
 pub use stats::LaunchStats;
+pub use store::{ShadowStore, SqlShadowStore, StoreError};
 pub use verdict::{Assessment, EndpointAssessment, Scorer, Verdict};
