@@ -16,6 +16,9 @@ use serde::Serialize;
 /// Lines buffered before the access log starts dropping.
 const ACCESS_LOG_QUEUE: usize = 16 * 1024;
 
+/// How often histogram samples are folded into buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Latency buckets in seconds: sub-millisecond resolution where a proxy
 /// lives, up to the default route timeout.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -122,7 +125,18 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &LATENCY_BUCKETS)
             .expect("non-empty buckets");
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                // Histograms hold raw samples until upkeep folds them into
+                // buckets; without it memory grows between scrapes.
+                let upkeep = handle.clone();
+                let _ = std::thread::Builder::new()
+                    .name("gatehouse-metrics-upkeep".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    });
+                handle
+            }
             // Another recorder is installed (an embedding program's): render
             // from a private one so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),

@@ -19,7 +19,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time an idle pooled connection is kept open.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Default number of idle connections kept per target.
-pub const DEFAULT_POOL_MAX_IDLE_PER_TARGET: usize = 32;
+pub const DEFAULT_POOL_MAX_IDLE_PER_TARGET: usize = 256;
 /// Default weight of a target.
 pub const DEFAULT_WEIGHT: u32 = 1;
 /// Largest accepted weight; keeps the weighted schedule small.
