@@ -44,13 +44,28 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     engine: Arc<FxEngine>,
     cfg: FxServiceConfig,
     calendar: FixingCalendar,
     health: Arc<HealthRegistry>,
+    /// Rendered series bodies keyed by table version and normalised query:
+    /// long histories are the expensive answers and are asked for again
+    /// and again (charts); a new fixing bumps the version, so entries never
+    /// go stale, they just stop being hit and age out.
+    series_cache: moka::sync::Cache<String, Bytes>,
 }
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of rendered series kept in memory.
+pub const SERIES_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl AppState {
     /// State over an opened engine.
@@ -61,6 +76,12 @@ impl AppState {
                 cfg,
                 calendar: FixingCalendar::default(),
                 health,
+                series_cache: moka::sync::Cache::builder()
+                    .weigher(|k: &String, v: &Bytes| {
+                        (k.len() + v.len()).try_into().unwrap_or(u32::MAX)
+                    })
+                    .max_capacity(SERIES_CACHE_BYTES)
+                    .build(),
             }),
         }
     }
@@ -568,7 +589,48 @@ async fn rates_series(
             Some("start"),
         ));
     }
-    let points = query::series(&t, base, &symbols, start, end, interval).map_err(|e| {
+    let sym_key: Vec<&str> = symbols.iter().map(|c| c.as_str()).collect();
+    let key = format!(
+        "{}|{base}|{}|{start}|{end}|{}",
+        t.version,
+        sym_key.join(","),
+        interval.as_str()
+    );
+    let rendered = match s.inner.series_cache.get(&key) {
+        Some(b) => b,
+        None => {
+            let b = render_series(&t, base, &symbols, start, end, interval)?;
+            s.inner.series_cache.insert(key, b.clone());
+            b
+        }
+    };
+    let latest = t.latest().map(|d| d.date);
+    let age = if latest.is_some_and(|l| end >= l) {
+        match t.latest().map(|d| s.inner.calendar.freshness(d.date, now)) {
+            Some(f) if f.next_expected > now => (f.next_expected - now).num_seconds().max(60),
+            _ => 60,
+        }
+    } else {
+        86_400
+    };
+    Ok(cacheable(
+        &headers,
+        rendered.to_vec(),
+        t.updated_at,
+        age,
+        false,
+    ))
+}
+
+fn render_series(
+    t: &fx::RateTable,
+    base: CurrencyCode,
+    symbols: &[CurrencyCode],
+    start: NaiveDate,
+    end: NaiveDate,
+    interval: Interval,
+) -> Result<Bytes, ApiError> {
+    let points = query::series(t, base, symbols, start, end, interval).map_err(|e| {
         let pairs: Vec<_> = std::iter::once((base, "base"))
             .chain(symbols.iter().map(|c| (*c, "symbols")))
             .collect();
@@ -577,7 +639,8 @@ async fn rates_series(
     })?;
     // Written by hand: a 25-year daily series is ~200k values, and every
     // key and value here is plain ASCII needing no escaping.
-    let mut out = String::with_capacity(64 + points.len() * (16 + symbols.len().max(30) * 24));
+    let width = points.first().map(|p| p.rates.len()).unwrap_or(0);
+    let mut out = String::with_capacity(64 + points.len() * (16 + width * 28));
     let _ = write!(
         out,
         r#"{{"base":"{base}","start":"{start}","end":"{end}","interval":"{}","rates":{{"#,
@@ -604,22 +667,7 @@ async fn rates_series(
         out.push('}');
     }
     out.push_str("}}");
-    let latest = t.latest().map(|d| d.date);
-    let age = if latest.is_some_and(|l| end >= l) {
-        match t.latest().map(|d| s.inner.calendar.freshness(d.date, now)) {
-            Some(f) if f.next_expected > now => (f.next_expected - now).num_seconds().max(60),
-            _ => 60,
-        }
-    } else {
-        86_400
-    };
-    Ok(cacheable(
-        &headers,
-        out.into_bytes(),
-        t.updated_at,
-        age,
-        false,
-    ))
+    Ok(Bytes::from(out))
 }
 
 async fn convert(

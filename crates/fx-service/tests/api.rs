@@ -564,3 +564,52 @@ fn stale_rates_are_flagged_then_conversions_refused() {
         assert_eq!(h.json["stale"], false);
     });
 }
+
+#[test]
+fn a_new_fixing_is_served_at_once_even_for_repeated_queries() {
+    RT.block_on(async {
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 2, 17, 0, 0).unwrap(),
+        ));
+        let cfg = FxServiceConfig::from_toml(
+            "database_url = \"sqlite::memory:\"\nimport_bundled = false\n",
+        )
+        .unwrap();
+        let (state, _) = FxService::build(cfg, clock).await.unwrap();
+        let engine = state.engine().clone();
+        engine
+            .ingest_bytes("ecb", None, b"Date,USD,\n2026-10-30,1.1172,\n")
+            .await
+            .unwrap();
+        let app = router(state);
+        let uri = "/v1/rates?start=2026-10-30&end=2026-11-02&symbols=USD";
+        let first = call(app.clone(), Method::GET, uri, &[], "").await;
+        assert_eq!(first.json["rates"].as_object().unwrap().len(), 1);
+        let etag = first.headers[header::ETAG].to_str().unwrap().to_string();
+        let again = call(
+            app.clone(),
+            Method::GET,
+            uri,
+            &[("if-none-match", &etag)],
+            "",
+        )
+        .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+        engine
+            .ingest_bytes("ecb", None, b"Date,USD,\n2026-11-02,1.12,\n")
+            .await
+            .unwrap();
+        let after = call(
+            app.clone(),
+            Method::GET,
+            uri,
+            &[("if-none-match", &etag)],
+            "",
+        )
+        .await;
+        assert_eq!(after.status, StatusCode::OK);
+        assert_eq!(after.json["rates"]["2026-11-02"]["USD"], "1.12");
+        let latest = call(app, Method::GET, "/v1/rates/latest", &[], "").await;
+        assert_eq!(latest.json["date"], "2026-11-02");
+    });
+}
