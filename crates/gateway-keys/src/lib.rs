@@ -1,4 +1,5 @@
 //! gateway-keys: the API key system of Gatehouse.
+pub mod auth;
 pub mod config;
 pub mod feed;
 pub mod jwt;
@@ -7,4 +8,5 @@ pub mod keyring;
 pub mod model;
 pub mod ratelimit;
 pub mod scope;
+pub mod service;
 pub mod store;

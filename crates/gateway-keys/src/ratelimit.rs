@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use dashmap::DashMap;
 use gateway_core::Problem;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -527,6 +527,16 @@ impl Limits {
     ) -> Result<RateLimitInfo, Limited> {
         let now = self.clock.now();
         let mut info = RateLimitInfo::default();
+        let mut windows = Vec::with_capacity(3);
+        if let Some(q) = plan.quota_per_day {
+            windows.push((QuotaWindow::Day, q));
+        }
+        if let Some(q) = plan.quota_per_month {
+            windows.push((QuotaWindow::Month, q));
+        }
+        if let Some(q) = plan.quota_total {
+            windows.push((QuotaWindow::Total, q));
+        }
         if let Some(per_second) = plan.rate_per_second {
             let rate = Rate {
                 per_second,
@@ -540,6 +550,9 @@ impl Limits {
                 rate.policy(),
             );
             if !d.allowed {
+                // Still advertise every policy that applies to this client.
+                info.policies
+                    .extend(windows.iter().map(|(w, q)| quota_policy(*w, *q)));
                 metrics::counter!("gatehouse_ratelimit_total", "outcome" => "rate_limited")
                     .increment(1);
                 return Err(Limited {
@@ -548,16 +561,6 @@ impl Limits {
                     info,
                 });
             }
-        }
-        let mut windows = Vec::with_capacity(3);
-        if let Some(q) = plan.quota_per_day {
-            windows.push((QuotaWindow::Day, q));
-        }
-        if let Some(q) = plan.quota_per_month {
-            windows.push((QuotaWindow::Month, q));
-        }
-        if let Some(q) = plan.quota_total {
-            windows.push((QuotaWindow::Total, q));
         }
         if !windows.is_empty() {
             if let Err(l) = self
@@ -644,14 +647,10 @@ impl Limits {
     }
 }
 
-/// A day's worth, for tests and docs.
-pub fn one_day() -> ChronoDuration {
-    ChronoDuration::days(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration as ChronoDuration;
     use gateway_core::ManualClock;
 
     fn t0() -> DateTime<Utc> {

@@ -96,14 +96,14 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Inserts a key record (hash only).
     async fn insert_key(&self, k: &KeyRecord, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// Links `successor` to `old`, sets the old key's grace end and inserts
-    /// the successor, atomically. `Conflict` if `old` was already rotated or
-    /// revoked.
+    /// the successor, atomically, with every audit entry given. `Conflict`
+    /// if `old` was already rotated or revoked.
     async fn rotate_key(
         &self,
         old: &KeyId,
         grace_until: DateTime<Utc>,
         successor: &KeyRecord,
-        audit: &NewAuditEntry,
+        audit: &[NewAuditEntry],
     ) -> Result<(), StoreError>;
     /// Marks a key revoked. `NotFound` if missing, `Conflict` if already revoked.
     async fn revoke_key(
@@ -500,7 +500,7 @@ impl KeyStore for SqlStore {
         old: &KeyId,
         grace_until: DateTime<Utc>,
         successor: &KeyRecord,
-        audit: &NewAuditEntry,
+        audit: &[NewAuditEntry],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -518,7 +518,9 @@ impl KeyStore for SqlStore {
             )));
         }
         insert_key_row(&mut *tx, successor).await?;
-        insert_audit(&mut *tx, audit).await?;
+        for a in audit {
+            insert_audit(&mut *tx, a).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
