@@ -220,13 +220,13 @@ pub fn render_text(r: &Report) -> String {
         if let Some(l) = &e.latency {
             let _ = writeln!(
                 o,
-                "  {:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2e}  {}",
+                "  {:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10}  {}",
                 cut(&e.endpoint, 40),
                 l.primary_p50_ms,
                 l.candidate_p50_ms,
                 l.primary_p99_ms,
                 l.candidate_p99_ms,
-                l.p_value,
+                crate::verdict::format_p(l.p_value).trim_start_matches("= "),
                 if l.regression { "yes" } else { "no" }
             );
         }

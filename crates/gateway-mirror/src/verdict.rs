@@ -124,6 +124,17 @@ pub struct Scorer {
     z: f64,
 }
 
+/// A p-value for people: `= 0.0123`, `= 3.1e-5` or `< 1e-12`.
+pub fn format_p(p: f64) -> String {
+    if p < 1e-12 {
+        "< 1e-12".into()
+    } else if p < 1e-3 {
+        format!("= {p:.1e}")
+    } else {
+        format!("= {p:.4}")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
@@ -189,8 +200,10 @@ impl Scorer {
             }
             if let Some(l) = latency.as_ref().filter(|l| l.regression) {
                 back.push(format!(
-                    "candidate is slower: median {:.1} ms vs {:.1} ms (Mann-Whitney p = {:.2e})",
-                    l.candidate_p50_ms, l.primary_p50_ms, l.p_value
+                    "candidate is slower: median {:.1} ms vs {:.1} ms (Mann-Whitney p {})",
+                    l.candidate_p50_ms,
+                    l.primary_p50_ms,
+                    format_p(l.p_value)
                 ));
             }
             if !back.is_empty() {
