@@ -35,6 +35,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("series_25y_all_currencies_usd_base", |b| {
         b.iter(|| query::series(&table, CurrencyCode::USD, &[], start, end, Interval::Day).unwrap())
     });
+    c.bench_function("series_25y_all_currencies_eur_base", |b| {
+        b.iter(|| query::series(&table, CurrencyCode::EUR, &[], start, end, Interval::Day).unwrap())
+    });
     c.bench_function("parse_bundled_history_zip", |b| {
         b.iter(|| fx::bundled::ecb_history().unwrap())
     });

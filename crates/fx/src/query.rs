@@ -296,11 +296,16 @@ pub fn series(
             let Some(m) = d.mid(*s) else { continue };
             let r = if *s == base {
                 Decimal::ONE
+            } else if base == PIVOT {
+                // Pivot-based mids are already the answer (and already rounded).
+                m
             } else {
                 round_rate(m.checked_div(base_mid).ok_or(FxError::Overflow)?)
             };
-            sums[i].0 += r;
-            sums[i].1 += 1;
+            if interval != Interval::Day {
+                sums[i].0 += r;
+                sums[i].1 += 1;
+            }
             lasts[i] = Some(r);
         }
     }

@@ -103,6 +103,9 @@ impl Day {
         if from == to {
             return Some(Decimal::ONE);
         }
+        if from == PIVOT {
+            return Some(t);
+        }
         Some(round_rate(t.checked_div(f)?))
     }
 }
