@@ -1,4 +1,5 @@
 //! gateway-keys: the API key system of Gatehouse.
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod feed;

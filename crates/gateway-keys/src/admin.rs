@@ -1,0 +1,245 @@
+//! The admin HTTP API over [`KeyService`], as an axum router.
+//!
+//! Routes carry their full paths (`/v1/keys`, `/v1/keys/{id}`, ...,
+//! `/v1/audit`, `/v1/consumers`), so the admin listener `merge`s the router
+//! rather than nesting it. The listener puts its admin-token check in front
+//! and may pass the authenticated actor name in `X-Gatehouse-Actor` (else
+//! `admin` is recorded in the audit log).
+//!
+//! | Method | Path | Body | Success |
+//! |---|---|---|---|
+//! | POST | `/v1/keys` | [`CreateKey`] | 201, key + secret (once) |
+//! | GET | `/v1/keys?consumer=&status=` | | 200 `{keys}` |
+//! | GET | `/v1/keys/{id}` | | 200 key |
+//! | POST | `/v1/keys/{id}/rotate` | [`RotateKey`] (optional) | 201, successor + secret |
+//! | POST | `/v1/keys/{id}/revoke` | `{"reason"}` (optional) | 200 key |
+//! | GET | `/v1/keys/{id}/audit?limit=&before=` | | 200 `{entries}` |
+//! | GET | `/v1/audit?limit=&before=` | | 200 `{entries}` |
+//! | POST | `/v1/consumers` | [`CreateConsumer`] | 201 consumer |
+//! | GET | `/v1/consumers` | | 200 `{consumers}` |
+//! | GET | `/v1/consumers/{id}` | | 200 consumer + keys |
+//!
+//! Every error is problem+json with a stable `code`; a secret appears only
+//! in the 201 of create and rotate.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use gateway_core::Problem;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey, ServiceError};
+
+/// Header naming the admin actor for the audit log.
+pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
+
+/// The admin router. See the module docs for the routes.
+pub fn router(service: KeyService) -> Router {
+    Router::new()
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", get(get_key))
+        .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/keys/{id}/audit", get(key_audit))
+        .route("/v1/audit", get(all_audit))
+        .route("/v1/consumers", post(create_consumer).get(list_consumers))
+        .route("/v1/consumers/{id}", get(get_consumer))
+        .with_state(service)
+}
+
+struct ApiError(Problem);
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError(e.problem())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response::<Body>()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        ApiError(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        ))
+    })?;
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    // Responses may hold a one-time secret; never let a cache keep them.
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+fn bad_request(code: &str, detail: String) -> ApiError {
+    ApiError(Problem::new(StatusCode::BAD_REQUEST, code, detail))
+}
+
+/// Parses a JSON body; an empty body means "all defaults" when allowed.
+fn parse_body<T: DeserializeOwned + Default>(
+    body: &Bytes,
+    allow_empty: bool,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if allow_empty {
+            Ok(T::default())
+        } else {
+            Err(bad_request(
+                "invalid_request",
+                "a JSON body is required".into(),
+            ))
+        };
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request("invalid_request", format!("invalid JSON body: {e}")))
+}
+
+fn parse_query<T>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        bad_request(
+            "invalid_request",
+            format!("invalid query: {}", e.body_text()),
+        )
+    })
+}
+
+fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .unwrap_or("admin")
+        .to_string()
+}
+
+async fn create_key(State(svc): State<KeyService>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req: CreateKey = parse_body(&body, false)?;
+    let issued = svc.create(req, &actor(&headers)).await?;
+    ok(StatusCode::CREATED, &issued)
+}
+
+async fn list_keys(
+    State(svc): State<KeyService>,
+    q: Result<Query<KeyFilter>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let filter = parse_query(q)?;
+    let keys = svc.list(&filter).await?;
+    ok(StatusCode::OK, &json!({ "keys": keys }))
+}
+
+async fn get_key(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
+    ok(StatusCode::OK, &svc.get(&id).await?)
+}
+
+async fn rotate_key(
+    State(svc): State<KeyService>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let req: RotateKey = parse_body(&body, true)?;
+    let issued = svc.rotate(&id, req, &actor(&headers)).await?;
+    ok(StatusCode::CREATED, &issued)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke_key(
+    State(svc): State<KeyService>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let req: RevokeBody = parse_body(&body, true)?;
+    ok(
+        StatusCode::OK,
+        &svc.revoke(&id, req.reason, &actor(&headers)).await?,
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+async fn key_audit(
+    State(svc): State<KeyService>,
+    Path(id): Path<String>,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let p = parse_query(q)?;
+    let entries = svc
+        .audit(Some(&id), p.limit.unwrap_or(100), p.before)
+        .await?;
+    ok(StatusCode::OK, &json!({ "entries": entries }))
+}
+
+async fn all_audit(
+    State(svc): State<KeyService>,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let p = parse_query(q)?;
+    let entries = svc.audit(None, p.limit.unwrap_or(100), p.before).await?;
+    ok(StatusCode::OK, &json!({ "entries": entries }))
+}
+
+async fn create_consumer(
+    State(svc): State<KeyService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let req: CreateConsumer = parse_body(&body, false)?;
+    ok(
+        StatusCode::CREATED,
+        &svc.create_consumer(req, &actor(&headers)).await?,
+    )
+}
+
+async fn list_consumers(State(svc): State<KeyService>) -> ApiResult {
+    ok(
+        StatusCode::OK,
+        &json!({ "consumers": svc.consumers().await? }),
+    )
+}
+
+async fn get_consumer(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
+    let c = svc.consumer(&id).await?;
+    let keys = svc
+        .list(&KeyFilter {
+            consumer: Some(c.id.to_string()),
+            status: None,
+        })
+        .await?;
+    ok(StatusCode::OK, &json!({ "consumer": c, "keys": keys }))
+}
