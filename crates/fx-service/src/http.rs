@@ -2,7 +2,8 @@
 //!
 //! Routes (all under `/v1`): `currencies`, `rates/latest`, `rates/{date}`,
 //! `rates` (series), `convert`, `quotes`, `quotes/{id}`,
-//! `quotes/{id}/convert`, `providers`; plus `/healthz`.
+//! `quotes/{id}/convert`, `providers`, `raw-rates` (every provider's value
+//! exactly as published, for audit); plus `/healthz`.
 //!
 //! Every amount and rate is a JSON *string* holding an exact decimal.
 //! Cacheable answers carry a strong `ETag` (hash of the body),
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quotes/{id}", get(get_quote))
         .route("/v1/quotes/{id}/convert", post(convert_quote))
         .route("/v1/providers", get(providers))
+        .route("/v1/raw-rates", get(raw_rates))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
@@ -901,4 +903,33 @@ async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<Response, A
         "consensus": {"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps},
     });
     Ok(no_store(StatusCode::OK, &body))
+}
+
+async fn raw_rates(
+    State(s): State<AppState>,
+    q: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &["date", "currency"])?;
+    let on = date(p.required("date")?, "date")?;
+    let c = currency(p.required("currency")?, "currency")?;
+    let values = s
+        .engine()
+        .store()
+        .raw_values(on, c)
+        .await
+        .map_err(|e| ApiError::fx(e, None))?;
+    let list: Vec<Value> = values
+        .iter()
+        .map(|v| json!({"provider": v.provider, "base": v.base, "rate": v.rate.to_string()}))
+        .collect();
+    let body = json!({"date": on.to_string(), "currency": c, "values": list});
+    let t = s.engine().table();
+    Ok(cacheable(
+        &headers,
+        json_body(&body),
+        t.updated_at,
+        60,
+        false,
+    ))
 }

@@ -202,6 +202,38 @@ async fn three_providers_reach_consensus_and_the_outlier_is_flagged() {
     assert_eq!(aed.sources.len(), 1);
     // Earlier days come from the ECB's 90-day file.
     assert_eq!(t.days().len(), 64);
+    // Every provider's value, exactly as published (in its own base), is visible.
+    let app = fx_service::router(fx_service::AppState::new(
+        engine.clone(),
+        FxServiceConfig::default(),
+        fetcher.health().clone(),
+    ));
+    use tower::ServiceExt;
+    let res = app
+        .oneshot(
+            axum::http::Request::get("/v1/raw-rates?date=2026-10-30&currency=JPY")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let values = v["values"].as_array().unwrap();
+    assert_eq!(values.len(), 3);
+    assert_eq!(
+        values[0],
+        serde_json::json!({"provider": "ecb", "base": "EUR", "rate": "175.68"})
+    );
+    assert_eq!(
+        values[1],
+        serde_json::json!({"provider": "frankfurter", "base": "EUR", "rate": "1756.8"})
+    );
+    assert_eq!(values[2]["base"], "USD");
 }
 
 #[tokio::test]
