@@ -11,6 +11,7 @@
 //! overwritten (`ON CONFLICT DO NOTHING`, plus triggers refusing `UPDATE`);
 //! the audit table is append-only (triggers refuse `UPDATE` and `DELETE`).
 
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Once;
 
@@ -234,9 +235,11 @@ fn parse_ccy(s: &str) -> Result<CurrencyCode, FxError> {
     CurrencyCode::parse(s).map_err(|e| FxError::Store(format!("bad currency in store: {e}")))
 }
 
-/// Rows per multi-row `INSERT`: 6 parameters each stays far below both
-/// SQLite's and PostgreSQL's bind limits.
-const INSERT_CHUNK: usize = 500;
+/// Rows per multi-row `INSERT`. Measured: 25–100 rows per statement import
+/// the full history about twice as fast as 500 (large statements cost more
+/// to bind than they save in round trips), and stay far below both SQLite's
+/// and PostgreSQL's bind limits.
+const INSERT_CHUNK: usize = 32;
 
 static DRIVERS: Once = Once::new();
 
@@ -370,24 +373,25 @@ impl RateStore for SqlStore {
         };
         let id = uuid::Uuid::now_v7().to_string();
         let base = batch.base.to_string();
-        let mut rows: Vec<(&str, String, Decimal)> = Vec::with_capacity(batch.len());
+        let mut rows: Vec<(&str, String, String)> = Vec::with_capacity(batch.len());
         for f in &batch.fixings {
             let date = f.date.to_string();
             for (c, r) in &f.rates {
-                rows.push((c.as_str(), date.clone(), *r));
+                rows.push((c.as_str(), date.clone(), r.to_string()));
             }
         }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let mut inserted = 0u64;
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut sql = String::with_capacity(64 + chunk.len() * 40);
+            let mut sql = String::with_capacity(128 + chunk.len() * 40);
             sql.push_str("INSERT INTO fx_raw_rates (provider, base, currency, fixing_date, rate, ingestion_id) VALUES ");
             for i in 0..chunk.len() {
                 let b = i * 6;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
+                let _ = write!(
+                    sql,
                     "(${},${},${},${},${},${})",
                     b + 1,
                     b + 2,
@@ -395,18 +399,18 @@ impl RateStore for SqlStore {
                     b + 4,
                     b + 5,
                     b + 6
-                ));
+                );
             }
             sql.push_str(" ON CONFLICT (provider, currency, fixing_date) DO NOTHING");
             let mut q = sqlx::query(&sql);
             for (c, d, r) in chunk {
                 q = q
-                    .bind(provider.to_string())
-                    .bind(base.clone())
-                    .bind(c.to_string())
-                    .bind(d.clone())
-                    .bind(r.to_string())
-                    .bind(id.clone());
+                    .bind(provider)
+                    .bind(base.as_str())
+                    .bind(*c)
+                    .bind(d.as_str())
+                    .bind(r.as_str())
+                    .bind(id.as_str());
             }
             inserted += q.execute(&mut *tx).await.map_err(db_err)?.rows_affected();
         }
