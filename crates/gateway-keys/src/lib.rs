@@ -1,6 +1,7 @@
 //! gateway-keys: the API key system of Gatehouse.
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod feed;
 pub mod jwt;
