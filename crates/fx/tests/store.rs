@@ -197,6 +197,26 @@ async fn postgres_store_passes_the_suite() {
         .await
         .is_err());
     assert!(s.pool().execute("DELETE FROM fx_audit").await.is_err());
+    // The bundled history imports into a fresh PostgreSQL schema too.
+    let schema2 = format!("{schema}_boot");
+    admin
+        .pool()
+        .execute(format!("CREATE SCHEMA {schema2}").as_str())
+        .await
+        .unwrap();
+    let s2 = SqlStore::connect(&url, Some(&schema2)).await.unwrap();
+    let e = FxEngine::open(Arc::new(s2.clone()), EngineConfig::default(), clock())
+        .await
+        .unwrap();
+    assert!(matches!(e.bootstrap(), Bootstrap::ImportedBundled { rows, .. } if *rows > 150_000));
+    assert_eq!(e.table().first_date(), Some(date("1999-01-04")));
+    drop(e);
+    s2.pool().close().await;
+    admin
+        .pool()
+        .execute(format!("DROP SCHEMA {schema2} CASCADE").as_str())
+        .await
+        .unwrap();
     s.pool().close().await;
     admin
         .pool()
