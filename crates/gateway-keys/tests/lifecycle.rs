@@ -634,3 +634,70 @@ async fn the_secret_never_reaches_logs_responses_or_the_database() {
         assert!(contains(&bytes, hash.as_bytes()), "only the hash is stored");
     }
 }
+
+#[tokio::test]
+async fn rotation_policy_sets_lifetime_and_warns_once_through_log_audit_and_webhook() {
+    let received = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut cfg = KeysConfig::default();
+    cfg.rotation.rotate_every = Some(Duration::from_secs(30 * 86400));
+    cfg.rotation.warn_before = Duration::from_secs(7 * 86400);
+    cfg.rotation.webhook_url = Some(hook);
+    let (svc, clock, _store) = service(cfg, BTreeMap::new()).await;
+    let issued = svc.create(create("acme"), "alice").await.unwrap();
+    assert_eq!(
+        issued.key.record.expires_at,
+        Some(t0() + chrono::Duration::days(30)),
+        "rotate_every is the default lifetime"
+    );
+    clock.advance(chrono::Duration::days(22));
+    assert!(svc.sweep().await.unwrap().warned.is_empty());
+    clock.advance(chrono::Duration::days(1) + chrono::Duration::seconds(1));
+    assert_eq!(svc.sweep().await.unwrap().warned.len(), 1);
+    assert!(svc.sweep().await.unwrap().warned.is_empty(), "warned once");
+    {
+        let got = received.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["event"], "key.expiring");
+        assert_eq!(got[0]["key_id"], issued.key.record.id.as_str());
+        assert_eq!(got[0]["consumer_name"], "acme");
+    }
+    let trail = svc
+        .audit(Some(issued.key.record.id.as_str()), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(trail[0].action, AuditAction::KeyExpiring);
+    assert_eq!(trail[0].detail["webhook"], "delivered");
+    clock.advance(chrono::Duration::days(7));
+    assert_eq!(svc.sweep().await.unwrap().expired.len(), 1);
+    assert!(svc.verify(&issued.secret).is_err());
+    server.abort();
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only_in_the_database() {
+    let (svc, _clock, store) = service(KeysConfig::default(), BTreeMap::new()).await;
+    svc.create(create("acme"), "alice").await.unwrap();
+    for stmt in [
+        "UPDATE gk_audit SET actor = 'mallory'",
+        "DELETE FROM gk_audit",
+    ] {
+        let err = sqlx::query(stmt).execute(store.pool()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(svc.audit(None, 10, None).await.unwrap()[0].actor, "alice");
+}
