@@ -30,6 +30,10 @@ pub const DEFAULT_MAX_RANGE_DAYS: i64 = 10_000;
 pub struct FxServiceConfig {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
+    /// Path prefix the API is served under as well as at the root, e.g.
+    /// `/fx` to answer `/fx/v1/convert` when a gateway forwards paths
+    /// unchanged. Empty (default): root only.
+    pub base_path: String,
     /// `sqlite://path` (embedded, default) or `postgres://...`.
     pub database_url: String,
     /// PostgreSQL schema to use (put first on `search_path`); none by default.
@@ -59,6 +63,7 @@ impl Default for FxServiceConfig {
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8085))),
+            base_path: String::new(),
             database_url: DEFAULT_DATABASE_URL.to_string(),
             database_schema: None,
             import_bundled: true,
@@ -325,5 +330,10 @@ interval = "30m"
         )
         .unwrap_err();
         assert!(e.to_string().contains("providers[0].url"), "{e}");
+        assert!(FxServiceConfig::from_toml("base_path = \"fx/\"")
+            .unwrap_err()
+            .to_string()
+            .contains("base_path"));
+        assert!(FxServiceConfig::from_toml("base_path = \"/fx\"").is_ok());
     }
 }

@@ -104,8 +104,19 @@ impl AppState {
     }
 }
 
-/// The API router over `state`.
+/// The API router over `state`, also nested under the configured
+/// `base_path` when one is set.
 pub fn router(state: AppState) -> Router {
+    let prefix = state.inner.cfg.base_path.clone();
+    let api = api_router(state);
+    if prefix.is_empty() {
+        api
+    } else {
+        Router::new().nest(&prefix, api.clone()).merge(api)
+    }
+}
+
+fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/currencies", get(currencies))

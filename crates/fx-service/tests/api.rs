@@ -572,7 +572,7 @@ fn a_new_fixing_is_served_at_once_even_for_repeated_queries() {
             Utc.with_ymd_and_hms(2026, 11, 2, 17, 0, 0).unwrap(),
         ));
         let cfg = FxServiceConfig::from_toml(
-            "database_url = \"sqlite::memory:\"\nimport_bundled = false\n",
+            "database_url = \"sqlite::memory:\"\nimport_bundled = false\nbase_path = \"/fx\"\n",
         )
         .unwrap();
         let (state, _) = FxService::build(cfg, clock).await.unwrap();
@@ -582,7 +582,7 @@ fn a_new_fixing_is_served_at_once_even_for_repeated_queries() {
             .await
             .unwrap();
         let app = router(state);
-        let uri = "/v1/rates?start=2026-10-30&end=2026-11-02&symbols=USD";
+        let uri = "/fx/v1/rates?start=2026-10-30&end=2026-11-02&symbols=USD";
         let first = call(app.clone(), Method::GET, uri, &[], "").await;
         assert_eq!(first.json["rates"].as_object().unwrap().len(), 1);
         let etag = first.headers[header::ETAG].to_str().unwrap().to_string();
