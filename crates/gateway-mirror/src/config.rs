@@ -18,11 +18,13 @@ pub const DEFAULT_SAMPLE_PERCENT: f64 = 100.0;
 /// Default cap on mirrored requests per second (per launch).
 pub const DEFAULT_MAX_RPS: u32 = 100;
 /// Default cap on request and response bodies captured for comparison.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// With the default queue this bounds queued memory to about
+/// 256 × 2 × 256 KiB = 128 MiB per launch in the worst case.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default marker header added to every mirrored request.
 pub const DEFAULT_MARKER_HEADER: &str = "x-gatehouse-shadow";
 /// Default number of mirrored requests waiting for a worker.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 /// Default number of mirrored requests in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default deadline for a shadow (candidate or secondary) response.
@@ -634,5 +636,31 @@ candidate = "fx-v2"
         c.allow_unsafe = true;
         assert!(c.validate().is_ok());
         assert_eq!(c.parsed_methods(), vec![Method::GET, Method::POST]);
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// The sample in `docs/dark-launch.md` must stay a valid launch.
+    #[test]
+    fn documented_sample_config_is_valid() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            dark_launches: Vec<LaunchConfig>,
+        }
+        let md = include_str!("../../../docs/dark-launch.md");
+        let start = md.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + md[start..].find("```").expect("closed block");
+        let doc: Doc = toml::from_str(&md[start..end]).unwrap();
+        let l = &doc.dark_launches[0];
+        l.validate_at("dark_launches[0]").unwrap();
+        assert_eq!(l.secondary.as_deref(), Some("fx-v1-shadow"));
+        assert_eq!(l.sample_by, SampleBy::Consumer);
+        assert_eq!(l.compare.ignore_paths.len(), 3);
+        assert_eq!(l.record.as_ref().unwrap().max_records, 10_000);
+        assert_eq!(l.thresholds, Thresholds::default());
     }
 }

@@ -48,7 +48,10 @@ use crate::verdict::Scorer;
 /// Default interval between statistics flushes to the store.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 /// Identical requests remembered per launch for noise learning.
-const REPEAT_CACHE: usize = 512;
+const REPEAT_CACHE: usize = 256;
+/// Larger primary bodies are not remembered for noise learning, bounding the
+/// cache to 256 × 64 KiB = 16 MiB per launch.
+const REPEAT_MAX_BODY: usize = 64 * 1024;
 /// Longest body excerpt stored in an example.
 const EXAMPLE_BODY: usize = 2048;
 
@@ -865,7 +868,13 @@ impl Core {
                     .collect(),
             ),
             Some(_) => None,
-            None if self.cfg.compare.learn_noise && primary_ok => {
+            None if self.cfg.compare.learn_noise
+                && primary_ok
+                && primary
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b.len() <= REPEAT_MAX_BODY) =>
+            {
                 let key = fingerprint(&job.method, &job.uri, &job.body);
                 let prev = self.repeats.lock().swap(key, primary.clone());
                 prev.map(|p| {
