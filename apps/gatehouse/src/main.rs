@@ -1,7 +1,6 @@
 //! `gatehouse`: the one binary. Each subcommand is a thin adapter over a
 //! library crate; no business logic lives here.
 
-mod sample;
 mod up;
 
 use std::path::PathBuf;
@@ -50,6 +49,11 @@ enum Command {
     },
     /// Start everything on this machine with no files to write first.
     Up(up::UpArgs),
+    /// The currency conversion service: serve, import rate files, convert.
+    Fx {
+        #[command(subcommand)]
+        command: fx_service::cli::FxCommand,
+    },
     /// Purge the response cache or show its statistics (via the admin API).
     Cache {
         #[command(flatten)]
@@ -130,6 +134,10 @@ fn main() -> ExitCode {
                 .await?;
                 running.run_until_signal().await
             })
+        }
+        Command::Fx { command } => {
+            init_logging(cli.log_format, "info");
+            run(fx_service::cli::run(command))
         }
         Command::Cache { admin, command } => run(async move {
             let token = admin.token();

@@ -63,7 +63,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let token = admin_token(&args.data_dir)?;
-    let sample = crate::sample::start().await?;
+    let fx = fx_service::FxService::start(fx_service::FxServiceConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        database_url: format!("sqlite://{}", args.data_dir.join("fx.db").display()),
+        ..Default::default()
+    })
+    .await
+    .context("cannot start the fx service")?;
 
     let config_path = args.data_dir.join("gatehouse.toml");
     let config = format!(
@@ -80,17 +86,27 @@ bind = "{admin}"
 [storage]
 data_dir = "{data_dir}"
 
-[clusters.sample]
-targets = ["{sample}"]
+[cache]
+max_bytes = "64MiB"
 
+# The currency service, started in-process on a private port.
+[clusters.fx]
+targets = ["{fx}"]
+health_check = {{ path = "/healthz", interval = "5s" }}
+
+# /v1/fx/convert?from=USD&to=JPY&amount=100 -> fx's /v1/convert, cached as
+# the service's Cache-Control allows.
 [[routes]]
-name = "sample"
-path_prefix = "/"
-cluster = "sample"
+name = "fx"
+path_template = "/v1/fx/{{*rest}}"
+rewrite = "/v1/{{*rest}}"
+cluster = "fx"
+cache = {{}}
 "#,
         listen = args.listen,
         admin = args.admin_listen,
         data_dir = args.data_dir.display(),
+        fx = fx.local_addr(),
     );
     std::fs::write(&config_path, &config)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -107,7 +123,7 @@ cluster = "sample"
     let gw = running.listeners[0];
     let admin = running.admin;
     println!(
-        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  admin API  http://{admin}/  (token: {token})\n  config     {config}\n\nTry:\n  curl -s http://{gw}/hello\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
+        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  admin API  http://{admin}/  (token: {token})\n  config     {config}\n\nTry:\n  curl -s 'http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100'\n  curl -s 'http://{gw}/v1/fx/rates/latest?base=GBP&symbols=EUR,USD'\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
         config = config_path.display(),
     );
     running.run_until_signal().await

@@ -209,6 +209,7 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     let banner = tokio::task::spawn_blocking(move || {
         let mut text = String::new();
         for line in BufReader::new(stdout).lines() {
+            // The fx service imports the bundled ECB history on first start.
             let line = line.unwrap();
             let done = line.contains("/metrics");
             text.push_str(&line);
@@ -225,13 +226,24 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     let token = std::fs::read_to_string(dir.path().join("gatehouse-data/admin-token")).unwrap();
     assert!(banner.contains(token.trim()), "the admin token is printed");
 
-    let res = reqwest::get(format!("http://{listen}/hello"))
-        .await
-        .unwrap();
+    // The fx service answers through the gateway, with the bundled ECB
+    // history: on 2020-03-02 the ECB fixed USD at 1.1122 per EUR.
+    let url = format!("http://{listen}/v1/fx/convert?from=EUR&to=USD&amount=100&date=2020-03-02");
+    let res = reqwest::get(&url).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["path"], "/hello");
+    assert_eq!(body["mid"]["amount"], "111.22", "{body}");
+    assert_eq!(body["provenance"]["fixing_date"], "2020-03-02", "{body}");
+    let again = reqwest::get(&url).await.unwrap();
+    let status = again.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        status.contains("hit"),
+        "the gateway cache serves the repeat: {status}"
+    );
 
     let res = reqwest::Client::new()
         .get(format!("http://{admin}/v1/upstreams"))
