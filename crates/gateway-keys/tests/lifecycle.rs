@@ -701,3 +701,38 @@ async fn the_audit_log_is_append_only_in_the_database() {
     }
     assert_eq!(svc.audit(None, 10, None).await.unwrap()[0].actor, "alice");
 }
+
+#[tokio::test]
+async fn unauthenticated_traffic_is_limited_per_ip() {
+    let mut cfg = KeysConfig::default();
+    cfg.unauthenticated_per_ip.burst = 2;
+    cfg.unauthenticated_per_ip.rate_per_second = 1.0;
+    let (svc, clock, _store) = service(cfg, BTreeMap::new()).await;
+    let auth = Authenticator::new(svc.clone());
+    let anon = RouteAuthConfig {
+        anonymous: true,
+        ..RouteAuthConfig::default()
+    };
+    for _ in 0..2 {
+        let mut p = req(Method::GET, "/", &[]);
+        let id = auth.authenticate(&mut p, &anon, "public").await.unwrap();
+        assert_eq!(id.kind, gateway_keys::IdentityKind::Anonymous);
+    }
+    let mut p = req(Method::GET, "/", &[]);
+    let err = auth
+        .authenticate(&mut p, &anon, "public")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(err.problem.code, "ip_rate_limited");
+    assert_eq!(err.headers["retry-after"], "1");
+    assert_eq!(err.headers["ratelimit-policy"], "2;w=2");
+    // Another address is unaffected; the same one recovers with time.
+    let (mut p, _) = Request::builder().uri("/").body(()).unwrap().into_parts();
+    p.extensions
+        .insert(ClientIp("198.51.100.1".parse::<IpAddr>().unwrap()));
+    auth.authenticate(&mut p, &anon, "public").await.unwrap();
+    clock.advance(chrono::Duration::seconds(1));
+    let mut p = req(Method::GET, "/", &[]);
+    auth.authenticate(&mut p, &anon, "public").await.unwrap();
+}
