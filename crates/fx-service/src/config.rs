@@ -227,6 +227,18 @@ impl FxServiceConfig {
     pub fn validate(&self) -> Result<(), String> {
         fx::store::Backend::from_url(&self.database_url)
             .map_err(|e| format!("database_url: {e}"))?;
+        let path_ok = self.base_path.is_empty()
+            || (self.base_path.starts_with('/')
+                && !self.base_path.ends_with('/')
+                && self.base_path[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
+        if !path_ok {
+            return Err(format!(
+                "base_path must look like /fx (leading slash, no trailing slash), got `{}`",
+                self.base_path
+            ));
+        }
         self.consensus.validate()?;
         self.spread.validate()?;
         for (name, l) in [
