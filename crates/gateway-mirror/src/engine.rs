@@ -36,7 +36,9 @@ use crate::client::{ShadowClient, ShadowRequest};
 use crate::compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation};
 use crate::config::{ConfigIssue, LaunchConfig, SampleBy};
 use crate::endpoint::endpoint_key;
-use crate::outcome::{DiffCategory, DropReason, LaunchState, MirrorOutcome, SkipReason};
+use crate::outcome::{
+    DiffCategory, DropReason, LaunchOrigin, LaunchState, MirrorOutcome, SkipReason,
+};
 use crate::record::Recorder;
 use crate::report::Report;
 use crate::stats::{
@@ -250,15 +252,37 @@ impl MirrorEngine {
             };
             let stats = prev.map(|p| p.stats).unwrap_or_default();
             if let Some(s) = &store {
-                s.save_launch(&cfg, state).await?;
+                s.save_launch(&cfg, state, LaunchOrigin::Config).await?;
             }
-            list.push(Launch::spawn(cfg, state, stats, client.clone(), &options));
+            list.push(Launch::spawn(
+                cfg,
+                state,
+                LaunchOrigin::Config,
+                stats,
+                client.clone(),
+                &options,
+            ));
         }
         for (_, prev) in stored {
-            // Created from the admin API earlier: keep it as it was.
+            // Created from the admin API earlier: keep it as it was. One that
+            // came from the config and was removed from it is stopped; its
+            // report stays available.
+            let state = match prev.origin {
+                LaunchOrigin::Api => prev.state,
+                LaunchOrigin::Config => {
+                    if prev.state != LaunchState::Stopped {
+                        if let Some(s) = &store {
+                            s.save_launch(&prev.config, LaunchState::Stopped, prev.origin)
+                                .await?;
+                        }
+                    }
+                    LaunchState::Stopped
+                }
+            };
             list.push(Launch::spawn(
                 prev.config,
-                prev.state,
+                state,
+                prev.origin,
                 prev.stats,
                 client.clone(),
                 &options,
@@ -350,11 +374,12 @@ impl MirrorEngine {
             LaunchState::Active
         };
         if let Some(s) = &self.store {
-            s.save_launch(&cfg, state).await?;
+            s.save_launch(&cfg, state, LaunchOrigin::Api).await?;
         }
         let launch = Launch::spawn(
             cfg,
             state,
+            LaunchOrigin::Api,
             LaunchStats::default(),
             self.client.clone(),
             &EngineOptions {
@@ -410,7 +435,7 @@ impl MirrorEngine {
             });
         };
         if let Some(s) = &self.store {
-            s.save_launch(&l.core.cfg, to).await?;
+            s.save_launch(&l.core.cfg, to, l.core.origin).await?;
             s.save_stats(name, &l.core.snapshot()).await?;
         }
         l.core.state.store(to.to_u8(), Ordering::SeqCst);
@@ -493,6 +518,7 @@ struct Launch {
 /// dispatcher ends when the launch is dropped.
 pub(crate) struct Core {
     pub(crate) cfg: Arc<LaunchConfig>,
+    origin: LaunchOrigin,
     state: AtomicU8,
     methods: Vec<Method>,
     strip: Vec<HeaderName>,
@@ -503,6 +529,10 @@ pub(crate) struct Core {
     stats: Mutex<LaunchStats>,
     skips: [AtomicU64; 4],
     drops: [AtomicU64; 3],
+    /// Registered once so the hot path neither allocates labels nor looks
+    /// up the registry.
+    skip_metrics: [metrics::Counter; 4],
+    drop_metrics: [(metrics::Counter, metrics::Counter); 3],
     dirty: AtomicBool,
     limiter: Mutex<TokenBucket>,
     repeats: Mutex<RepeatCache>,
@@ -542,12 +572,15 @@ impl Launch {
     fn spawn(
         cfg: LaunchConfig,
         state: LaunchState,
+        origin: LaunchOrigin,
         stats: LaunchStats,
         client: Arc<dyn ShadowClient>,
         options: &EngineOptions,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let core = Arc::new(Core::new(cfg, state, stats, client, options.clock.clone()));
+        let mut core = Core::new(cfg, state, stats, client, options.clock.clone());
+        core.origin = origin;
+        let core = Arc::new(core);
         tokio::spawn(dispatch(core.clone(), rx));
         Arc::new(Self { core, tx })
     }
@@ -731,7 +764,18 @@ impl Core {
             SKIPS.map(|r| AtomicU64::new(stats.skipped.get(r.as_str()).copied().unwrap_or(0)));
         let drops =
             DROPS.map(|r| AtomicU64::new(stats.dropped.get(r.as_str()).copied().unwrap_or(0)));
+        let skip_metrics = SKIPS.map(|r| {
+            metrics::counter!("gatehouse_mirror_total", "launch" => cfg.name.clone(), "outcome" => MirrorOutcome::Skipped(r).as_str())
+        });
+        let drop_metrics = DROPS.map(|r| {
+            (
+                metrics::counter!("gatehouse_mirror_dropped_total", "launch" => cfg.name.clone(), "reason" => r.as_str()),
+                metrics::counter!("gatehouse_mirror_total", "launch" => cfg.name.clone(), "outcome" => MirrorOutcome::Dropped(r).as_str()),
+            )
+        });
         Self {
+            skip_metrics,
+            drop_metrics,
             methods: cfg.parsed_methods(),
             strip: cfg.strip_headers.iter().filter_map(|h| parse(h)).collect(),
             set: cfg
@@ -752,6 +796,7 @@ impl Core {
             repeats: Mutex::new(RepeatCache::default()),
             recorder: cfg.record.clone().map(|r| Recorder::new(&cfg.name, r)),
             in_flight: AtomicUsize::new(0),
+            origin: LaunchOrigin::Api,
             state: AtomicU8::new(state.to_u8()),
             client,
             clock,
@@ -766,18 +811,26 @@ impl Core {
     fn skip(&self, r: SkipReason) {
         if let Some(i) = SKIPS.iter().position(|s| *s == r) {
             self.skips[i].fetch_add(1, Ordering::Relaxed);
+            self.skip_metrics[i].increment(1);
         }
-        self.dirty.store(true, Ordering::Relaxed);
-        metrics::counter!("gatehouse_mirror_total", "launch" => self.cfg.name.clone(), "outcome" => MirrorOutcome::Skipped(r).as_str()).increment(1);
+        self.mark_dirty();
     }
 
     fn drop_shadow(&self, r: DropReason) {
         if let Some(i) = DROPS.iter().position(|s| *s == r) {
             self.drops[i].fetch_add(1, Ordering::Relaxed);
+            self.drop_metrics[i].0.increment(1);
+            self.drop_metrics[i].1.increment(1);
         }
-        self.dirty.store(true, Ordering::Relaxed);
-        metrics::counter!("gatehouse_mirror_dropped_total", "launch" => self.cfg.name.clone(), "reason" => r.as_str()).increment(1);
-        metrics::counter!("gatehouse_mirror_total", "launch" => self.cfg.name.clone(), "outcome" => MirrorOutcome::Dropped(r).as_str()).increment(1);
+        self.mark_dirty();
+    }
+
+    fn mark_dirty(&self) {
+        // Read first: on the hot path the flag is almost always set already,
+        // and a plain load keeps the cache line shared between cores.
+        if !self.dirty.load(Ordering::Relaxed) {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Statistics with the atomic counters folded in.

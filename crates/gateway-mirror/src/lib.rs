@@ -38,7 +38,9 @@ pub use client::{HttpShadowClient, ShadowClient, ShadowRequest};
 pub use compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation, ObservationError};
 pub use config::{CompareConfig, ConfigIssue, LaunchConfig, RecordConfig, SampleBy, Thresholds};
 pub use engine::{EngineError, EngineOptions, LaunchSummary, MirrorEngine, MirrorPlan};
-pub use outcome::{DiffCategory, DiffKind, DropReason, LaunchState, MirrorOutcome, SkipReason};
+pub use outcome::{
+    DiffCategory, DiffKind, DropReason, LaunchOrigin, LaunchState, MirrorOutcome, SkipReason,
+};
 pub use report::{render_text, Report};
 pub use stats::LaunchStats;
 pub use store::{ShadowStore, SqlShadowStore, StoreError};

@@ -199,6 +199,35 @@ impl LaunchState {
     }
 }
 
+/// Where a launch was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchOrigin {
+    /// `[[dark_launches]]` in the config file.
+    Config,
+    /// `POST /v1/shadow` or `gatehouse shadow create`.
+    Api,
+}
+
+impl LaunchOrigin {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Api => "api",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "config" => Some(Self::Config),
+            "api" => Some(Self::Api),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use sqlx::Row;
 use std::str::FromStr;
 
 use crate::config::LaunchConfig;
-use crate::outcome::LaunchState;
+use crate::outcome::{LaunchOrigin, LaunchState};
 use crate::stats::{Example, LaunchStats};
 
 /// A store failure.
@@ -46,6 +46,8 @@ pub struct StoredLaunch {
     pub config: LaunchConfig,
     /// Its lifecycle state.
     pub state: LaunchState,
+    /// Where it was defined.
+    pub origin: LaunchOrigin,
     /// Its statistics (with examples), empty when none were flushed yet.
     pub stats: LaunchStats,
 }
@@ -55,11 +57,12 @@ pub struct StoredLaunch {
 pub trait ShadowStore: Send + Sync + 'static {
     /// Every persisted launch with its latest statistics.
     async fn load(&self) -> Result<Vec<StoredLaunch>, StoreError>;
-    /// Inserts or replaces a launch definition and state.
+    /// Inserts or replaces a launch definition, state and origin.
     async fn save_launch(
         &self,
         config: &LaunchConfig,
         state: LaunchState,
+        origin: LaunchOrigin,
     ) -> Result<(), StoreError>;
     /// Replaces the statistics snapshot and examples of `launch`.
     async fn save_stats(&self, launch: &str, stats: &LaunchStats) -> Result<(), StoreError>;
@@ -155,16 +158,18 @@ fn corrupt(launch: &str, detail: impl std::fmt::Display) -> StoreError {
 #[async_trait]
 impl ShadowStore for SqlShadowStore {
     async fn load(&self) -> Result<Vec<StoredLaunch>, StoreError> {
-        let launches: Vec<(String, String, String)> = with_pool!(self, p => {
-            sqlx::query("SELECT name, config, state FROM shadow_launches ORDER BY name")
+        let launches: Vec<(String, String, String, String)> = with_pool!(self, p => {
+            sqlx::query("SELECT name, config, state, origin FROM shadow_launches ORDER BY name")
                 .fetch_all(p)
                 .await?
                 .into_iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         });
         let mut out = Vec::with_capacity(launches.len());
-        for (name, config, state) in launches {
+        for (name, config, state, origin) in launches {
+            let origin = LaunchOrigin::parse(&origin)
+                .ok_or_else(|| corrupt(&name, format!("unknown origin {origin:?}")))?;
             let config: LaunchConfig =
                 serde_json::from_str(&config).map_err(|e| corrupt(&name, e))?;
             let state = LaunchState::parse(&state)
@@ -198,6 +203,7 @@ impl ShadowStore for SqlShadowStore {
             out.push(StoredLaunch {
                 config,
                 state,
+                origin,
                 stats,
             });
         }
@@ -208,18 +214,21 @@ impl ShadowStore for SqlShadowStore {
         &self,
         config: &LaunchConfig,
         state: LaunchState,
+        origin: LaunchOrigin,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(config).map_err(|e| corrupt(&config.name, e))?;
         let now = Utc::now().to_rfc3339();
         with_pool!(self, p => {
             sqlx::query(
-                "INSERT INTO shadow_launches (name, config, state, updated_at) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO shadow_launches (name, config, state, origin, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (name) DO UPDATE SET config = excluded.config, state = excluded.state, \
-                 updated_at = excluded.updated_at",
+                 origin = excluded.origin, updated_at = excluded.updated_at",
             )
             .bind(&config.name)
             .bind(&json)
             .bind(state.as_str())
+            .bind(origin.as_str())
             .bind(&now)
             .execute(p)
             .await?;

@@ -11,8 +11,8 @@ use gateway_mirror::cli::{run_to, ShadowCommand};
 use gateway_mirror::record::{replay, ReplayOptions};
 use gateway_mirror::stats::LaunchStats;
 use gateway_mirror::{
-    admin, LaunchConfig, LaunchState, MirrorEngine, RecordConfig, ShadowStore, SqlShadowStore,
-    Verdict,
+    admin, LaunchConfig, LaunchOrigin, LaunchState, MirrorEngine, RecordConfig, ShadowStore,
+    SqlShadowStore, Verdict,
 };
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -26,7 +26,10 @@ fn order(p: &str) -> String {
 async fn store_contract(store: &dyn ShadowStore) {
     assert!(store.load().await.unwrap().is_empty());
     let cfg = launch("contract");
-    store.save_launch(&cfg, LaunchState::Active).await.unwrap();
+    store
+        .save_launch(&cfg, LaunchState::Active, LaunchOrigin::Config)
+        .await
+        .unwrap();
     let mut stats = LaunchStats::default();
     stats.count_skip("not_sampled");
     stats.record(&gateway_mirror::stats::Sample {
@@ -39,11 +42,15 @@ async fn store_contract(store: &dyn ShadowStore) {
     });
     store.save_stats("contract", &stats).await.unwrap();
     store.save_stats("contract", &stats).await.unwrap();
-    store.save_launch(&cfg, LaunchState::Paused).await.unwrap();
+    store
+        .save_launch(&cfg, LaunchState::Paused, LaunchOrigin::Api)
+        .await
+        .unwrap();
     let got = store.load().await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].config, cfg);
     assert_eq!(got[0].state, LaunchState::Paused);
+    assert_eq!(got[0].origin, LaunchOrigin::Api);
     assert_eq!(got[0].stats, stats);
 }
 
@@ -397,4 +404,27 @@ fn shadow_command_parses_like_the_binary_will() {
     );
     assert!(Cli::try_parse_from(["shadow", "replay", "f"]).is_err());
     let _ = LaunchConfig::new("x", &["r"], "c");
+}
+
+#[tokio::test]
+async fn restart_restores_api_launches_and_stops_launches_removed_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("g.db").display());
+    let c = || client("http://127.0.0.1:9", "http://127.0.0.1:9", None);
+    let store: Arc<dyn ShadowStore> = Arc::new(SqlShadowStore::connect(&url).await.unwrap());
+    let e = engine(vec![launch("from-config")], c(), Some(store)).await;
+    e.create(launch("from-api")).await.unwrap();
+    e.shutdown(Duration::from_secs(1)).await.unwrap();
+    drop(e);
+
+    let store: Arc<dyn ShadowStore> = Arc::new(SqlShadowStore::connect(&url).await.unwrap());
+    let e = engine(Vec::new(), c(), Some(store)).await;
+    let states: Vec<_> = e.list().into_iter().map(|l| (l.name, l.state)).collect();
+    assert_eq!(
+        states,
+        vec![
+            ("from-api".to_string(), LaunchState::Active),
+            ("from-config".to_string(), LaunchState::Stopped),
+        ]
+    );
 }

@@ -3,6 +3,7 @@ CREATE TABLE IF NOT EXISTS shadow_launches (
     name        TEXT PRIMARY KEY,
     config      TEXT NOT NULL,
     state       TEXT NOT NULL,
+    origin      TEXT NOT NULL DEFAULT 'api',
     updated_at  TEXT NOT NULL
 );
 
