@@ -44,7 +44,9 @@ impl ApiError {
             ));
         }
         let mut p = Problem::new(status, e.code(), e.to_string());
-        if let Some(name) = parameter {
+        // "Rates too stale" or "no data" is about the service, not a parameter.
+        let about_request = status != StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(name) = parameter.filter(|_| about_request) {
             p = p.with("parameter", name);
         }
         ApiError(p)

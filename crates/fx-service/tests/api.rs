@@ -538,6 +538,7 @@ fn stale_rates_are_flagged_then_conversions_refused() {
         .await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.json["code"], "rates_too_stale");
+        assert!(r.json.get("parameter").is_none());
         let q = call(
             app.clone(),
             Method::POST,
