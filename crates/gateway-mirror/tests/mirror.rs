@@ -388,3 +388,111 @@ async fn paused_and_stopped_launches_do_not_mirror() {
     assert_eq!(err.code(), "shadow_state_conflict");
     assert_eq!(e.list()[0].state, LaunchState::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidate_timeout_is_its_own_category() {
+    let primary = upstream(Arc::new(|p, _, _| (200, rates(p), 0))).await;
+    let candidate = upstream(Arc::new(|p, _, _| (200, rates(p), 1000))).await;
+    let c = client(&primary, &candidate, None);
+    let mut cfg = launch("hang");
+    cfg.timeout = Duration::from_millis(100);
+    let e = engine(vec![cfg], c.clone(), None).await;
+    let (resp, _) = proxy(&e, &c, Method::GET, "/v1/orders/1", "h1", &[]).await;
+    assert_eq!(resp.status, Some(StatusCode::OK));
+    e.idle().await;
+    let r = e.report("hang").unwrap();
+    assert_eq!(r.categories.get("candidate_timeout"), Some(&1));
+    assert_eq!(r.assessment.endpoints[0].compared, 0);
+    assert_eq!(r.examples[0].category, DiffCategory::CandidateTimeout);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_skipped_not_queued() {
+    let c = client("http://127.0.0.1:9", "http://127.0.0.1:9", None);
+    let mut cfg = launch("big");
+    cfg.max_body_bytes = 10;
+    let e = engine(vec![cfg], c, None).await;
+    let (parts, ()) = http::Request::get("/v1/x")
+        .header("content-length", "11")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert!(e.plan("api", &parts, "1", None).is_none());
+    // Without a length up front, submit sees the teed body and skips.
+    let (parts, ()) = http::Request::get("/v1/x").body(()).unwrap().into_parts();
+    let plan = e.plan("api", &parts, "2", None).unwrap();
+    assert_eq!(plan.max_body_bytes(), 10);
+    let err = plan
+        .submit(Bytes::from_static(b"0123456789a"), Observation::default())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        MirrorOutcome::Skipped(gateway_mirror::SkipReason::BodyTooLarge)
+    );
+    assert_eq!(
+        e.report("big").unwrap().skipped.get("body_too_large"),
+        Some(&2)
+    );
+}
+
+#[tokio::test]
+async fn sampling_by_consumer_keeps_each_consumer_in_or_out() {
+    let c = client("http://127.0.0.1:9", "http://127.0.0.1:9", None);
+    let mut cfg = launch("by-consumer");
+    cfg.sample_percent = 50.0;
+    cfg.sample_by = gateway_mirror::SampleBy::Consumer;
+    let e = engine(vec![cfg], c, None).await;
+    let (parts, ()) = http::Request::get("/v1/x").body(()).unwrap().into_parts();
+    let mut ins = 0;
+    for consumer in 0..200 {
+        let who = format!("consumer-{consumer}");
+        let first = e.plan("api", &parts, "r0", Some(&who)).is_some();
+        for r in 1..10 {
+            assert_eq!(
+                e.plan("api", &parts, &format!("r{r}"), Some(&who))
+                    .is_some(),
+                first
+            );
+        }
+        ins += first as usize;
+    }
+    // Binomial(200, 0.5): sd ≈ 7; allow 4 sd.
+    assert!((72..=128).contains(&ins), "{ins}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_flushed_periodically() {
+    use gateway_mirror::{EngineOptions, MirrorEngine, ShadowStore, SqlShadowStore};
+    let primary = upstream(Arc::new(|p, _, _| (200, rates(p), 0))).await;
+    let c = client(&primary, &primary, None);
+    let store = Arc::new(SqlShadowStore::connect("sqlite::memory:").await.unwrap());
+    let e = MirrorEngine::start(
+        vec![launch("flushy")],
+        Arc::new(c.clone()),
+        Some(store.clone() as Arc<dyn ShadowStore>),
+        EngineOptions {
+            flush_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    proxy(&e, &c, Method::GET, "/v1/orders/1", "f1", &[]).await;
+    e.idle().await;
+    // No explicit flush: the background flusher must write the sample.
+    let mut attempts = 0;
+    for _ in 0..250 {
+        let loaded = store.load().await.unwrap();
+        attempts = loaded[0]
+            .stats
+            .endpoints
+            .values()
+            .map(|x| x.attempts)
+            .sum::<u64>();
+        if attempts == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(attempts, 1);
+}
