@@ -331,6 +331,16 @@ interval = "30m"
     }
 
     #[test]
+    fn the_documented_sample_config_is_valid() {
+        let doc = include_str!("../../../docs/fx.md");
+        let start = doc.find("```toml\n").expect("docs/fx.md has a toml sample") + 8;
+        let len = doc[start..].find("```").expect("sample is closed");
+        let cfg = FxServiceConfig::from_toml(&doc[start..start + len]).unwrap();
+        assert_eq!(cfg.providers.len(), 2);
+        assert_eq!(cfg.providers[1].format, Format::Oxr);
+    }
+
+    #[test]
     fn typos_and_bad_values_are_refused() {
         assert!(FxServiceConfig::from_toml("qoute_ttl = \"1m\"").is_err());
         assert!(FxServiceConfig::from_toml("database_url = \"mysql://x\"")

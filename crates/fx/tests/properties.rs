@@ -88,6 +88,15 @@ proptest! {
     }
 
     #[test]
+    fn xml_and_json_parsing_never_panic(s in "[ -~\n]{0,300}") {
+        for f in fx::Format::ALL {
+            let _ = f.parse(s.as_bytes());
+        }
+        let _ = fx::Format::EcbXml.parse(format!("<Envelope><Cube><Cube time='2020-01-01'>{s}</Cube></Cube></Envelope>").as_bytes());
+        let _ = fx::Format::Oxr.parse(format!("{{\"timestamp\":1,\"base\":\"USD\",\"rates\":{{{s}}}}}").as_bytes());
+    }
+
+    #[test]
     fn csv_parsing_never_panics(s in "[0-9A-Z,./\\n -]{0,200}") {
         let _ = fx::Format::EcbCsv.parse(format!("Date,USD,JPY,\n{s}").as_bytes());
     }
