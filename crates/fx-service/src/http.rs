@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -156,6 +156,19 @@ async fn method_not_allowed() -> ApiError {
 struct Params(Vec<(String, String)>);
 
 type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+type PathParam = Result<Path<String>, PathRejection>;
+
+fn path_param(p: PathParam, name: &str) -> Result<String, ApiError> {
+    p.map(|Path(v)| v).map_err(|e| {
+        ApiError::param(
+            StatusCode::BAD_REQUEST,
+            "malformed_path",
+            name,
+            format!("the `{name}` path segment cannot be decoded: {e}"),
+        )
+    })
+}
 
 impl Params {
     fn new(q: RawQuery, allowed: &[&str]) -> Result<Params, ApiError> {
@@ -466,11 +479,11 @@ async fn rates_latest(
 
 async fn rates_on_date(
     State(s): State<AppState>,
-    Path(d): Path<String>,
+    d: PathParam,
     q: RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let d = date(&d, "date")?;
+    let d = date(&path_param(d, "date")?, "date")?;
     rates(s, Some(d), q, headers).await
 }
 
@@ -821,10 +834,8 @@ fn check_quote_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn get_quote(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_quote(State(s): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
+    let id = path_param(id, "id")?;
     check_quote_id(&id)?;
     let q = s
         .engine()
@@ -846,9 +857,10 @@ struct QuoteConvertBody {
 
 async fn convert_quote(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    id: PathParam,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let id = path_param(id, "id")?;
     check_quote_id(&id)?;
     let b: QuoteConvertBody = parse_json(&body)?;
     // Amounts are read from their JSON text, string or number, never via f64.

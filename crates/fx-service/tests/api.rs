@@ -351,6 +351,7 @@ fn bad_input_gets_a_problem_naming_the_parameter() {
         "unknown_interval",
         "interval",
     );
+    check("/v1/rates/%FF%FE", S::BAD_REQUEST, "malformed_path", "date");
     let r = get("/v1/nope");
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json["code"], "route_not_found");
