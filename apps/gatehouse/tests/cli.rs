@@ -41,6 +41,8 @@ impl Drop for Served {
 }
 
 fn config_text(addr: SocketAddr, admin: SocketAddr, origin: &str, version: u32) -> String {
+    let data_dir = std::env::temp_dir().join(format!("gatehouse-cli-test-{}", addr.port()));
+    let data_dir = data_dir.display();
     format!(
         r#"
 [gateway]
@@ -56,6 +58,9 @@ token = "cli-test-token"
 
 [telemetry]
 access_log = "off"
+
+[storage]
+data_dir = "{data_dir}"
 
 [clusters.svc]
 targets = ["{origin}"]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use gateway_cache::{CacheConfig, RouteCacheConfig};
 use gateway_core::ByteSize;
+pub use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use gateway_upstream::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,12 @@ pub struct Config {
     /// Where durable and shared state lives.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// API keys: rotation, expiry warnings, IP limits (see `docs/keys.md`).
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// Rate-limit and quota plans by name, referenced by consumers.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanConfig>,
     /// The shared response cache (see `docs/cache.md`); routes opt in.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -256,6 +263,10 @@ pub struct RouteConfig {
     /// Free-form tags, usable in key scopes.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Authentication (API keys, JWT) for this route (see `docs/keys.md`);
+    /// absent means the route is open.
+    #[serde(default)]
+    pub auth: Option<RouteAuthConfig>,
     /// Response caching for this route (see `docs/cache.md`); absent means
     /// responses pass through uncached.
     #[serde(default)]

@@ -71,6 +71,18 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         push("gateway.max_in_flight".into(), "must be at least 1".into());
     }
 
+    if let Err(errs) = config.keys.validate_with_plans(&config.plans) {
+        for e in errs {
+            push(format!("keys.{}", e.path), e.message);
+        }
+    }
+    for (name, plan) in &config.plans {
+        if let Err(errs) = plan.validate() {
+            for e in errs {
+                push(format!("plans.{name}.{}", e.path), e.message);
+            }
+        }
+    }
     if let Err(errs) = config.cache.validate() {
         for e in errs {
             push(e.path, e.message);
@@ -199,6 +211,13 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         }
         check_rules(&mut push, &at("request_headers"), &route.request_headers);
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
+        if let Some(auth) = &route.auth {
+            if let Err(errs) = auth.validate() {
+                for e in errs {
+                    push(at(&format!("auth.{}", e.path)), e.message);
+                }
+            }
+        }
         if let Some(cache) = &route.cache {
             if let Err(errs) = cache.validate(&at("cache")) {
                 for e in errs {

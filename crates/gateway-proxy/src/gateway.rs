@@ -12,6 +12,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gateway_cache::HttpCache;
 use gateway_config::LoadedConfig;
+use gateway_keys::auth::Authenticator;
+use gateway_keys::service::{KeyService, ScopeCatalog};
 use gateway_upstream::Upstreams;
 
 use crate::router::RouteTable;
@@ -35,6 +37,10 @@ pub enum ReloadError {
     /// The clusters could not be rebuilt; the old config keeps serving.
     #[error("cannot apply clusters: {0}")]
     Upstreams(String),
+    /// A route's authentication settings could not be loaded (e.g. a JWT
+    /// key file); the old config keeps serving.
+    #[error("{0}")]
+    Auth(String),
     /// There is no file to reload from.
     #[error("this gateway was not started from a config file")]
     NoFile,
@@ -49,6 +55,7 @@ pub struct Gateway {
 struct Inner {
     snapshot: ArcSwap<Snapshot>,
     cache: HttpCache,
+    auth: Authenticator,
     upstreams: Upstreams,
     access_log: AccessLog,
     in_flight: AtomicUsize,
@@ -71,7 +78,13 @@ impl Drop for InFlight {
 impl Gateway {
     /// Builds a gateway from a validated config. `config_path` is where
     /// reloads read from.
-    pub fn new(config: LoadedConfig, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: LoadedConfig,
+        config_path: Option<PathBuf>,
+        keys: KeyService,
+    ) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(keys);
+        prepare_auth(&auth, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let access_log = AccessLog::open(&config.config.telemetry.access_log).map_err(|e| {
             anyhow::anyhow!(
                 "cannot open access log `{}`: {e}",
@@ -87,6 +100,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(Snapshot { config, routes }),
                 cache,
+                auth,
                 upstreams,
                 access_log,
                 in_flight: AtomicUsize::new(0),
@@ -111,6 +125,16 @@ impl Gateway {
     /// The response cache shared by every route that enables caching.
     pub fn cache(&self) -> &HttpCache {
         &self.inner.cache
+    }
+
+    /// The authentication stage.
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    /// The API key service.
+    pub fn keys(&self) -> &KeyService {
+        self.inner.auth.service()
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {
@@ -176,6 +200,7 @@ impl Gateway {
     /// clusters), then the route snapshot.
     pub async fn apply(&self, loaded: LoadedConfig) -> Result<(), ReloadError> {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
+        prepare_auth(&self.inner.auth, &loaded)?;
         let old = self.snapshot();
         if old.config.config.listeners != loaded.config.listeners
             || old.config.config.admin != loaded.config.admin
@@ -209,4 +234,40 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Loads every route's auth material (JWT keys) and tells the key service
+/// the plans and the scopes that exist, so admin requests naming an unknown
+/// scope or plan are refused.
+fn prepare_auth(auth: &Authenticator, loaded: &LoadedConfig) -> Result<(), ReloadError> {
+    let config = &loaded.config;
+    let mut issues = Vec::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(cfg) = &route.auth {
+            if let Err(errs) = auth.prepare_route(&route.name, cfg) {
+                for e in errs {
+                    issues.push(format!(
+                        "{}: routes[{i}].auth.{}: {}",
+                        loaded.origin, e.path, e.message
+                    ));
+                }
+            }
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ReloadError::Auth(issues.join("\n")));
+    }
+    let service = auth.service();
+    service.set_plans(config.plans.clone());
+    let mut catalog = ScopeCatalog::from_routes(
+        config
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.auth.as_ref())),
+    );
+    catalog
+        .tags
+        .extend(config.routes.iter().flat_map(|r| r.tags.iter().cloned()));
+    service.set_scope_catalog(catalog);
+    Ok(())
 }

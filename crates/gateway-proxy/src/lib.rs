@@ -78,7 +78,8 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let watch = config.config.gateway.watch_config;
     let listener_cfgs = config.config.listeners.clone();
     let admin_bind = config.config.admin.bind;
-    let gateway = Gateway::new(config, opts.config_path.clone())?;
+    let keys = open_keys(&config).await?;
+    let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
 
     let mut bound = Vec::new();
     for l in &listener_cfgs {
@@ -106,7 +107,8 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
 
     let extensions = opts
         .admin_extensions
-        .mount(gateway_cache::admin::router(gateway.cache().clone()));
+        .mount(gateway_cache::admin::router(gateway.cache().clone()))
+        .mount(gateway_keys::admin::router(gateway.keys().clone()));
     let app = admin::router(gateway.clone(), token.into(), extensions);
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
@@ -160,6 +162,10 @@ impl Running {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
+        // Last-used times are written in batches; write the last batch.
+        if let Err(e) = self.gateway.keys().flush().await {
+            tracing::warn!(error = %e, "could not flush key usage on shutdown");
+        }
         drained
     }
 
@@ -172,6 +178,30 @@ impl Running {
     pub(crate) fn grace(&self) -> Duration {
         self.gateway.snapshot().config.config.gateway.shutdown_grace
     }
+}
+
+/// The database shared by the systems that keep durable state: PostgreSQL
+/// when `storage.database_url` is set, else SQLite in the data directory.
+pub fn database_url(config: &LoadedConfig) -> String {
+    let storage = &config.config.storage;
+    match &storage.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            storage.data_dir.join("gatehouse.db").display()
+        ),
+    }
+}
+
+async fn open_keys(config: &LoadedConfig) -> anyhow::Result<gateway_keys::service::KeyService> {
+    let db = database_url(config);
+    gateway_keys::service::KeyService::open(
+        config.config.keys.clone(),
+        config.config.plans.clone(),
+        &db,
+    )
+    .await
+    .with_context(|| "cannot open the key store")
 }
 
 /// Checks what `gatehouse check` can check beyond the config text: TLS

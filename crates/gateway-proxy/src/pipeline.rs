@@ -21,6 +21,8 @@ use std::time::Instant;
 
 use gateway_cache::RouteCacheContext;
 use gateway_core::{Body, Problem};
+use gateway_keys::auth::{ClientIp, Identity};
+use gateway_keys::ratelimit::RateLimitInfo;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
@@ -32,6 +34,24 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::headers::{self, TraceContext};
 use crate::router::RouteMatch;
 use crate::telemetry::AccessRecord;
+
+/// A request the gateway answers itself: a problem+json body plus the
+/// headers that go with it (`WWW-Authenticate`, `Retry-After`, `RateLimit-*`).
+pub struct Refusal {
+    /// The body.
+    pub problem: Problem,
+    /// Extra response headers.
+    pub headers: http::HeaderMap,
+}
+
+impl From<Problem> for Refusal {
+    fn from(problem: Problem) -> Self {
+        Self {
+            problem,
+            headers: http::HeaderMap::new(),
+        }
+    }
+}
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -60,6 +80,10 @@ pub struct RequestContext {
     pub matched: Option<RouteMatch>,
     /// The error code if the gateway answered itself.
     pub error: Option<Cow<'static, str>>,
+    /// Who is calling, once authenticated.
+    pub identity: Option<Identity>,
+    /// Plan limit state, returned as `RateLimit-*` headers.
+    pub rate_limit: Option<RateLimitInfo>,
     method: Method,
     path_and_query: String,
     version: Version,
@@ -114,13 +138,16 @@ impl Gateway {
         };
         let res = match self.proxy(req, &mut ctx, &snapshot, conn).await {
             Ok(res) => res,
-            Err(problem) => {
+            Err(refusal) => {
                 if ctx.error.is_none() {
-                    ctx.error = Some(Cow::Owned(problem.code.clone()));
+                    ctx.error = Some(Cow::Owned(refusal.problem.code.clone()));
                 }
-                problem
+                let mut res = refusal
+                    .problem
                     .with("request_id", ctx.request_id.to_str().unwrap_or_default())
-                    .response()
+                    .response();
+                res.headers_mut().extend(refusal.headers);
+                res
             }
         };
         let res = self.response_filter(res, &ctx);
@@ -133,12 +160,63 @@ impl Gateway {
         ctx: &mut RequestContext,
         snapshot: &Snapshot,
         conn: &ConnInfo,
-    ) -> Result<Response<Body>, Problem> {
+    ) -> Result<Response<Body>, Refusal> {
         let req = self.route(req, ctx, snapshot)?;
         let req = self.request_filter(req, ctx)?;
+        let req = self.authenticate(req, ctx).await?;
+        self.limit(ctx).await?;
         let matched = ctx.matched.clone().expect("routed");
         let forward = Forward::new(self.clone(), matched, ctx, conn);
-        self.cache_or_forward(req, ctx, conn, forward).await
+        Ok(self.cache_or_forward(req, ctx, conn, forward).await?)
+    }
+
+    /// Phase 3a: authenticate the consumer (API key or JWT) on routes that
+    /// require it. The credential is stripped and the identity forwarded
+    /// upstream in headers; 401/403 carry `WWW-Authenticate`.
+    async fn authenticate(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestContext,
+    ) -> Result<Request<Body>, Refusal> {
+        let route = ctx.matched.as_ref().expect("routed").route.clone();
+        let Some(auth) = &route.auth else {
+            return Ok(req);
+        };
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ClientIp(ctx.client_ip));
+        match self
+            .auth()
+            .authenticate(&mut parts, auth, &route.name)
+            .await
+        {
+            Ok(identity) => {
+                ctx.identity = Some(identity);
+                Ok(Request::from_parts(parts, body))
+            }
+            Err(e) => Err(Refusal {
+                problem: e.problem,
+                headers: e.headers,
+            }),
+        }
+    }
+
+    /// Phase 3b: the consumer's plan limits (rate, then quotas), counted per
+    /// consumer across all its keys and routes. The state goes back to the
+    /// client as `RateLimit-*` headers.
+    async fn limit(&self, ctx: &mut RequestContext) -> Result<(), Refusal> {
+        let Some(identity) = &ctx.identity else {
+            return Ok(());
+        };
+        match self.keys().check_limits(identity).await {
+            Ok(info) => {
+                ctx.rate_limit = Some(info);
+                Ok(())
+            }
+            Err(limited) => Err(Refusal {
+                problem: limited.problem(),
+                headers: limited.headers(),
+            }),
+        }
     }
 
     /// Phase 4: the response cache, for routes that have one. On a miss or
@@ -154,8 +232,11 @@ impl Gateway {
         match &route.cache {
             // An upgrade is a GET but never a cacheable one.
             Some(cfg) if !headers::is_upgrade(req.headers()) => {
-                let rctx = RouteCacheContext::new(route.name.clone(), cfg.clone())
+                let mut rctx = RouteCacheContext::new(route.name.clone(), cfg.clone())
                     .with_authority(conn.scheme, ctx.host.clone());
+                if let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer_id.clone()) {
+                    rctx = rctx.with_consumer(consumer);
+                }
                 Ok(self.cache().handle(req, &rctx, Arc::new(forward)).await)
             }
             _ => forward.run(req).await,
@@ -178,6 +259,8 @@ impl Gateway {
             host: request_host(req),
             matched: None,
             error: None,
+            identity: None,
+            rate_limit: None,
             method: req.method().clone(),
             path_and_query: req
                 .uri()
@@ -273,6 +356,9 @@ impl Gateway {
         }
         res.headers_mut()
             .insert(headers::X_REQUEST_ID, ctx.request_id.clone());
+        if let Some(info) = &ctx.rate_limit {
+            info.apply(res.headers_mut());
+        }
         res
     }
 

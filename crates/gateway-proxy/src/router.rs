@@ -46,6 +46,8 @@ pub struct Route {
     pub response_headers: CompiledRules,
     /// Response caching, when the route enables it.
     pub cache: Option<Arc<gateway_config::RouteCacheConfig>>,
+    /// Authentication, when the route requires it.
+    pub auth: Option<Arc<gateway_config::RouteAuthConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +274,15 @@ impl Route {
             request_headers: CompiledRules::compile(&cfg.request_headers),
             response_headers: CompiledRules::compile(&cfg.response_headers),
             cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
+            auth: cfg.auth.clone().map(|mut auth| {
+                // Route tags are scopes keys can be limited to.
+                for tag in &cfg.tags {
+                    if !auth.tags.contains(tag) {
+                        auth.tags.push(tag.clone());
+                    }
+                }
+                Arc::new(auth)
+            }),
         }
     }
 

@@ -12,7 +12,7 @@ async fn admin_needs_the_token_except_for_probes() {
     let gw = TestGateway::start(&base(&format!(
         r#"
 [storage]
-database_url = "postgres://gh:hunter2@db.internal/gatehouse"
+redis_url = "redis://gh:hunter2@cache.internal:6379"
 
 [clusters.svc]
 targets = ["{}"]

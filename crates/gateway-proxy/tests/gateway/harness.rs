@@ -48,6 +48,13 @@ impl TestGateway {
     pub async fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gatehouse.toml");
+        // Each gateway keeps its state (the key store) in its own temp dir.
+        let data_dir = format!("data_dir = \"{}\"", dir.path().join("data").display());
+        let config = if config.contains("[storage]") {
+            config.replacen("[storage]", &format!("[storage]\n{data_dir}"), 1)
+        } else {
+            format!("{config}\n[storage]\n{data_dir}\n")
+        };
         std::fs::write(&config_path, config).unwrap();
         let loaded = gateway_config::load_file(&config_path).unwrap();
         let running = gateway_proxy::start(

@@ -5,6 +5,7 @@ mod harness;
 
 mod admin;
 mod cache;
+mod keys;
 mod protocols;
 mod reload;
 mod resilience;
