@@ -19,8 +19,11 @@ pub fn template(path: &str) -> String {
     if path.is_empty() || path == "/" {
         return "/".into();
     }
-    let mut out = String::with_capacity(path.len());
-    for seg in path.split('/').skip(1) {
+    let mut out = String::with_capacity(path.len() + 1);
+    // Request targets that are not origin-form ("*", odd input) still get a
+    // template starting with '/'.
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    for seg in rest.split('/') {
         out.push('/');
         if is_identifier(seg) {
             out.push_str(ID);
@@ -90,6 +93,7 @@ mod tests {
             ("/o/ord_8fK2x9Q1", "/o/{id}"),
             ("/v2/utf8/latest", "/v2/utf8/latest"),
             ("/a//b/", "/a//b/"),
+            ("*", "/*"),
         ] {
             assert_eq!(template(path), want, "{path}");
         }
