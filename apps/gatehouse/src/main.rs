@@ -54,6 +54,13 @@ enum Command {
         #[command(subcommand)]
         command: fx_service::cli::FxCommand,
     },
+    /// Manage API keys: create, list, show, rotate, revoke, audit (via the admin API).
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: gateway_keys::cli::KeysCommand,
+    },
     /// Purge the response cache or show its statistics (via the admin API).
     Cache {
         #[command(flatten)]
@@ -139,6 +146,10 @@ fn main() -> ExitCode {
             init_logging(cli.log_format, "info");
             run(fx_service::cli::run(command))
         }
+        Command::Keys { admin, command } => run(async move {
+            let token = admin.token();
+            gateway_keys::cli::run(command, &admin.url, token.as_deref()).await
+        }),
         Command::Cache { admin, command } => run(async move {
             let token = admin.token();
             gateway_cache::cli::run(command, &admin.url, token.as_deref()).await

@@ -101,7 +101,8 @@ name = "fx"
 path_template = "/v1/fx/{{*rest}}"
 rewrite = "/v1/{{*rest}}"
 cluster = "fx"
-cache = {{}}
+auth = {{ methods = ["api_key"] }}
+cache = {{ key_consumer = false }}
 "#,
         listen = args.listen,
         admin = args.admin_listen,
@@ -122,8 +123,24 @@ cache = {{}}
     .await?;
     let gw = running.listeners[0];
     let admin = running.admin;
+    // A key to try things with; it expires on its own in 30 days.
+    let issued = running
+        .gateway
+        .keys()
+        .create(
+            gateway_keys::service::CreateKey {
+                owner: "demo".into(),
+                name: Some("gatehouse-up".into()),
+                expires_in: Some(std::time::Duration::from_secs(30 * 24 * 3600)),
+                ..Default::default()
+            },
+            "gatehouse up",
+        )
+        .await
+        .context("cannot create the demo API key")?;
+    let key = issued.secret.expose_secret().to_string();
     println!(
-        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  admin API  http://{admin}/  (token: {token})\n  config     {config}\n\nTry:\n  curl -s 'http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100'\n  curl -s 'http://{gw}/v1/fx/rates/latest?base=GBP&symbols=EUR,USD'\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
+        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  admin API  http://{admin}/  (token: {token})\n  API key    {key}  (shown once; `gatehouse keys create --owner NAME` makes more)\n  config     {config}\n\nTry:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100'\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/rates/latest?base=GBP&symbols=EUR,USD'\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
         config = config_path.display(),
     );
     running.run_until_signal().await

@@ -234,13 +234,22 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     // The fx service answers through the gateway, with the bundled ECB
     // history: on 2020-03-02 the ECB fixed USD at 1.1122 per EUR.
     let url = format!("http://{listen}/v1/fx/convert?from=EUR&to=USD&amount=100&date=2020-03-02");
+    let key = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API key"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the banner prints an API key")
+        .to_string();
+    let http = reqwest::Client::new();
     let res = reqwest::get(&url).await.unwrap();
+    assert_eq!(res.status(), 401, "the fx route needs a key");
+    let res = http.get(&url).bearer_auth(&key).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["mid"]["amount"], "111.22", "{body}");
     assert_eq!(body["provenance"]["fixing_date"], "2020-03-02", "{body}");
-    let again = reqwest::get(&url).await.unwrap();
+    let again = http.get(&url).bearer_auth(&key).send().await.unwrap();
     let status = again.headers()["cache-status"]
         .to_str()
         .unwrap()
