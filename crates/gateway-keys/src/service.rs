@@ -315,6 +315,7 @@ struct Inner {
     denials_seen: DashMap<(KeyId, String), ()>,
     blocked_ips: DashMap<IpAddr, ()>,
     http: reqwest::Client,
+    background: Mutex<Option<BackgroundTasks>>,
 }
 
 /// The key system's facade. See the module docs.
@@ -409,6 +410,7 @@ impl KeyServiceBuilder {
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap_or_default(),
+                background: Mutex::new(None),
             }),
         };
         svc.reload().await?;
@@ -431,7 +433,9 @@ impl KeyService {
     }
 
     /// Opens the store named by `config.database` (or `default_database`,
-    /// the gateway's shared database) and builds a service with defaults.
+    /// the gateway's shared database), builds a service with defaults and
+    /// starts its background loop (batched writes, sweeps, reloads, change
+    /// feed).
     pub async fn open(
         config: KeysConfig,
         plans: BTreeMap<String, PlanConfig>,
@@ -442,11 +446,33 @@ impl KeyService {
             .clone()
             .unwrap_or_else(|| default_database.to_string());
         let store = SqlStore::connect(&db).await?;
-        KeyService::builder(Arc::new(store))
+        let svc = KeyService::builder(Arc::new(store))
             .config(config)
             .plans(plans)
             .build()
-            .await
+            .await?;
+        svc.start_background();
+        Ok(svc)
+    }
+
+    /// Starts the background loop (see [`KeyService::spawn_background`])
+    /// owned by the service itself, unless it is already running.
+    /// [`KeyService::open`] calls this; [`KeyService::stop_background`]
+    /// stops it with a final flush.
+    pub fn start_background(&self) {
+        let mut slot = self.inner.background.lock();
+        if slot.is_none() {
+            *slot = Some(self.spawn_background());
+        }
+    }
+
+    /// Stops the loop started by [`KeyService::start_background`], after a
+    /// final flush. Does nothing if it is not running.
+    pub async fn stop_background(&self) {
+        let tasks = self.inner.background.lock().take();
+        if let Some(t) = tasks {
+            t.shutdown().await;
+        }
     }
 
     /// The global configuration.

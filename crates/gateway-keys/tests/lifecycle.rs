@@ -736,3 +736,41 @@ async fn unauthenticated_traffic_is_limited_per_ip() {
     let mut p = req(Method::GET, "/", &[]);
     auth.authenticate(&mut p, &anon, "public").await.unwrap();
 }
+
+#[tokio::test]
+async fn open_runs_the_background_loop_that_flushes_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data").join("gatehouse.db");
+    let cfg = KeysConfig {
+        flush_interval: Duration::from_millis(20),
+        ..KeysConfig::default()
+    };
+    let svc = KeyService::open(cfg, BTreeMap::new(), db.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(db.exists(), "the data directory and file are created");
+    let issued = svc.create(create("acme"), "alice").await.unwrap();
+    svc.verify(&issued.secret).unwrap();
+    let id = issued.key.record.id.clone();
+    let mut flushed = false;
+    for _ in 0..250 {
+        if svc
+            .store()
+            .get_key(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_some()
+        {
+            flushed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        flushed,
+        "last_used_at reached the store without an explicit flush"
+    );
+    svc.stop_background().await;
+}
