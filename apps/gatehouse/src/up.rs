@@ -63,9 +63,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let token = admin_token(&args.data_dir)?;
+    // Offline, `up` has only the bundled ECB history, which ends on a fixed
+    // day: answers past it stay flagged `stale`, but are not refused.
+    let mut staleness = fx_service::config::StalenessConfig::default();
+    staleness.convert.hard = None;
+    staleness.quotes.hard = None;
     let fx = fx_service::FxService::start(fx_service::FxServiceConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         database_url: format!("sqlite://{}", args.data_dir.join("fx.db").display()),
+        staleness,
         ..Default::default()
     })
     .await

@@ -249,6 +249,21 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["mid"]["amount"], "111.22", "{body}");
     assert_eq!(body["provenance"]["fixing_date"], "2020-03-02", "{body}");
+    // Without a date: the latest bundled fixing, flagged stale but served.
+    let latest = http
+        .get(format!(
+            "http://{listen}/v1/fx/convert?from=USD&to=JPY&amount=100"
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.status(), 200);
+    let latest: serde_json::Value = latest.json().await.unwrap();
+    assert_eq!(
+        latest["provenance"]["fixing_date"], "2026-10-30",
+        "{latest}"
+    );
     let again = http.get(&url).bearer_auth(&key).send().await.unwrap();
     let status = again.headers()["cache-status"]
         .to_str()
