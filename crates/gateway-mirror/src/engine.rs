@@ -527,11 +527,11 @@ pub(crate) struct Core {
     comparator: Arc<dyn Comparator>,
     scorer: Scorer,
     stats: Mutex<LaunchStats>,
-    skips: [AtomicU64; 4],
+    skips: [AtomicU64; 5],
     drops: [AtomicU64; 3],
     /// Registered once so the hot path neither allocates labels nor looks
     /// up the registry.
-    skip_metrics: [metrics::Counter; 4],
+    skip_metrics: [metrics::Counter; 5],
     drop_metrics: [(metrics::Counter, metrics::Counter); 3],
     dirty: AtomicBool,
     limiter: Mutex<TokenBucket>,
@@ -542,11 +542,12 @@ pub(crate) struct Core {
     clock: Arc<dyn Clock>,
 }
 
-const SKIPS: [SkipReason; 4] = [
+const SKIPS: [SkipReason; 5] = [
     SkipReason::NotSampled,
     SkipReason::Method,
     SkipReason::Inactive,
     SkipReason::BodyTooLarge,
+    SkipReason::PrimaryFailed,
 ];
 const DROPS: [DropReason; 3] = [
     DropReason::RateLimited,
@@ -945,6 +946,11 @@ impl Core {
         let result = match &candidate.error {
             Some(e) if e.kind == ErrorKind::Timeout => CandidateResult::TimedOut,
             Some(_) => CandidateResult::Failed,
+            // Nothing to compare against: a candidate answering where the
+            // primary failed is not a mismatch (nor a match).
+            None if !primary_ok => CandidateResult::Uncomparable {
+                server_error: candidate.status.is_some_and(|s| s.is_server_error()),
+            },
             None => {
                 let all = self.comparator.compare(primary, &candidate);
                 diffs = match (&self.cfg.secondary, &noise) {
@@ -977,6 +983,9 @@ impl Core {
                 crate::stats::OVERFLOW_ENDPOINT.to_string()
             };
             let (o, example_field) = match &result {
+                CandidateResult::Uncomparable { .. } => {
+                    (MirrorOutcome::Skipped(SkipReason::PrimaryFailed), None)
+                }
                 CandidateResult::TimedOut => (
                     MirrorOutcome::ShadowTimeout,
                     Some((
@@ -1029,6 +1038,11 @@ impl Core {
                         candidate: side(&candidate, redact),
                     });
                 }
+            }
+        }
+        if let MirrorOutcome::Skipped(r) = outcome {
+            if let Some(i) = SKIPS.iter().position(|x| *x == r) {
+                self.skips[i].fetch_add(1, Ordering::Relaxed);
             }
         }
         self.dirty.store(true, Ordering::Relaxed);

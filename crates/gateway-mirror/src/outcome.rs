@@ -18,6 +18,9 @@ pub enum SkipReason {
     Inactive,
     /// The request body is larger than `max_body_bytes`.
     BodyTooLarge,
+    /// The primary failed, so the candidate's answer had nothing to be
+    /// compared with (still counted for error rates).
+    PrimaryFailed,
 }
 
 impl SkipReason {
@@ -28,6 +31,7 @@ impl SkipReason {
             Self::Method => "method",
             Self::Inactive => "inactive",
             Self::BodyTooLarge => "body_too_large",
+            Self::PrimaryFailed => "primary_failed",
         }
     }
 }

@@ -238,6 +238,11 @@ pub enum CandidateResult<'a> {
     Failed,
     /// It timed out.
     TimedOut,
+    /// It answered, but the primary failed: nothing to compare.
+    Uncomparable {
+        /// Whether it answered 5xx.
+        server_error: bool,
+    },
 }
 
 impl LaunchStats {
@@ -271,6 +276,12 @@ impl LaunchStats {
             }
         }
         match &s.candidate {
+            CandidateResult::Uncomparable { server_error } => {
+                if *server_error {
+                    e.candidate_5xx += 1;
+                }
+                e.candidate_latency.record(s.candidate_ms);
+            }
             CandidateResult::Failed => {
                 e.candidate_failures += 1;
                 *e.categories

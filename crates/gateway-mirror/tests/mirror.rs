@@ -496,3 +496,20 @@ async fn statistics_are_flushed_periodically() {
     }
     assert_eq!(attempts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_primary_is_not_held_against_the_candidate() {
+    let candidate = upstream(Arc::new(|p, _, _| (200, rates(p), 0))).await;
+    // The primary refuses connections.
+    let c = client("http://127.0.0.1:9", &candidate, None);
+    let e = engine(vec![launch("pfail")], c.clone(), None).await;
+    let (resp, planned) = proxy(&e, &c, Method::GET, "/v1/orders/1", "pf", &[]).await;
+    assert!(planned && resp.error.is_some());
+    e.idle().await;
+    let r = e.report("pfail").unwrap();
+    let ep = &r.assessment.endpoints[0];
+    assert_eq!((ep.attempts, ep.compared), (1, 0));
+    assert_eq!(ep.primary_error_rate, 1.0);
+    assert_eq!(r.skipped.get("primary_failed"), Some(&1));
+    assert!(r.top_fields.is_empty());
+}
