@@ -9,6 +9,7 @@ use std::time::Duration;
 pub use gateway_cache::{CacheConfig, RouteCacheConfig};
 use gateway_core::ByteSize;
 pub use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
+pub use gateway_mirror::LaunchConfig;
 pub use gateway_upstream::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,10 @@ pub struct Config {
     /// Routes, matched by the precedence in `docs/config.md`.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Dark launches: mirror a share of routes' traffic to a candidate
+    /// cluster and compare (see `docs/dark-launch.md`).
+    #[serde(default)]
+    pub dark_launches: Vec<LaunchConfig>,
 }
 
 fn default_listeners() -> Vec<ListenerConfig> {

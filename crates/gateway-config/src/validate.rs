@@ -241,6 +241,42 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
             );
         }
     }
+    let mut launch_names = HashMap::new();
+    for (i, launch) in config.dark_launches.iter().enumerate() {
+        let at = |key: &str| format!("dark_launches[{i}].{key}");
+        if let Err(errs) = launch.validate_at(&format!("dark_launches[{i}]")) {
+            for e in errs {
+                push(e.path, e.message);
+            }
+        }
+        if let Some(prev) = launch_names.insert(launch.name.as_str(), i) {
+            push(
+                at("name"),
+                format!(
+                    "launch name `{}` is already used by dark_launches[{prev}]",
+                    launch.name
+                ),
+            );
+        }
+        for (j, r) in launch.routes.iter().enumerate() {
+            if !route_names.contains_key(r.as_str()) {
+                push(
+                    format!("dark_launches[{i}].routes[{j}]"),
+                    format!("no route named `{r}`"),
+                );
+            }
+        }
+        for (key, cluster) in [
+            ("candidate", Some(&launch.candidate)),
+            ("secondary", launch.secondary.as_ref()),
+        ] {
+            if let Some(c) = cluster {
+                if !config.clusters.contains_key(c) {
+                    push(at(key), format!("no cluster named `{c}`"));
+                }
+            }
+        }
+    }
     issues
 }
 

@@ -14,6 +14,7 @@ use gateway_cache::HttpCache;
 use gateway_config::LoadedConfig;
 use gateway_keys::auth::Authenticator;
 use gateway_keys::service::{KeyService, ScopeCatalog};
+use gateway_mirror::MirrorEngine;
 use gateway_upstream::Upstreams;
 
 use crate::router::RouteTable;
@@ -56,6 +57,8 @@ struct Inner {
     snapshot: ArcSwap<Snapshot>,
     cache: HttpCache,
     auth: Authenticator,
+    /// Set once at start: the engine needs the clusters, which live here.
+    mirror: std::sync::OnceLock<Arc<MirrorEngine>>,
     upstreams: Upstreams,
     access_log: AccessLog,
     in_flight: AtomicUsize,
@@ -63,6 +66,17 @@ struct Inner {
     draining: AtomicBool,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// A gateway reference that does not keep it alive (for parts the gateway
+/// owns that need to call back into it, such as the shadow client).
+#[derive(Clone)]
+pub(crate) struct WeakGateway(std::sync::Weak<Inner>);
+
+impl WeakGateway {
+    pub(crate) fn upgrade(&self) -> Option<Gateway> {
+        self.0.upgrade().map(|inner| Gateway { inner })
+    }
 }
 
 /// A slot in the in-flight count, released on drop.
@@ -101,6 +115,7 @@ impl Gateway {
                 snapshot: ArcSwap::from_pointee(Snapshot { config, routes }),
                 cache,
                 auth,
+                mirror: std::sync::OnceLock::new(),
                 upstreams,
                 access_log,
                 in_flight: AtomicUsize::new(0),
@@ -130,6 +145,19 @@ impl Gateway {
     /// The authentication stage.
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
+    }
+
+    /// The dark-launch engine, once started.
+    pub fn mirror(&self) -> Option<&Arc<MirrorEngine>> {
+        self.inner.mirror.get()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakGateway {
+        WeakGateway(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn set_mirror(&self, engine: Arc<MirrorEngine>) {
+        let _ = self.inner.mirror.set(engine);
     }
 
     /// The API key service.

@@ -19,6 +19,7 @@ pub mod pipeline;
 mod reload;
 pub mod router;
 mod server;
+mod shadow;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -79,7 +80,21 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let listener_cfgs = config.config.listeners.clone();
     let admin_bind = config.config.admin.bind;
     let keys = open_keys(&config).await?;
+    let launches = config.config.dark_launches.clone();
+    let db = database_url(&config);
     let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
+    let shadow_store = gateway_mirror::SqlShadowStore::connect(&db)
+        .await
+        .with_context(|| "cannot open the dark-launch store")?;
+    let mirror = gateway_mirror::MirrorEngine::start(
+        launches,
+        Arc::new(shadow::UpstreamShadowClient::new(gateway.downgrade())),
+        Some(Arc::new(shadow_store)),
+        gateway_mirror::EngineOptions::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start dark launches: {e}"))?;
+    gateway.set_mirror(mirror.clone());
 
     let mut bound = Vec::new();
     for l in &listener_cfgs {
@@ -108,7 +123,8 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let extensions = opts
         .admin_extensions
         .mount(gateway_cache::admin::router(gateway.cache().clone()))
-        .mount(gateway_keys::admin::router(gateway.keys().clone()));
+        .mount(gateway_keys::admin::router(gateway.keys().clone()))
+        .mount(gateway_mirror::admin::router(mirror));
     let app = admin::router(gateway.clone(), token.into(), extensions);
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
@@ -162,6 +178,11 @@ impl Running {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
+        if let Some(mirror) = self.gateway.mirror() {
+            if let Err(e) = mirror.shutdown(Duration::from_secs(2)).await {
+                tracing::warn!(error = %e, "could not save dark-launch statistics on shutdown");
+            }
+        }
         // Last-used times are written in batches; write the last batch.
         if let Err(e) = self.gateway.keys().flush().await {
             tracing::warn!(error = %e, "could not flush key usage on shutdown");

@@ -23,11 +23,14 @@ use gateway_cache::RouteCacheContext;
 use gateway_core::{Body, Problem};
 use gateway_keys::auth::{ClientIp, Identity};
 use gateway_keys::ratelimit::RateLimitInfo;
+use gateway_mirror::{ErrorKind, MirrorPlan, Observation};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt as _;
 
 use crate::forward::Forward;
+use crate::shadow::{Captured, OnEnd, TeeBody};
 
 use crate::body::{ObservedBody, OnFinish};
 use crate::gateway::{Gateway, Snapshot};
@@ -49,6 +52,59 @@ impl From<Problem> for Refusal {
         Self {
             problem,
             headers: http::HeaderMap::new(),
+        }
+    }
+}
+
+/// A request chosen for mirroring: the plan and the request bytes copied so far.
+struct Mirroring {
+    plan: MirrorPlan,
+    request: Arc<parking_lot::Mutex<Captured>>,
+}
+
+impl Mirroring {
+    /// Copies the primary response as it streams to the client; when it
+    /// ends, hands both sides to the dark-launch queue (`try_send`, never
+    /// waiting).
+    fn tee_response(self, res: Response<Body>, started: Instant) -> Response<Body> {
+        let (parts, body) = res.into_parts();
+        let status = parts.status;
+        let headers = parts.headers.clone();
+        let cap = self.plan.max_body_bytes();
+        let Mirroring { plan, request } = self;
+        let on_end: OnEnd = Box::new(move |body, complete| {
+            // A request body over the cap cannot be replayed to the candidate.
+            let Some(request_body) = request.lock().take() else {
+                return;
+            };
+            let primary = if complete {
+                let mut obs = Observation::response(
+                    status,
+                    headers,
+                    body.clone().unwrap_or_default(),
+                    started.elapsed(),
+                );
+                obs.body = body;
+                obs
+            } else {
+                Observation::failed(
+                    ErrorKind::Reset,
+                    "the primary response broke off",
+                    started.elapsed(),
+                )
+            };
+            let _ = plan.submit(request_body, primary);
+        });
+        let body = TeeBody::new(body, cap, Arc::default(), Some(on_end)).boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+
+    /// The primary failed before answering: the comparison still counts it.
+    fn primary_failed(self, problem: &Problem, started: Instant) {
+        if let Some(request_body) = self.request.lock().take() {
+            let obs =
+                Observation::failed(ErrorKind::Other, problem.code.clone(), started.elapsed());
+            let _ = self.plan.submit(request_body, obs);
         }
     }
 }
@@ -165,9 +221,52 @@ impl Gateway {
         let req = self.request_filter(req, ctx)?;
         let req = self.authenticate(req, ctx).await?;
         self.limit(ctx).await?;
+        let (req, mirroring) = self.mirror_plan(req, ctx);
         let matched = ctx.matched.clone().expect("routed");
         let forward = Forward::new(self.clone(), matched, ctx, conn);
-        Ok(self.cache_or_forward(req, ctx, conn, forward).await?)
+        let started = Instant::now();
+        let result = self.cache_or_forward(req, ctx, conn, forward).await;
+        match (mirroring, result) {
+            (None, result) => Ok(result?),
+            (Some(m), Ok(res)) => Ok(m.tee_response(res, started)),
+            (Some(m), Err(problem)) => {
+                m.primary_failed(&problem, started);
+                Err(problem.into())
+            }
+        }
+    }
+
+    /// Phase 3c: decide whether a dark launch mirrors this request (no I/O:
+    /// sampling, method, rate and queue checks). When it does, the request
+    /// body is copied as it streams to the primary, never delayed.
+    fn mirror_plan(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> (Request<Body>, Option<Mirroring>) {
+        let Some(engine) = self.mirror() else {
+            return (req, None);
+        };
+        let route = &ctx.matched.as_ref().expect("routed").route;
+        let (parts, body) = req.into_parts();
+        let consumer = ctx.identity.as_ref().and_then(|i| i.consumer_id.as_deref());
+        let request_id = ctx.request_id.to_str().unwrap_or_default();
+        let Some(plan) = engine.plan(&route.name, &parts, request_id, consumer) else {
+            return (Request::from_parts(parts, body), None);
+        };
+        let captured = Arc::new(parking_lot::Mutex::new(Captured::default()));
+        let body = if body.is_end_stream() {
+            body
+        } else {
+            TeeBody::new(body, plan.max_body_bytes(), captured.clone(), None).boxed_unsync()
+        };
+        (
+            Request::from_parts(parts, body),
+            Some(Mirroring {
+                plan,
+                request: captured,
+            }),
+        )
     }
 
     /// Phase 3a: authenticate the consumer (API key or JWT) on routes that

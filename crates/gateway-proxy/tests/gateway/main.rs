@@ -10,4 +10,5 @@ mod protocols;
 mod reload;
 mod resilience;
 mod routing;
+mod shadow;
 mod streaming;
