@@ -61,6 +61,14 @@ enum Command {
         #[command(subcommand)]
         command: gateway_keys::cli::KeysCommand,
     },
+    /// Dark launches: list, report, create, pause, resume, stop (via the
+    /// admin API), and replay a recorded capture against a candidate offline.
+    Shadow {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: gateway_mirror::cli::ShadowCommand,
+    },
     /// Purge the response cache or show its statistics (via the admin API).
     Cache {
         #[command(flatten)]
@@ -149,6 +157,10 @@ fn main() -> ExitCode {
         Command::Keys { admin, command } => run(async move {
             let token = admin.token();
             gateway_keys::cli::run(command, &admin.url, token.as_deref()).await
+        }),
+        Command::Shadow { admin, command } => run(async move {
+            let token = admin.token();
+            gateway_mirror::cli::run(command, &admin.url, token.as_deref()).await
         }),
         Command::Cache { admin, command } => run(async move {
             let token = admin.token();
