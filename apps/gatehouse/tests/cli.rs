@@ -40,8 +40,13 @@ impl Drop for Served {
     }
 }
 
-fn config_text(addr: SocketAddr, admin: SocketAddr, origin: &str, version: u32) -> String {
-    let data_dir = std::env::temp_dir().join(format!("gatehouse-cli-test-{}", addr.port()));
+fn config_text(
+    addr: SocketAddr,
+    admin: SocketAddr,
+    origin: &str,
+    version: u32,
+    data_dir: &std::path::Path,
+) -> String {
     let data_dir = data_dir.display();
     format!(
         r#"
@@ -76,15 +81,37 @@ response_headers = {{ set = {{ "x-version" = "{version}" }} }}
 async fn serve(origin: &str) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatehouse.toml");
-    let addr = free_port();
-    std::fs::write(&config, config_text(addr, free_port(), origin, 1)).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
+    // Port 0: the OS picks free ports; the gateway logs what it bound.
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    std::fs::write(
+        &config,
+        config_text(any, any, origin, 1, &dir.path().join("data")),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = lines.by_ref().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+            let fields = &v["fields"];
+            (fields["message"] == "listening")
+                .then(|| fields["addr"].as_str()?.parse::<SocketAddr>().ok())
+                .flatten()
+        });
+        // Keep draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        addr
+    })
+    .await
+    .unwrap()
+    .expect("the gateway logs its listening address");
     assert!(
         test_support::wait_for_port(addr, Duration::from_secs(20)).await,
         "gateway listens"
@@ -107,7 +134,7 @@ fn check_accepts_good_and_rejects_broken_configs_naming_the_line() {
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        config_text(free_port(), free_port(), "127.0.0.1:9", 1),
+        config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path()),
     )
     .unwrap();
     let out = Command::new(BIN).arg("check").arg(&good).output().unwrap();
@@ -119,7 +146,7 @@ fn check_accepts_good_and_rejects_broken_configs_naming_the_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 routes, 1 clusters"));
 
     let bad = dir.path().join("bad.toml");
-    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1).replace(
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path()).replace(
         "shutdown_grace = \"10s\"",
         "shutdown_grace = \"ten seconds\"",
     );
@@ -227,7 +254,17 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     })
     .await
     .unwrap();
-    assert!(banner.contains(&format!("http://{listen}/")), "{banner}");
+    let url_after = |label: &str| -> SocketAddr {
+        banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|url| url.strip_prefix("http://"))
+            .and_then(|a| a.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no `{label}` URL in the banner:\n{banner}"))
+    };
+    let listen = url_after("gateway");
+    let admin = url_after("admin API");
     let token = std::fs::read_to_string(dir.path().join("gatehouse-data/admin-token")).unwrap();
     assert!(banner.contains(token.trim()), "the admin token is printed");
 
