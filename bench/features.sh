@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# What each Gatehouse feature costs on the request path, in one run, with wrk:
+#   - proxying with no features (baseline) vs API-key auth on the route;
+#   - dark launch off vs mirroring 100% of requests to a candidate;
+#   - cache hits (1 KiB and 64 KiB objects) vs nginx proxy_cache and Varnish.
+#
+#   bench/features.sh [duration-seconds] [connections]
+#
+# Pinning as in bench/proxy.sh: wrk on CPU 0, servers on CPU 1 with one
+# worker each. Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10}
+CONNS=${2:-64}
+WORK=$(mktemp -d)
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  for d in up cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
+  pkill -f "varnishd.*$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx-light
+need varnishd varnish
+
+UP=127.0.0.1:18081
+NGX_CACHE=127.0.0.1:18085
+VARNISH=127.0.0.1:18086
+GH=127.0.0.1:18083
+GH_ADMIN=127.0.0.1:18093
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p gatehouse
+GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+
+mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh"
+head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
+head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
+cat > "$WORK/up/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/up/logs/error.log warn;
+pid $WORK/up/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen $UP;
+    root $WORK/up/www;
+    default_type application/json;
+    add_header Cache-Control "public, max-age=3600";
+    location ~ ^/[a-z]+/(.*)$ { try_files /\$1 =404; }
+  }
+}
+CONF
+cat > "$WORK/cache/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/cache/logs/error.log warn;
+pid $WORK/cache/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  proxy_cache_path $WORK/cache/store keys_zone=hot:10m max_size=256m;
+  upstream up { server $UP; keepalive 128; }
+  server {
+    listen $NGX_CACHE;
+    location / {
+      proxy_cache hot;
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+cat > "$WORK/gh/gatehouse.toml" <<CONF
+[gateway]
+watch_config = false
+[[listeners]]
+bind = "$GH"
+[admin]
+bind = "$GH_ADMIN"
+token = "bench"
+[telemetry]
+access_log = "off"
+log_level = "warn"
+[storage]
+data_dir = "$WORK/gh/data"
+[cache]
+max_bytes = "256MiB"
+[clusters.up]
+targets = ["$UP"]
+[clusters.candidate]
+targets = ["$UP"]
+[[routes]]
+name = "plain"
+path_prefix = "/plain"
+cluster = "up"
+[[routes]]
+name = "auth"
+path_prefix = "/auth"
+cluster = "up"
+auth = { methods = ["api_key"] }
+[[routes]]
+name = "mirror"
+path_prefix = "/mirror"
+cluster = "up"
+[[routes]]
+name = "cached"
+path_prefix = "/cached"
+cluster = "up"
+cache = {}
+[[dark_launches]]
+name = "bench"
+routes = ["mirror"]
+candidate = "candidate"
+sample_percent = 100.0
+max_rps = 1000000
+queue_capacity = 4096
+concurrency = 64
+CONF
+
+taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
+taskset -c 1 nginx -p "$WORK/cache" -c "$WORK/cache/nginx.conf"
+taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1 -j none 2>/dev/null \
+  || taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >/dev/null 2>&1 &
+for _ in $(seq 1 100); do curl -sf "http://$GH/plain/1k" >/dev/null && break; sleep 0.1; done
+KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
+  -d '{"owner":"bench"}' "http://$GH_ADMIN/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
+[ -n "$KEY" ] || { echo "could not create a key"; exit 1; }
+
+run() { # label url [header]
+  local out hdr=()
+  [ -n "${3:-}" ] && hdr=(-H "$3")
+  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$2" >/dev/null 2>&1
+  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$2")
+  printf '| %s | %s | %s | %s |\n' "$1" \
+    "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" \
+    "$(awk '$1=="99%" {print $2}' <<<"$out")"
+}
+
+echo "wrk -t1 -c$CONNS -d${DURATION}s; servers on CPU 1, wrk on CPU 0; $(date -u +%F)"
+echo
+echo "| case | requests/s | p50 | p99 |"
+echo "| --- | ---: | ---: | ---: |"
+for size in 1k 64k; do
+  curl -s "http://$GH/cached/$size" >/dev/null; curl -s "http://$NGX_CACHE/cached/$size" >/dev/null; curl -s "http://$VARNISH/cached/$size" >/dev/null
+  run "cache hit, gatehouse ($size)" "http://$GH/cached/$size"
+  run "cache hit, nginx proxy_cache ($size)" "http://$NGX_CACHE/cached/$size"
+  run "cache hit, varnish ($size)" "http://$VARNISH/cached/$size"
+done
+run "gatehouse, no features (1 KiB)" "http://$GH/plain/1k"
+run "gatehouse, API key auth (1 KiB)" "http://$GH/auth/1k" "Authorization: Bearer $KEY"
+# Last: at 100% the shadow queue keeps the candidate busy after wrk stops.
+run "gatehouse, mirroring 100% (1 KiB)" "http://$GH/mirror/1k"
+echo
+curl -s -H 'Authorization: Bearer bench' "http://$GH_ADMIN/v1/shadow/bench" | head -c 300; echo
