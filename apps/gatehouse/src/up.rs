@@ -68,14 +68,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut staleness = fx_service::config::StalenessConfig::default();
     staleness.convert.hard = None;
     staleness.quotes.hard = None;
-    let fx = fx_service::FxService::start(fx_service::FxServiceConfig {
+    let fx_config = fx_service::FxServiceConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         database_url: format!("sqlite://{}", args.data_dir.join("fx.db").display()),
         staleness,
         ..Default::default()
-    })
-    .await
-    .context("cannot start the fx service")?;
+    };
+    let fx = fx_service::FxService::start(fx_config.clone())
+        .await
+        .context("cannot start the fx service")?;
+    // A candidate version with a real behaviour change (a wider customer
+    // spread), dark-launched against the live one: `gatehouse shadow report
+    // fx-spread-75bps` shows the differences the change makes.
+    let mut candidate_config = fx_config;
+    candidate_config.spread.default_bps = 75;
+    candidate_config.import_bundled = false;
+    let fx_candidate = fx_service::FxService::start(candidate_config)
+        .await
+        .context("cannot start the fx candidate")?;
 
     let config_path = args.data_dir.join("gatehouse.toml");
     let config = format!(
@@ -109,11 +119,23 @@ rewrite = "/v1/{{*rest}}"
 cluster = "fx"
 auth = {{ methods = ["api_key"] }}
 cache = {{ key_consumer = false }}
+
+# A candidate fx version (customer spread 75 bps instead of 50), compared in
+# the dark on every request: `gatehouse shadow report fx-spread-75bps`.
+[clusters.fx-candidate]
+targets = ["{fx_candidate}"]
+
+[[dark_launches]]
+name = "fx-spread-75bps"
+routes = ["fx"]
+candidate = "fx-candidate"
+sample_percent = 100.0
 "#,
         listen = args.listen,
         admin = args.admin_listen,
         data_dir = args.data_dir.display(),
         fx = fx.local_addr(),
+        fx_candidate = fx_candidate.local_addr(),
     );
     std::fs::write(&config_path, &config)
         .with_context(|| format!("cannot write {}", config_path.display()))?;

@@ -311,6 +311,32 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
         "the gateway cache serves the repeat: {status}"
     );
 
+    // The dark launch compared those requests with the candidate (75 bps
+    // spread): the customer amount differs, the mid amount does not.
+    let report_url = format!("http://{admin}/v1/shadow/fx-spread-75bps");
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        report = http
+            .get(&report_url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if report["top_fields"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fields = report["top_fields"].to_string();
+    assert!(fields.contains("customer"), "{report}");
+    assert!(!fields.contains("mid"), "{report}");
+
     let res = reqwest::Client::new()
         .get(format!("http://{admin}/v1/upstreams"))
         .bearer_auth(token.trim())

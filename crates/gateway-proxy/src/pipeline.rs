@@ -247,11 +247,29 @@ impl Gateway {
         let Some(engine) = self.mirror() else {
             return (req, None);
         };
-        let route = &ctx.matched.as_ref().expect("routed").route;
+        let matched = ctx.matched.as_ref().expect("routed");
+        let route = &matched.route;
         let (parts, body) = req.into_parts();
         let consumer = ctx.identity.as_ref().and_then(|i| i.consumer_id.as_deref());
         let request_id = ctx.request_id.to_str().unwrap_or_default();
-        let Some(plan) = engine.plan(&route.name, &parts, request_id, consumer) else {
+        // The candidate is a version of the upstream service, so it gets the
+        // path the primary's upstream gets (after strip_prefix or rewrite).
+        let upstream_path = route.upstream_path(parts.uri.path(), &matched.params);
+        let plan = if upstream_path == parts.uri.path() {
+            engine.plan(&route.name, &parts, request_id, consumer)
+        } else {
+            let pq = match parts.uri.query() {
+                Some(q) => format!("{upstream_path}?{q}"),
+                None => upstream_path,
+            };
+            let (mut shadow, ()) = Request::new(()).into_parts();
+            shadow.method = parts.method.clone();
+            shadow.version = parts.version;
+            shadow.headers = parts.headers.clone();
+            shadow.uri = pq.parse().unwrap_or_else(|_| parts.uri.clone());
+            engine.plan(&route.name, &shadow, request_id, consumer)
+        };
+        let Some(plan) = plan else {
             return (Request::from_parts(parts, body), None);
         };
         let captured = Arc::new(parking_lot::Mutex::new(Captured::default()));
