@@ -254,10 +254,10 @@ impl Gateway {
         let request_id = ctx.request_id.to_str().unwrap_or_default();
         // The candidate is a version of the upstream service, so it gets the
         // path the primary's upstream gets (after strip_prefix or rewrite).
-        let upstream_path = route.upstream_path(parts.uri.path(), &matched.params);
-        let plan = if upstream_path == parts.uri.path() {
+        let plan = if !route.rewrites_path() {
             engine.plan(&route.name, &parts, request_id, consumer)
         } else {
+            let upstream_path = route.upstream_path(parts.uri.path(), &matched.params);
             let pq = match parts.uri.query() {
                 Some(q) => format!("{upstream_path}?{q}"),
                 None => upstream_path,

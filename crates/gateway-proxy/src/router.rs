@@ -286,6 +286,11 @@ impl Route {
         }
     }
 
+    /// Whether the upstream path can differ from the request path.
+    pub fn rewrites_path(&self) -> bool {
+        self.rewrite.is_some() || self.strip_prefix.is_some()
+    }
+
     /// The path to send upstream: `rewrite` with parameters filled in, or
     /// the request path with `strip_prefix` removed (never empty).
     pub fn upstream_path(&self, path: &str, params: &[(String, String)]) -> String {
