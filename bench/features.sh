@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-64}
 WORK=$(mktemp -d)
+# nginx workers run as `nobody`; mktemp makes the directory private.
+chmod 755 "$WORK"
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   for d in up cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
@@ -134,6 +136,17 @@ for _ in $(seq 1 100); do curl -sf "http://$GH/plain/1k" >/dev/null && break; sl
 KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
   -d '{"owner":"bench"}' "http://$GH_ADMIN/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
 [ -n "$KEY" ] || { echo "could not create a key"; exit 1; }
+
+# Refuse to measure anything but the intended object.
+expect() { # url bytes [header]
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' ${3:+-H "$3"} "$1")
+  [ "$got" = "200 $2" ] || { echo "sanity check failed for $1: got '$got', want '200 $2'"; exit 1; }
+}
+expect "http://$GH/plain/1k" 1024
+expect "http://$GH/auth/1k" 1024 "Authorization: Bearer $KEY"
+expect "http://$GH/mirror/1k" 1024
+for base in "http://$GH" "http://$NGX_CACHE" "http://$VARNISH"; do expect "$base/cached/1k" 1024; expect "$base/cached/64k" 65536; done
 
 run() { # label url [header]
   local out hdr=()

@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-64}
 WORK=$(mktemp -d)
+# nginx workers run as `nobody`; mktemp makes the directory private.
+chmod 755 "$WORK"
 trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null; nginx -p "$WORK/px" -c "$WORK/px/nginx.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 
 need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
@@ -88,6 +90,14 @@ taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
 for _ in $(seq 1 50); do curl -sf "http://$GH/small" >/dev/null && break; sleep 0.1; done
+
+# Refuse to measure anything but the intended object.
+expect() { # url bytes
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$1")
+  [ "$got" = "200 $2" ] || { echo "sanity check failed for $1: got '$got', want '200 $2'"; exit 1; }
+}
+for base in "http://$UP" "http://$NGX" "http://$GH"; do expect "$base/small" 64; expect "$base/64k" 65536; done
 
 # run NAME URL -> "rps p50 p99"
 run() {
