@@ -70,39 +70,42 @@ impl http_body::Body for LimitedBody {
     }
 }
 
-/// Called once when a response body finishes or is dropped.
-pub trait OnFinish: Send + 'static {
-    /// `bytes` sent; `completed` is false when the client went away first.
-    fn finish(self: Box<Self>, bytes: u64, completed: bool);
+/// Watches a streaming body: sees each data chunk as it passes, and is told
+/// once how the body ended.
+pub trait Observer: Send + Unpin + 'static {
+    /// A data chunk on its way through.
+    fn data(&mut self, _chunk: &Bytes) {}
+
+    /// The body ended: `completed` is false when it broke off or was dropped
+    /// early (the client went away).
+    fn end(self, completed: bool);
 }
 
-/// A response body that reports its end.
-pub struct ObservedBody {
+/// A body passed through unchanged while an [`Observer`] watches it.
+pub struct ObservedBody<O: Observer> {
     inner: Body,
-    bytes: u64,
     done: bool,
-    on_finish: Option<Box<dyn OnFinish>>,
+    observer: Option<O>,
 }
 
-impl ObservedBody {
-    /// Wraps `inner`, calling `on_finish` at its end.
-    pub fn new(inner: Body, on_finish: Box<dyn OnFinish>) -> Self {
+impl<O: Observer> ObservedBody<O> {
+    /// Wraps `inner` under `observer`.
+    pub fn new(inner: Body, observer: O) -> Self {
         Self {
             inner,
-            bytes: 0,
             done: false,
-            on_finish: Some(on_finish),
+            observer: Some(observer),
         }
     }
 
-    fn finish(&mut self, completed: bool) {
-        if let Some(f) = self.on_finish.take() {
-            f.finish(self.bytes, completed);
+    fn end(&mut self, completed: bool) {
+        if let Some(o) = self.observer.take() {
+            o.end(completed);
         }
     }
 }
 
-impl http_body::Body for ObservedBody {
+impl<O: Observer> http_body::Body for ObservedBody<O> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -114,19 +117,19 @@ impl http_body::Body for ObservedBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
+                if let (Some(data), Some(o)) = (frame.data_ref(), this.observer.as_mut()) {
+                    o.data(data);
                 }
                 if this.inner.is_end_stream() {
                     this.done = true;
-                    this.finish(true);
+                    this.end(true);
                 }
             }
             Poll::Ready(None) => {
                 this.done = true;
-                this.finish(true);
+                this.end(true);
             }
-            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Err(_))) => this.end(false),
             Poll::Pending => {}
         }
         polled
@@ -141,10 +144,10 @@ impl http_body::Body for ObservedBody {
     }
 }
 
-impl Drop for ObservedBody {
+impl<O: Observer> Drop for ObservedBody<O> {
     fn drop(&mut self) {
         // An empty body may never be polled; it still completed.
         let completed = self.done || self.inner.is_end_stream();
-        self.finish(completed);
+        self.end(completed);
     }
 }

@@ -30,9 +30,9 @@ use http_body::Body as _;
 use http_body_util::BodyExt as _;
 
 use crate::forward::Forward;
-use crate::shadow::{Captured, OnEnd, TeeBody};
+use crate::shadow::{Captured, OnEnd, Tee};
 
-use crate::body::{ObservedBody, OnFinish};
+use crate::body::{ObservedBody, Observer};
 use crate::gateway::{Gateway, Snapshot};
 use crate::headers::{self, TraceContext};
 use crate::router::RouteMatch;
@@ -95,7 +95,8 @@ impl Mirroring {
             };
             let _ = plan.submit(request_body, primary);
         });
-        let body = TeeBody::new(body, cap, Arc::default(), Some(on_end)).boxed_unsync();
+        let body =
+            ObservedBody::new(body, Tee::new(cap, Arc::default(), Some(on_end))).boxed_unsync();
         Response::from_parts(parts, body)
     }
 
@@ -276,7 +277,11 @@ impl Gateway {
         let body = if body.is_end_stream() {
             body
         } else {
-            TeeBody::new(body, plan.max_body_bytes(), captured.clone(), None).boxed_unsync()
+            ObservedBody::new(
+                body,
+                Tee::new(plan.max_body_bytes(), captured.clone(), None),
+            )
+            .boxed_unsync()
         };
         (
             Request::from_parts(parts, body),
@@ -523,7 +528,7 @@ impl Gateway {
             started: ctx.started,
             _in_flight: in_flight,
         };
-        res.map(|b| ObservedBody::new(b, Box::new(finish)).boxed_unsync())
+        res.map(|b| ObservedBody::new(b, finish).boxed_unsync())
     }
 }
 
@@ -541,10 +546,13 @@ struct Finish {
     _in_flight: Option<crate::gateway::InFlight>,
 }
 
-impl OnFinish for Finish {
-    fn finish(mut self: Box<Self>, bytes: u64, completed: bool) {
+impl Observer for Finish {
+    fn data(&mut self, chunk: &bytes::Bytes) {
+        self.record.bytes_out += chunk.len() as u64;
+    }
+
+    fn end(mut self, completed: bool) {
         let elapsed = self.started.elapsed();
-        self.record.bytes_out = bytes;
         self.record.completed = completed;
         self.record.duration_ms = elapsed.as_secs_f64() * 1000.0;
         let route = self.record.route.clone().unwrap_or_else(|| "none".into());

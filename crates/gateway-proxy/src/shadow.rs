@@ -4,19 +4,16 @@
 //! that hands the primary's request and response bytes to the comparator
 //! once the client has them, never before.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{Body, BoxError};
 use gateway_mirror::{ErrorKind, Observation, ShadowClient, ShadowRequest};
 use gateway_upstream::{SendOptions, UpstreamErrorKind};
 
+use crate::body::Observer;
 use crate::gateway::WeakGateway;
 use http::Request;
-use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
 
@@ -130,81 +127,39 @@ impl Captured {
 /// Called when a teed body ends; `complete` is false when it broke off.
 pub(crate) type OnEnd = Box<dyn FnOnce(Option<Bytes>, bool) + Send>;
 
-/// Streams a body through unchanged while copying it, up to `cap` bytes.
-pub(crate) struct TeeBody {
-    inner: Body,
+/// Copies a body, up to `cap` bytes, as it streams through
+/// [`ObservedBody`]; optionally hands the copy on when the body ends.
+pub(crate) struct Tee {
     captured: Arc<Mutex<Captured>>,
     cap: usize,
     on_end: Option<OnEnd>,
 }
 
-impl TeeBody {
-    pub(crate) fn new(
-        inner: Body,
-        cap: usize,
-        captured: Arc<Mutex<Captured>>,
-        on_end: Option<OnEnd>,
-    ) -> Self {
+impl Tee {
+    pub(crate) fn new(cap: usize, captured: Arc<Mutex<Captured>>, on_end: Option<OnEnd>) -> Self {
         Self {
-            inner,
             captured,
             cap,
             on_end,
         }
     }
+}
 
-    fn end(&mut self, complete: bool) {
-        if let Some(f) = self.on_end.take() {
+impl Observer for Tee {
+    fn data(&mut self, chunk: &Bytes) {
+        let mut c = self.captured.lock();
+        if !c.over && c.bytes.len() + chunk.len() <= self.cap {
+            c.bytes.extend_from_slice(chunk);
+        } else {
+            c.over = true;
+            c.bytes = BytesMut::new();
+        }
+    }
+
+    fn end(self, completed: bool) {
+        if let Some(f) = self.on_end {
             let bytes = self.captured.lock().take();
-            f(bytes, complete);
+            f(bytes, completed);
         }
-    }
-}
-
-impl http_body::Body for TeeBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let mut c = this.captured.lock();
-                    if !c.over && c.bytes.len() + data.len() <= this.cap {
-                        c.bytes.extend_from_slice(data);
-                    } else {
-                        c.over = true;
-                        c.bytes = BytesMut::new();
-                    }
-                }
-                if this.inner.is_end_stream() {
-                    this.end(true);
-                }
-            }
-            Poll::Ready(None) => this.end(true),
-            Poll::Ready(Some(Err(_))) => this.end(false),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for TeeBody {
-    fn drop(&mut self) {
-        let complete = self.inner.is_end_stream();
-        self.end(complete);
     }
 }
