@@ -1,6 +1,7 @@
 //! Body wrappers used by the pipeline: a request body size limit that says
-//! when it tripped, and a response body that reports when it is done (for
-//! the access log, latency metrics and the in-flight count).
+//! when it tripped, and [`ObservedBody`], which lets an [`Observer`] watch a
+//! body stream by and learn how it ended (the access log, latency metrics
+//! and in-flight count; the dark-launch tee).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
