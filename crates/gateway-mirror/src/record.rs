@@ -110,6 +110,11 @@ impl Recorder {
         };
         json.push('\n');
         let mut guard = self.file.lock();
+        // Checked again under the lock: concurrent jobs all passed the cheap
+        // check above, and only one of them may write the last allowed line.
+        if self.written.load(Ordering::Relaxed) >= self.cfg.max_records {
+            return;
+        }
         if guard.is_none() {
             match std::fs::OpenOptions::new()
                 .create(true)
