@@ -49,6 +49,17 @@ enum Command {
     },
     /// Start everything on this machine with no files to write first.
     Up(up::UpArgs),
+    /// Apply database migrations (keys, dark launches, fx) and exit. Nodes
+    /// also migrate at start; run this first when rolling out a release to
+    /// a fleet so nodes never race on it.
+    Migrate {
+        /// Read `storage.database_url` (or the SQLite data dir) from this config.
+        #[arg(long, short, conflicts_with = "database_url")]
+        config: Option<PathBuf>,
+        /// The database to migrate (`postgres://...` or `sqlite://...`).
+        #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// The currency conversion service: serve, import rate files, convert.
     Fx {
         #[command(subcommand)]
@@ -170,7 +181,51 @@ fn main() -> ExitCode {
             init_logging(cli.log_format, "info");
             run(up::run(args))
         }
+        Command::Migrate {
+            config,
+            database_url,
+        } => {
+            let url = match (config, database_url) {
+                (_, Some(url)) => url,
+                (Some(file), None) => match gateway_config::load_file(&file) {
+                    Ok(loaded) => gateway_proxy::database_url(&loaded),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => {
+                    eprintln!("error: give --config FILE or --database-url URL");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(cli.log_format, "warn");
+            run(migrate(url))
+        }
     }
+}
+
+/// Every store migrates itself on connect; connecting to each is the
+/// migration. Versions are disjoint per system (keys 1001+, fx 2001+,
+/// dark launch 3001+), so they share one migrations table.
+async fn migrate(url: String) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let shown = gateway_config::redact_url_credentials(&url);
+    // Fail fast on an unreachable database (sqlx retries until the timeout).
+    gateway_keys::store::SqlStore::connect_opts(&url, None, std::time::Duration::from_secs(3))
+        .await
+        .with_context(|| format!("keys: cannot migrate {shown}"))?;
+    println!("keys: up to date");
+    gateway_mirror::SqlShadowStore::connect(&url)
+        .await
+        .with_context(|| format!("dark launch: cannot migrate {shown}"))?;
+    println!("dark launch: up to date");
+    fx::SqlStore::connect(&url, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("fx: cannot migrate {shown}: {e}"))?;
+    println!("fx: up to date");
+    println!("migrated {shown}");
+    Ok(())
 }
 
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

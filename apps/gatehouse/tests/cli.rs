@@ -347,3 +347,46 @@ async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn migrate_prepares_a_database_once_and_rejects_bad_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fleet.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    for run in 0..2 {
+        let out = Command::new(BIN)
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {run}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for system in ["keys", "dark launch", "fx"] {
+            assert!(
+                stdout.contains(&format!("{system}: up to date")),
+                "{stdout}"
+            );
+        }
+    }
+    assert!(db.exists());
+
+    // A config file names the database too; credentials are never echoed.
+    let out = Command::new(BIN)
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://gatehouse:hunter2@127.0.0.1:1/none",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("keys: cannot migrate"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let out = Command::new(BIN).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

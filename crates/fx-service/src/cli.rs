@@ -37,6 +37,10 @@ pub struct DbArgs {
     /// Database URL (overrides the config): sqlite://PATH or postgres://...
     #[arg(long, env = "GATEHOUSE_FX_DATABASE")]
     pub database: Option<String>,
+    /// Redis shared by a fleet of fx services (overrides the config's
+    /// `redis_url`): `serve` joins the fleet, `import` tells it.
+    #[arg(long, env = "GATEHOUSE_FX_REDIS")]
+    pub redis: Option<String>,
 }
 
 /// `serve` options.
@@ -94,6 +98,11 @@ fn load_config(db: &DbArgs) -> anyhow::Result<FxServiceConfig> {
     if cfg.database_url.is_empty() {
         cfg.database_url = DEFAULT_DATABASE_URL.to_string();
     }
+    if let Some(url) = &db.redis {
+        cfg.redis_url = Some(url.clone());
+    }
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
     Ok(cfg)
 }
 
@@ -139,6 +148,7 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 .provider
                 .unwrap_or_else(|| default_provider(format).to_string());
             let engine = FxService::open_engine(&cfg, clock).await?;
+            let fleet = crate::fleet::Fleet::connect(&cfg).await?;
             let started = std::time::Instant::now();
             let report = engine
                 .ingest_bytes(&provider, Some(format), &bytes)
@@ -146,6 +156,22 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("{} was not imported (nothing was stored)", a.file.display())
                 })?;
+            if let Some(f) = &fleet {
+                if report.inserted > 0 {
+                    let event = crate::fleet::RatesChanged {
+                        provider: provider.clone(),
+                        last_fixing: report.last_date,
+                        rows: report.inserted,
+                    };
+                    match f.announce(&event).await {
+                        Ok(()) => println!("told the fleet on {}", f.channel()),
+                        Err(e) => eprintln!(
+                            "warning: the fleet was not told ({e}); running instances see these rates at their next reload or restart"
+                        ),
+                    }
+                }
+                f.shutdown();
+            }
             println!(
                 "imported {} ({format}) as provider {provider}: {} new rows, {} already stored, fixings {}..{}, {} ms",
                 a.file.display(),

@@ -21,6 +21,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8085";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./gatehouse-data/gatehouse.db";
 /// Default lifetime of a quote.
 pub const DEFAULT_QUOTE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default prefix of every Redis key and channel of a fleet (the fx
+/// service adds `fx:` after it; see [`FxServiceConfig::redis_prefix`]).
+pub const DEFAULT_REDIS_PREFIX: &str = "gatehouse:";
 /// Default longest series, in days (a little over 27 years: the full ECB history).
 pub const DEFAULT_MAX_RANGE_DAYS: i64 = 10_000;
 
@@ -55,6 +58,18 @@ pub struct FxServiceConfig {
     pub max_amount_digits: u32,
     /// Providers fetched on a schedule.
     pub providers: Vec<ProviderConfig>,
+    /// Redis shared by a fleet of fx services on one database
+    /// (`redis://[user:password@]host[:port][/db]`, `rediss://` or
+    /// `redis+unix://`). When set, an instance that stores new fixings tells
+    /// the others, which reload their rates from the database, and a
+    /// scheduled provider is fetched by one instance per interval. None
+    /// (default): a single instance, nothing shared. The password never
+    /// appears in logs or errors.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel of this fleet (default
+    /// `gatehouse:`); the service uses `{redis_prefix}fx:...`, apart from
+    /// the gateway's keys. One prefix per fleet sharing a Redis.
+    pub redis_prefix: String,
 }
 
 impl Default for FxServiceConfig {
@@ -74,6 +89,8 @@ impl Default for FxServiceConfig {
             max_range_days: DEFAULT_MAX_RANGE_DAYS,
             max_amount_digits: fx::money::DEFAULT_MAX_INTEGER_DIGITS,
             providers: Vec::new(),
+            redis_url: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
         }
     }
 }
@@ -261,6 +278,33 @@ impl FxServiceConfig {
         if !(1..=20).contains(&self.max_amount_digits) {
             return Err("max_amount_digits must be between 1 and 20".into());
         }
+        if let Some(url) = &self.redis_url {
+            let redacted = gateway_redis::RedisConfig::new(url.as_str()).redacted_url();
+            if !["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+                || url.trim() != url
+            {
+                return Err(format!(
+                    "redis_url must be a redis://, rediss:// or redis+unix:// URL, got `{redacted}`"
+                ));
+            }
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                return Err(format!("redis_url `{redacted}` is not usable: {e}"));
+            }
+        }
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || self
+                .redis_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "redis_prefix must be 1 to 64 characters without spaces, got `{}`",
+                self.redis_prefix.escape_debug()
+            ));
+        }
         let mut names = BTreeSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}]");
@@ -357,5 +401,33 @@ interval = "30m"
             .to_string()
             .contains("base_path"));
         assert!(FxServiceConfig::from_toml("base_path = \"/fx\"").is_ok());
+    }
+
+    #[test]
+    fn redis_settings_are_optional_and_checked() {
+        let cfg = FxServiceConfig::from_toml("").unwrap();
+        assert_eq!(cfg.redis_url, None);
+        assert_eq!(cfg.redis_prefix, "gatehouse:");
+        let cfg = FxServiceConfig::from_toml(
+            "redis_url = \"redis://cache.internal:6379/2\"\nredis_prefix = \"eu1:\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.redis_url.as_deref(),
+            Some("redis://cache.internal:6379/2")
+        );
+        assert_eq!(cfg.redis_prefix, "eu1:");
+        for (toml, field) in [
+            ("redis_url = \"http://u:secret@h:6379\"", "redis_url"),
+            ("redis_url = \"\"", "redis_url"),
+            ("redis_url = \" redis://h\"", "redis_url"),
+            ("redis_prefix = \"\"", "redis_prefix"),
+            ("redis_prefix = \"a b\"", "redis_prefix"),
+            ("redis_urll = \"redis://h\"", "redis_urll"),
+        ] {
+            let e = FxServiceConfig::from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+            assert!(!e.contains("secret"), "{toml}: {e}");
+        }
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ProviderConfig;
+use crate::fleet::{lease_ttl, Fleet, Lease};
 
 /// Health of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,6 +124,18 @@ impl HealthRegistry {
             .unwrap_or_default()
     }
 
+    /// Records that another instance of the fleet stored new rows from
+    /// `name` (this one skipped the fetch because a peer held the lease).
+    pub(crate) fn record_peer_fetch(&self, name: &str, last_fixing: NaiveDate, at: DateTime<Utc>) {
+        self.update(name, |h| {
+            h.state = ProviderState::Healthy;
+            h.last_success = Some(at);
+            h.last_error = None;
+            h.consecutive_failures = 0;
+            h.last_fixing = h.last_fixing.max(Some(last_fixing));
+        });
+    }
+
     /// Every provider's health as of `now`.
     pub fn snapshot(&self, now: DateTime<Utc>, calendar: &FixingCalendar) -> Vec<ProviderHealth> {
         self.map
@@ -198,6 +211,8 @@ pub struct Fetcher {
     client: reqwest::Client,
     engine: Arc<FxEngine>,
     health: Arc<HealthRegistry>,
+    /// In a fleet: announces new rows and takes fetch leases.
+    fleet: Option<Fleet>,
 }
 
 fn retryable(status: reqwest::StatusCode) -> bool {
@@ -215,7 +230,15 @@ impl Fetcher {
             client,
             engine,
             health,
+            fleet: None,
         }
+    }
+
+    /// Makes this fetcher a member of `fleet`: stored rows are announced to
+    /// the other instances, and scheduled fetches take the provider's lease.
+    pub fn with_fleet(mut self, fleet: Option<Fleet>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// The health registry.
@@ -308,6 +331,9 @@ impl Fetcher {
                 .await
             {
                 Ok(report) => {
+                    if let Some(f) = &self.fleet {
+                        f.announce_ingest(&p.name, &report).await;
+                    }
                     self.health.update(&p.name, |h| {
                         h.etag = etag;
                         h.last_modified = lm;
@@ -344,8 +370,30 @@ impl Fetcher {
         result
     }
 
+    /// One tick of a provider's schedule: fetches, unless another instance
+    /// of the fleet holds the provider's lease for this interval (it then
+    /// announces what it stored). Without Redis, or when Redis fails, this
+    /// instance fetches on its own: availability before economy.
+    pub async fn scheduled_fetch(
+        &self,
+        p: &ProviderConfig,
+    ) -> Option<Result<FetchOutcome, FetchError>> {
+        if let Some(f) = &self.fleet {
+            let lease = f.try_lease(&p.name, lease_ttl(p.interval)).await;
+            if !lease.should_fetch() {
+                tracing::debug!(provider = %p.name, "fx provider fetched by another instance this interval; skipping");
+                return None;
+            }
+            if lease == Lease::Unavailable {
+                tracing::debug!(provider = %p.name, "fx fleet lease unavailable (Redis down); fetching locally");
+            }
+        }
+        Some(self.fetch_once(p).await)
+    }
+
     /// Starts one task per enabled provider, fetching immediately and then
-    /// every `interval`, until `shutdown` turns true.
+    /// every `interval`, until `shutdown` turns true. In a fleet, each tick
+    /// goes through [`scheduled_fetch`](Self::scheduled_fetch).
     pub fn spawn(
         &self,
         providers: &[ProviderConfig],
@@ -361,7 +409,7 @@ impl Fetcher {
                 let mut stop = shutdown.clone();
                 tokio::spawn(async move {
                     loop {
-                        let _ = me.fetch_once(&p).await;
+                        me.scheduled_fetch(&p).await;
                         tokio::select! {
                             _ = tokio::time::sleep(p.interval) => {}
                             _ = stop.changed() => break,

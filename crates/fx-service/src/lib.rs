@@ -6,6 +6,8 @@
 //!   its own listener; `gatehouse up` puts the gateway in front of it.
 //! - [`router`] builds the API for in-process use (tests, embedding).
 //! - [`cli`] implements `gatehouse fx serve | import | convert`.
+//! - [`fleet`]: with `redis_url`, several instances on one database keep
+//!   their rate tables in step and fetch each provider once per interval.
 //!
 //! Architecture invariant: this crate knows nothing about the gateway; the
 //! gateway treats it as an ordinary upstream (keys and cache apply there).
@@ -13,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 
@@ -26,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{FxServiceConfig, ProviderConfig};
+pub use fleet::Fleet;
 pub use http::{router, AppState};
 pub use ingest::{Fetcher, HealthRegistry};
 
@@ -98,21 +102,61 @@ impl FxService {
     }
 
     /// Starts the whole service with an injected clock.
+    ///
+    /// With `redis_url`, the instance joins its fleet first and subscribes
+    /// to rate changes before loading the table, so nothing another
+    /// instance stores meanwhile is missed.
     pub async fn start_with_clock(
         cfg: FxServiceConfig,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<RunningFx> {
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
         let providers = cfg.providers.clone();
         let listen = cfg.listen;
-        let (state, health) = Self::build(cfg, clock).await?;
+        let fleet = Fleet::connect(&cfg).await?;
+        let events = fleet.as_ref().map(Fleet::subscribe);
+        let built = Self::build(cfg, clock).await;
+        let (state, health) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(f) = &fleet {
+                    f.shutdown();
+                }
+                return Err(e);
+            }
+        };
         let engine = state.engine().clone();
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(f) = &fleet {
+                    f.shutdown();
+                }
+                return Err(e).with_context(|| format!("cannot listen on {listen}"));
+            }
+        };
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
-        let fetcher = Fetcher::new(engine.clone(), health);
-        let schedulers = fetcher.spawn(&providers, rx.clone());
+        let mut schedulers = Vec::new();
+        if let (Some(f), Some(events)) = (&fleet, events) {
+            if let fx::engine::Bootstrap::ImportedBundled { rows, .. } = engine.bootstrap() {
+                // Instances that started on the same empty database meanwhile
+                // pick the bundled history up too.
+                if let Some(last) = engine.table().latest().map(|d| d.date) {
+                    let _ = f
+                        .announce(&fleet::RatesChanged {
+                            provider: fx::bundled::PROVIDER.to_string(),
+                            last_fixing: last,
+                            rows: *rows,
+                        })
+                        .await;
+                }
+            }
+            schedulers.push(f.spawn_follower(events, engine.clone(), health.clone(), rx.clone()));
+        }
+        let fetcher = Fetcher::new(engine.clone(), health).with_fleet(fleet.clone());
+        schedulers.extend(fetcher.spawn(&providers, rx.clone()));
         let app = router(state);
         let mut stop = rx;
         let server = tokio::spawn(async move {
@@ -126,6 +170,7 @@ impl FxService {
         Ok(RunningFx {
             addr,
             engine,
+            fleet,
             shutdown: tx,
             server,
             schedulers,
@@ -138,6 +183,7 @@ impl FxService {
 pub struct RunningFx {
     addr: SocketAddr,
     engine: Arc<FxEngine>,
+    fleet: Option<Fleet>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     schedulers: Vec<JoinHandle<()>>,
@@ -165,6 +211,23 @@ impl RunningFx {
         &self.engine
     }
 
+    /// The fleet this instance belongs to (`redis_url` set).
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// Ingests a provider file into the shared store and this instance's
+    /// table and, in a fleet, tells the other instances (as a scheduled
+    /// fetch or `gatehouse fx import` does).
+    pub async fn ingest_bytes(
+        &self,
+        provider: &str,
+        format: Option<fx::Format>,
+        bytes: &[u8],
+    ) -> Result<fx::store::IngestReport, fx::engine::IngestError> {
+        fleet::ingest_and_announce(&self.engine, self.fleet.as_ref(), provider, format, bytes).await
+    }
+
     /// A handle that can stop the service.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
@@ -175,6 +238,9 @@ impl RunningFx {
         let res = self.server.await;
         for s in self.schedulers {
             s.abort();
+        }
+        if let Some(f) = &self.fleet {
+            f.shutdown();
         }
         res.context("fx server task failed")?
             .context("fx server failed")

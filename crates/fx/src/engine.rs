@@ -49,6 +49,20 @@ pub enum Bootstrap {
     },
 }
 
+/// What a [`FxEngine::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reload {
+    /// Raw rows read from the store.
+    pub rows: u64,
+    /// Fixing dates whose rates changed (0: the table was already current
+    /// and was not replaced).
+    pub days_changed: usize,
+    /// Version of the table now served.
+    pub version: u64,
+    /// Milliseconds taken (read + merge + publish).
+    pub millis: u128,
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -143,14 +157,7 @@ impl FxEngine {
                 millis: started.elapsed().as_millis(),
             }
         } else {
-            let mut rows = 0u64;
-            for pb in store.load_all().await? {
-                for b in &pb.batches {
-                    rows += b.len() as u64;
-                    let (days, _) = crate::table::normalise(b);
-                    book.add_normalised(&pb.provider, days);
-                }
-            }
+            let (rows, _) = merge_stored(&mut book, &store.load_all().await?);
             Bootstrap::Loaded {
                 rows,
                 millis: started.elapsed().as_millis(),
@@ -356,12 +363,120 @@ impl FxEngine {
         })
     }
 
+    /// Re-reads every stored row and publishes a new snapshot if the store
+    /// holds rows this process has not seen (stored by another process
+    /// sharing the database, e.g. another instance of a fleet or
+    /// `gatehouse fx import`).
+    ///
+    /// This is the start-up load (`load_all`, normalise, add to the book)
+    /// merged into the current book: raw rows are never updated or deleted,
+    /// so the result is the table a fresh start would build, while only the
+    /// days that changed are recomputed, untouched days stay shared and the
+    /// table version keeps increasing (caches keyed on it stay correct).
+    /// Serialised with [`ingest`](Self::ingest); readers never wait.
+    pub async fn reload(&self) -> Result<Reload, FxError> {
+        let started = Instant::now();
+        let mut book = self.book.lock().await;
+        let stored = self.store.load_all().await?;
+        let (rows, mut touched) = merge_stored(&mut book, &stored);
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            self.table.store(book.publish(&touched, self.clock.now()));
+        }
+        Ok(Reload {
+            rows,
+            days_changed: touched.len(),
+            version: self.table.load().version,
+            millis: started.elapsed().as_millis(),
+        })
+    }
+
     /// When the engine's data last changed.
     pub fn updated_at(&self) -> Option<DateTime<Utc>> {
         self.table().updated_at
     }
 }
 
+/// Adds every stored row to `book` (rows it already has are kept as they
+/// are); returns the rows read and the dates that changed.
+fn merge_stored(
+    book: &mut RateBook,
+    stored: &[crate::store::ProviderBatch],
+) -> (u64, Vec<chrono::NaiveDate>) {
+    let mut rows = 0u64;
+    let mut touched = Vec::new();
+    for pb in stored {
+        for b in &pb.batches {
+            rows += b.len() as u64;
+            let (days, _) = crate::table::normalise(b);
+            touched.extend(book.add_normalised(&pb.provider, days));
+        }
+    }
+    (rows, touched)
+}
+
 fn book_dates(book: &RateBook) -> Vec<chrono::NaiveDate> {
     book.dates()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::Fixing;
+    use crate::store::SqlStore;
+    use chrono::{NaiveDate, TimeZone};
+    use gateway_core::ManualClock;
+
+    fn batch(date: &str, usd: i64) -> Batch {
+        Batch {
+            base: CurrencyCode::EUR,
+            fixings: vec![Fixing {
+                date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+                rates: vec![(CurrencyCode::USD, Decimal::new(usd, 4))],
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn reload_picks_up_rows_another_process_stored() {
+        // Two engines over one store stand for two processes on one database.
+        let store: Arc<dyn RateStore> =
+            Arc::new(SqlStore::connect("sqlite::memory:", None).await.unwrap());
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap(),
+        ));
+        let cfg = EngineConfig {
+            import_bundled: false,
+            ..EngineConfig::default()
+        };
+        let a = FxEngine::open(store.clone(), cfg.clone(), clock.clone())
+            .await
+            .unwrap();
+        a.ingest("ecb", Format::EcbXml, &batch("2026-10-29", 11150))
+            .await
+            .unwrap();
+        let b = FxEngine::open(store.clone(), cfg, clock).await.unwrap();
+        let v0 = b.table().version;
+        assert_eq!(b.table().days().len(), 1);
+
+        a.ingest("ecb", Format::EcbXml, &batch("2026-10-30", 11172))
+            .await
+            .unwrap();
+        assert_eq!(b.table().days().len(), 1, "b has not looked yet");
+        let r = b.reload().await.unwrap();
+        assert_eq!((r.rows, r.days_changed), (2, 1));
+        let t = b.table();
+        assert_eq!(t.latest().unwrap().date.to_string(), "2026-10-30");
+        assert_eq!(
+            t.latest().unwrap().mid(CurrencyCode::USD),
+            Some(Decimal::new(11172, 4))
+        );
+        // The version only grows, so caches keyed on it never serve old data.
+        assert!(t.version > v0);
+        // Nothing new: the snapshot is kept as it is.
+        let again = b.reload().await.unwrap();
+        assert_eq!(again.days_changed, 0);
+        assert!(Arc::ptr_eq(&t, &b.table()));
+    }
 }

@@ -52,11 +52,20 @@ pub struct Freshness {
 }
 
 impl FixingCalendar {
+    /// Whether the ECB publishes a fixing on `date`: a TARGET2 business
+    /// day, i.e. not a weekend nor a TARGET closing day.
+    pub fn is_business_day(&self, date: NaiveDate) -> bool {
+        !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !is_target_holiday(date)
+    }
+
     /// The next business day after `date`.
     pub fn next_business_day(&self, date: NaiveDate) -> NaiveDate {
         let mut d = date.succ_opt().unwrap_or(date);
-        while matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
-            d = d.succ_opt().unwrap_or(d);
+        while !self.is_business_day(d) {
+            match d.succ_opt() {
+                Some(next) => d = next,
+                None => break,
+            }
         }
         d
     }
@@ -76,9 +85,70 @@ impl FixingCalendar {
     }
 }
 
+/// TARGET closing days since 2002: New Year's Day, Good Friday, Easter
+/// Monday, 1 May, 25 and 26 December. (1999–2001 had a few more, such as
+/// 31 December; the calendar only looks forward from recent fixings, so it
+/// models the current rule.)
+pub fn is_target_holiday(date: NaiveDate) -> bool {
+    let (m, d) = (date.month(), date.day());
+    if matches!((m, d), (1, 1) | (5, 1) | (12, 25) | (12, 26)) {
+        return true;
+    }
+    match easter_sunday(date.year()) {
+        Some(easter) => date == easter - Duration::days(2) || date == easter + Duration::days(1),
+        None => false,
+    }
+}
+
+/// Western Easter Sunday (the anonymous Gregorian computus).
+fn easter_sunday(year: i32) -> Option<NaiveDate> {
+    let a = year % 19;
+    let b = year / 100;
+    let c = year % 100;
+    let d = b / 4;
+    let e = b % 4;
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15) % 30;
+    let i = c / 4;
+    let k = c % 4;
+    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    NaiveDate::from_ymd_opt(year, month as u32, day as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn easter_dates_match_the_calendar() {
+        for (y, m, d) in [
+            (2024, 3, 31),
+            (2025, 4, 20),
+            (2026, 4, 5),
+            (2019, 4, 21),
+            (2038, 4, 25),
+        ] {
+            assert_eq!(easter_sunday(y), NaiveDate::from_ymd_opt(y, m, d), "{y}");
+        }
+    }
+
+    #[test]
+    fn target_holidays_push_the_next_fixing() {
+        let cal = FixingCalendar::default();
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // Thursday before Easter 2026 → Tuesday after Easter Monday.
+        assert_eq!(cal.next_business_day(day(2026, 4, 2)), day(2026, 4, 7));
+        // Christmas Eve 2026 (Thursday) → Monday 28 December.
+        assert_eq!(cal.next_business_day(day(2026, 12, 24)), day(2026, 12, 28));
+        // 30 April 2026 (Thursday) → Monday 4 May (1 May is a Friday).
+        assert_eq!(cal.next_business_day(day(2026, 4, 30)), day(2026, 5, 4));
+        assert!(!cal.is_business_day(day(2027, 1, 1)));
+        assert!(cal.is_business_day(day(2026, 12, 31)));
+    }
 
     #[test]
     fn friday_fixing_is_fresh_all_weekend() {

@@ -286,3 +286,27 @@ fn monthly_series_gives_last_and_mean() {
         Err(FxError::NotQuoted { .. })
     ));
 }
+
+/// The fixing calendar agrees with the real history: from 2002 to the last
+/// bundled fixing, the ECB published on exactly the days the calendar calls
+/// business days.
+#[test]
+fn calendar_matches_the_days_the_ecb_published() {
+    let batch = fx::bundled::ecb_history().unwrap();
+    let published: std::collections::BTreeSet<NaiveDate> =
+        batch.fixings.iter().map(|f| f.date).collect();
+    let cal = FixingCalendar::default();
+    let last = *published.iter().next_back().unwrap();
+    let mut day = date("2002-01-01");
+    let mut mismatches = Vec::new();
+    while day <= last {
+        if cal.is_business_day(day) != published.contains(&day) {
+            mismatches.push(day);
+        }
+        day = day.succ_opt().unwrap();
+    }
+    assert!(
+        mismatches.is_empty(),
+        "calendar disagrees on {mismatches:?}"
+    );
+}

@@ -103,7 +103,7 @@ async fn purge(
             msg,
         ))
     })?;
-    cache.purge(&purge).map(Json).map_err(|e| {
+    cache.purge_everywhere(&purge).map(Json).map_err(|e| {
         ProblemResponse(Problem::new(
             StatusCode::BAD_REQUEST,
             e.code(),

@@ -173,6 +173,15 @@ pub struct Purge {
     pub soft: bool,
 }
 
+/// Carries purges to the other gateway nodes (the scale-out change feed).
+/// The cache only calls it; how purges travel (Redis pub/sub) is the
+/// gateway's business. Implementations must not block: publish in the
+/// background and log failures.
+pub trait PurgeFanout: Send + Sync + 'static {
+    /// Tells every other node to apply `purge` to its own cache.
+    fn publish(&self, purge: &Purge);
+}
+
 /// The outcome of a purge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeResult {
@@ -231,6 +240,7 @@ struct Inner {
     refreshing: Mutex<HashSet<VariantKey>>,
     refresh_done: Notify,
     stats: Arc<Stats>,
+    fanout: std::sync::OnceLock<Arc<dyn PurgeFanout>>,
 }
 
 impl HttpCache {
@@ -281,6 +291,7 @@ impl HttpCache {
                 refreshing: Mutex::default(),
                 refresh_done: Notify::new(),
                 stats,
+                fanout: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -358,7 +369,41 @@ impl HttpCache {
             .await
     }
 
-    /// Purges stored responses; see [`Purge`].
+    /// Sets where purges made through [`HttpCache::purge_everywhere`] are
+    /// sent. Once per cache; later calls are ignored.
+    pub fn set_fanout(&self, fanout: Arc<dyn PurgeFanout>) {
+        let _ = self.inner.fanout.set(fanout);
+    }
+
+    /// Purges here and tells every other node (the admin API's purge). A
+    /// purge that fails validation goes nowhere.
+    pub fn purge_everywhere(&self, p: &Purge) -> Result<PurgeResult, PurgeError> {
+        let result = self.purge(p)?;
+        if let Some(fanout) = self.inner.fanout.get() {
+            fanout.publish(p);
+        }
+        Ok(result)
+    }
+
+    /// Marks every stored response stale, so the next request for each
+    /// revalidates (cheap with validators) while `stale-if-error` still
+    /// covers an origin outage. A node does this when it may have missed
+    /// purges (its change feed reconnected), which bounds how long a missed
+    /// purge can leave an object served.
+    pub fn mark_all_stale(&self) -> usize {
+        let n = self
+            .inner
+            .storage
+            .purge(&PurgeSelector::Prefix(String::new()), true);
+        tracing::info!(
+            marked = n,
+            "cache: every object marked stale after a change-feed gap"
+        );
+        n
+    }
+
+    /// Purges stored responses here only; see [`Purge`] and
+    /// [`HttpCache::purge_everywhere`].
     pub fn purge(&self, p: &Purge) -> Result<PurgeResult, PurgeError> {
         let selector = match &p.target {
             PurgeTarget::Url(u) => PurgeSelector::Url(

@@ -34,8 +34,8 @@ pub mod storage;
 pub mod tee;
 
 pub use cache::{
-    origin_fn, HttpCache, Origin, OriginError, Purge, PurgeError, PurgeResult, PurgeTarget,
-    RouteCacheContext, CACHE_STATUS,
+    origin_fn, HttpCache, Origin, OriginError, Purge, PurgeError, PurgeFanout, PurgeResult,
+    PurgeTarget, RouteCacheContext, CACHE_STATUS,
 };
 pub use config::{CacheConfig, ConfigIssue, RouteCacheConfig};
 pub use stats::{CacheStats, RouteStats};

@@ -115,7 +115,7 @@ fn redact(value: &mut serde_json::Value) {
 }
 
 /// `postgres://user:pw@host/db` → `postgres://user:[redacted]@host/db`.
-fn redact_url_credentials(url: &str) -> String {
+pub fn redact_url_credentials(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };

@@ -202,6 +202,17 @@ pub struct StorageConfig {
     pub database_url: Option<String>,
     /// `redis://...` for shared hot state (rate limits, change feeds).
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so several gateway fleets can
+    /// share one Redis.
+    pub redis_prefix: String,
+    /// Upper bound on one Redis call on the request path (a rate-limit
+    /// decision); past it the node decides locally (see `docs/deployment.md`).
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// How long an admin write waits for a database connection before it
+    /// fails with 503.
+    #[serde(with = "humantime_serde")]
+    pub database_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -210,6 +221,9 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("gatehouse-data"),
             database_url: None,
             redis_url: None,
+            redis_prefix: "gatehouse:".into(),
+            redis_timeout: Duration::from_millis(50),
+            database_timeout: Duration::from_secs(2),
         }
     }
 }

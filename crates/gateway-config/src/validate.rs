@@ -67,6 +67,18 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
             );
         }
     }
+    if config.storage.redis_timeout.is_zero() {
+        push(
+            "storage.redis_timeout".into(),
+            "must be greater than zero".into(),
+        );
+    }
+    if config.storage.database_timeout.is_zero() {
+        push(
+            "storage.database_timeout".into(),
+            "must be greater than zero".into(),
+        );
+    }
     if config.gateway.max_in_flight == 0 {
         push("gateway.max_in_flight".into(), "must be at least 1".into());
     }

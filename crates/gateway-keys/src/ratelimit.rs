@@ -353,6 +353,50 @@ impl QuotaWindow {
     }
 }
 
+/// One quota window to count in a fleet-wide counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCount {
+    /// Which window.
+    pub window: QuotaWindow,
+    /// The plan's limit for it.
+    pub limit: u64,
+    /// The period key (`d:2026-11-23`, ...): part of the counter's name.
+    pub period: String,
+    /// Seconds until the period ends (`None` for totals), so a counter can
+    /// expire with its period.
+    pub ttl_secs: Option<u64>,
+    /// What this node knows was used already (store totals at the last
+    /// reload plus its own uses since). A shared counter that does not
+    /// exist yet (first use, or a Redis that lost its data) starts here.
+    pub seed: i64,
+}
+
+/// What a fleet-wide quota counter decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedQuotaOutcome {
+    /// Counted in every window; uses after counting, in window order.
+    Counted(Vec<i64>),
+    /// Nothing counted: window `index` was used up (`used` so far).
+    Exhausted {
+        /// Index into the windows passed in.
+        index: usize,
+        /// Uses counted in that window.
+        used: i64,
+    },
+}
+
+/// Quota counters shared by every node of a fleet (Redis in the scale-out
+/// setup). The [`QuotaBook`] stays the durable record: every admitted use
+/// is also counted there and flushed to the store, and it decides alone
+/// when the shared counter is unavailable.
+#[async_trait]
+pub trait SharedQuotas: Send + Sync + 'static {
+    /// Atomically counts one use in every window, or none if any is used
+    /// up. `None` means the shared counter could not be reached in time:
+    /// the caller decides locally.
+    async fn consume(&self, subject: &str, windows: &[QuotaCount]) -> Option<SharedQuotaOutcome>;
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct QuotaCell {
     used: i64,
@@ -416,6 +460,19 @@ impl QuotaBook {
             taken.push(key);
         }
         Ok(())
+    }
+
+    /// Counts one use in every window without checking limits (the
+    /// fleet-wide counter already admitted it), so the store gets the delta.
+    pub fn record(&self, subject: &str, windows: &[(QuotaWindow, u64)], now: DateTime<Utc>) {
+        for (window, _) in windows {
+            let mut cell = self
+                .cells
+                .entry((subject.to_string(), window.period(now)))
+                .or_default();
+            cell.used += 1;
+            cell.pending += 1;
+        }
     }
 
     /// Takes the unflushed deltas.
@@ -486,6 +543,7 @@ pub struct LimitSubject {
 pub struct Limits {
     limiter: Arc<dyn RateLimiter>,
     quotas: Arc<QuotaBook>,
+    shared_quotas: Option<Arc<dyn SharedQuotas>>,
     clock: Arc<dyn gateway_core::Clock>,
 }
 
@@ -505,8 +563,16 @@ impl Limits {
         Self {
             limiter,
             quotas,
+            shared_quotas: None,
             clock,
         }
+    }
+
+    /// Counts quotas in `shared` first (a fleet), falling back to the local
+    /// book when it is unavailable.
+    pub fn with_shared_quotas(mut self, shared: Arc<dyn SharedQuotas>) -> Self {
+        self.shared_quotas = Some(shared);
+        self
     }
 
     /// The quota book.
@@ -564,8 +630,8 @@ impl Limits {
         }
         if !windows.is_empty() {
             if let Err(l) = self
-                .quotas
-                .consume(&subject.quota_key, &windows, now, &mut info)
+                .consume_quotas(&subject.quota_key, &windows, now, &mut info)
+                .await
             {
                 metrics::counter!("gatehouse_ratelimit_total", "outcome" => "quota_exhausted")
                     .increment(1);
@@ -574,6 +640,61 @@ impl Limits {
         }
         metrics::counter!("gatehouse_ratelimit_total", "outcome" => "allowed").increment(1);
         Ok(info)
+    }
+
+    async fn consume_quotas(
+        &self,
+        subject: &str,
+        windows: &[(QuotaWindow, u64)],
+        now: DateTime<Utc>,
+        info: &mut RateLimitInfo,
+    ) -> Result<(), Limited> {
+        let Some(shared) = &self.shared_quotas else {
+            return self.quotas.consume(subject, windows, now, info);
+        };
+        let counts: Vec<QuotaCount> = windows
+            .iter()
+            .map(|(window, limit)| QuotaCount {
+                window: *window,
+                limit: *limit,
+                period: window.period(now),
+                ttl_secs: window.reset_secs(now),
+                seed: self.quotas.used(subject, *window, now),
+            })
+            .collect();
+        match shared.consume(subject, &counts).await {
+            Some(SharedQuotaOutcome::Counted(used)) => {
+                self.quotas.record(subject, windows, now);
+                for (c, used) in counts.iter().zip(used) {
+                    let remaining =
+                        u64::try_from(i64::try_from(c.limit).unwrap_or(i64::MAX) - used)
+                            .unwrap_or(0);
+                    info.merge(
+                        c.limit,
+                        remaining,
+                        c.ttl_secs.unwrap_or(0),
+                        quota_policy(c.window, c.limit),
+                    );
+                }
+                Ok(())
+            }
+            Some(SharedQuotaOutcome::Exhausted { index, .. }) => {
+                let c = &counts[index.min(counts.len() - 1)];
+                let mut info = info.clone();
+                info.merge(
+                    c.limit,
+                    0,
+                    c.ttl_secs.unwrap_or(0),
+                    quota_policy(c.window, c.limit),
+                );
+                Err(Limited {
+                    kind: LimitKind::Quota,
+                    retry_after_secs: c.ttl_secs,
+                    info,
+                })
+            }
+            None => self.quotas.consume(subject, windows, now, info),
+        }
     }
 
     /// Counts one event against a per-IP limit.
@@ -724,6 +845,107 @@ mod tests {
         // A new day resets the quota.
         clock.advance(ChronoDuration::seconds(58));
         limits.check(&subj, &plan).await.unwrap();
+    }
+
+    /// A fleet-wide counter shared by two nodes' `Limits`, switchable off.
+    #[derive(Default)]
+    struct FakeShared {
+        counters: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl SharedQuotas for FakeShared {
+        async fn consume(
+            &self,
+            subject: &str,
+            windows: &[QuotaCount],
+        ) -> Option<SharedQuotaOutcome> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            let mut c = self.counters.lock();
+            let keys: Vec<String> = windows
+                .iter()
+                .map(|w| format!("{subject}:{}", w.period))
+                .collect();
+            for (i, (w, k)) in windows.iter().zip(&keys).enumerate() {
+                let used = *c.entry(k.clone()).or_insert(w.seed);
+                if used >= w.limit as i64 {
+                    return Some(SharedQuotaOutcome::Exhausted { index: i, used });
+                }
+            }
+            Some(SharedQuotaOutcome::Counted(
+                keys.iter()
+                    .map(|k| {
+                        let v = c.get_mut(k).unwrap();
+                        *v += 1;
+                        *v
+                    })
+                    .collect(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_quotas_count_across_nodes_and_fall_back_locally() {
+        let clock = ManualClock::new(t0());
+        let shared = Arc::new(FakeShared::default());
+        let node = || {
+            Limits::new(
+                Arc::new(GcraLimiter::new()),
+                Arc::new(QuotaBook::new()),
+                Arc::new(clock.clone()),
+            )
+            .with_shared_quotas(shared.clone())
+        };
+        let (a, b) = (node(), node());
+        let plan = PlanConfig {
+            quota_per_day: Some(4),
+            ..PlanConfig::default()
+        };
+        let subj = LimitSubject {
+            rate_key: "consumer:a".into(),
+            quota_key: "consumer:a".into(),
+        };
+        let info = a.check(&subj, &plan).await.unwrap();
+        assert_eq!((info.limit, info.remaining), (4, 3));
+        let info = b.check(&subj, &plan).await.unwrap();
+        assert_eq!(info.remaining, 2, "node B sees node A's use");
+        a.check(&subj, &plan).await.unwrap();
+        b.check(&subj, &plan).await.unwrap();
+        for node in [&a, &b] {
+            let refused = node.check(&subj, &plan).await.unwrap_err();
+            assert_eq!(refused.kind, LimitKind::Quota);
+            assert_eq!(refused.retry_after_secs, Some(60));
+        }
+        // Every admitted use is in the local books too, for the store.
+        let pending: i64 = [&a, &b]
+            .iter()
+            .flat_map(|n| n.quotas().drain_pending())
+            .map(|u| u.used)
+            .sum();
+        assert_eq!(pending, 4);
+
+        // Without the shared counter a node decides from what it knows: a
+        // fresh day, so it admits up to the limit on its own.
+        shared.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(ChronoDuration::seconds(60));
+        for _ in 0..4 {
+            a.check(&subj, &plan).await.unwrap();
+        }
+        assert_eq!(
+            a.check(&subj, &plan).await.unwrap_err().kind,
+            LimitKind::Quota
+        );
+        // Back up: the new day's shared counter starts from what A counted.
+        shared
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            a.check(&subj, &plan).await.unwrap_err().kind,
+            LimitKind::Quota
+        );
     }
 
     #[tokio::test]

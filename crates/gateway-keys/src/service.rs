@@ -37,7 +37,7 @@ use crate::model::{
     AuditAction, AuditEntry, Consumer, KeyRecord, KeyStatus, KeyView, NewAuditEntry,
 };
 use crate::ratelimit::{
-    GcraLimiter, LimitSubject, Limited, Limits, QuotaBook, RateLimitInfo, RateLimiter,
+    GcraLimiter, LimitSubject, Limited, Limits, QuotaBook, RateLimitInfo, RateLimiter, SharedQuotas,
 };
 use crate::scope::{Scope, ScopeError};
 use crate::store::{AuditQuery, KeyStore, SqlStore, StoreError};
@@ -340,6 +340,7 @@ pub struct KeyServiceBuilder {
     clock: Arc<dyn Clock>,
     feed: Arc<dyn ChangeFeed>,
     limiter: Arc<dyn RateLimiter>,
+    shared_quotas: Option<Arc<dyn SharedQuotas>>,
     catalog: ScopeCatalog,
 }
 
@@ -368,6 +369,13 @@ impl KeyServiceBuilder {
         self
     }
 
+    /// Fleet-wide quota counters (default: none, quotas count in memory and
+    /// the store only).
+    pub fn shared_quotas(mut self, shared: Arc<dyn SharedQuotas>) -> Self {
+        self.shared_quotas = Some(shared);
+        self
+    }
+
     /// The rate limiter (default: in-memory GCRA).
     pub fn limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = limiter;
@@ -390,7 +398,10 @@ impl KeyServiceBuilder {
         catalog
             .custom
             .extend(self.config.custom_scopes.iter().cloned());
-        let limits = Limits::new(self.limiter, Arc::new(QuotaBook::new()), self.clock.clone());
+        let mut limits = Limits::new(self.limiter, Arc::new(QuotaBook::new()), self.clock.clone());
+        if let Some(shared) = self.shared_quotas {
+            limits = limits.with_shared_quotas(shared);
+        }
         let svc = KeyService {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -428,6 +439,7 @@ impl KeyService {
             clock: gateway_core::clock::system(),
             feed: Arc::new(InProcessFeed::default()),
             limiter: Arc::new(GcraLimiter::new()),
+            shared_quotas: None,
             catalog: ScopeCatalog::default(),
         }
     }

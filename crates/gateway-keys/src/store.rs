@@ -85,6 +85,10 @@ pub struct QuotaUsage {
 /// miss a change.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// One cheap round trip, for readiness probes and store health metrics.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Inserts a consumer. `Conflict` if the name is taken.
     async fn insert_consumer(&self, c: &Consumer, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// A consumer by id.
@@ -192,6 +196,17 @@ impl SqlStore {
     /// runs `SET search_path TO <schema>` (used to isolate tests and
     /// tenants).
     pub async fn connect_with(database: &str, pg_schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::connect_opts(database, pg_schema, Duration::from_secs(10)).await
+    }
+
+    /// Like [`SqlStore::connect_with`], with the bound on waiting for a
+    /// pooled connection: when the database is unreachable, an admin write
+    /// fails after `acquire_timeout` (a 503) instead of hanging.
+    pub async fn connect_opts(
+        database: &str,
+        pg_schema: Option<&str>,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend) = database_url(database);
         if let Some(dir) = sqlite_parent_dir(&url) {
@@ -218,7 +233,7 @@ impl SqlStore {
         } else {
             pool = pool.max_connections(8);
         }
-        pool = pool.acquire_timeout(Duration::from_secs(10));
+        pool = pool.acquire_timeout(acquire_timeout);
         if let Some(schema) = pg_schema.filter(|_| backend == Backend::Postgres) {
             if !schema
                 .bytes()
@@ -434,6 +449,11 @@ where
 
 #[async_trait]
 impl KeyStore for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn insert_consumer(&self, c: &Consumer, audit: &NewAuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(

@@ -17,6 +17,7 @@ use gateway_core::Problem;
 use subtle::ConstantTimeEq;
 
 use crate::gateway::Gateway;
+use crate::stores::Stores;
 
 /// Routers mounted on the admin API behind the token check.
 #[derive(Default)]
@@ -35,12 +36,22 @@ impl AdminExtensions {
 #[derive(Clone)]
 struct AdminState {
     gateway: Gateway,
+    stores: Stores,
     token: Arc<str>,
 }
 
 /// Builds the admin router.
-pub fn router(gateway: Gateway, token: Arc<str>, extensions: AdminExtensions) -> Router {
-    let state = AdminState { gateway, token };
+pub fn router(
+    gateway: Gateway,
+    stores: Stores,
+    token: Arc<str>,
+    extensions: AdminExtensions,
+) -> Router {
+    let state = AdminState {
+        gateway,
+        stores,
+        token,
+    };
     let mut protected = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/config", get(running_config))
@@ -98,12 +109,36 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
     next.run(req).await
 }
 
-async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.gateway.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+#[derive(serde::Deserialize)]
+struct ReadyQuery {
+    /// Fail (503) while a store is down, not only while draining.
+    #[serde(default)]
+    strict: bool,
+}
+
+/// 503 while draining. A store outage is reported (`"degraded"`) but keeps
+/// the node in rotation: every node shares the same stores, so taking them
+/// all out would turn a store outage into a full one, while the node can
+/// still serve (see `docs/deployment.md`). `?strict=true` fails on it too.
+async fn readyz(
+    State(state): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
+) -> Response {
+    let stores_up = state.stores.all_up();
+    let (status, code) = if state.gateway.is_draining() {
+        ("draining", StatusCode::SERVICE_UNAVAILABLE)
+    } else if !stores_up && q.strict {
+        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
+    } else if !stores_up {
+        ("degraded", StatusCode::OK)
     } else {
-        (StatusCode::OK, "ready\n").into_response()
-    }
+        ("ready", StatusCode::OK)
+    };
+    (
+        code,
+        Json(serde_json::json!({"status": status, "stores": state.stores.report()})),
+    )
+        .into_response()
 }
 
 async fn metrics_text() -> Response {

@@ -13,7 +13,7 @@ use gateway_cache::{Origin, OriginError};
 use gateway_core::{Body, Problem};
 use gateway_upstream::{SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 
 use crate::body::LimitedBody;
@@ -76,18 +76,14 @@ impl Forward {
                 parts.headers.insert(header::HOST, v);
             }
         }
+        // A `Host` that is not visible ASCII is not repeated in `X-Forwarded-Host`.
         let original_host = parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
+            .filter(|h| h.to_str().is_ok())
+            .cloned();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        headers::add_forwarded(
-            &mut parts.headers,
-            self.peer,
-            self.scheme,
-            original_host.as_deref(),
-        );
+        headers::add_forwarded_value(&mut parts.headers, self.peer, self.scheme, original_host);
         parts
             .headers
             .insert(headers::X_REQUEST_ID, self.request_id.clone());
@@ -96,18 +92,24 @@ impl Forward {
             .insert(headers::TRACEPARENT, self.traceparent.clone());
         route.request_headers.apply(&mut parts.headers);
 
-        let path = route.upstream_path(parts.uri.path(), &self.matched.params);
-        let pq = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
+        parts.uri = match parts.uri.path_and_query() {
+            // The request's own path goes upstream as it is (origin-form).
+            Some(pq) if !route.rewrites_path() => Uri::from(pq.clone()),
+            _ => {
+                let path = route.upstream_path(parts.uri.path(), &self.matched.params);
+                let pq = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                pq.parse().map_err(|_| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_path",
+                        format!("rewritten path `{pq}` is not a valid URI"),
+                    )
+                })?
+            }
         };
-        parts.uri = pq.parse().map_err(|_| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad_path",
-                format!("rewritten path `{pq}` is not a valid URI"),
-            )
-        })?;
         // The upstream connection's protocol is the cluster's choice.
         parts.version = Version::HTTP_11;
 

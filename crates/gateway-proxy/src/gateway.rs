@@ -85,7 +85,7 @@ pub struct InFlight(Gateway);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let n = self.0.inner.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!("gatehouse_in_flight_requests").set(n as f64);
+        crate::telemetry::set_in_flight(n);
     }
 }
 
@@ -177,7 +177,7 @@ impl Gateway {
         if prev >= max {
             return None; // the guard's drop gives the slot back
         }
-        metrics::gauge!("gatehouse_in_flight_requests").set((prev + 1) as f64);
+        crate::telemetry::set_in_flight(prev + 1);
         Some(guard)
     }
 

@@ -49,14 +49,32 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// handshake must reach the upstream. `TE: trailers` is kept because gRPC
 /// needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in named {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => {}
+        // The usual case: one `Connection` header. Its value is shared, not
+        // copied, and names are removed without building `HeaderName`s.
+        (Some(v), None) => {
+            let v = v.clone();
+            for t in v.to_str().ok().into_iter().flat_map(|v| v.split(',')) {
+                let t = t.trim();
+                if t.is_empty() || (keep_upgrade && t.eq_ignore_ascii_case("upgrade")) {
+                    continue;
+                }
+                headers.remove(t);
+            }
         }
-        headers.remove(&name);
+        (Some(_), Some(_)) => {
+            let named: Vec<HeaderName> = connection_tokens(headers)
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect();
+            for name in named {
+                if keep_upgrade && name == header::UPGRADE {
+                    continue;
+                }
+                headers.remove(&name);
+            }
+        }
     }
     let te_trailers = headers
         .get(header::TE)
@@ -81,17 +99,42 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<&str>,
 ) {
+    let host = host.and_then(|h| HeaderValue::from_str(h).ok());
+    add_forwarded_value(headers, peer, proto, host);
+}
+
+/// [`add_forwarded`] with the host already a header value (the client's
+/// `Host`, shared rather than copied).
+pub fn add_forwarded_value(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
-        _ => peer.to_string(),
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
+        }
+        _ => Some(ip_header_value(peer)),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(v) = host {
         headers.insert(X_FORWARDED_HOST, v);
     }
+}
+
+/// An IP address as a header value, formatted on the stack.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    // The longest IPv6 text form is 45 bytes.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..n]).expect("an IP address is a valid header value")
 }
 
 /// The client address to log: the first `X-Forwarded-For` entry when the
@@ -118,8 +161,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = uuid::Uuid::now_v7();
-    HeaderValue::from_str(&id.to_string()).expect("uuid is a valid header value")
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("uuid is a valid header value")
 }
 
 /// W3C trace context for this hop.
@@ -131,7 +175,8 @@ pub struct TraceContext {
     pub span_id: String,
     /// The caller's span id, if the request carried one.
     pub parent_id: Option<String>,
-    flags: String,
+    /// Two lowercase hex digits.
+    flags: [u8; 2],
 }
 
 impl TraceContext {
@@ -160,21 +205,32 @@ impl TraceContext {
             trace_id: hex(&trace),
             span_id,
             parent_id: None,
-            flags: "01".into(),
+            flags: *b"01",
         }
     }
 
     /// The `traceparent` value to send upstream.
     pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::from_str(&format!(
-            "00-{}-{}-{}",
-            self.trace_id, self.span_id, self.flags
-        ))
-        .expect("hex is a valid header value")
+        // `00-` + 32 + `-` + 16 + `-` + 2 = 55 bytes, built on the stack.
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        for part in [
+            b"00-".as_slice(),
+            self.trace_id.as_bytes(),
+            b"-",
+            self.span_id.as_bytes(),
+            b"-",
+            &self.flags,
+        ] {
+            let end = (n + part.len()).min(buf.len());
+            buf[n..end].copy_from_slice(&part[..end - n]);
+            n = end;
+        }
+        HeaderValue::from_bytes(&buf[..n]).expect("hex is a valid header value")
     }
 }
 
-fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
+fn parse_traceparent(v: &str) -> Option<(String, String, [u8; 2])> {
     let parts: Vec<&str> = v.trim().split('-').collect();
     let [version, trace, parent, flags] = parts.as_slice() else {
         return None;
@@ -195,17 +251,18 @@ fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
     if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
         return None;
     }
-    Some((trace.to_string(), parent.to_string(), flags.to_string()))
+    let flags = flags.as_bytes();
+    Some((trace.to_string(), parent.to_string(), [flags[0], flags[1]]))
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
 }
 
 /// Removes `.` and `..` segments (RFC 3986 5.2.4), also when written as
@@ -214,7 +271,16 @@ fn hex(bytes: &[u8]) -> String {
 pub fn normalize_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
     let is_dotdot = |s: &str| {
-        matches!(s.len(), 2 | 4 | 6) && s.to_ascii_lowercase().replace("%2e", ".") == ".."
+        // Two dots, each written `.` or `%2e` (any case).
+        let mut rest = s.as_bytes();
+        for _ in 0..2 {
+            rest = match rest {
+                [b'.', tail @ ..] => tail,
+                [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+                _ => return false,
+            };
+        }
+        rest.is_empty()
     };
     if !path.split('/').any(|s| is_dot(s) || is_dotdot(s)) {
         return Some(std::borrow::Cow::Borrowed(path));
@@ -258,6 +324,20 @@ mod tests {
         );
         h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-keep"]);
+
+        // Several `Connection` headers, names in any case.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("X-One"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-two, keep-alive"),
+        );
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
@@ -308,6 +388,7 @@ mod tests {
         let v = t.header_value();
         let v = v.to_str().unwrap();
         assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(v.ends_with("-01") && v.len() == 55, "{v}");
         assert!(
             !v.contains("00f067aa0ba902b7"),
             "a new span id is sent upstream"
@@ -337,6 +418,10 @@ mod tests {
             ("/a/./b/.", Some("/a/b/")),
             ("/a/..", Some("/")),
             ("/..", None),
+            ("/1k", Some("/1k")),
+            ("/a/.../b", Some("/a/.../b")),
+            ("/a/%2e./b", Some("/b")),
+            ("/a/.%2E/b/%2e", Some("/b/")),
         ] {
             assert_eq!(normalize_path(input).as_deref(), want, "{input}");
         }

@@ -20,6 +20,7 @@ mod reload;
 pub mod router;
 mod server;
 mod shadow;
+pub mod stores;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::AdminExtensions;
 pub use gateway::{Gateway, ReloadError};
+pub use stores::Stores;
 
 /// How to start a gateway beyond what the config says.
 #[derive(Default)]
@@ -55,6 +57,8 @@ pub struct Running {
     pub listeners: Vec<SocketAddr>,
     /// Bound address of the admin listener.
     pub admin: SocketAddr,
+    /// The shared stores' health and fan-out.
+    pub stores: Stores,
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
     accept_tasks: Vec<JoinHandle<()>>,
@@ -79,10 +83,17 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let watch = config.config.gateway.watch_config;
     let listener_cfgs = config.config.listeners.clone();
     let admin_bind = config.config.admin.bind;
-    let keys = open_keys(&config).await?;
+    let redis = stores::connect_redis(&config.config.storage).await?;
+    let keys = open_keys(&config, redis.as_ref()).await?;
+    let stores = Stores::start(
+        keys.store().clone(),
+        config.config.storage.database_timeout,
+        redis,
+    );
     let launches = config.config.dark_launches.clone();
     let db = database_url(&config);
     let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
+    stores.share_purges(gateway.cache());
     let shadow_store = gateway_mirror::SqlShadowStore::connect(&db)
         .await
         .with_context(|| "cannot open the dark-launch store")?;
@@ -125,7 +136,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         .mount(gateway_cache::admin::router(gateway.cache().clone()))
         .mount(gateway_keys::admin::router(gateway.keys().clone()))
         .mount(gateway_mirror::admin::router(mirror));
-    let app = admin::router(gateway.clone(), token.into(), extensions);
+    let app = admin::router(gateway.clone(), stores.clone(), token.into(), extensions);
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
         let serve = axum::serve(admin_listener, app)
@@ -150,6 +161,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         gateway,
         listeners,
         admin: admin_addr,
+        stores,
         stop,
         graceful,
         accept_tasks,
@@ -187,6 +199,7 @@ impl Running {
         if let Err(e) = self.gateway.keys().flush().await {
             tracing::warn!(error = %e, "could not flush key usage on shutdown");
         }
+        self.stores.shutdown().await;
         drained
     }
 
@@ -214,15 +227,43 @@ pub fn database_url(config: &LoadedConfig) -> String {
     }
 }
 
-async fn open_keys(config: &LoadedConfig) -> anyhow::Result<gateway_keys::service::KeyService> {
-    let db = database_url(config);
-    gateway_keys::service::KeyService::open(
-        config.config.keys.clone(),
-        config.config.plans.clone(),
+/// Opens the key service. With Redis, rate limits are shared by the fleet
+/// and key changes travel on its change feed; without, both stay in this
+/// process.
+async fn open_keys(
+    config: &LoadedConfig,
+    redis: Option<&gateway_redis::RedisState>,
+) -> anyhow::Result<gateway_keys::service::KeyService> {
+    use gateway_keys::service::KeyService;
+    let keys = &config.config.keys;
+    let db = keys
+        .database
+        .clone()
+        .unwrap_or_else(|| database_url(config));
+    let store = gateway_keys::store::SqlStore::connect_opts(
         &db,
+        None,
+        config.config.storage.database_timeout,
     )
     .await
-    .with_context(|| "cannot open the key store")
+    .with_context(|| "cannot open the key store")?;
+    let mut builder = KeyService::builder(Arc::new(store))
+        .config(keys.clone())
+        .plans(config.config.plans.clone());
+    if let Some(redis) = redis {
+        builder = builder
+            .feed(Arc::new(gateway_redis::RedisKeyFeed::new(redis.clone())))
+            .limiter(Arc::new(gateway_redis::RedisRateLimiter::new(
+                redis.clone(),
+            )))
+            .shared_quotas(Arc::new(gateway_redis::RedisQuotas::new(redis.clone())));
+    }
+    let svc = builder
+        .build()
+        .await
+        .with_context(|| "cannot load the keyring")?;
+    svc.start_background();
+    Ok(svc)
 }
 
 /// Checks what `gatehouse check` can check beyond the config text: TLS

@@ -36,7 +36,7 @@ use crate::body::{ObservedBody, Observer};
 use crate::gateway::{Gateway, Snapshot};
 use crate::headers::{self, TraceContext};
 use crate::router::RouteMatch;
-use crate::telemetry::AccessRecord;
+use crate::telemetry::{AccessRecord, RequestMetrics};
 
 /// A request the gateway answers itself: a problem+json body plus the
 /// headers that go with it (`WWW-Authenticate`, `Retry-After`, `RateLimit-*`).
@@ -141,37 +141,31 @@ pub struct RequestContext {
     pub identity: Option<Identity>,
     /// Plan limit state, returned as `RateLimit-*` headers.
     pub rate_limit: Option<RateLimitInfo>,
+    // For the access log; shared with the request, copied only when a
+    // line is written.
     method: Method,
-    path_and_query: String,
+    path_and_query: Option<http::uri::PathAndQuery>,
     version: Version,
-    user_agent: Option<String>,
-}
-
-impl RequestContext {
-    fn route_name(&self) -> Option<&str> {
-        self.matched.as_ref().map(|m| &*m.route.name)
-    }
+    user_agent: Option<HeaderValue>,
 }
 
 /// The `Host` a request is for, without port, lower-cased.
 fn request_host<B>(req: &Request<B>) -> String {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    // Strip the port; keep bracketed IPv6 literals whole.
-                    match h.rfind(':') {
-                        Some(i) if !h[i..].contains(']') => h[..i].to_string(),
-                        _ => h.to_string(),
-                    }
-                })
-        })
-        .unwrap_or_default();
+    let raw = match req.uri().authority() {
+        Some(a) => a.host(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| {
+                // Strip the port; keep bracketed IPv6 literals whole.
+                match h.rfind(':') {
+                    Some(i) if !h[i..].contains(']') => &h[..i],
+                    _ => h,
+                }
+            })
+            .unwrap_or_default(),
+    };
     raw.to_ascii_lowercase()
 }
 
@@ -384,17 +378,9 @@ impl Gateway {
             identity: None,
             rate_limit: None,
             method: req.method().clone(),
-            path_and_query: req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into()),
+            path_and_query: req.uri().path_and_query().cloned(),
             version: req.version(),
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
         }
     }
 
@@ -493,13 +479,10 @@ impl Gateway {
         in_flight: Option<crate::gateway::InFlight>,
     ) -> Response<Body> {
         let status = res.status().as_u16();
-        let route = ctx.route_name().map(str::to_string);
-        let upstream = if ctx.error.as_deref().is_none_or(is_upstream_error) {
-            ctx.matched.as_ref().map(|m| m.route.cluster.to_string())
-        } else {
-            None
-        };
-        let record = AccessRecord {
+        let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
+        let route = ctx.matched.as_ref().map(|m| m.route.clone());
+        // The access-log line is only built when it goes somewhere.
+        let record = self.access_log().enabled().then(|| AccessRecord {
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
             trace_id: ctx.trace.trace_id.clone(),
@@ -507,23 +490,36 @@ impl Gateway {
             listener: conn.listener,
             method: ctx.method.to_string(),
             host: ctx.host,
-            path: ctx.path_and_query,
+            path: ctx
+                .path_and_query
+                .as_ref()
+                .map_or_else(|| "/".into(), |p| p.as_str().to_string()),
             protocol: match ctx.version {
                 Version::HTTP_2 => "HTTP/2",
                 Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
             },
             status,
-            route,
-            upstream,
+            route: route.as_ref().map(|r| r.name.to_string()),
+            upstream: route
+                .as_ref()
+                .filter(|_| went_upstream)
+                .map(|r| r.cluster.to_string()),
             error: ctx.error,
             bytes_out: 0,
             completed: false,
             duration_ms: 0.0,
-            user_agent: ctx.user_agent,
-        };
+            user_agent: ctx
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        });
         let finish = Finish {
             gateway: self.clone(),
+            status,
+            route,
+            went_upstream,
             record,
             started: ctx.started,
             _in_flight: in_flight,
@@ -541,40 +537,38 @@ fn is_upstream_error(code: &str) -> bool {
 
 struct Finish {
     gateway: Gateway,
-    record: AccessRecord,
+    status: u16,
+    route: Option<Arc<crate::router::Route>>,
+    /// Whether the request went (or was meant to go) upstream: the
+    /// `upstream` label is then the route's cluster.
+    went_upstream: bool,
+    /// The access-log line, when the access log is on.
+    record: Option<AccessRecord>,
     started: Instant,
     _in_flight: Option<crate::gateway::InFlight>,
 }
 
 impl Observer for Finish {
     fn data(&mut self, chunk: &bytes::Bytes) {
-        self.record.bytes_out += chunk.len() as u64;
+        if let Some(r) = &mut self.record {
+            r.bytes_out += chunk.len() as u64;
+        }
     }
 
-    fn end(mut self, completed: bool) {
+    fn end(self, completed: bool) {
         let elapsed = self.started.elapsed();
-        self.record.completed = completed;
-        self.record.duration_ms = elapsed.as_secs_f64() * 1000.0;
-        let route = self.record.route.clone().unwrap_or_else(|| "none".into());
-        let upstream = self
-            .record
-            .upstream
-            .clone()
-            .unwrap_or_else(|| "none".into());
-        let status = self.record.status.to_string();
-        metrics::counter!(
-            "gatehouse_requests_total",
-            "route" => route.clone(),
-            "status" => status.clone(),
-            "upstream" => upstream,
-        )
-        .increment(1);
-        metrics::histogram!(
-            "gatehouse_request_duration_seconds",
-            "route" => route,
-            "status" => status,
-        )
-        .record(elapsed.as_secs_f64());
-        self.gateway.access_log().log(&self.record);
+        match &self.route {
+            Some(route) => route.metrics.record(
+                self.status,
+                self.went_upstream.then_some(&route.cluster),
+                elapsed,
+            ),
+            None => RequestMetrics::unrouted().record(self.status, None, elapsed),
+        }
+        if let Some(mut record) = self.record {
+            record.completed = completed;
+            record.duration_ms = elapsed.as_secs_f64() * 1000.0;
+            self.gateway.access_log().log(record);
+        }
     }
 }

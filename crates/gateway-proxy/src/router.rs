@@ -48,6 +48,8 @@ pub struct Route {
     pub cache: Option<Arc<gateway_config::RouteCacheConfig>>,
     /// Authentication, when the route requires it.
     pub auth: Option<Arc<gateway_config::RouteAuthConfig>>,
+    /// This route's request count and latency metrics.
+    pub metrics: crate::telemetry::RequestMetrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,8 +248,10 @@ pub struct RouteMatch {
 
 impl Route {
     fn compile(cfg: &RouteConfig) -> Self {
+        let name: Arc<str> = cfg.name.as_str().into();
         Self {
-            name: cfg.name.as_str().into(),
+            metrics: crate::telemetry::RequestMetrics::new(Some(name.clone())),
+            name,
             cluster: cfg.cluster.as_str().into(),
             tags: cfg.tags.clone(),
             path: PathMatcher::compile(cfg.path_match()),

@@ -123,6 +123,7 @@ pub struct Cluster {
     slots: Arc<Semaphore>,
     pending: AtomicUsize,
     cancel: CancellationToken,
+    handles: metrics::ClusterHandles,
 }
 
 impl Drop for Cluster {
@@ -185,6 +186,7 @@ impl Cluster {
             slots: Arc::new(Semaphore::new(config.circuit_breaker.max_concurrent)),
             pending: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
+            handles: Default::default(),
             targets,
             weights,
             config,
@@ -264,7 +266,7 @@ impl Cluster {
     ) -> Result<Response<Body>, UpstreamError> {
         let started = Instant::now();
         let result = self.send_inner(req, &opts, started).await;
-        metrics::duration(&self.name, started.elapsed());
+        self.handles.duration(&self.name, started.elapsed());
         if let Err(e) = &result {
             if e.target().is_none() {
                 metrics::attempt(&self.name, "none", e.as_str());
@@ -298,9 +300,9 @@ impl Cluster {
         let key = self.hash_key(&parts, opts);
         self.budget.deposit(Instant::now());
 
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried = Tried::default();
         let mut next = self
-            .pick(key.as_deref(), &tried)
+            .pick(key.as_deref(), tried.as_slice())
             .ok_or_else(|| self.no_healthy())?;
         let mut attempt: u32 = 0;
         loop {
@@ -337,7 +339,7 @@ impl Cluster {
                         metrics::attempt(&self.name, &target.display, "failure_status");
                         if can_try_again && opts.idempotent {
                             if let Some(n) = self
-                                .plan_retry(key.as_deref(), &tried, attempt, deadline)
+                                .plan_retry(key.as_deref(), tried.as_slice(), attempt, deadline)
                                 .await
                             {
                                 drop(res);
@@ -348,7 +350,7 @@ impl Cluster {
                         }
                     } else {
                         self.on_success(next, &mut admission, now);
-                        metrics::attempt(&self.name, &target.display, "success");
+                        target.metrics.success(&self.name, &target.display);
                     }
                     return Ok(res.map(|inner| {
                         boxed(GuardedBody {
@@ -370,7 +372,7 @@ impl Cluster {
                     };
                     if retryable && can_try_again {
                         if let Some(n) = self
-                            .plan_retry(key.as_deref(), &tried, attempt, deadline)
+                            .plan_retry(key.as_deref(), tried.as_slice(), attempt, deadline)
                             .await
                         {
                             next = n;
@@ -651,6 +653,27 @@ impl Cluster {
     }
 }
 
+/// The targets one request has tried, in order, without a heap allocation
+/// (attempts are at most [`crate::config::MAX_ATTEMPTS`]).
+#[derive(Default)]
+struct Tried {
+    targets: [usize; crate::config::MAX_ATTEMPTS as usize],
+    len: usize,
+}
+
+impl Tried {
+    fn push(&mut self, target: usize) {
+        if let Some(slot) = self.targets.get_mut(self.len) {
+            *slot = target;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.targets[..self.len]
+    }
+}
+
 /// The request body for the attempts of one request.
 enum Payload {
     /// Held in memory (empty or small with a known length): every attempt
@@ -683,7 +706,7 @@ struct InFlightGuard {
 impl InFlightGuard {
     fn new(target: Arc<Target>, cluster: Arc<str>) -> Self {
         let n = target.begin();
-        metrics::in_flight(&cluster, &target.display, n);
+        target.metrics.in_flight(&cluster, &target.display, n);
         Self { target, cluster }
     }
 }
@@ -691,7 +714,9 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         let n = self.target.end();
-        metrics::in_flight(&self.cluster, &self.target.display, n);
+        self.target
+            .metrics
+            .in_flight(&self.cluster, &self.target.display, n);
     }
 }
 

@@ -50,6 +50,8 @@ pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 20;
 pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(10);
 /// Default number of probe requests let through while half-open.
 pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
+/// Largest `retry.attempts` a cluster accepts.
+pub const MAX_ATTEMPTS: u32 = 10;
 /// Default total attempts per request (first try included).
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
 /// Default share of recent requests that may be retries.
@@ -311,10 +313,13 @@ impl ClusterConfig {
         }
 
         let r = &self.retry;
-        if r.attempts == 0 || r.attempts > 10 {
+        if r.attempts == 0 || r.attempts > MAX_ATTEMPTS {
             issue(
                 "retry.attempts".into(),
-                format!("must be between 1 (no retries) and 10, got {}", r.attempts),
+                format!(
+                    "must be between 1 (no retries) and {MAX_ATTEMPTS}, got {}",
+                    r.attempts
+                ),
             );
         }
         if !(0.0..=1.0).contains(&r.budget_ratio) {

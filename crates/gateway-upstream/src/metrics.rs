@@ -4,6 +4,7 @@
 //! use them) and are documented in `docs/upstreams.md`. Everything goes
 //! through the `metrics` facade; the binary installs the recorder.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Counter: attempts sent to targets, and requests refused before one was
@@ -29,24 +30,59 @@ pub const EJECTIONS_TOTAL: &str = "gatehouse_upstream_ejections_total";
 /// Gauge: requests waiting for a concurrency slot. Label: `cluster`.
 pub const PENDING: &str = "gatehouse_upstream_pending";
 
+/// Handles for the metrics a target touches on every request, registered
+/// the first time each is used: the request path then neither allocates
+/// label strings nor looks the metric up in the recorder's registry.
+#[derive(Default)]
+pub(crate) struct TargetHandles {
+    success: OnceLock<metrics::Counter>,
+    in_flight: OnceLock<metrics::Gauge>,
+}
+
+impl TargetHandles {
+    /// [`REQUESTS_TOTAL`] with outcome `success`.
+    pub(crate) fn success(&self, cluster: &str, target: &str) {
+        self.success
+            .get_or_init(|| {
+                metrics::counter!(REQUESTS_TOTAL, "cluster" => cluster.to_string(), "target" => target.to_string(), "outcome" => "success")
+            })
+            .increment(1);
+    }
+
+    /// [`IN_FLIGHT`] for this target.
+    pub(crate) fn in_flight(&self, cluster: &str, target: &str, n: usize) {
+        self.in_flight
+            .get_or_init(|| {
+                metrics::gauge!(IN_FLIGHT, "cluster" => cluster.to_string(), "target" => target.to_string())
+            })
+            .set(n as f64);
+    }
+}
+
+/// [`REQUEST_DURATION_SECONDS`] for one cluster, registered on first use.
+#[derive(Default)]
+pub(crate) struct ClusterHandles {
+    duration: OnceLock<metrics::Histogram>,
+}
+
+impl ClusterHandles {
+    pub(crate) fn duration(&self, cluster: &str, took: Duration) {
+        self.duration
+            .get_or_init(
+                || metrics::histogram!(REQUEST_DURATION_SECONDS, "cluster" => cluster.to_string()),
+            )
+            .record(took.as_secs_f64());
+    }
+}
+
 pub(crate) fn attempt(cluster: &str, target: &str, outcome: &'static str) {
     metrics::counter!(REQUESTS_TOTAL, "cluster" => cluster.to_string(), "target" => target.to_string(), "outcome" => outcome)
         .increment(1);
 }
 
-pub(crate) fn duration(cluster: &str, took: Duration) {
-    metrics::histogram!(REQUEST_DURATION_SECONDS, "cluster" => cluster.to_string())
-        .record(took.as_secs_f64());
-}
-
 pub(crate) fn healthy(cluster: &str, target: &str, healthy: bool) {
     metrics::gauge!(TARGET_HEALTHY, "cluster" => cluster.to_string(), "target" => target.to_string())
         .set(if healthy { 1.0 } else { 0.0 });
-}
-
-pub(crate) fn in_flight(cluster: &str, target: &str, n: usize) {
-    metrics::gauge!(IN_FLIGHT, "cluster" => cluster.to_string(), "target" => target.to_string())
-        .set(n as f64);
 }
 
 pub(crate) fn retry(cluster: &str) {
@@ -85,4 +121,10 @@ pub(crate) fn connection_opened(cluster: &str, target: &str, open: usize) {
 
 pub(crate) fn connection_closed(cluster: &str, target: &str, open: usize) {
     metrics::gauge!(CONNECTIONS_OPEN, "cluster" => cluster.to_string(), "target" => target.to_string()).set(open as f64);
+}
+
+impl std::fmt::Debug for ClusterHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandles").finish_non_exhaustive()
+    }
 }

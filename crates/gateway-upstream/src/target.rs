@@ -142,6 +142,8 @@ pub(crate) struct Target {
     pub(crate) authority: http::uri::Authority,
     key: String,
     pub(crate) client: HttpClient,
+    /// Per-request metric handles (success count, in-flight gauge).
+    pub(crate) metrics: crate::metrics::TargetHandles,
     conns: Arc<ConnStats>,
     in_flight: AtomicUsize,
     check_failing: AtomicBool,
@@ -194,6 +196,7 @@ impl Target {
             key: Self::key_for(&addr, cfg),
             addr,
             client,
+            metrics: Default::default(),
             conns,
             in_flight: AtomicUsize::new(0),
             check_failing: AtomicBool::new(false),

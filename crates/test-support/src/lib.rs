@@ -7,15 +7,19 @@
 //!   large streamed body) and a log of the requests it received.
 //! - [`tls::TestCerts`]: a throwaway CA and a `localhost`/`127.0.0.1`
 //!   certificate written to a temp dir.
+//! - [`TcpProxy`]: a fault-injecting TCP forwarder (cut and restore a
+//!   server's connections without stopping the shared server).
 //! - [`wait_for_port`], [`rss_bytes`], [`init_tracing`]: small utilities.
 
 pub mod origin;
+pub mod tcp_proxy;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use origin::{Handler, Origin, OriginBody, OriginBuilder, RecordedRequest, Reply};
+pub use tcp_proxy::TcpProxy;
 pub use tls::TestCerts;
 
 /// Waits until a TCP connection to `addr` succeeds, or `timeout` passes.
