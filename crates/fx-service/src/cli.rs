@@ -160,6 +160,7 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 if report.inserted > 0 {
                     let event = crate::fleet::RatesChanged {
                         provider: provider.clone(),
+                        first_fixing: Some(report.first_date),
                         last_fixing: report.last_date,
                         rows: report.inserted,
                     };

@@ -6,12 +6,16 @@
 //!
 //! - **Rates changed.** An instance that stores new rows (a scheduled fetch,
 //!   `gatehouse fx import`, [`crate::RunningFx::ingest_bytes`]) publishes a
-//!   [`RatesChanged`] on the bus `{redis_prefix}fx:rates`. Every other
-//!   instance reloads its table from the database
-//!   ([`fx::FxEngine::reload`], the start-up load) and swaps it in
-//!   atomically. Its own events are ignored. A [`BusMessage::Resync`] (the
-//!   subscription was lost, events may have been missed) reloads too.
-//!   Events are hints to re-read the database, never data.
+//!   [`RatesChanged`] on the bus `{redis_prefix}fx:rates`, naming the
+//!   provider and the span of fixing dates it stored. Every other instance
+//!   re-reads just that span from the database
+//!   ([`fx::FxEngine::reload_range`]), merges it and swaps the table in
+//!   atomically, so the cost follows what changed, not the history. Its own
+//!   events are ignored. A [`BusMessage::Resync`] (the subscription was
+//!   lost, events may have been missed) or an event without a span (from an
+//!   older instance, or the bundled history) reloads everything
+//!   ([`fx::FxEngine::reload`], the start-up load). Events are hints to
+//!   re-read the database, never data.
 //! - **One fetch per provider per interval.** Before a scheduled fetch an
 //!   instance takes the lease `{redis_prefix}fx:lease:{provider}`
 //!   (`SET NX PX`, half the interval); only the holder fetches, the others
@@ -24,6 +28,7 @@
 //! node set, so they never count as gateway nodes (which would lower the
 //! gateway's per-node fallback rate limits).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +65,11 @@ pub const RELOAD_RETRY_MAX: Duration = Duration::from_secs(30);
 pub struct RatesChanged {
     /// Provider the rows were stored under.
     pub provider: String,
+    /// Oldest fixing date in the ingested file: with `last_fixing`, the
+    /// span a peer re-reads. `None` (absent on the wire, e.g. from an older
+    /// instance) makes peers reload everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_fixing: Option<NaiveDate>,
     /// Newest fixing date in the ingested file.
     pub last_fixing: NaiveDate,
     /// Rows newly stored.
@@ -186,6 +196,7 @@ impl Fleet {
         match &res {
             Ok(()) => tracing::debug!(
                 provider = %event.provider,
+                first_fixing = ?event.first_fixing,
                 last_fixing = %event.last_fixing,
                 rows = event.rows,
                 "fx fleet: rates change announced"
@@ -207,6 +218,7 @@ impl Fleet {
         let _ = self
             .announce(&RatesChanged {
                 provider: provider.to_string(),
+                first_fixing: Some(report.first_date),
                 last_fixing: report.last_date,
                 rows: report.inserted,
             })
@@ -261,7 +273,9 @@ impl Fleet {
 
     /// Starts the task that reloads `engine` when another instance announces
     /// new rates or the bus resyncs, until `shutdown` turns true. Announcements
-    /// that arrive during a reload are served by one more reload.
+    /// that arrive during a reload are served by one more reload; those
+    /// already queued are served by the same one: only the
+    /// announced spans when every message names one, everything otherwise.
     pub fn spawn_follower(
         &self,
         mut events: BoxStream<'static, BusMessage<RatesChanged>>,
@@ -277,34 +291,21 @@ impl Fleet {
                     _ = shutdown.changed() => return,
                 };
                 let Some(first) = first else { return };
-                let mut why = relevance(&me, first, &health, &engine);
+                let mut pending = Pending::default();
+                pending.add(relevance(&me, first, &health, &engine));
                 // Everything already queued is served by the same reload.
                 while let Some(Some(m)) = events.next().now_or_never() {
-                    why = why.or(relevance(&me, m, &health, &engine));
+                    pending.add(relevance(&me, m, &health, &engine));
                 }
-                let Some(why) = why else { continue };
                 let mut delay = RELOAD_RETRY;
-                loop {
-                    match engine.reload().await {
-                        Ok(r) => {
-                            tracing::info!(
-                                reason = why,
-                                days_changed = r.days_changed,
-                                rows = r.rows,
-                                version = r.version,
-                                millis = r.millis as u64,
-                                "fx fleet: rates reloaded from the database"
-                            );
-                            break;
+                while !pending.is_empty() {
+                    if let Err(e) = pending.reload(&engine).await {
+                        tracing::warn!(error = %e, retry_in = ?delay, "fx fleet: reload failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.changed() => return,
                         }
-                        Err(e) => {
-                            tracing::warn!(reason = why, error = %e, retry_in = ?delay, "fx fleet: reload failed");
-                            tokio::select! {
-                                _ = tokio::time::sleep(delay) => {}
-                                _ = shutdown.changed() => return,
-                            }
-                            delay = (delay * 2).min(RELOAD_RETRY_MAX);
-                        }
+                        delay = (delay * 2).min(RELOAD_RETRY_MAX);
                     }
                 }
             }
@@ -317,23 +318,124 @@ impl Fleet {
     }
 }
 
-/// Why a bus message calls for a reload (`None`: it does not, it is ours).
-/// A peer's announcement also updates that provider's health here, since
-/// this instance may not have fetched it itself.
+/// What one bus message calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wanted {
+    /// Nothing: it is this instance's own announcement.
+    Nothing,
+    /// Re-read `provider`'s rows fixed in `first..=last`.
+    Range {
+        provider: String,
+        first: NaiveDate,
+        last: NaiveDate,
+    },
+    /// Re-read everything, for this reason.
+    Full(&'static str),
+}
+
+/// What a bus message calls for. A peer's announcement also updates that
+/// provider's health here, since this instance may not have fetched it
+/// itself.
 fn relevance(
     me: &str,
     msg: BusMessage<RatesChanged>,
     health: &HealthRegistry,
     engine: &FxEngine,
-) -> Option<&'static str> {
+) -> Wanted {
     match msg {
-        BusMessage::Event { origin, .. } if origin == me => None,
+        BusMessage::Event { origin, .. } if origin == me => Wanted::Nothing,
         BusMessage::Event { origin, event } => {
-            tracing::debug!(%origin, provider = %event.provider, last_fixing = %event.last_fixing, rows = event.rows, "fx fleet: peer stored new rates");
+            tracing::debug!(%origin, provider = %event.provider, first_fixing = ?event.first_fixing, last_fixing = %event.last_fixing, rows = event.rows, "fx fleet: peer stored new rates");
             health.record_peer_fetch(&event.provider, event.last_fixing, engine.clock().now());
-            Some("peer_stored_rates")
+            wanted(event)
         }
-        BusMessage::Resync => Some("resync"),
+        BusMessage::Resync => Wanted::Full("resync"),
+    }
+}
+
+/// What a peer's announcement calls for.
+fn wanted(event: RatesChanged) -> Wanted {
+    match event.first_fixing {
+        Some(first) => Wanted::Range {
+            first: first.min(event.last_fixing),
+            last: first.max(event.last_fixing),
+            provider: event.provider,
+        },
+        None => Wanted::Full("peer_stored_rates_without_span"),
+    }
+}
+
+/// The reload the queued bus messages call for: the union span of the
+/// announced fixing dates per provider, or everything as soon as one
+/// message gives no span (a `Resync`, an event without `first_fixing`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Pending {
+    /// A full reload is wanted, and why.
+    full: Option<&'static str>,
+    /// Per provider, `(first, last)` fixing dates to re-read.
+    ranges: BTreeMap<String, (NaiveDate, NaiveDate)>,
+}
+
+impl Pending {
+    fn add(&mut self, w: Wanted) {
+        match w {
+            Wanted::Nothing => {}
+            Wanted::Full(why) => {
+                self.full.get_or_insert(why);
+            }
+            Wanted::Range {
+                provider,
+                first,
+                last,
+            } => {
+                let span = self.ranges.entry(provider).or_insert((first, last));
+                span.0 = span.0.min(first);
+                span.1 = span.1.max(last);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.full.is_none() && self.ranges.is_empty()
+    }
+
+    /// Runs the reloads still pending; each one done is removed, so a
+    /// retry after an error does only what is left.
+    async fn reload(&mut self, engine: &FxEngine) -> Result<(), fx::FxError> {
+        if let Some(why) = self.full {
+            let r = engine.reload().await?;
+            tracing::info!(
+                reason = why,
+                days_changed = r.days_changed,
+                rows = r.rows,
+                version = r.version,
+                millis = r.millis as u64,
+                "fx fleet: rates reloaded from the database"
+            );
+            // Everything was read: the spans are covered.
+            *self = Pending::default();
+            return Ok(());
+        }
+        while let Some((provider, (first, last))) = self.ranges.pop_first() {
+            match engine.reload_range(&provider, first, last).await {
+                Ok(r) => tracing::info!(
+                    reason = "peer_stored_rates",
+                    provider,
+                    %first,
+                    %last,
+                    days_changed = r.days_changed,
+                    rows = r.rows,
+                    version = r.version,
+                    millis = r.millis as u64,
+                    "fx fleet: announced rates reloaded from the database"
+                ),
+                Err(e) => {
+                    self.ranges.insert(provider, (first, last));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -357,19 +459,74 @@ pub async fn ingest_and_announce(
 mod tests {
     use super::*;
 
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn events_serialise_compactly() {
         let e = RatesChanged {
             provider: "ecb".into(),
-            last_fixing: NaiveDate::from_ymd_opt(2026, 10, 30).unwrap(),
+            first_fixing: Some(day("2026-10-29")),
+            last_fixing: day("2026-10-30"),
             rows: 29,
         };
         let s = serde_json::to_string(&e).unwrap();
         assert_eq!(
             s,
-            r#"{"provider":"ecb","last_fixing":"2026-10-30","rows":29}"#
+            r#"{"provider":"ecb","first_fixing":"2026-10-29","last_fixing":"2026-10-30","rows":29}"#
         );
         assert_eq!(serde_json::from_str::<RatesChanged>(&s).unwrap(), e);
+
+        // Without a span the field is left out, and a message from an
+        // instance that predates it still parses (and means "reload all").
+        let old = r#"{"provider":"ecb","last_fixing":"2026-10-30","rows":29}"#;
+        let e = RatesChanged {
+            first_fixing: None,
+            ..e
+        };
+        assert_eq!(serde_json::to_string(&e).unwrap(), old);
+        assert_eq!(serde_json::from_str::<RatesChanged>(old).unwrap(), e);
+        assert!(matches!(wanted(e), Wanted::Full(_)));
+    }
+
+    fn event(provider: &str, first: Option<&str>, last: &str) -> Wanted {
+        wanted(RatesChanged {
+            provider: provider.into(),
+            first_fixing: first.map(day),
+            last_fixing: day(last),
+            rows: 1,
+        })
+    }
+
+    #[test]
+    fn queued_events_reload_the_union_of_their_spans() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        p.add(Wanted::Nothing);
+        assert!(p.is_empty());
+        p.add(event("ecb", Some("2026-10-30"), "2026-10-30"));
+        p.add(event("oxr", Some("2026-11-02"), "2026-11-02"));
+        p.add(event("ecb", Some("2026-11-02"), "2026-11-03"));
+        p.add(event("ecb", Some("2026-10-27"), "2026-10-28"));
+        assert_eq!(p.full, None);
+        assert_eq!(
+            p.ranges.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("ecb".to_string(), (day("2026-10-27"), day("2026-11-03"))),
+                ("oxr".to_string(), (day("2026-11-02"), day("2026-11-02"))),
+            ]
+        );
+
+        // One event without a span, or a resync, makes it a full reload.
+        let mut p = Pending::default();
+        p.add(event("ecb", Some("2026-10-30"), "2026-10-30"));
+        p.add(event("ecb", None, "2026-10-30"));
+        assert!(p.full.is_some());
+        let mut p = Pending::default();
+        p.add(Wanted::Full("resync"));
+        p.add(event("ecb", Some("2026-10-30"), "2026-10-30"));
+        assert_eq!(p.full, Some("resync"));
     }
 
     #[test]

@@ -147,6 +147,8 @@ impl FxService {
                     let _ = f
                         .announce(&fleet::RatesChanged {
                             provider: fx::bundled::PROVIDER.to_string(),
+                            // The whole history: peers reload everything.
+                            first_fixing: None,
                             last_fixing: last,
                             rows: *rows,
                         })

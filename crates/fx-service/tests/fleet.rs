@@ -329,3 +329,61 @@ async fn an_instance_that_missed_an_announcement_catches_up_on_resync() {
     b.shutdown().await.unwrap();
     fleet.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_full_history_a_peer_rereads_only_the_announced_fixings() {
+    let Some(stores) = stores("with_the_full_history_a_peer_rereads_only_the_announced_fixings")
+    else {
+        return;
+    };
+    let fleet = Fleet::new(stores).await;
+    let client = reqwest::Client::new();
+    let mut cfg = fleet.config(&fleet.stores.redis, vec![]);
+    cfg.import_bundled = true;
+    // A imports the bundled ECB history into the empty schema; B, started
+    // after it, loads that history from the database.
+    let started = Instant::now();
+    let a = FxService::start(cfg.clone()).await.expect("A starts");
+    let b = FxService::start(cfg).await.expect("B starts");
+    let history = b.engine().table().days().len();
+    eprintln!(
+        "full history: two instances up in {} ms, {history} fixing days",
+        started.elapsed().as_millis()
+    );
+    assert!(history > 6_000, "{history} days");
+    assert_eq!(latest(&client, &b).await.as_deref(), Some(FRIDAY));
+
+    // A new fixing imported on A.
+    let started = Instant::now();
+    let report = a
+        .ingest_bytes("ecb", Some(Format::EcbXml), monday_xml().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, 29);
+    until_serving(&client, &b, MONDAY, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    eprintln!(
+        "full history: import on A served by B {} ms after the import call started",
+        took.as_millis()
+    );
+    // The report is recorded just after the table is swapped in.
+    let waited = Instant::now();
+    let reload = loop {
+        match b.engine().last_reload() {
+            Some(r) if r.version == b.engine().table().version => break r,
+            _ if waited.elapsed() > Duration::from_secs(1) => {
+                panic!("B serves {MONDAY} but recorded no reload for it")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    eprintln!("full history: B's reload {reload:?}");
+    // B re-read the announced fixing only, not the ~220k rows of history.
+    assert_eq!(reload.rows, report.inserted, "{reload:?}");
+    assert_eq!(reload.days_changed, 1, "{reload:?}");
+    assert_eq!(b.engine().table().days().len(), history + 1);
+
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    fleet.drop_schema().await;
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use gateway_core::Clock;
 use rust_decimal::Decimal;
 use tokio::sync::Mutex;
@@ -27,7 +27,7 @@ use crate::money::RoundingMode;
 use crate::parse::{Batch, Format};
 use crate::query::{self, apply_rate, ConvertRequest};
 use crate::staleness::{FixingCalendar, StalenessLimits};
-use crate::store::{AuditEvent, AuditKind, IngestReport, QuoteRecord, RateStore};
+use crate::store::{AuditEvent, AuditKind, IngestReport, ProviderBatch, QuoteRecord, RateStore};
 use crate::table::{RateBook, RateTable};
 
 /// What happened at startup.
@@ -122,6 +122,8 @@ pub struct FxEngine {
     table: ArcSwap<RateTable>,
     clock: Arc<dyn Clock>,
     bootstrap: Bootstrap,
+    /// The report of the latest reload, for logs and tests.
+    last_reload: std::sync::Mutex<Option<Reload>>,
 }
 
 impl FxEngine {
@@ -172,6 +174,7 @@ impl FxEngine {
             table: ArcSwap::new(table),
             clock,
             bootstrap,
+            last_reload: std::sync::Mutex::new(None),
         })
     }
 
@@ -375,21 +378,62 @@ impl FxEngine {
     /// table version keeps increasing (caches keyed on it stay correct).
     /// Serialised with [`ingest`](Self::ingest); readers never wait.
     pub async fn reload(&self) -> Result<Reload, FxError> {
+        self.reload_with(|store| async move { store.load_all().await })
+            .await
+    }
+
+    /// Like [`reload`](Self::reload), but re-reads only `provider`'s rows
+    /// with a fixing date in `first..=last` (inclusive; the bounds may come
+    /// in either order). Enough when another process announced what it
+    /// stored: raw rows are only ever added, so rows outside the range are
+    /// already in the book. The cost follows the range, not the history.
+    pub async fn reload_range(
+        &self,
+        provider: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Reload, FxError> {
+        let (first, last) = (first.min(last), first.max(last));
+        self.reload_with(|store| async move { store.load_range(provider, first, last).await })
+            .await
+    }
+
+    /// The one reload path: under the book lock (serialised with ingestion),
+    /// reads what `load` returns, merges it and publishes the changed days.
+    async fn reload_with<'a, F, Fut>(&'a self, load: F) -> Result<Reload, FxError>
+    where
+        F: FnOnce(&'a Arc<dyn RateStore>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<ProviderBatch>, FxError>>,
+    {
         let started = Instant::now();
         let mut book = self.book.lock().await;
-        let stored = self.store.load_all().await?;
+        let stored = load(&self.store).await?;
         let (rows, mut touched) = merge_stored(&mut book, &stored);
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
             self.table.store(book.publish(&touched, self.clock.now()));
         }
-        Ok(Reload {
+        let report = Reload {
             rows,
             days_changed: touched.len(),
             version: self.table.load().version,
             millis: started.elapsed().as_millis(),
-        })
+        };
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
+        Ok(report)
+    }
+
+    /// What the latest successful [`reload`](Self::reload) or
+    /// [`reload_range`](Self::reload_range) did (`None` before the first).
+    pub fn last_reload(&self) -> Option<Reload> {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// When the engine's data last changed.
@@ -425,7 +469,7 @@ mod tests {
     use super::*;
     use crate::parse::Fixing;
     use crate::store::SqlStore;
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::TimeZone;
     use gateway_core::ManualClock;
 
     fn batch(date: &str, usd: i64) -> Batch {
@@ -478,5 +522,54 @@ mod tests {
         let again = b.reload().await.unwrap();
         assert_eq!(again.days_changed, 0);
         assert!(Arc::ptr_eq(&t, &b.table()));
+    }
+
+    #[tokio::test]
+    async fn reload_range_reads_only_the_announced_span() {
+        let store: Arc<dyn RateStore> =
+            Arc::new(SqlStore::connect("sqlite::memory:", None).await.unwrap());
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap(),
+        ));
+        let cfg = EngineConfig {
+            import_bundled: false,
+            ..EngineConfig::default()
+        };
+        let a = FxEngine::open(store.clone(), cfg.clone(), clock.clone())
+            .await
+            .unwrap();
+        for (day, usd) in [("2026-10-28", 11140), ("2026-10-29", 11150)] {
+            a.ingest("ecb", Format::EcbXml, &batch(day, usd))
+                .await
+                .unwrap();
+        }
+        let b = FxEngine::open(store.clone(), cfg, clock).await.unwrap();
+        let v0 = b.table().version;
+        a.ingest("ecb", Format::EcbXml, &batch("2026-10-30", 11172))
+            .await
+            .unwrap();
+        a.ingest("oxr", Format::EcbXml, &batch("2026-10-30", 11171))
+            .await
+            .unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // Only ecb's row of the 30th is read; bounds in either order.
+        let r = b
+            .reload_range("ecb", d("2026-10-30"), d("2026-10-29"))
+            .await
+            .unwrap();
+        assert_eq!((r.rows, r.days_changed), (2, 1));
+        let t = b.table();
+        assert_eq!(t.days().len(), 3);
+        assert_eq!(
+            t.latest().unwrap().providers_of(CurrencyCode::USD),
+            vec![Arc::<str>::from("ecb")],
+            "oxr was not in the range"
+        );
+        assert!(t.version > v0);
+        // The same result as a full reload would give, from here on.
+        assert_eq!(b.last_reload(), Some(r));
+        let full = b.reload().await.unwrap();
+        assert_eq!((full.rows, full.days_changed), (4, 1));
+        assert_eq!(b.last_reload(), Some(full));
     }
 }

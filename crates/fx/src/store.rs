@@ -178,6 +178,17 @@ pub trait RateStore: Send + Sync + std::fmt::Debug {
     /// in-memory table on start.
     async fn load_all(&self) -> Result<Vec<ProviderBatch>, FxError>;
 
+    /// `provider`'s raw rows with a fixing date in `first..=last`, in the
+    /// shape of [`load_all`](Self::load_all) (at most one [`ProviderBatch`]);
+    /// used to merge what another process announced without re-reading the
+    /// whole history.
+    async fn load_range(
+        &self,
+        provider: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<ProviderBatch>, FxError>;
+
     /// Number of raw rows stored for `provider`.
     async fn count_rows(&self, provider: &str) -> Result<u64, FxError>;
 
@@ -344,6 +355,45 @@ fn quote_from_row(r: &AnyRow) -> Result<QuoteRecord, FxError> {
     })
 }
 
+/// Groups raw rows `(provider, base, currency, fixing_date, rate)`, ordered
+/// by provider, base, date and currency, into one [`ProviderBatch`] per
+/// provider and one [`Batch`] per base.
+fn group_rows(rows: &[AnyRow]) -> Result<Vec<ProviderBatch>, FxError> {
+    let mut out: Vec<ProviderBatch> = Vec::new();
+    for r in rows {
+        let provider: String = r.try_get(0).map_err(db_err)?;
+        let base: String = r.try_get(1).map_err(db_err)?;
+        let currency: String = r.try_get(2).map_err(db_err)?;
+        let date: String = r.try_get(3).map_err(db_err)?;
+        let rate: String = r.try_get(4).map_err(db_err)?;
+        let base = parse_ccy(&base)?;
+        let date = parse_date(&date)?;
+        let value = (parse_ccy(&currency)?, parse_dec(&rate)?);
+        if out.last().is_none_or(|p| p.provider != provider) {
+            out.push(ProviderBatch {
+                provider: provider.clone(),
+                batches: Vec::new(),
+            });
+        }
+        let pb = out.last_mut().ok_or_else(|| db_err("unreachable"))?;
+        if pb.batches.last().is_none_or(|b| b.base != base) {
+            pb.batches.push(Batch {
+                base,
+                fixings: Vec::new(),
+            });
+        }
+        let b = pb.batches.last_mut().ok_or_else(|| db_err("unreachable"))?;
+        match b.fixings.last_mut() {
+            Some(f) if f.date == date => f.rates.push(value),
+            _ => b.fixings.push(Fixing {
+                date,
+                rates: vec![value],
+            }),
+        }
+    }
+    Ok(out)
+}
+
 async fn insert_audit<'c, E>(exec: E, e: &AuditEvent) -> Result<(), FxError>
 where
     E: Executor<'c, Database = sqlx::Any>,
@@ -445,39 +495,32 @@ impl RateStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let mut out: Vec<ProviderBatch> = Vec::new();
-        for r in &rows {
-            let provider: String = r.try_get(0).map_err(db_err)?;
-            let base: String = r.try_get(1).map_err(db_err)?;
-            let currency: String = r.try_get(2).map_err(db_err)?;
-            let date: String = r.try_get(3).map_err(db_err)?;
-            let rate: String = r.try_get(4).map_err(db_err)?;
-            let base = parse_ccy(&base)?;
-            let date = parse_date(&date)?;
-            let value = (parse_ccy(&currency)?, parse_dec(&rate)?);
-            if out.last().is_none_or(|p| p.provider != provider) {
-                out.push(ProviderBatch {
-                    provider: provider.clone(),
-                    batches: Vec::new(),
-                });
-            }
-            let pb = out.last_mut().ok_or_else(|| db_err("unreachable"))?;
-            if pb.batches.last().is_none_or(|b| b.base != base) {
-                pb.batches.push(Batch {
-                    base,
-                    fixings: Vec::new(),
-                });
-            }
-            let b = pb.batches.last_mut().ok_or_else(|| db_err("unreachable"))?;
-            match b.fixings.last_mut() {
-                Some(f) if f.date == date => f.rates.push(value),
-                _ => b.fixings.push(Fixing {
-                    date,
-                    rates: vec![value],
-                }),
-            }
-        }
-        Ok(out)
+        group_rows(&rows)
+    }
+
+    async fn load_range(
+        &self,
+        provider: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<ProviderBatch>, FxError> {
+        // Dates are `YYYY-MM-DD` text, so text order is date order and the
+        // range is served by the index on `fixing_date`. `provider || ''`
+        // keeps the planner off the primary key (provider, currency,
+        // fixing_date): both SQLite (no statistics) and PostgreSQL (before
+        // its first ANALYZE) otherwise pick it for `provider = ?` and walk
+        // every row of the provider's history (measured on the ~220k-row
+        // ECB history: 50–70 ms for one day, 0.2 ms through the date index).
+        let rows = sqlx::query(
+            "SELECT provider, base, currency, fixing_date, rate FROM fx_raw_rates WHERE fixing_date >= $1 AND fixing_date <= $2 AND provider || '' = $3 ORDER BY provider, base, fixing_date, currency",
+        )
+        .bind(first.to_string())
+        .bind(last.to_string())
+        .bind(provider.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        group_rows(&rows)
     }
 
     async fn count_rows(&self, provider: &str) -> Result<u64, FxError> {

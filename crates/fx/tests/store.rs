@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use fx::engine::{Bootstrap, IngestError};
 use fx::staleness::{FixingCalendar, StalenessLimits};
-use fx::store::{AuditKind, Backend, RateStore, SqlStore};
+use fx::store::{AuditKind, Backend, ProviderBatch, RateStore, SqlStore};
 use fx::{Batch, CurrencyCode, EngineConfig, Fixing, Format, FxEngine, FxError, RoundingMode};
 use gateway_core::ManualClock;
 use rust_decimal::Decimal;
@@ -92,6 +92,8 @@ async fn store_suite(store: Arc<dyn RateStore>) {
     assert_eq!(raw[1].base, CurrencyCode::USD);
     assert_eq!(store.load_all().await.unwrap().len(), 2);
 
+    load_range_returns_exactly_the_rows_in_range(store.as_ref(), at).await;
+
     // Quotes and the append-only audit.
     let q = fx::store::QuoteRecord {
         id: "q_test".into(),
@@ -130,6 +132,112 @@ async fn store_suite(store: Arc<dyn RateStore>) {
     // Re-inserting the same quote id fails and leaves no stray audit row.
     assert!(store.insert_quote(&q, &ev).await.is_err());
     assert_eq!(store.audit_for_quote("q_test").await.unwrap().len(), 2);
+}
+
+/// `load_all` restricted to `provider` and `first..=last`, for comparison.
+fn expected_range(
+    all: &[ProviderBatch],
+    provider: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Vec<ProviderBatch> {
+    all.iter()
+        .filter(|pb| pb.provider == provider)
+        .map(|pb| ProviderBatch {
+            provider: pb.provider.clone(),
+            batches: pb
+                .batches
+                .iter()
+                .map(|b| Batch {
+                    base: b.base,
+                    fixings: b
+                        .fixings
+                        .iter()
+                        .filter(|f| (first..=last).contains(&f.date))
+                        .cloned()
+                        .collect(),
+                })
+                .filter(|b| !b.fixings.is_empty())
+                .collect(),
+        })
+        .filter(|pb| !pb.batches.is_empty())
+        .collect()
+}
+
+/// Part of the suite: with ecb on 2026-10-29/30 and oxr on 2026-10-30
+/// stored, adds ecb fixings around them and reads ranges back.
+async fn load_range_returns_exactly_the_rows_in_range(
+    store: &dyn RateStore,
+    at: chrono::DateTime<Utc>,
+) {
+    let around = Batch {
+        base: CurrencyCode::EUR,
+        fixings: ["2026-10-27", "2026-10-28", "2026-11-02", "2026-11-03"]
+            .into_iter()
+            .map(|day| Fixing {
+                date: date(day),
+                rates: vec![(c("GBP"), d("0.8712")), (c("USD"), d("1.1101"))],
+            })
+            .collect(),
+    };
+    let r = store
+        .ingest("ecb", Format::EcbCsv, &around, at)
+        .await
+        .unwrap();
+    assert_eq!(r.inserted, 8);
+    let all = store.load_all().await.unwrap();
+    let cases = [
+        ("ecb", "2026-10-28", "2026-11-02"), // bounds are inclusive
+        ("ecb", "2026-10-30", "2026-10-30"), // one day
+        ("ecb", "2026-10-29", "2026-10-29"),
+        ("ecb", "1999-01-01", "2099-12-31"), // everything
+        ("ecb", "2026-10-31", "2026-11-01"), // a weekend: nothing
+        ("ecb", "2026-11-04", "2026-12-31"), // after the last fixing
+        ("oxr", "2026-10-01", "2026-11-30"), // the other provider only
+        ("nobody", "2026-10-01", "2026-11-30"),
+    ];
+    for (provider, first, last) in cases {
+        let got = store
+            .load_range(provider, date(first), date(last))
+            .await
+            .unwrap();
+        let want = expected_range(&all, provider, date(first), date(last));
+        assert_eq!(got, want, "{provider} {first}..={last}");
+    }
+    // Spot checks that the comparison is not vacuous.
+    let got = store
+        .load_range("ecb", date("2026-10-28"), date("2026-11-02"))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].provider, "ecb");
+    let dates: Vec<String> = got[0].batches[0]
+        .fixings
+        .iter()
+        .map(|f| f.date.to_string())
+        .collect();
+    assert_eq!(
+        dates,
+        ["2026-10-28", "2026-10-29", "2026-10-30", "2026-11-02"]
+    );
+    let rows: usize = got[0].batches.iter().map(Batch::len).sum();
+    assert_eq!(rows, 8);
+    // Exact decimal text survives the range read too.
+    assert_eq!(
+        got[0].batches[0].fixings[1].rates[1].1.to_string(),
+        "1.1130"
+    );
+    assert!(store
+        .load_range("ecb", date("2026-10-31"), date("2026-11-01"))
+        .await
+        .unwrap()
+        .is_empty());
+    let oxr = store
+        .load_range("oxr", date("2026-10-01"), date("2026-11-30"))
+        .await
+        .unwrap();
+    assert_eq!(oxr.len(), 1);
+    assert_eq!(oxr[0].batches[0].base, CurrencyCode::USD);
 }
 
 async fn sqlite_memory() -> SqlStore {
