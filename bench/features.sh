@@ -10,12 +10,11 @@
 # worker each. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 DURATION=${1:-10}
 CONNS=${2:-64}
-WORK=$(mktemp -d)
-# nginx workers run as `nobody`; mktemp makes the directory private.
-chmod 755 "$WORK"
+bench_workdir
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   for d in up cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
@@ -24,7 +23,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx-light
 need varnishd varnish
@@ -35,9 +33,7 @@ VARNISH=127.0.0.1:18086
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p gatehouse
-GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+build_gatehouse
 
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh"
 head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
@@ -137,26 +133,16 @@ KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: applic
   -d '{"owner":"bench"}' "http://$GH_ADMIN/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
 [ -n "$KEY" ] || { echo "could not create a key"; exit 1; }
 
-# Refuse to measure anything but the intended object.
-expect() { # url bytes [header]
-  local got
-  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' ${3:+-H "$3"} "$1")
-  [ "$got" = "200 $2" ] || { echo "sanity check failed for $1: got '$got', want '200 $2'"; exit 1; }
-}
 expect "http://$GH/plain/1k" 1024
 expect "http://$GH/auth/1k" 1024 "Authorization: Bearer $KEY"
 expect "http://$GH/mirror/1k" 1024
 for base in "http://$GH" "http://$NGX_CACHE" "http://$VARNISH"; do expect "$base/cached/1k" 1024; expect "$base/cached/64k" 65536; done
 
 run() { # label url [header]
-  local out hdr=()
+  local rps p50 p99 hdr=()
   [ -n "${3:-}" ] && hdr=(-H "$3")
-  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$2" >/dev/null 2>&1
-  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$2")
-  printf '| %s | %s | %s | %s |\n' "$1" \
-    "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" \
-    "$(awk '$1=="99%" {print $2}' <<<"$out")"
+  read -r rps p50 p99 <<<"$(measure "$CONNS" "$2" "${hdr[@]}")"
+  row "$1" "$rps" "$p50" "$p99"
 }
 
 echo "wrk -t1 -c$CONNS -d${DURATION}s; servers on CPU 1, wrk on CPU 0; $(date -u +%F)"

@@ -14,13 +14,13 @@
 # all nodes compete for one core. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 DURATION=${1:-10}
 CONNS=${2:-64}
 PG_URL=${GATEHOUSE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${GATEHOUSE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
+bench_workdir
 DB="gh_bench_$$"
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
@@ -31,14 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx-light
 need psql postgresql-client
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p gatehouse
-GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+build_gatehouse
 
 UP=127.0.0.1:18181
 psql "$PG_URL" -qc "CREATE DATABASE $DB" >/dev/null
@@ -99,10 +96,8 @@ key() { # admin-port
   curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
     -d '{"owner":"bench","plan":"bench"}' "http://127.0.0.1:$1/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p'
 }
-expect() { # url key
-  local got
-  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Authorization: Bearer $2" "$1")
-  [ "$got" = "200 1024" ] || { echo "sanity check failed for $1: got '$got'"; exit 1; }
+expect_auth() { # url key
+  expect "$1" 1024 "Authorization: Bearer $2"
 }
 
 SHARED="database_url = \"$FLEET_DB\"
@@ -118,7 +113,6 @@ wrk_one() { # conns url key -> "rps p50 p99"
   out=$(taskset -c 0 wrk -t1 -c"$1" -d"${DURATION}s" --latency -H "Authorization: Bearer $3" "$2")
   echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
 }
-row() { printf '| %s | %s | %s | %s |\n' "$@"; }
 
 echo "wrk -c$CONNS -d${DURATION}s; nodes, Redis and upstream on CPU 1, wrk on CPU 0; $(date -u +%F)"
 echo
@@ -126,21 +120,21 @@ echo "| case | requests/s | p50 | p99 |"
 echo "| --- | ---: | ---: | ---: |"
 
 start embedded; wait_up 18281
-K=$(key 18291); expect "http://127.0.0.1:18281/auth/1k" "$K"
+K=$(key 18291); expect_auth "http://127.0.0.1:18281/auth/1k" "$K"
 taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $K" "http://127.0.0.1:18281/auth/1k" >/dev/null
 read -r rps p50 p99 <<<"$(wrk_one "$CONNS" "http://127.0.0.1:18281/auth/1k" "$K")"
 row "one node, embedded (in-memory limiter)" "$rps" "$p50" "$p99"
 kill "$(cat "$WORK/embedded/pid")"
 
 start a; wait_up 18282
-K=$(key 18292); expect "http://127.0.0.1:18282/auth/1k" "$K"
+K=$(key 18292); expect_auth "http://127.0.0.1:18282/auth/1k" "$K"
 taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $K" "http://127.0.0.1:18282/auth/1k" >/dev/null
 read -r rps p50 p99 <<<"$(wrk_one "$CONNS" "http://127.0.0.1:18282/auth/1k" "$K")"
 row "one node, limits in Redis" "$rps" "$p50" "$p99"
 
 start b; start c; wait_up 18283; wait_up 18284
 sleep 1.5 # the key reaches b and c through the change feed; heartbeats see 3 nodes
-for p in 18283 18284; do expect "http://127.0.0.1:$p/auth/1k" "$K"; done
+for p in 18283 18284; do expect_auth "http://127.0.0.1:$p/auth/1k" "$K"; done
 per=$((CONNS / 3))
 pids=()
 for p in 18282 18283 18284; do

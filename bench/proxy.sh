@@ -10,15 +10,13 @@
 # comparison is one core of proxy against one core of proxy. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 DURATION=${1:-10}
 CONNS=${2:-64}
-WORK=$(mktemp -d)
-# nginx workers run as `nobody`; mktemp makes the directory private.
-chmod 755 "$WORK"
+bench_workdir
 trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null; nginx -p "$WORK/px" -c "$WORK/px/nginx.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 
-need() { command -v "$1" >/dev/null || { echo "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx-light
 
@@ -27,9 +25,7 @@ NGX=127.0.0.1:18082
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p gatehouse
-GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+build_gatehouse
 
 # Upstream: nginx serving a small and a 64 KiB body.
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/px/logs"
@@ -91,24 +87,12 @@ taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
 for _ in $(seq 1 50); do curl -sf "http://$GH/small" >/dev/null && break; sleep 0.1; done
 
-# Refuse to measure anything but the intended object.
-expect() { # url bytes
-  local got
-  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$1")
-  [ "$got" = "200 $2" ] || { echo "sanity check failed for $1: got '$got', want '200 $2'"; exit 1; }
-}
 for base in "http://$UP" "http://$NGX" "http://$GH"; do expect "$base/small" 64; expect "$base/64k" 65536; done
 
-# run NAME URL -> "rps p50 p99"
-run() {
-  local out
-  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "$2" >/dev/null 2>&1   # warm-up
-  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+run() { # label url body
   local rps p50 p99
-  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '| %s | %s | %s | %s | %s |\n' "$1" "$3" "$rps" "$p50" "$p99"
+  read -r rps p50 p99 <<<"$(measure "$CONNS" "$2")"
+  row "$1" "$3" "$rps" "$p50" "$p99"
 }
 
 echo "wrk -t1 -c$CONNS -d${DURATION}s; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(date -u +%F)"

@@ -1,0 +1,55 @@
+# Shared by the bench/*.sh scripts: sourced, never run.
+#
+# Conventions every script follows: wrk on CPU 0, every server on CPU 1 with
+# one worker (nginx worker_processes 1, Gatehouse TOKIO_WORKER_THREADS=1);
+# a warm-up before each measurement; a sanity check that the URL answers
+# 200 with the expected size before anything is measured.
+
+# need COMMAND PACKAGE: installs PACKAGE from Debian when COMMAND is missing.
+need() {
+  command -v "$1" >/dev/null || {
+    echo "installing $2" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  }
+}
+
+# bench_workdir: a scratch directory in $WORK that nginx's `nobody` workers
+# can read (mktemp makes it private, and nginx then serves 404s).
+bench_workdir() {
+  WORK=$(mktemp -d)
+  chmod 755 "$WORK"
+}
+
+# build_gatehouse: a release build; sets GATEHOUSE_BIN. A GATEHOUSE_BIN set
+# by the caller is used as it is (A/B runs of two builds).
+build_gatehouse() {
+  if [ -n "${GATEHOUSE_BIN:-}" ]; then return 0; fi
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  cargo build --release -q -p gatehouse
+  GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+}
+
+# expect URL BYTES [HEADER]: refuses to measure anything but the intended
+# object (200 and exactly BYTES bytes).
+expect() {
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' ${3:+-H "$3"} "$1")
+  [ "$got" = "200 $2" ] || { echo "sanity check failed for $1: got '$got', want '200 $2'" >&2; exit 1; }
+}
+
+# measure CONNS URL [wrk args...] -> "rps p50 p99" after a 2 s warm-up.
+# DURATION (seconds) comes from the calling script.
+measure() {
+  local conns=$1 url=$2 out
+  shift 2
+  taskset -c 0 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1
+  out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url")
+  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
+}
+
+# row CELLS...: one markdown table row.
+row() {
+  local line="|" cell
+  for cell in "$@"; do line+=" $cell |"; done
+  echo "$line"
+}
