@@ -32,27 +32,31 @@ database_url = "sqlite://$WORK/fx.db"
 soft = "6h"
 CONF
 
+# start_fx: starts the service; sets FX_PID and STARTUP (until it answers).
 start_fx() {
   local t0 t1
   t0=$(date +%s.%N)
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" fx serve --config "$WORK/fx.toml" >"$WORK/fx.log" 2>&1 &
+  FX_PID=$!
   for _ in $(seq 1 1200); do
     curl -sf -o /dev/null "http://$FX/healthz" && break
     sleep 0.05
   done
   t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f s", b - a}'
+  STARTUP=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f s", b - a}')
 }
 
 echo "fx service, release build, one worker on CPU 1, wrk -t1 on CPU 0; $(nproc) cores; $(date -u +%F)"
 echo
 echo "| what | figure |"
 echo "| --- | --- |"
-row "first start: bundled ECB history imported into SQLite, until it answers" "$(start_fx)"
+start_fx
+row "first start: bundled ECB history imported into SQLite, until it answers" "$STARTUP"
 rows=$(grep -o 'rows: [0-9]*' "$WORK/fx.log" | head -1 | cut -d' ' -f2 || true)
 [ -n "$rows" ] && row "rows imported" "$rows"
-kill %1; wait 2>/dev/null || true
-row "restart on the same database (load into memory), until it answers" "$(start_fx)"
+kill "$FX_PID"; wait "$FX_PID" 2>/dev/null || true
+start_fx
+row "restart on the same database (load into memory), until it answers" "$STARTUP"
 
 # 25-year daily series, every currency, for several bases. The first request
 # for a base computes its series; repeats come from the rendered-series cache.

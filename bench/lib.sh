@@ -23,10 +23,20 @@ bench_workdir() {
 # build_gatehouse: a release build; sets GATEHOUSE_BIN. A GATEHOUSE_BIN set
 # by the caller is used as it is (A/B runs of two builds).
 build_gatehouse() {
-  if [ -n "${GATEHOUSE_BIN:-}" ]; then return 0; fi
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  if [ -n "${GATEHOUSE_BIN:-}" ]; then return 0; fi
   cargo build --release -q -p gatehouse
   GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+}
+
+# wait_http URL: waits (up to 10 s) until URL answers at all.
+wait_http() {
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2
+  return 1
 }
 
 # expect URL BYTES [HEADER]: refuses to measure anything but the intended

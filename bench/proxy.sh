@@ -24,8 +24,12 @@ UP=127.0.0.1:18081
 NGX=127.0.0.1:18082
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
+FLOOR=127.0.0.1:18084
 
 build_gatehouse
+# The stack's floor: the smallest proxy on hyper-util + tokio + mimalloc.
+cargo build --release -q -p gatehouse --example minimal_proxy
+FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 
 # Upstream: nginx serving a small and a 64 KiB body.
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/px/logs"
@@ -85,9 +89,11 @@ CONF
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR" "$UP" >/dev/null 2>&1 &
 for _ in $(seq 1 50); do curl -sf "http://$GH/small" >/dev/null && break; sleep 0.1; done
+wait_http "http://$FLOOR/small"
 
-for base in "http://$UP" "http://$NGX" "http://$GH"; do expect "$base/small" 64; expect "$base/64k" 65536; done
+for base in "http://$UP" "http://$NGX" "http://$FLOOR" "http://$GH"; do expect "$base/small" 64; expect "$base/64k" 65536; done
 
 run() { # label url body
   local rps p50 p99
@@ -102,5 +108,6 @@ echo "| --- | --- | ---: | ---: | ---: |"
 for body in small 64k; do
   run "upstream direct" "http://$UP/$body" "$body"
   run "nginx proxy" "http://$NGX/$body" "$body"
+  run "minimal hyper proxy (floor)" "http://$FLOOR/$body" "$body"
   run "gatehouse" "http://$GH/$body" "$body"
 done

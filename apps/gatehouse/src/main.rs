@@ -3,6 +3,12 @@
 
 mod up;
 
+/// mimalloc instead of glibc malloc: the request path makes dozens of small,
+/// short-lived allocations (headers, bodies, futures) and glibc's allocator
+/// was the largest single item in gateway profiles (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
