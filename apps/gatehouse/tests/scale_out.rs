@@ -176,6 +176,12 @@ database_url = "{db}"
 redis_url = "{redis}"
 redis_prefix = "{prefix}"
 database_timeout = "1s"
+# Three debug-build nodes on a loaded 2-core CI machine can take longer than
+# the 50 ms default for a Redis call, and a timeout falls back to per-node
+# limits by design; these tests assert fleet-wide counting, so a slow call
+# must wait rather than fall back. The outage tests cut connections, which
+# fail at once whatever this is.
+redis_timeout = "1s"
 
 [plans.shared]
 {plan}
