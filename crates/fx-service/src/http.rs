@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
+use fx::exact::write_decimal;
 use fx::money::{parse_amount, AmountLimits};
 use fx::query::{self, ConvertRequest, Interval, Resolved};
 use fx::staleness::{FixingCalendar, StalenessLimits};
@@ -54,7 +55,9 @@ struct Inner {
     /// long histories are the expensive answers and are asked for again
     /// and again (charts); a new fixing bumps the version, so entries never
     /// go stale, they just stop being hit and age out.
-    series_cache: moka::sync::Cache<String, Bytes>,
+    /// The ETag is kept with the body: hashing 5 MB costs more than
+    /// serving it.
+    series_cache: moka::sync::Cache<String, (Bytes, Arc<str>)>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -78,8 +81,8 @@ impl AppState {
                 calendar: FixingCalendar::default(),
                 health,
                 series_cache: moka::sync::Cache::builder()
-                    .weigher(|k: &String, v: &Bytes| {
-                        (k.len() + v.len()).try_into().unwrap_or(u32::MAX)
+                    .weigher(|k: &String, v: &(Bytes, Arc<str>)| {
+                        (k.len() + v.0.len()).try_into().unwrap_or(u32::MAX)
                     })
                     .max_capacity(SERIES_CACHE_BYTES)
                     .build(),
@@ -278,7 +281,26 @@ fn currency(v: &str, name: &str) -> Result<CurrencyCode, ApiError> {
     CurrencyCode::parse(v).map_err(|e| ApiError::fx(e.into(), Some(name)))
 }
 
+/// `YYYY-MM-DD` read directly; chrono's `parse_from_str` re-parses its
+/// format string on every call. Anything else (other digit counts, signs,
+/// invalid dates) goes to chrono, which decides as before.
+fn iso_date(v: &str) -> Option<NaiveDate> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
 fn date(v: &str, name: &str) -> Result<NaiveDate, ApiError> {
+    if let Some(d) = iso_date(v.trim()) {
+        return Ok(d);
+    }
     NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
         ApiError::param(
             StatusCode::BAD_REQUEST,
@@ -333,8 +355,28 @@ fn param_for(
 
 // === caching ===
 
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), written directly: it is
+/// on every cacheable answer and chrono's strftime re-parses its format
+/// string on each call.
 fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    use chrono::{Datelike, Timelike};
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    }
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().num_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Seconds a cache may keep an answer built on `r`.
@@ -348,6 +390,18 @@ fn max_age(r: &Resolved, now: DateTime<Utc>) -> i64 {
     }
 }
 
+/// The strong ETag of a body: the first 128 bits of its SHA-256, quoted.
+fn etag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for b in &digest[..16] {
+        let _ = write!(tag, "{b:02x}");
+    }
+    tag.push('"');
+    tag
+}
+
 fn cacheable(
     req: &HeaderMap,
     body: Vec<u8>,
@@ -355,15 +409,21 @@ fn cacheable(
     max_age: i64,
     vary_tier: bool,
 ) -> Response {
-    let digest = Sha256::digest(&body);
-    let mut tag = String::with_capacity(34);
-    tag.push('"');
-    for b in &digest[..16] {
-        let _ = write!(tag, "{b:02x}");
-    }
-    tag.push('"');
+    let tag = etag(&body);
+    cacheable_tagged(req, body.into(), &tag, last_modified, max_age, vary_tier)
+}
+
+/// [`cacheable`] for a body whose ETag is already known.
+fn cacheable_tagged(
+    req: &HeaderMap,
+    body: Bytes,
+    tag: &str,
+    last_modified: Option<DateTime<Utc>>,
+    max_age: i64,
+    vary_tier: bool,
+) -> Response {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         headers.insert(header::ETAG, v);
     }
     if let Some(lm) = last_modified.and_then(|t| HeaderValue::from_str(&http_date(t)).ok()) {
@@ -496,6 +556,134 @@ fn staleness_json(r: &Resolved) -> (bool, Value) {
     )
 }
 
+// The two hottest bodies are written directly instead of through a
+// `serde_json::Value` tree (a map allocation per key, then serialisation).
+// Keys are in the order serde_json's sorted maps produced, so the bytes are
+// the same; tests compare them with the `json!` construction they replace.
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it
+/// (quote, backslash and control characters; nothing else).
+fn push_str(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// Appends an exact decimal as a JSON string.
+fn push_decimal(out: &mut String, d: rust_decimal::Decimal) {
+    out.push('"');
+    write_decimal(out, d);
+    out.push('"');
+}
+
+/// Appends something whose `Display` is plain ASCII (codes, dates) as a
+/// JSON string.
+fn push_plain(out: &mut String, v: impl std::fmt::Display) {
+    let _ = write!(out, "\"{v}\"");
+}
+
+fn push_staleness(out: &mut String, r: &Resolved) {
+    out.push_str(r#","next_fixing_expected":"#);
+    match r.next_expected {
+        Some(t) => push_plain(out, t.to_rfc3339()),
+        None => out.push_str("null"),
+    }
+}
+
+/// The `/v1/convert` body.
+fn convert_body(conv: &query::Conversion, r: &Resolved, tier: Option<&str>) -> Vec<u8> {
+    let mut out = String::with_capacity(640);
+    out.push_str(r#"{"amount":"#);
+    push_decimal(&mut out, conv.amount);
+    out.push_str(r#","customer":{"amount":"#);
+    push_decimal(&mut out, conv.customer_amount);
+    out.push_str(r#","rate":"#);
+    push_decimal(&mut out, conv.customer_rate);
+    let _ = write!(out, r#","spread_bps":{},"tier":"#, conv.spread_bps);
+    match tier {
+        Some(t) => push_str(&mut out, t),
+        None => out.push_str("null"),
+    }
+    out.push_str(r#"},"date":"#);
+    push_plain(&mut out, r.day.date);
+    out.push_str(r#","from":"#);
+    push_plain(&mut out, conv.from);
+    out.push_str(r#","mid":{"amount":"#);
+    push_decimal(&mut out, conv.mid_amount);
+    out.push_str(r#","rate":"#);
+    push_decimal(&mut out, conv.mid_rate);
+    out.push('}');
+    push_staleness(&mut out, r);
+    out.push_str(r#","path":["#);
+    for (i, c) in conv.path.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_plain(&mut out, c);
+    }
+    out.push_str(r#"],"precision":"#);
+    push_str(&mut out, &query::precision_note());
+    let _ = write!(
+        out,
+        r#","provenance":{{"disputed":{},"fixing_date":"{}","providers":["#,
+        conv.disputed, r.day.date
+    );
+    for (i, p) in conv.providers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, p);
+    }
+    out.push_str(r#"]},"requested_date":"#);
+    push_plain(&mut out, r.requested);
+    out.push_str(r#","rounding":"#);
+    push_str(&mut out, conv.rounding.as_str());
+    let _ = write!(out, r#","stale":{},"to":"#, r.stale);
+    push_plain(&mut out, conv.to);
+    out.push('}');
+    out.into_bytes()
+}
+
+/// The `/v1/rates/latest` and `/v1/rates/{date}` body without `sources`.
+fn rates_body(
+    base: CurrencyCode,
+    r: &Resolved,
+    rates: &[(CurrencyCode, rust_decimal::Decimal)],
+    providers: &[String],
+) -> Vec<u8> {
+    let mut out = String::with_capacity(160 + rates.len() * 28);
+    out.push_str(r#"{"base":"#);
+    push_plain(&mut out, base);
+    out.push_str(r#","date":"#);
+    push_plain(&mut out, r.day.date);
+    push_staleness(&mut out, r);
+    out.push_str(r#","providers":["#);
+    for (i, p) in providers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, p);
+    }
+    out.push_str(r#"],"rates":{"#);
+    // `rates_on` sorts and dedups by code, the order of a sorted map.
+    for (i, (c, v)) in rates.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_plain(&mut out, c);
+        out.push(':');
+        push_decimal(&mut out, *v);
+    }
+    out.push_str(r#"},"requested_date":"#);
+    push_plain(&mut out, r.requested);
+    let _ = write!(out, r#","stale":{}}}"#, r.stale);
+    out.into_bytes()
+}
+
 async fn rates(
     s: AppState,
     on: Option<NaiveDate>,
@@ -518,39 +706,48 @@ async fn rates(
         let param = param_for(&e, &pairs, "symbols");
         ApiError::fx(e, Some(param))
     })?;
-    let mut rates = Map::new();
-    for (c, v) in &ans.rates {
-        rates.insert(c.to_string(), Value::String(v.to_string()));
-    }
+    // `Day::providers_of` without its Vec per currency.
     let mut providers: Vec<String> = Vec::new();
     for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
-        for p in r.day.providers_of(c) {
-            if !providers.iter().any(|x| **x == *p) {
-                providers.push(p.to_string());
+        let Some(dr) = r.day.get(c) else { continue };
+        for p in dr.sources.iter().filter(|s| !s.outlier) {
+            if !providers.iter().any(|x| **x == *p.provider) {
+                providers.push(p.provider.to_string());
             }
         }
     }
     providers.sort();
+    if !with_sources {
+        return Ok(cacheable(
+            &headers,
+            rates_body(base, &r, &ans.rates, &providers),
+            t.updated_at,
+            max_age(&r, now),
+            false,
+        ));
+    }
+    let mut rates = Map::new();
+    for (c, v) in &ans.rates {
+        rates.insert(c.to_string(), Value::String(v.to_string()));
+    }
     let (stale, next) = staleness_json(&r);
     let mut body = json!({
         "base": base, "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
         "rates": rates, "providers": providers, "stale": stale, "next_fixing_expected": next,
     });
-    if with_sources {
-        let mut src = Map::new();
-        for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
-            if let Some(dr) = r.day.get(c) {
-                let list: Vec<Value> = dr
-                    .sources
-                    .iter()
-                    .map(|s| json!({"provider": &*s.provider, "per_eur": s.value.to_string(), "outlier": s.outlier}))
-                    .collect();
-                src.insert(c.to_string(), json!({"consensus_per_eur": dr.mid.to_string(), "disputed": dr.disputed, "values": list}));
-            }
+    let mut src = Map::new();
+    for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
+        if let Some(dr) = r.day.get(c) {
+            let list: Vec<Value> = dr
+                .sources
+                .iter()
+                .map(|s| json!({"provider": &*s.provider, "per_eur": s.value.to_string(), "outlier": s.outlier}))
+                .collect();
+            src.insert(c.to_string(), json!({"consensus_per_eur": dr.mid.to_string(), "disputed": dr.disputed, "values": list}));
         }
-        body["sources"] = Value::Object(src);
-        body["consensus"] = json!({"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps});
     }
+    body["sources"] = Value::Object(src);
+    body["consensus"] = json!({"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps});
     Ok(cacheable(
         &headers,
         json_body(&body),
@@ -622,12 +819,14 @@ async fn rates_series(
         sym_key.join(","),
         interval.as_str()
     );
-    let rendered = match s.inner.series_cache.get(&key) {
-        Some(b) => b,
+    let (rendered, tag) = match s.inner.series_cache.get(&key) {
+        Some(hit) => hit,
         None => {
             let b = render_series(&t, base, &symbols, start, end, interval)?;
-            s.inner.series_cache.insert(key, b.clone());
-            b
+            let tag = Arc::from(etag(&b));
+            let entry = (b, tag);
+            s.inner.series_cache.insert(key, entry.clone());
+            entry
         }
     };
     let latest = t.latest().map(|d| d.date);
@@ -639,9 +838,10 @@ async fn rates_series(
     } else {
         86_400
     };
-    Ok(cacheable(
+    Ok(cacheable_tagged(
         &headers,
-        rendered.to_vec(),
+        rendered,
+        &tag,
         t.updated_at,
         age,
         false,
@@ -664,7 +864,9 @@ fn render_series(
         ApiError::fx(e, Some(param))
     })?;
     // Written by hand: a 25-year daily series is ~200k values, and every
-    // key and value here is plain ASCII needing no escaping.
+    // key and value here is plain ASCII needing no escaping. Decimals go
+    // through `write_decimal` (same text as `Display`, a fraction of the
+    // cost).
     let width = points.first().map(|p| p.rates.len()).unwrap_or(0);
     let mut out = String::with_capacity(64 + points.len() * (16 + width * 28));
     let _ = write!(
@@ -681,10 +883,18 @@ fn render_series(
             if j > 0 {
                 out.push(',');
             }
+            out.push('"');
+            out.push_str(c.as_str());
             if interval == Interval::Day {
-                let _ = write!(out, r#""{c}":"{last}""#);
+                out.push_str(r#"":""#);
+                write_decimal(&mut out, *last);
+                out.push('"');
             } else {
-                let _ = write!(out, r#""{c}":{{"last":"{last}","mean":"{mean}"}}"#);
+                out.push_str(r#"":{"last":""#);
+                write_decimal(&mut out, *last);
+                out.push_str(r#"","mean":""#);
+                write_decimal(&mut out, *mean);
+                out.push_str(r#""}"#);
             }
         }
         if interval != Interval::Day {
@@ -731,21 +941,9 @@ async fn convert(
         let param = param_for(&e, &[(from, "from"), (to, "to")], "amount");
         ApiError::fx(e, Some(param))
     })?;
-    let (stale, next) = staleness_json(&r);
-    let body = json!({
-        "from": from, "to": to, "amount": amount.to_string(),
-        "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
-        "mid": {"rate": conv.mid_rate.to_string(), "amount": conv.mid_amount.to_string()},
-        "customer": {"rate": conv.customer_rate.to_string(), "amount": conv.customer_amount.to_string(), "spread_bps": conv.spread_bps, "tier": tier},
-        "rounding": rounding.as_str(),
-        "path": conv.path,
-        "provenance": {"providers": conv.providers, "fixing_date": r.day.date.to_string(), "disputed": conv.disputed},
-        "stale": stale, "next_fixing_expected": next,
-        "precision": query::precision_note(),
-    });
     Ok(cacheable(
         &headers,
-        json_body(&body),
+        convert_body(&conv, &r, tier.as_deref()),
         t.updated_at,
         max_age(&r, now),
         true,
@@ -955,4 +1153,174 @@ async fn raw_rates(
         60,
         false,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use fx::consensus::ConsensusConfig;
+    use fx::table::RateBook;
+    use fx::{Batch, Fixing};
+    use rust_decimal::Decimal;
+
+    /// The `json!` construction `convert_body` replaced.
+    fn convert_reference(conv: &query::Conversion, r: &Resolved, tier: Option<&str>) -> Vec<u8> {
+        let (stale, next) = staleness_json(r);
+        json_body(&json!({
+            "from": conv.from, "to": conv.to, "amount": conv.amount.to_string(),
+            "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
+            "mid": {"rate": conv.mid_rate.to_string(), "amount": conv.mid_amount.to_string()},
+            "customer": {"rate": conv.customer_rate.to_string(), "amount": conv.customer_amount.to_string(), "spread_bps": conv.spread_bps, "tier": tier},
+            "rounding": conv.rounding.as_str(),
+            "path": conv.path,
+            "provenance": {"providers": conv.providers, "fixing_date": r.day.date.to_string(), "disputed": conv.disputed},
+            "stale": stale, "next_fixing_expected": next,
+            "precision": query::precision_note(),
+        }))
+    }
+
+    /// The `json!` construction `rates_body` replaced.
+    fn rates_reference(
+        base: CurrencyCode,
+        r: &Resolved,
+        ans: &[(CurrencyCode, Decimal)],
+        providers: &[String],
+    ) -> Vec<u8> {
+        let mut rates = Map::new();
+        for (c, v) in ans {
+            rates.insert(c.to_string(), Value::String(v.to_string()));
+        }
+        let (stale, next) = staleness_json(r);
+        json_body(&json!({
+            "base": base, "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
+            "rates": rates, "providers": providers, "stale": stale, "next_fixing_expected": next,
+        }))
+    }
+
+    fn table() -> Arc<fx::RateTable> {
+        let mut book = RateBook::new(ConsensusConfig::default());
+        let history = fx::bundled::ecb_history().unwrap();
+        book.apply("ecb", &history, Utc::now());
+        // A second provider with a name that needs escaping, and a
+        // disputed value, on the latest day.
+        let latest = book.table().latest().unwrap().date;
+        let odd = Batch {
+            base: CurrencyCode::EUR,
+            fixings: vec![Fixing {
+                date: latest,
+                rates: vec![
+                    (CurrencyCode::USD, Decimal::new(15, 1)),
+                    (CurrencyCode::parse("JPY").unwrap(), Decimal::new(1601, 1)),
+                ],
+            }],
+        };
+        book.apply("o\"dd\\é\u{1}", &odd, Utc::now()).0
+    }
+
+    #[test]
+    fn written_bodies_equal_the_json_values_they_replace() {
+        let t = table();
+        let calendar = FixingCalendar::default();
+        let latest = t.latest().unwrap().date;
+        let c = |s: &str| CurrencyCode::parse(s).unwrap();
+        let pairs = [
+            ("USD", "JPY"),
+            ("EUR", "USD"),
+            ("JPY", "EUR"),
+            ("EUR", "EUR"),
+            ("GBP", "KRW"),
+        ];
+        let dates = [None, Some(latest), NaiveDate::from_ymd_opt(2020, 3, 2)];
+        let nows = [
+            Utc.from_utc_datetime(&latest.and_hms_opt(18, 0, 0).unwrap()),
+            Utc.from_utc_datetime(
+                &(latest + chrono::Duration::days(30))
+                    .and_hms_opt(9, 0, 0)
+                    .unwrap(),
+            ),
+        ];
+        let limits = StalenessLimits {
+            soft: chrono::Duration::hours(6),
+            hard: None,
+        };
+        let mut checked = 0;
+        for now in nows {
+            for on in dates {
+                let r = query::resolve(&t, on, now, &calendar, &limits).unwrap();
+                for (from, to) in pairs {
+                    for (amount, tier) in [
+                        ("123.25", None),
+                        ("0.01", Some("gold")),
+                        ("1000000", Some("a\"b\\c\u{7}é")),
+                    ] {
+                        let conv = query::convert_on(
+                            &t,
+                            &r.day,
+                            &ConvertRequest {
+                                from: c(from),
+                                to: c(to),
+                                amount: amount.parse().unwrap(),
+                                date: on,
+                                rounding: RoundingMode::HalfUp,
+                                spread_bps: 37,
+                            },
+                        )
+                        .unwrap();
+                        assert_eq!(
+                            String::from_utf8(convert_body(&conv, &r, tier)).unwrap(),
+                            String::from_utf8(convert_reference(&conv, &r, tier)).unwrap()
+                        );
+                        checked += 1;
+                    }
+                }
+                for base in ["USD", "EUR", "JPY"] {
+                    let ans = query::rates_on(&t, &r.day, c(base), &[]).unwrap();
+                    for providers in [vec![], vec!["ecb".to_string(), "x\"\n".to_string()]] {
+                        assert_eq!(
+                            String::from_utf8(rates_body(c(base), &r, &ans.rates, &providers))
+                                .unwrap(),
+                            String::from_utf8(rates_reference(c(base), &r, &ans.rates, &providers))
+                                .unwrap()
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 90);
+    }
+
+    #[test]
+    fn http_date_and_iso_date_match_chrono() {
+        let mut t = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 58).unwrap();
+        for _ in 0..5_000 {
+            assert_eq!(
+                http_date(t),
+                t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            );
+            let d = t.date_naive();
+            let text = d.format("%Y-%m-%d").to_string();
+            assert_eq!(iso_date(&text), Some(d));
+            t += chrono::Duration::seconds(86_400 * 3 + 3_601);
+        }
+        for s in [
+            "2020-02-30",
+            "2021-02-29",
+            "2020-13-01",
+            "2020-00-10",
+            "2020-1-2x",
+            "+2020-01-01",
+            "2020-01-1",
+            "20200-01-01",
+            "２020-01-01",
+            "2020/01/01",
+            "0000-01-01",
+        ] {
+            assert_eq!(
+                iso_date(s).or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()),
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(),
+                "{s}"
+            );
+        }
+    }
 }

@@ -38,6 +38,24 @@ fn benches(c: &mut Criterion) {
     c.bench_function("series_25y_all_currencies_eur_base", |b| {
         b.iter(|| query::series(&table, CurrencyCode::EUR, &[], start, end, Interval::Day).unwrap())
     });
+    // One new fixing on top of the full history: cost should follow the
+    // day, not the ~7,000 days before it. Each iteration adds the next day.
+    let mut growing = RateBook::new(ConsensusConfig::default());
+    growing.apply("ecb", &batch, Utc::now());
+    let mut next = table.latest().unwrap().date;
+    c.bench_function("publish_one_day_on_full_history", |b| {
+        b.iter(|| {
+            next = next.succ_opt().unwrap();
+            let day = fx::Batch {
+                base: CurrencyCode::EUR,
+                fixings: vec![fx::Fixing {
+                    date: next,
+                    rates: vec![(CurrencyCode::USD, Decimal::new(11502, 4))],
+                }],
+            };
+            growing.apply("ecb", black_box(&day), Utc::now())
+        })
+    });
     c.bench_function("parse_bundled_history_zip", |b| {
         b.iter(|| fx::bundled::ecb_history().unwrap())
     });

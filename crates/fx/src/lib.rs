@@ -13,6 +13,7 @@ pub mod consensus;
 pub mod currency;
 pub mod engine;
 pub mod error;
+pub mod exact;
 pub mod money;
 pub mod parse;
 pub mod query;

@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::currency::CurrencyCode;
 use crate::error::FxError;
+use crate::exact::div_rate;
 use crate::money::RoundingMode;
 use crate::spread::customer_rate;
 use crate::staleness::{FixingCalendar, StalenessLimits};
@@ -235,13 +236,18 @@ pub fn series(
     let days = table.range(start, end);
     let mut all_symbols: Vec<CurrencyCode> = symbols.to_vec();
     if all_symbols.is_empty() {
-        let mut set = std::collections::BTreeSet::new();
+        // Days list their currencies sorted and mostly the same ones: a
+        // sorted Vec with a binary search per rate beats a set.
+        let mut set = vec![PIVOT];
         for d in days {
-            set.extend(d.rates.iter().map(|r| r.currency));
+            for r in &d.rates {
+                if let Err(i) = set.binary_search(&r.currency) {
+                    set.insert(i, r.currency);
+                }
+            }
         }
-        set.insert(PIVOT);
-        set.remove(&base);
-        all_symbols = set.into_iter().collect();
+        set.retain(|c| *c != base);
+        all_symbols = set;
     }
     // Refuse a currency never quoted in the range rather than return nothing.
     for c in std::iter::once(&base).chain(&all_symbols) {
@@ -279,6 +285,10 @@ pub fn series(
             });
         }
     };
+    // Symbols in code order, so each day's (sorted) rates are found in one
+    // merge pass rather than a binary search per symbol.
+    let mut order: Vec<usize> = (0..all_symbols.len()).collect();
+    order.sort_by_key(|&i| all_symbols[i]);
     for d in days {
         let Some(base_mid) = d.mid(base) else {
             continue;
@@ -292,15 +302,27 @@ pub fn series(
             None => {}
         }
         current = Some((b, d.date));
-        for (i, s) in all_symbols.iter().enumerate() {
-            let Some(m) = d.mid(*s) else { continue };
+        let mut j = 0;
+        for &i in &order {
+            let s = &all_symbols[i];
+            let m = if *s == PIVOT {
+                Decimal::ONE
+            } else {
+                while j < d.rates.len() && d.rates[j].currency < *s {
+                    j += 1;
+                }
+                match d.rates.get(j) {
+                    Some(r) if r.currency == *s => r.mid,
+                    _ => continue,
+                }
+            };
             let r = if *s == base {
                 Decimal::ONE
             } else if base == PIVOT {
                 // Pivot-based mids are already the answer (and already rounded).
                 m
             } else {
-                round_rate(m.checked_div(base_mid).ok_or(FxError::Overflow)?)
+                div_rate(m, base_mid).ok_or(FxError::Overflow)?
             };
             if interval != Interval::Day {
                 sums[i].0 += r;
@@ -416,4 +438,68 @@ pub fn convert_on(
 /// Documented precision, for responses and docs.
 pub fn precision_note() -> String {
     format!("rates carry {RATE_SIGNIFICANT_DIGITS} significant digits; amounts are rounded once, to the target currency's minor units")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::ConsensusConfig;
+    use crate::table::RateBook;
+
+    /// The straightforward series: a lookup and a `Decimal` division per
+    /// value (what `series` computed before its merge pass and fast
+    /// division), daily points only.
+    fn reference(
+        table: &RateTable,
+        base: CurrencyCode,
+        symbols: &[CurrencyCode],
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Vec<(NaiveDate, Vec<(CurrencyCode, Decimal)>)> {
+        let mut out = Vec::new();
+        for d in table.range(start, end) {
+            let Some(b) = d.mid(base) else { continue };
+            let rates: Vec<_> = symbols
+                .iter()
+                .filter_map(|s| {
+                    let m = d.mid(*s)?;
+                    Some((*s, round_rate(m.checked_div(b)?)))
+                })
+                .collect();
+            if !rates.is_empty() {
+                out.push((d.date, rates));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn series_equals_the_straightforward_computation() {
+        let batch = crate::bundled::ecb_history().unwrap();
+        let mut book = RateBook::new(ConsensusConfig::default());
+        let table = book.apply("ecb", &batch, Utc::now()).0;
+        let c = |s: &str| CurrencyCode::parse(s).unwrap();
+        let start = NaiveDate::from_ymd_opt(2005, 1, 1).unwrap();
+        let end = NaiveDate::from_ymd_opt(2009, 12, 31).unwrap();
+        let all: Vec<CurrencyCode> = crate::currency::all()
+            .filter(|x| table.range(start, end).iter().any(|d| d.mid(*x).is_some()))
+            .collect();
+        // Unsorted, with a duplicate, the pivot and a currency that stops
+        // being quoted (CYP, 2007) in the middle.
+        let picked = [c("USD"), c("CYP"), c("EUR"), c("AUD"), c("USD"), c("JPY")];
+        for base in ["USD", "EUR", "JPY", "CYP"] {
+            let base = c(base);
+            let everything: Vec<_> = all.iter().copied().filter(|x| *x != base).collect();
+            for (asked, expected) in [(&[][..], &everything[..]), (&picked[..], &picked[..])] {
+                let got = series(&table, base, asked, start, end, Interval::Day).unwrap();
+                let want = reference(&table, base, expected, start, end);
+                assert_eq!(got.len(), want.len());
+                for (g, (date, rates)) in got.iter().zip(&want) {
+                    assert_eq!(g.start, *date);
+                    let g: Vec<_> = g.rates.iter().map(|r| (r.0, r.1)).collect();
+                    assert_eq!(&g, rates, "{base} on {date}");
+                }
+            }
+        }
+    }
 }

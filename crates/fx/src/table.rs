@@ -106,7 +106,7 @@ impl Day {
         if from == PIVOT {
             return Some(t);
         }
-        Some(round_rate(t.checked_div(f)?))
+        crate::exact::div_rate(t, f)
     }
 }
 
@@ -224,12 +224,12 @@ pub fn normalise(batch: &Batch) -> (Vec<PivotDay>, Vec<NaiveDate>) {
             if *c == PIVOT {
                 continue;
             }
-            if let Some(x) = v.checked_div(eur_per_base) {
-                rates.push((*c, round_rate(x)));
+            if let Some(x) = crate::exact::div_rate(*v, eur_per_base) {
+                rates.push((*c, x));
             }
         }
-        if let Some(inv) = Decimal::ONE.checked_div(eur_per_base) {
-            rates.push((batch.base, round_rate(inv)));
+        if let Some(inv) = crate::exact::div_rate(Decimal::ONE, eur_per_base) {
+            rates.push((batch.base, inv));
         }
         rates.sort_by_key(|r| r.0);
         out.push((f.date, rates));
@@ -354,45 +354,57 @@ impl RateBook {
     }
 
     /// Recomputes the given days and publishes a new table.
+    ///
+    /// The cost follows what changed: untouched days are shared with the
+    /// previous table (one pass of `Arc` clones), and coverage is extended
+    /// by the touched days rather than recomputed over the whole history,
+    /// unless a day lost a currency (raw data is only ever added, so that
+    /// does not happen in practice) or most days changed.
     pub fn publish(&mut self, touched: &[NaiveDate], now: DateTime<Utc>) -> Arc<RateTable> {
         if touched.is_empty() {
             return self.table.clone();
         }
-        let old = &self.table;
-        let mut days: Vec<Arc<Day>> = if touched.len() * 4 > self.raw.len() {
+        let old = self.table.clone();
+        let (days, coverage) = if touched.len() * 4 > self.raw.len() {
             // Most days changed (e.g. the first import): rebuild straight.
-            self.raw
+            let days: Vec<Arc<Day>> = self
+                .raw
                 .keys()
                 .filter_map(|d| self.build_day(*d).map(Arc::new))
-                .collect()
+                .collect();
+            let coverage = coverage_of(&days);
+            (days, coverage)
         } else {
-            let mut map: BTreeMap<NaiveDate, Arc<Day>> =
-                old.days.iter().map(|d| (d.date, d.clone())).collect();
-            for d in touched {
-                match self.build_day(*d) {
-                    Some(day) => {
-                        map.insert(*d, Arc::new(day));
-                    }
-                    None => {
-                        map.remove(d);
-                    }
+            let mut touched = touched.to_vec();
+            touched.sort_unstable();
+            touched.dedup();
+            let mut days = Vec::with_capacity(old.days.len() + touched.len());
+            let mut coverage = old.coverage.clone();
+            let mut lost_currency = false;
+            let mut rest = old.days.iter().peekable();
+            for &date in &touched {
+                while let Some(d) = rest.next_if(|d| d.date < date) {
+                    days.push(d.clone());
+                }
+                let previous = rest.next_if(|d| d.date == date);
+                let day = self.build_day(date);
+                if let Some(p) = previous {
+                    lost_currency |= p
+                        .rates
+                        .iter()
+                        .any(|r| day.as_ref().is_none_or(|n| n.get(r.currency).is_none()));
+                }
+                if let Some(day) = day {
+                    extend_coverage(&mut coverage, &day);
+                    days.push(Arc::new(day));
                 }
             }
-            map.into_values().collect()
-        };
-        days.sort_by_key(|d| d.date);
-        let mut coverage: BTreeMap<CurrencyCode, Coverage> = BTreeMap::new();
-        for d in &days {
-            for r in &d.rates {
-                coverage
-                    .entry(r.currency)
-                    .and_modify(|c| c.last = d.date)
-                    .or_insert(Coverage {
-                        first: d.date,
-                        last: d.date,
-                    });
+            days.extend(rest.cloned());
+            if lost_currency {
+                coverage = coverage_of(&days);
             }
-        }
+            (days, coverage)
+        };
         self.table = Arc::new(RateTable {
             days,
             coverage,
@@ -401,6 +413,32 @@ impl RateBook {
         });
         self.table.clone()
     }
+}
+
+/// Widens each of `day`'s currencies' coverage to include it.
+fn extend_coverage(coverage: &mut BTreeMap<CurrencyCode, Coverage>, day: &Day) {
+    for r in &day.rates {
+        coverage
+            .entry(r.currency)
+            .and_modify(|c| {
+                c.first = c.first.min(day.date);
+                c.last = c.last.max(day.date);
+            })
+            .or_insert(Coverage {
+                first: day.date,
+                last: day.date,
+            });
+    }
+}
+
+/// Coverage computed over every day (the reference for the incremental
+/// update).
+fn coverage_of(days: &[Arc<Day>]) -> BTreeMap<CurrencyCode, Coverage> {
+    let mut coverage = BTreeMap::new();
+    for d in days {
+        extend_coverage(&mut coverage, d);
+    }
+    coverage
 }
 
 #[cfg(test)]
@@ -465,5 +503,54 @@ mod tests {
         let (t2, touched) = book.apply("ecb", &batch, Utc::now());
         assert!(touched.is_empty());
         assert_eq!(t2.version, v);
+    }
+
+    #[test]
+    fn publishing_a_few_days_equals_rebuilding_everything() {
+        let history = crate::bundled::ecb_history().unwrap();
+        let mut book = RateBook::new(ConsensusConfig::default());
+        book.apply("ecb", &history, Utc::now());
+        // A second provider on a few days, old and new, out of order, one
+        // of them a new date and one bringing a currency never seen before.
+        let days = [
+            (
+                "2026-11-02",
+                vec![(c("USD"), d("1.16")), (c("KES"), d("150.2"))],
+            ),
+            ("2010-05-04", vec![(c("USD"), d("1.3"))]),
+            (
+                "2001-01-03",
+                vec![(c("JPY"), d("109.1")), (c("CYP"), d("0.57"))],
+            ),
+        ];
+        let batch = Batch {
+            base: PIVOT,
+            fixings: days
+                .iter()
+                .map(|(day, rates)| Fixing {
+                    date: date(day),
+                    rates: rates.clone(),
+                })
+                .collect(),
+        };
+        let before = book.table();
+        let (t, touched) = book.apply("oxr", &batch, Utc::now());
+        assert_eq!(touched.len(), 3);
+        assert_eq!(t.version, before.version + 1);
+        // Untouched days are shared, not rebuilt.
+        let untouched = date("2015-06-01");
+        assert!(Arc::ptr_eq(
+            before.on_or_before(untouched).unwrap(),
+            t.on_or_before(untouched).unwrap()
+        ));
+        // The reference: every day rebuilt, coverage recomputed.
+        let all = book.dates();
+        let full = book.publish(&all, Utc::now());
+        assert_eq!(t.days().len(), full.days().len());
+        for (a, b) in t.days().iter().zip(full.days()) {
+            assert_eq!(**a, **b);
+        }
+        assert_eq!(t.coverage, full.coverage);
+        assert_eq!(t.coverage(c("KES")).unwrap().first, date("2026-11-02"));
     }
 }

@@ -1,0 +1,236 @@
+//! Fast paths for the two decimal operations every answer is made of: a
+//! cross rate (`round_rate(a / b)`) and writing a decimal as text.
+//!
+//! A 25-year series is ~200,000 of each, and `rust_decimal`'s general
+//! division, significant-digit rounding and `Display` dominated its cost.
+//! Rates are small: after [`round_rate`] a mantissa has at most 15 digits,
+//! so the quotient can be computed exactly in `u128` integer arithmetic.
+//! Both functions give exactly what the straightforward `Decimal` code gives
+//! (tests compare them over the whole bundled history and random values) and
+//! fall back to that code for anything outside the cases they handle.
+//! Integers only: no floating point anywhere.
+
+use std::fmt::Write as _;
+
+use rust_decimal::Decimal;
+
+use crate::table::{round_rate, RATE_SIGNIFICANT_DIGITS};
+
+/// Mantissas at or above this take the general path, which keeps every
+/// intermediate product below 10^38 (`u128` holds 3.4 × 10^38).
+const FAST_MANTISSA_LIMIT: i128 = 10_000_000_000_000_000; // 10^16
+
+/// `round_rate(n / d)`, i.e. the quotient rounded to
+/// [`RATE_SIGNIFICANT_DIGITS`] (half to even) and normalised; `None` when
+/// the division fails (zero divisor, overflow).
+pub fn div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
+    match fast_div_rate(n, d) {
+        Some(q) => Some(q),
+        None => Some(round_rate(n.checked_div(d)?)),
+    }
+}
+
+/// The exact quotient rounded once to the significant digits, for positive
+/// operands with small mantissas; `None` where the general path must decide.
+///
+/// The reference rounds twice: `Decimal` division keeps 28 decimal places
+/// (or ~28 digits), then `round_sf` rounds that. The two roundings can only
+/// disagree with one exact rounding when the exact quotient lies within the
+/// division's error of a midpoint between two 15-digit values, so such
+/// near-ties are handed to the general path.
+fn fast_div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
+    let (mn, md) = (n.mantissa(), d.mantissa());
+    if mn <= 0 || md <= 0 || mn >= FAST_MANTISSA_LIMIT || md >= FAST_MANTISSA_LIMIT {
+        return None;
+    }
+    let (mn, md) = (mn as u128, md as u128);
+    let sf = RATE_SIGNIFICANT_DIGITS as i32;
+    // With this k, mn·10^k / md lies in (10^(sf-1), 10^(sf+1)): sf or sf+1
+    // integer digits.
+    let mut k = sf - digits(mn) + digits(md);
+    if !(0..=38).contains(&k) {
+        return None;
+    }
+    let num = mn.checked_mul(10u128.pow(k as u32))?;
+    let (mut q, mut rem, mut div) = (num / md, num % md, md);
+    if q >= 10u128.pow(sf as u32) {
+        // One digit too many: move it into the remainder.
+        rem += (q % 10) * md;
+        div *= 10;
+        q /= 10;
+        k -= 1;
+    }
+    // The value is q.rem/div × 10^-scale.
+    let scale = k + n.scale() as i32 - d.scale() as i32;
+    if !(0..=20).contains(&scale) {
+        return None;
+    }
+    // Distance from the midpoint, in units of div/2: |2·rem − div|. The
+    // reference's division error is below 10^(scale−27) of a unit in the
+    // last kept digit (and below 10^-10 for quotients of 28 digits);
+    // require a margin of ten over that.
+    let twice = 2 * rem;
+    let distance = twice.abs_diff(div);
+    let margin = 10u128.pow((27 - scale).min(10) as u32);
+    if distance.checked_mul(margin)? <= div {
+        return None;
+    }
+    if twice > div {
+        q += 1;
+    }
+    Some(
+        Decimal::try_from_i128_with_scale(q as i128, scale as u32)
+            .ok()?
+            .normalize(),
+    )
+}
+
+/// Decimal digits of `x` (> 0).
+fn digits(x: u128) -> i32 {
+    x.ilog10() as i32 + 1
+}
+
+/// Appends `d` exactly as its `Display` writes it (scale kept, no
+/// exponent), without going through the formatter machinery.
+pub fn write_decimal(out: &mut String, d: Decimal) {
+    let m = d.mantissa();
+    // Zero (which can be signed), negatives and huge mantissas are rare on
+    // these paths: leave them to `Display`.
+    if m <= 0 || m > u64::MAX as i128 {
+        let _ = write!(out, "{d}");
+        return;
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = m as u64;
+    while v > 0 {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    // ASCII digits pushed as chars: cheaper than validating them as UTF-8.
+    let digits = &buf[i..];
+    let push = |out: &mut String, ds: &[u8]| ds.iter().for_each(|b| out.push(char::from(*b)));
+    let scale = d.scale() as usize;
+    if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        push(out, int);
+        if !frac.is_empty() {
+            out.push('.');
+            push(out, frac);
+        }
+    } else {
+        out.push_str("0.");
+        for _ in digits.len()..scale {
+            out.push('0');
+        }
+        push(out, digits);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::ConsensusConfig;
+    use crate::table::RateBook;
+    use chrono::Utc;
+
+    fn reference(n: Decimal, d: Decimal) -> Option<Decimal> {
+        Some(round_rate(n.checked_div(d)?))
+    }
+
+    fn same(n: Decimal, d: Decimal) {
+        let got = div_rate(n, d);
+        let want = reference(n, d);
+        assert_eq!(got, want, "{n} / {d}");
+        // Equal values can differ in scale; the text must not.
+        assert_eq!(
+            got.map(|x| x.to_string()),
+            want.map(|x| x.to_string()),
+            "{n} / {d}"
+        );
+    }
+
+    fn text(d: Decimal) -> String {
+        let mut s = String::new();
+        write_decimal(&mut s, d);
+        s
+    }
+
+    /// A small deterministic generator (xorshift), to avoid a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn cross_rates_of_the_whole_history_match_the_reference() {
+        let batch = crate::bundled::ecb_history().unwrap();
+        let mut book = RateBook::new(ConsensusConfig::default());
+        let (table, _) = book.apply("ecb", &batch, Utc::now());
+        let mut checked = 0;
+        // Every 5th day keeps the debug-build test short; each day checks
+        // all ~900 ordered pairs, and its mids and rates as text.
+        for day in table.days().iter().step_by(5) {
+            for a in day.rates.iter() {
+                assert_eq!(text(a.mid), a.mid.to_string());
+                same(Decimal::ONE, a.mid);
+                for b in day.rates.iter() {
+                    same(b.mid, a.mid);
+                    let r = div_rate(b.mid, a.mid).unwrap();
+                    assert_eq!(text(r), r.to_string());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
+    }
+
+    #[test]
+    fn random_operands_match_the_reference() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..200_000 {
+            let digits_n = 1 + rng.next() % 17;
+            let digits_d = 1 + rng.next() % 17;
+            let n = (rng.next() % 10u64.pow(digits_n as u32)) as i64 + 1;
+            let d = (rng.next() % 10u64.pow(digits_d as u32)) as i64 + 1;
+            let sn = (rng.next() % 20) as u32;
+            let sd = (rng.next() % 20) as u32;
+            let (n, d) = (Decimal::new(n, sn), Decimal::new(d, sd));
+            same(n, d);
+            assert_eq!(text(n), n.to_string());
+        }
+    }
+
+    #[test]
+    fn ties_and_edges_match_the_reference() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // Exact midpoints at the 16th digit, either side of even.
+        same(d("1.0000000000000005"), d("1"));
+        same(d("1.0000000000000015"), d("1"));
+        same(d("2.000000000000001"), d("2"));
+        same(d("3"), d("2"));
+        same(d("1"), d("3"));
+        same(d("2"), d("3"));
+        same(d("100"), d("0.0001"));
+        same(d("0.000001"), d("123456"));
+        same(d("7"), d("0"));
+        same(d("-7"), d("3"));
+        same(d("0"), d("3"));
+        same(Decimal::MAX, d("0.5"));
+        for x in ["0", "-0", "0.00", "-1.5", "1.10", "0.05", "120", "1e-20"] {
+            let v = if x == "1e-20" {
+                Decimal::new(1, 20)
+            } else {
+                d(x)
+            };
+            assert_eq!(text(v), v.to_string(), "{x}");
+        }
+        assert_eq!(text(Decimal::MAX), Decimal::MAX.to_string());
+    }
+}
