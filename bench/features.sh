@@ -4,10 +4,11 @@
 #   - dark launch off vs mirroring 100% of requests to a candidate;
 #   - cache hits (1 KiB and 64 KiB objects) vs nginx proxy_cache and Varnish.
 #
-#   bench/features.sh [duration-seconds] [connections]
+#   [ROUNDS=3] bench/features.sh [duration-seconds] [connections]
 #
 # Pinning as in bench/proxy.sh: wrk on CPU 0, servers on CPU 1 with one
-# worker each. Not part of CI.
+# worker each; the dark launch's candidate on CPU 0 (see below). Not part
+# of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -17,7 +18,7 @@ CONNS=${2:-64}
 bench_workdir
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
-  for d in up cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
+  for d in up cand cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
   pkill -f "varnishd.*$WORK" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -29,6 +30,7 @@ need varnishd varnish
 
 UP=127.0.0.1:18081
 NGX_CACHE=127.0.0.1:18085
+CAND=127.0.0.1:18087
 VARNISH=127.0.0.1:18086
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
@@ -55,6 +57,13 @@ http {
   }
 }
 CONF
+# The candidate of the dark launch: the same files from a second nginx on
+# wrk's core. In production the candidate runs on its own machines; here
+# that keeps its work off the gateway's core, so the mirroring figure is
+# the gateway's own cost (copying, queueing, the second call, comparing).
+mkdir -p "$WORK/cand/logs"
+sed -e "s#$WORK/up/logs#$WORK/cand/logs#; s#$WORK/up/nginx.pid#$WORK/cand/nginx.pid#; s#listen $UP;#listen $CAND;#" \
+  "$WORK/up/nginx.conf" > "$WORK/cand/nginx.conf"
 cat > "$WORK/cache/nginx.conf" <<CONF
 worker_processes 1;
 error_log $WORK/cache/logs/error.log warn;
@@ -94,7 +103,7 @@ max_bytes = "256MiB"
 [clusters.up]
 targets = ["$UP"]
 [clusters.candidate]
-targets = ["$UP"]
+targets = ["$CAND"]
 [[routes]]
 name = "plain"
 path_prefix = "/plain"
@@ -125,6 +134,7 @@ CONF
 
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/cache" -c "$WORK/cache/nginx.conf"
+taskset -c 0 nginx -p "$WORK/cand" -c "$WORK/cand/nginx.conf"
 taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1 -j none 2>/dev/null \
   || taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >/dev/null 2>&1 &
@@ -136,6 +146,7 @@ KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: applic
 expect "http://$GH/plain/1k" 1024
 expect "http://$GH/auth/1k" 1024 "Authorization: Bearer $KEY"
 expect "http://$GH/mirror/1k" 1024
+expect "http://$CAND/mirror/1k" 1024
 for base in "http://$GH" "http://$NGX_CACHE" "http://$VARNISH"; do expect "$base/cached/1k" 1024; expect "$base/cached/64k" 65536; done
 
 run() { # label url [header]
