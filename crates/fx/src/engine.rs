@@ -482,9 +482,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn reload_picks_up_rows_another_process_stored() {
-        // Two engines over one store stand for two processes on one database.
+    /// Two engines over one in-memory store, standing for two processes on
+    /// one database: A stores `ecb` fixings of `days` before B opens.
+    async fn engines_sharing_a_store(days: &[(&str, i64)]) -> (FxEngine, FxEngine) {
         let store: Arc<dyn RateStore> =
             Arc::new(SqlStore::connect("sqlite::memory:", None).await.unwrap());
         let clock = Arc::new(ManualClock::new(
@@ -497,10 +497,18 @@ mod tests {
         let a = FxEngine::open(store.clone(), cfg.clone(), clock.clone())
             .await
             .unwrap();
-        a.ingest("ecb", Format::EcbXml, &batch("2026-10-29", 11150))
-            .await
-            .unwrap();
-        let b = FxEngine::open(store.clone(), cfg, clock).await.unwrap();
+        for (day, usd) in days {
+            a.ingest("ecb", Format::EcbXml, &batch(day, *usd))
+                .await
+                .unwrap();
+        }
+        let b = FxEngine::open(store, cfg, clock).await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn reload_picks_up_rows_another_process_stored() {
+        let (a, b) = engines_sharing_a_store(&[("2026-10-29", 11150)]).await;
         let v0 = b.table().version;
         assert_eq!(b.table().days().len(), 1);
 
@@ -526,24 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn reload_range_reads_only_the_announced_span() {
-        let store: Arc<dyn RateStore> =
-            Arc::new(SqlStore::connect("sqlite::memory:", None).await.unwrap());
-        let clock = Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap(),
-        ));
-        let cfg = EngineConfig {
-            import_bundled: false,
-            ..EngineConfig::default()
-        };
-        let a = FxEngine::open(store.clone(), cfg.clone(), clock.clone())
-            .await
-            .unwrap();
-        for (day, usd) in [("2026-10-28", 11140), ("2026-10-29", 11150)] {
-            a.ingest("ecb", Format::EcbXml, &batch(day, usd))
-                .await
-                .unwrap();
-        }
-        let b = FxEngine::open(store.clone(), cfg, clock).await.unwrap();
+        let (a, b) = engines_sharing_a_store(&[("2026-10-28", 11140), ("2026-10-29", 11150)]).await;
         let v0 = b.table().version;
         a.ingest("ecb", Format::EcbXml, &batch("2026-10-30", 11172))
             .await
