@@ -14,8 +14,10 @@
 //! length, CRC32) before anything is looked up. The secret never reaches a
 //! log line: events carry the key id and consumer only.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -28,7 +30,7 @@ use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
 use crate::key::{ApiKey, KeyId};
 use crate::keyring::VerifyFailure;
-use crate::model::KeyStatus;
+use crate::model::{Consumer, KeyRecord, KeyStatus};
 use crate::ratelimit::{LimitKind, Limited};
 use crate::scope::{check_access, Scope};
 use crate::service::KeyService;
@@ -126,6 +128,14 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
+    /// How many outcomes there are (the size of a per-route counter table).
+    const COUNT: usize = 11;
+
+    /// Position in a per-route counter table.
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// Stable identifier (the `outcome` label of `gatehouse_auth_total`).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -214,17 +224,176 @@ fn challenge(error: Option<(&str, &str)>) -> String {
     }
 }
 
-enum Credential {
-    Bearer(String),
-    Header(String),
-    Query(String),
+/// Where the credential was found: what [`strip_credential`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CredentialKind {
+    Bearer,
+    Header,
+    Query,
 }
 
-impl Credential {
-    fn text(&self) -> &str {
-        match self {
-            Credential::Bearer(s) | Credential::Header(s) | Credential::Query(s) => s,
+/// The per-request key of a per-IP limiter (`authfail:<ip>`, `anon:<ip>`),
+/// written on the stack: the failed-verification limit is peeked on every
+/// authenticated request, so the key must not cost an allocation.
+struct IpKey {
+    buf: [u8; IpKey::CAP],
+    len: usize,
+}
+
+impl IpKey {
+    /// `authfail:` plus the longest IPv6 text (45 bytes) fits.
+    const CAP: usize = 64;
+
+    fn new(prefix: &str, ip: IpAddr) -> Self {
+        let mut k = IpKey {
+            buf: [0; Self::CAP],
+            len: 0,
+        };
+        // Cannot fail: every prefix used here plus any address fits in CAP.
+        let _ = write!(k, "{prefix}{ip}");
+        k
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so this is UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for IpKey {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// What the request path needs from a route's auth config, worked out once
+/// (by [`Authenticator::prepare_route`], or by the first request after the
+/// config changed) instead of on every request: parsed header names and
+/// scopes, the JWT verifier, and the metric handles.
+struct PreparedRoute {
+    /// The config this was built from. A request that brings a different
+    /// config (a reload that skipped `prepare_route`, or a test) rebuilds.
+    config: RouteAuthConfig,
+    /// The route's JWT verifier and the settings it was built from. As
+    /// before preparation existed, it outlives a config that drops its
+    /// `jwt` table, so its claim headers are still stripped.
+    jwt: Option<(JwtConfig, Arc<JwtVerifier>)>,
+    /// Why the current `jwt` table has no verifier yet.
+    jwt_issues: Option<Vec<crate::config::ConfigIssue>>,
+    /// `required_scopes`, parsed.
+    required: Vec<Scope>,
+    /// Names of the consumer id, consumer name, key id and plan headers
+    /// (`None`: turned off).
+    forward: [Option<HeaderName>; 4],
+    /// Every header only the gateway may set: the `forward` names and the
+    /// JWT claim headers.
+    strip: Vec<HeaderName>,
+    /// `gatehouse_auth_total{route, outcome}`, one handle per outcome,
+    /// registered on first use: building the labelled key and looking it
+    /// up in the registry on every request cost more than the rest of the
+    /// key check. (A handle registered before the process installs its
+    /// recorder stays a no-op; the gateway installs it before it serves.)
+    counters: [OnceLock<metrics::Counter>; AuthOutcome::COUNT],
+}
+
+impl PreparedRoute {
+    /// Prepares `cfg`; `previous` is what the route had before. Its JWT
+    /// verifier is reused when `reuse_jwt` and the settings did not change;
+    /// otherwise the key material is read again (a reload picks up a
+    /// rotated key file).
+    fn build(cfg: &RouteAuthConfig, previous: Option<&PreparedRoute>, reuse_jwt: bool) -> Self {
+        let previous_jwt = previous.and_then(|p| p.jwt.clone());
+        let (jwt, jwt_issues) = match &cfg.jwt {
+            None => (previous_jwt, None),
+            Some(j) => match previous_jwt {
+                Some((pj, v)) if reuse_jwt && pj == *j => (Some((pj, v)), None),
+                previous_jwt => match JwtVerifier::from_config(j) {
+                    Ok(v) => (Some((j.clone(), Arc::new(v))), None),
+                    Err(issues) => (previous_jwt, Some(issues)),
+                },
+            },
+        };
+        let f = &cfg.forward;
+        let forward =
+            [&f.consumer_id, &f.consumer_name, &f.key_id, &f.plan].map(|n| header_name(n));
+        let strip = forward
+            .iter()
+            .flatten()
+            .cloned()
+            .chain(
+                jwt.iter()
+                    .flat_map(|(_, v)| v.header_names())
+                    .chain(
+                        cfg.jwt
+                            .iter()
+                            .flat_map(|j| j.claims_to_headers.values().map(String::as_str)),
+                    )
+                    .filter_map(header_name),
+            )
+            .collect();
+        PreparedRoute {
+            config: cfg.clone(),
+            jwt,
+            jwt_issues,
+            required: parse_required(cfg),
+            forward,
+            strip,
+            counters: std::array::from_fn(|_| OnceLock::new()),
         }
+    }
+
+    fn count(&self, route_name: &str, outcome: AuthOutcome) {
+        self.counters[outcome.index()]
+            .get_or_init(|| {
+                metrics::counter!("gatehouse_auth_total", "route" => route_name.to_string(), "outcome" => outcome.as_str())
+            })
+            .increment(1);
+    }
+}
+
+/// A configured header name; `None` when empty (turned off) or invalid
+/// (refused by config validation; never set, as before).
+fn header_name(name: &str) -> Option<HeaderName> {
+    if name.is_empty() {
+        return None;
+    }
+    HeaderName::from_bytes(name.as_bytes()).ok()
+}
+
+/// Values of the identity headers forwarded upstream, in
+/// [`ForwardHeaders`](crate::config::ForwardHeaders) order: consumer id,
+/// consumer name, key id, plan. `None` when there is no value or it is not
+/// a valid header value (then the header is not set). For API keys the
+/// keyring builds these once per key, so a request only clones them
+/// (`HeaderValue` is reference-counted).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdentityHeaders([Option<HeaderValue>; 4]);
+
+impl IdentityHeaders {
+    pub(crate) fn new(
+        consumer_id: Option<&str>,
+        consumer_name: Option<&str>,
+        key_id: Option<&str>,
+        plan: Option<&str>,
+    ) -> Self {
+        Self(
+            [consumer_id, consumer_name, key_id, plan]
+                .map(|v| v.and_then(|v| HeaderValue::from_str(v).ok())),
+        )
+    }
+
+    /// The headers a key's identity forwards (see `key_path`).
+    pub(crate) fn for_key(record: &KeyRecord, consumer: &Consumer) -> Self {
+        Self::new(
+            Some(consumer.id.as_str()),
+            Some(&consumer.name),
+            Some(record.id.as_str()),
+            record.plan.as_deref().or(consumer.plan.as_deref()),
+        )
     }
 }
 
@@ -232,7 +401,8 @@ impl Credential {
 #[derive(Clone)]
 pub struct Authenticator {
     service: KeyService,
-    jwt: Arc<DashMap<String, (JwtConfig, Arc<JwtVerifier>)>>,
+    /// Prepared routes by name.
+    routes: Arc<DashMap<String, Arc<PreparedRoute>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -246,7 +416,7 @@ impl Authenticator {
     pub fn new(service: KeyService) -> Self {
         Self {
             service,
-            jwt: Arc::new(DashMap::new()),
+            routes: Arc::new(DashMap::new()),
         }
     }
 
@@ -264,39 +434,55 @@ impl Authenticator {
         cfg: &RouteAuthConfig,
     ) -> Result<(), Vec<crate::config::ConfigIssue>> {
         cfg.validate()?;
-        if let Some(j) = &cfg.jwt {
-            let v = JwtVerifier::from_config(j)
-                .map_err(|e| e.into_iter().map(|i| i.under("jwt")).collect::<Vec<_>>())?;
-            self.jwt
-                .insert(route_name.to_string(), (j.clone(), Arc::new(v)));
+        let previous = self.routes.get(route_name).map(|p| p.clone());
+        let prepared = PreparedRoute::build(cfg, previous.as_deref(), false);
+        if let Some(issues) = prepared.jwt_issues {
+            return Err(issues.into_iter().map(|i| i.under("jwt")).collect());
         }
+        self.routes
+            .insert(route_name.to_string(), Arc::new(prepared));
         Ok(())
     }
 
-    fn verifier(&self, route_name: &str, cfg: &JwtConfig) -> Result<Arc<JwtVerifier>, AuthError> {
-        if let Some(e) = self.jwt.get(route_name) {
-            if e.0 == *cfg {
-                return Ok(e.1.clone());
+    /// The route's prepared state, rebuilt when `cfg` is not what it was
+    /// prepared from.
+    fn prepared(&self, route_name: &str, cfg: &RouteAuthConfig) -> Arc<PreparedRoute> {
+        let previous = match self.routes.get(route_name) {
+            Some(p) if p.config == *cfg => return p.clone(),
+            Some(p) => Some(p.clone()),
+            None => None,
+        };
+        let prepared = Arc::new(PreparedRoute::build(cfg, previous.as_deref(), true));
+        self.routes.insert(route_name.to_string(), prepared.clone());
+        prepared
+    }
+
+    /// The JWT verifier for `cfg`. When the route's settings could not be
+    /// loaded when it was prepared, tries again (a key file may have been
+    /// fixed), as every JWT request did before routes were prepared.
+    fn verifier(
+        &self,
+        route_name: &str,
+        route: &RouteAuthConfig,
+        prepared: &PreparedRoute,
+    ) -> Result<Arc<JwtVerifier>, AuthError> {
+        if let (None, Some((_, v))) = (&prepared.jwt_issues, &prepared.jwt) {
+            return Ok(v.clone());
+        }
+        let retried = PreparedRoute::build(route, Some(prepared), true);
+        match (&retried.jwt_issues, &retried.jwt) {
+            (None, Some((_, v))) => {
+                let v = v.clone();
+                self.routes
+                    .insert(route_name.to_string(), Arc::new(retried));
+                Ok(v)
+            }
+            (issues, _) => {
+                let list: Vec<String> = issues.iter().flatten().map(|i| i.to_string()).collect();
+                tracing::error!(route = route_name, issues = %list.join("; "), "JWT settings unusable");
+                Err(misconfigured())
             }
         }
-        // Not prepared (or the config changed): build once and cache.
-        let v = JwtVerifier::from_config(cfg).map_err(|issues| {
-            let list: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
-            tracing::error!(route = route_name, issues = %list.join("; "), "JWT settings unusable");
-            AuthError {
-                outcome: AuthOutcome::Misconfigured,
-                problem: Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "auth_misconfigured",
-                    "this route's authentication is misconfigured",
-                ),
-                headers: HeaderMap::new(),
-            }
-        })?;
-        let v = Arc::new(v);
-        self.jwt
-            .insert(route_name.to_string(), (cfg.clone(), v.clone()));
-        Ok(v)
     }
 
     /// Authenticates a request for `route_name`. See the module docs.
@@ -306,14 +492,14 @@ impl Authenticator {
         route: &RouteAuthConfig,
         route_name: &str,
     ) -> Result<Identity, AuthError> {
-        let result = self.run(parts, route, route_name).await;
+        let prepared = self.prepared(route_name, route);
+        let result = self.run(parts, route, route_name, &prepared).await;
         let outcome = match &result {
             Ok(id) if id.kind == IdentityKind::Anonymous => AuthOutcome::Anonymous,
             Ok(_) => AuthOutcome::Ok,
             Err(e) => e.outcome,
         };
-        metrics::counter!("gatehouse_auth_total", "route" => route_name.to_string(), "outcome" => outcome.as_str())
-            .increment(1);
+        prepared.count(route_name, outcome);
         result
     }
 
@@ -322,30 +508,33 @@ impl Authenticator {
         parts: &mut Parts,
         route: &RouteAuthConfig,
         route_name: &str,
+        prepared: &PreparedRoute,
     ) -> Result<Identity, AuthError> {
         let ip = client_ip(parts);
         let cfg = self.service.config();
-        let ip_key = ip.map(|ip| format!("authfail:{ip}"));
+        let ip_key = ip.map(|ip| IpKey::new("authfail:", ip));
         // A client that keeps failing is stopped before any lookup.
         if let Some(k) = &ip_key {
-            if let Err(l) = self
+            if let Some(l) = self
                 .service
                 .limits()
-                .peek_ip(k, &cfg.failed_auth_per_ip, LimitKind::FailedAuthIp)
+                .refusal_ip(k.as_str(), &cfg.failed_auth_per_ip, LimitKind::FailedAuthIp)
                 .await
             {
                 return Err(AuthError::limited(l));
             }
         }
         // Identity headers come only from us; drop any the client sent.
-        strip_identity_headers(parts, route, self.jwt_header_names(route_name));
+        for name in &prepared.strip {
+            parts.headers.remove(name);
+        }
 
-        let Some(cred) = extract(parts, route) else {
+        let Some((kind, text)) = extract(parts, route) else {
             if let Some(ip) = ip {
                 self.service
                     .limits()
                     .check_ip(
-                        &format!("anon:{ip}"),
+                        IpKey::new("anon:", ip).as_str(),
                         &cfg.unauthenticated_per_ip,
                         LimitKind::UnauthenticatedIp,
                     )
@@ -365,15 +554,19 @@ impl Authenticator {
             ));
         };
 
-        let text = cred.text().to_string();
         let is_key = text.starts_with(crate::key::KEY_PREFIX);
         let allow_key = route.methods.contains(&AuthMethodKind::ApiKey);
         let allow_jwt =
-            route.methods.contains(&AuthMethodKind::Jwt) && matches!(cred, Credential::Bearer(_));
+            route.methods.contains(&AuthMethodKind::Jwt) && kind == CredentialKind::Bearer;
         let res = if allow_jwt && (!is_key || !allow_key) && text.matches('.').count() == 2 {
-            self.jwt_path(parts, route, route_name, &text, ip).await
+            // The JWT path adds claim headers, so it cannot borrow the
+            // token from the request; it is the rarer and costlier path.
+            let token = text.into_owned();
+            self.jwt_path(parts, route, route_name, prepared, &token, ip)
+                .await
         } else if allow_key {
-            self.key_path(parts, route, route_name, &text, ip).await
+            self.key_path(parts, route, route_name, prepared, &text, ip)
+                .await
         } else {
             Err(AuthError::new(
                 AuthOutcome::InvalidToken,
@@ -384,9 +577,9 @@ impl Authenticator {
             ))
         };
         match res {
-            Ok(id) => {
-                strip_credential(parts, &cred, route);
-                set_identity_headers(parts, route, &id);
+            Ok((id, values)) => {
+                strip_credential(parts, kind, route);
+                set_identity_headers(parts, prepared, &values);
                 Ok(id)
             }
             Err(e) => {
@@ -398,7 +591,8 @@ impl Authenticator {
                         | AuthOutcome::Revoked
                         | AuthOutcome::InvalidToken
                 ) {
-                    self.note_failure(ip, ip_key.as_deref()).await;
+                    self.note_failure(ip, ip_key.as_ref().map(IpKey::as_str))
+                        .await;
                 }
                 Err(e)
             }
@@ -419,9 +613,9 @@ impl Authenticator {
             || self
                 .service
                 .limits()
-                .peek_ip(key, cfg, LimitKind::FailedAuthIp)
+                .refusal_ip(key, cfg, LimitKind::FailedAuthIp)
                 .await
-                .is_err();
+                .is_some();
         self.service.note_ip_blocked(ip, blocked);
     }
 
@@ -430,10 +624,11 @@ impl Authenticator {
         parts: &Parts,
         route: &RouteAuthConfig,
         route_name: &str,
+        prepared: &PreparedRoute,
         text: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Identity, AuthError> {
-        let key: ApiKey = text.parse().map_err(|e: crate::key::KeyFormatError| {
+    ) -> Result<(Identity, IdentityHeaders), AuthError> {
+        let hash = ApiKey::hash_checked(text).map_err(|e: crate::key::KeyFormatError| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = e.as_str(), "malformed API key refused");
             AuthError::new(
                 AuthOutcome::Malformed,
@@ -443,7 +638,7 @@ impl Authenticator {
                 challenge(Some(("invalid_token", "malformed API key"))),
             )
         })?;
-        let verified = self.service.verify(&key).map_err(|f| {
+        let verified = self.service.verify_hash(&hash).map_err(|f| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = f.as_str(), "API key refused");
             let (outcome, code, detail) = match f {
                 VerifyFailure::Unknown => (AuthOutcome::Unknown, "unknown_api_key", "the API key is not valid"),
@@ -453,13 +648,12 @@ impl Authenticator {
             AuthError::new(outcome, StatusCode::UNAUTHORIZED, code, detail, challenge(Some(("invalid_token", detail))))
         })?;
         let rec = &verified.entry.record;
-        let required = parse_required(route);
         if let Err(denial) = check_access(
             &rec.scopes,
             route_name,
             &route.tags,
             &parts.method,
-            &required,
+            &prepared.required,
         ) {
             tracing::info!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, reason = denial.as_str(), "key outside its scopes");
             self.service
@@ -484,16 +678,18 @@ impl Authenticator {
         }
         let consumer = &verified.entry.consumer;
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
-        Ok(Identity {
+        let identity = Identity {
             kind: IdentityKind::ApiKey,
-            consumer_id: Some(consumer.id.to_string()),
+            consumer_id: Some(consumer.id.as_str().to_owned()),
             consumer_name: Some(consumer.name.clone()),
             key_id: Some(rec.id.clone()),
             key_status: Some(verified.status),
             plan: rec.plan.clone().or_else(|| consumer.plan.clone()),
             group: consumer.group.clone(),
             client_ip: ip,
-        })
+        };
+        // Built with the keyring entry, so forwarding costs no parsing.
+        Ok((identity, verified.entry.headers.clone()))
     }
 
     async fn jwt_path(
@@ -501,21 +697,14 @@ impl Authenticator {
         parts: &mut Parts,
         route: &RouteAuthConfig,
         route_name: &str,
+        prepared: &PreparedRoute,
         token: &str,
         ip: Option<IpAddr>,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<(Identity, IdentityHeaders), AuthError> {
         let Some(cfg) = &route.jwt else {
-            return Err(AuthError {
-                outcome: AuthOutcome::Misconfigured,
-                problem: Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "auth_misconfigured",
-                    "this route's authentication is misconfigured",
-                ),
-                headers: HeaderMap::new(),
-            });
+            return Err(misconfigured());
         };
-        let verifier = self.verifier(route_name, cfg)?;
+        let verifier = self.verifier(route_name, route, prepared)?;
         let invalid = |msg: String| {
             AuthError::new(
                 AuthOutcome::InvalidToken,
@@ -540,8 +729,7 @@ impl Authenticator {
             .iter()
             .filter_map(|s| s.parse().ok())
             .collect();
-        let required = parse_required(route);
-        for r in &required {
+        for r in &prepared.required {
             if !held.contains(r) && !held.contains(&Scope::All) {
                 return Err(AuthError::new(
                     AuthOutcome::ScopeDenied,
@@ -563,7 +751,7 @@ impl Authenticator {
             }
         }
         tracing::debug!(route = route_name, consumer = %consumer, "JWT verified");
-        Ok(Identity {
+        let identity = Identity {
             kind: IdentityKind::Jwt,
             consumer_id: Some(consumer.clone()),
             consumer_name: None,
@@ -572,14 +760,26 @@ impl Authenticator {
             plan: verifier.plan().map(str::to_string),
             group: None,
             client_ip: ip,
-        })
+        };
+        let headers = IdentityHeaders::new(
+            identity.consumer_id.as_deref(),
+            None,
+            None,
+            identity.plan.as_deref(),
+        );
+        Ok((identity, headers))
     }
+}
 
-    fn jwt_header_names(&self, route_name: &str) -> Vec<String> {
-        self.jwt
-            .get(route_name)
-            .map(|e| e.1.header_names().map(str::to_string).collect())
-            .unwrap_or_default()
+fn misconfigured() -> AuthError {
+    AuthError {
+        outcome: AuthOutcome::Misconfigured,
+        problem: Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "auth_misconfigured",
+            "this route's authentication is misconfigured",
+        ),
+        headers: HeaderMap::new(),
     }
 }
 
@@ -620,7 +820,12 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-fn extract(parts: &Parts, route: &RouteAuthConfig) -> Option<Credential> {
+/// The credential and where it was. Borrowed from the request unless it
+/// had to be percent-decoded.
+fn extract<'a>(
+    parts: &'a Parts,
+    route: &RouteAuthConfig,
+) -> Option<(CredentialKind, Cow<'a, str>)> {
     if let Some(v) = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -630,7 +835,7 @@ fn extract(parts: &Parts, route: &RouteAuthConfig) -> Option<Credential> {
         if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
             let t = v[7..].trim();
             if !t.is_empty() {
-                return Some(Credential::Bearer(t.to_string()));
+                return Some((CredentialKind::Bearer, Cow::Borrowed(t)));
             }
         }
     }
@@ -642,7 +847,7 @@ fn extract(parts: &Parts, route: &RouteAuthConfig) -> Option<Credential> {
         {
             let t = v.trim();
             if !t.is_empty() {
-                return Some(Credential::Header(t.to_string()));
+                return Some((CredentialKind::Header, Cow::Borrowed(t)));
             }
         }
         if let Some(q) = &route.query_param {
@@ -650,10 +855,8 @@ fn extract(parts: &Parts, route: &RouteAuthConfig) -> Option<Credential> {
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if k == q && !v.is_empty() {
-                        let v = percent_encoding::percent_decode_str(v)
-                            .decode_utf8_lossy()
-                            .to_string();
-                        return Some(Credential::Query(v));
+                        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                        return Some((CredentialKind::Query, v));
                     }
                 }
             }
@@ -662,15 +865,15 @@ fn extract(parts: &Parts, route: &RouteAuthConfig) -> Option<Credential> {
     None
 }
 
-fn strip_credential(parts: &mut Parts, cred: &Credential, route: &RouteAuthConfig) {
-    match cred {
-        Credential::Bearer(_) => {
+fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthConfig) {
+    match kind {
+        CredentialKind::Bearer => {
             parts.headers.remove(header::AUTHORIZATION);
         }
-        Credential::Header(_) => {
+        CredentialKind::Header => {
             parts.headers.remove(route.header.as_str());
         }
-        Credential::Query(_) => {
+        CredentialKind::Query => {
             if let Some(q) = &route.query_param {
                 let path = parts.uri.path().to_string();
                 let rest: Vec<&str> = parts
@@ -697,41 +900,12 @@ fn strip_credential(parts: &mut Parts, cred: &Credential, route: &RouteAuthConfi
     }
 }
 
-fn strip_identity_headers(parts: &mut Parts, route: &RouteAuthConfig, extra: Vec<String>) {
-    let f = &route.forward;
-    for name in [&f.consumer_id, &f.consumer_name, &f.key_id, &f.plan]
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .map(String::as_str)
-        .chain(extra.iter().map(String::as_str))
-        .chain(
-            route
-                .jwt
-                .iter()
-                .flat_map(|j| j.claims_to_headers.values().map(String::as_str)),
-        )
-    {
-        parts.headers.remove(name);
-    }
-}
-
-fn set_identity_headers(parts: &mut Parts, route: &RouteAuthConfig, id: &Identity) {
-    let f = &route.forward;
-    let key_id = id.key_id.as_ref().map(|k| k.to_string());
-    for (name, value) in [
-        (&f.consumer_id, id.consumer_id.as_deref()),
-        (&f.consumer_name, id.consumer_name.as_deref()),
-        (&f.key_id, key_id.as_deref()),
-        (&f.plan, id.plan.as_deref()),
-    ] {
-        let (Some(v), false) = (value, name.is_empty()) else {
-            continue;
-        };
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            parts.headers.insert(n, v);
+/// Sets the identity headers the route forwards (in `forward` order:
+/// consumer id, consumer name, key id, plan).
+fn set_identity_headers(parts: &mut Parts, prepared: &PreparedRoute, values: &IdentityHeaders) {
+    for (name, value) in prepared.forward.iter().zip(&values.0) {
+        if let (Some(n), Some(v)) = (name, value) {
+            parts.headers.insert(n.clone(), v.clone());
         }
     }
 }

@@ -101,7 +101,7 @@ impl ApiKey {
             text.push(BASE62[rng.gen_range(0..62)] as char);
         }
         let crc = crc32fast::hash(text.as_bytes());
-        text.push_str(&encode_checksum(crc));
+        text.extend(encode_checksum(crc).iter().map(|&b| char::from(b)));
         Ok(Self {
             env_len: environment.len(),
             text,
@@ -123,40 +123,54 @@ impl ApiKey {
     pub fn hash(&self) -> KeyHash {
         KeyHash::of(&self.text)
     }
+
+    /// Checks `s` as [`str::parse`] does and returns its hash, without
+    /// copying the secret: all the request path needs of a presented key.
+    pub(crate) fn hash_checked(s: &str) -> Result<KeyHash, KeyFormatError> {
+        check(s)?;
+        Ok(KeyHash::of(s))
+    }
+}
+
+/// Validates key text (prefix, environment, charset, length, checksum);
+/// returns the length of the environment segment.
+fn check(s: &str) -> Result<usize, KeyFormatError> {
+    let rest = s
+        .strip_prefix(KEY_PREFIX)
+        .ok_or(KeyFormatError::MissingPrefix)?;
+    let env_len = rest
+        .bytes()
+        .take(MAX_ENV_LEN + 1)
+        .position(|b| b == b'_')
+        .ok_or(KeyFormatError::BadEnvironment)?;
+    validate_env(&rest[..env_len])?;
+    let body_start = KEY_PREFIX.len() + env_len + 1;
+    let body = &s[body_start..];
+    let expected = RANDOM_LEN + CHECKSUM_LEN;
+    if let Some(i) = body.bytes().position(|b| !b.is_ascii_alphanumeric()) {
+        return Err(KeyFormatError::BadCharacter {
+            position: body_start + i,
+        });
+    }
+    if body.len() != expected {
+        return Err(KeyFormatError::BadLength {
+            expected,
+            found: body.len(),
+        });
+    }
+    let (signed, checksum) = s.split_at(s.len() - CHECKSUM_LEN);
+    let crc = crc32fast::hash(signed.as_bytes());
+    if !bool::from(encode_checksum(crc)[..].ct_eq(checksum.as_bytes())) {
+        return Err(KeyFormatError::BadChecksum);
+    }
+    Ok(env_len)
 }
 
 impl FromStr for ApiKey {
     type Err = KeyFormatError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .strip_prefix(KEY_PREFIX)
-            .ok_or(KeyFormatError::MissingPrefix)?;
-        let env_len = rest
-            .bytes()
-            .take(MAX_ENV_LEN + 1)
-            .position(|b| b == b'_')
-            .ok_or(KeyFormatError::BadEnvironment)?;
-        validate_env(&rest[..env_len])?;
-        let body_start = KEY_PREFIX.len() + env_len + 1;
-        let body = &s[body_start..];
-        let expected = RANDOM_LEN + CHECKSUM_LEN;
-        if let Some(i) = body.bytes().position(|b| !b.is_ascii_alphanumeric()) {
-            return Err(KeyFormatError::BadCharacter {
-                position: body_start + i,
-            });
-        }
-        if body.len() != expected {
-            return Err(KeyFormatError::BadLength {
-                expected,
-                found: body.len(),
-            });
-        }
-        let (signed, checksum) = s.split_at(s.len() - CHECKSUM_LEN);
-        let crc = crc32fast::hash(signed.as_bytes());
-        if !bool::from(encode_checksum(crc).as_bytes().ct_eq(checksum.as_bytes())) {
-            return Err(KeyFormatError::BadChecksum);
-        }
+        let env_len = check(s)?;
         Ok(Self {
             text: s.to_string(),
             env_len,
@@ -188,14 +202,16 @@ fn validate_env(env: &str) -> Result<(), KeyFormatError> {
     Ok(())
 }
 
-fn encode_checksum(mut crc: u32) -> String {
+/// The checksum's base62 digits (ASCII), on the stack: parsing runs on
+/// every request.
+fn encode_checksum(mut crc: u32) -> [u8; CHECKSUM_LEN] {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(crc % 62) as usize];
         crc /= 62;
     }
     // 62^6 > 2^32, so the loop always consumes the whole value.
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 /// Whether `environment` is acceptable as a key environment segment.

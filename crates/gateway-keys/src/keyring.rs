@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::auth::IdentityHeaders;
 use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 
@@ -27,6 +28,9 @@ pub struct KeyEntry {
     pub record: KeyRecord,
     /// Its consumer.
     pub consumer: Arc<Consumer>,
+    /// The identity headers a request with this key forwards, built once
+    /// here rather than parsed on every request.
+    pub(crate) headers: IdentityHeaders,
 }
 
 /// Why a well-formed key did not verify.
@@ -91,7 +95,11 @@ impl Snapshot {
             return;
         };
         self.remove_key(&record.id);
-        let entry = Arc::new(KeyEntry { record, consumer });
+        let entry = Arc::new(KeyEntry {
+            headers: IdentityHeaders::for_key(&record, &consumer),
+            record,
+            consumer,
+        });
         self.by_index
             .entry(entry.record.hash.index())
             .or_default()

@@ -150,7 +150,12 @@ fn micros(t: DateTime<Utc>) -> i64 {
 impl RateLimiter for GcraLimiter {
     async fn check(&self, key: &str, rate: Rate, now: DateTime<Utc>) -> RateDecision {
         let now = micros(now);
-        let mut slot = self.tat.entry(key.to_string()).or_insert(i64::MIN);
+        // A subject seen before (the usual case) is updated in place; only
+        // a new one costs a copy of its key.
+        let mut slot = match self.tat.get_mut(key) {
+            Some(slot) => slot,
+            None => self.tat.entry(key.to_string()).or_insert(i64::MIN),
+        };
         let prev = (*slot != i64::MIN).then_some(*slot);
         let (d, new_tat) = gcra(prev, now, rate);
         *slot = new_tat;
@@ -717,6 +722,23 @@ impl Limits {
         self.ip(key, cfg, kind, false).await
     }
 
+    /// [`Limits::peek_ip`] for callers that only need the refusal: nothing
+    /// is built when the limit would allow, as it does for almost every
+    /// request (the authentication stage peeks on each one).
+    pub(crate) async fn refusal_ip(
+        &self,
+        key: &str,
+        cfg: &IpLimitConfig,
+        kind: LimitKind,
+    ) -> Option<Limited> {
+        if !cfg.enabled {
+            return None;
+        }
+        let rate = Rate::from(cfg);
+        let d = self.limiter.peek(key, rate, self.clock.now()).await;
+        (!d.allowed).then(|| refused(kind, rate, d))
+    }
+
     async fn ip(
         &self,
         key: &str,
@@ -734,22 +756,10 @@ impl Limits {
         } else {
             self.limiter.peek(key, rate, now).await
         };
-        let mut info = RateLimitInfo::default();
-        info.merge(
-            u64::from(rate.burst),
-            u64::from(d.remaining),
-            ceil_secs(d.reset_us),
-            rate.policy(),
-        );
         if d.allowed {
-            Ok(info)
+            Ok(ip_info(rate, d))
         } else {
-            metrics::counter!("gatehouse_ratelimit_total", "outcome" => kind.as_str()).increment(1);
-            Err(Limited {
-                kind,
-                retry_after_secs: Some(ceil_secs(d.retry_after_us).max(1)),
-                info,
-            })
+            Err(refused(kind, rate, d))
         }
     }
 
@@ -765,6 +775,28 @@ impl Limits {
     /// Drops idle limiter state.
     pub async fn prune(&self) {
         self.limiter.prune(self.clock.now()).await;
+    }
+}
+
+/// The RateLimit-* state of a per-IP decision.
+fn ip_info(rate: Rate, d: RateDecision) -> RateLimitInfo {
+    let mut info = RateLimitInfo::default();
+    info.merge(
+        u64::from(rate.burst),
+        u64::from(d.remaining),
+        ceil_secs(d.reset_us),
+        rate.policy(),
+    );
+    info
+}
+
+/// A per-IP limit's refusal (counted in `gatehouse_ratelimit_total`).
+fn refused(kind: LimitKind, rate: Rate, d: RateDecision) -> Limited {
+    metrics::counter!("gatehouse_ratelimit_total", "outcome" => kind.as_str()).increment(1);
+    Limited {
+        kind,
+        retry_after_secs: Some(ceil_secs(d.retry_after_us).max(1)),
+        info: ip_info(rate, d),
     }
 }
 

@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::auth::{Identity, IdentityKind};
 use crate::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 use crate::feed::{ChangeFeed, InProcessFeed, KeyEvent};
-use crate::key::{ApiKey, ConsumerId, KeyId};
+use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
 use crate::keyring::{Keyring, Snapshot, Verified, VerifyFailure};
 use crate::model::{
     AuditAction, AuditEntry, Consumer, KeyRecord, KeyStatus, KeyView, NewAuditEntry,
@@ -530,15 +530,26 @@ impl KeyService {
     /// Verifies a parsed key against the in-memory keyring and notes its
     /// use for the batched last-used update. No I/O.
     pub fn verify(&self, key: &ApiKey) -> Result<Verified, VerifyFailure> {
+        self.verify_hash(&key.hash())
+    }
+
+    /// [`KeyService::verify`] for a key already checked and hashed.
+    pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
         let now = self.inner.clock.now();
-        let v = self.inner.keyring.verify(key, now)?;
-        self.inner.uses.insert(
-            v.entry.record.id.clone(),
-            UseNote {
-                at: now,
-                retiring: v.status == KeyStatus::Retiring,
-            },
-        );
+        let v = self.inner.keyring.verify_hash(hash, now)?;
+        let note = UseNote {
+            at: now,
+            retiring: v.status == KeyStatus::Retiring,
+        };
+        // A key in use is usually noted already (since the last flush):
+        // update its note in place rather than cloning its id for a fresh
+        // insert on every request.
+        let id = &v.entry.record.id;
+        if let Some(mut slot) = self.inner.uses.get_mut(id) {
+            *slot = note;
+        } else {
+            self.inner.uses.insert(id.clone(), note);
+        }
         Ok(v)
     }
 
