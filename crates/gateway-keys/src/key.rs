@@ -260,7 +260,18 @@ impl KeyHash {
 
     /// Constant-time equality.
     pub fn ct_eq(&self, other: &KeyHash) -> bool {
-        bool::from(self.0.ct_eq(&other.0))
+        // Word by word: as constant-time as byte by byte (no branch on the
+        // data), at an eighth of the work on every verification.
+        let words = |h: &KeyHash| {
+            let mut w = [0u64; 4];
+            for (slot, chunk) in w.iter_mut().zip(h.0.chunks_exact(8)) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                *slot = u64::from_ne_bytes(b);
+            }
+            w
+        };
+        bool::from(words(self).ct_eq(&words(other)))
     }
 }
 
@@ -448,6 +459,17 @@ mod tests {
         for shown in [format!("{k:?}"), format!("{k}")] {
             assert!(!shown.contains(random), "{shown}");
             assert!(!shown.contains(&random[..8]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn hashes_compare_equal_only_when_every_byte_matches() {
+        let h = KeyHash::of("x");
+        assert!(h.ct_eq(&h));
+        for i in 0..32 {
+            let mut other = h;
+            other.0[i] ^= 0x01;
+            assert!(!h.ct_eq(&other), "byte {i}");
         }
     }
 
