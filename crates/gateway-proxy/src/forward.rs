@@ -27,7 +27,8 @@ use crate::router::RouteMatch;
 pub(crate) struct Forward {
     gateway: Gateway,
     pub(crate) matched: RouteMatch,
-    peer: std::net::IpAddr,
+    /// The client's IP, for `X-Forwarded-For`.
+    peer: HeaderValue,
     scheme: &'static str,
     request_id: HeaderValue,
     traceparent: HeaderValue,
@@ -43,7 +44,7 @@ impl Forward {
         Self {
             gateway,
             matched,
-            peer: conn.peer.ip(),
+            peer: conn.forwarded_for().clone(),
             scheme: conn.scheme,
             request_id: ctx.request_id.clone(),
             traceparent: ctx.trace.header_value(),
@@ -83,7 +84,7 @@ impl Forward {
             .filter(|h| h.to_str().is_ok())
             .cloned();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        headers::add_forwarded_value(&mut parts.headers, self.peer, self.scheme, original_host);
+        headers::add_forwarded_value(&mut parts.headers, &self.peer, self.scheme, original_host);
         parts
             .headers
             .insert(headers::X_REQUEST_ID, self.request_id.clone());

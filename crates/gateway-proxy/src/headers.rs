@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, GetAll, HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 
 /// Headers that describe one connection and never cross a proxy.
@@ -34,8 +34,12 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
+    tokens(&headers.get_all(header::CONNECTION))
+}
+
+/// The comma-separated tokens of `Connection` header values.
+fn tokens<'a>(values: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
+    values
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -49,37 +53,31 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// handshake must reach the upstream. `TE: trailers` is kept because gRPC
 /// needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let mut values = headers.get_all(header::CONNECTION).iter();
-    match (values.next(), values.next()) {
-        (None, _) => {}
-        // The usual case: one `Connection` header. Its value is shared, not
-        // copied, and names are removed without building `HeaderName`s.
-        (Some(v), None) => {
-            let v = v.clone();
-            for t in v.to_str().ok().into_iter().flat_map(|v| v.split(',')) {
-                let t = t.trim();
-                if t.is_empty() || (keep_upgrade && t.eq_ignore_ascii_case("upgrade")) {
-                    continue;
-                }
-                headers.remove(t);
+    // One pass over the names finds what has to go, and only names that
+    // are present are removed (each removal is a hash lookup): a request
+    // without hop-by-hop headers costs no lookup, an upstream response with
+    // `Connection: keep-alive` one removal instead of ten.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut te_trailers = false;
+    let connection = headers.get_all(header::CONNECTION);
+    for name in headers.keys() {
+        let remove = if name == header::UPGRADE {
+            !keep_upgrade
+        } else if HOP_BY_HOP.contains(name) {
+            if name == header::TE {
+                te_trailers = headers
+                    .get(header::TE)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
             }
-        }
-        (Some(_), Some(_)) => {
-            let named: Vec<HeaderName> = connection_tokens(headers)
-                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-                .collect();
-            for name in named {
-                if keep_upgrade && name == header::UPGRADE {
-                    continue;
-                }
-                headers.remove(&name);
-            }
+            true
+        } else {
+            tokens(&connection).any(|t| t.eq_ignore_ascii_case(name.as_str()))
+        };
+        if remove {
+            doomed.push(name.clone());
         }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in HOP_BY_HOP.iter() {
+    for name in &doomed {
         headers.remove(name);
     }
     if te_trailers {
@@ -87,8 +85,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -100,22 +96,24 @@ pub fn add_forwarded(
     host: Option<&str>,
 ) {
     let host = host.and_then(|h| HeaderValue::from_str(h).ok());
-    add_forwarded_value(headers, peer, proto, host);
+    add_forwarded_value(headers, &ip_header_value(peer), proto, host);
 }
 
-/// [`add_forwarded`] with the host already a header value (the client's
-/// `Host`, shared rather than copied).
+/// [`add_forwarded`] with the peer already a header value (made once per
+/// client connection by [`ip_header_value`]) and the host too (the
+/// client's `Host`, shared rather than copied).
 pub fn add_forwarded_value(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
+            let peer = peer.to_str().unwrap_or_default();
             HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
         }
-        _ => Some(ip_header_value(peer)),
+        _ => Some(peer.clone()),
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
@@ -127,7 +125,7 @@ pub fn add_forwarded_value(
 }
 
 /// An IP address as a header value, formatted on the stack.
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
     use std::io::Write as _;
     // The longest IPv6 text form is 45 bytes.
     let mut buf = [0u8; 64];
@@ -167,14 +165,18 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// W3C trace context for this hop.
+///
+/// The ids are kept as their hex text in fixed arrays: they are made once
+/// per request and read for the `traceparent` header and the access log,
+/// so there is nothing to gain from heap strings.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
     /// 32 lowercase hex digits.
-    pub trace_id: String,
+    trace_id: [u8; 32],
     /// Our span id (16 hex digits), sent upstream as the parent.
-    pub span_id: String,
+    span_id: [u8; 16],
     /// The caller's span id, if the request carried one.
-    pub parent_id: Option<String>,
+    parent_id: Option<[u8; 16]>,
     /// Two lowercase hex digits.
     flags: [u8; 2],
 }
@@ -183,14 +185,14 @@ impl TraceContext {
     /// Continues the caller's trace, or starts one when the header is
     /// absent or malformed (as the W3C spec requires).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut rng = rand::thread_rng();
-        let mut span = [0u8; 8];
-        rng.fill_bytes(&mut span);
-        let span_id = hex(&span);
+        // One draw for the span id and, if needed, a new trace id.
+        let mut random = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut random);
+        let mut span_id = [0u8; 16];
+        hex_into(&random[..8], &mut span_id);
         if let Some((trace_id, parent, flags)) = headers
             .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_traceparent)
+            .and_then(|v| parse_traceparent(v.as_bytes()))
         {
             return Self {
                 trace_id,
@@ -199,70 +201,93 @@ impl TraceContext {
                 flags,
             };
         }
-        let mut trace = [0u8; 16];
-        rng.fill_bytes(&mut trace);
+        let mut trace_id = [0u8; 32];
+        hex_into(&random[8..], &mut trace_id);
         Self {
-            trace_id: hex(&trace),
+            trace_id,
             span_id,
             parent_id: None,
             flags: *b"01",
         }
     }
 
+    /// The trace id: 32 lowercase hex digits.
+    pub fn trace_id(&self) -> &str {
+        hex_str(&self.trace_id)
+    }
+
+    /// Our span id (16 hex digits), sent upstream as the parent.
+    pub fn span_id(&self) -> &str {
+        hex_str(&self.span_id)
+    }
+
+    /// The caller's span id, if the request carried one.
+    pub fn parent_id(&self) -> Option<&str> {
+        self.parent_id.as_ref().map(|p| hex_str(p))
+    }
+
     /// The `traceparent` value to send upstream.
     pub fn header_value(&self) -> HeaderValue {
         // `00-` + 32 + `-` + 16 + `-` + 2 = 55 bytes, built on the stack.
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        for part in [
-            b"00-".as_slice(),
-            self.trace_id.as_bytes(),
-            b"-",
-            self.span_id.as_bytes(),
-            b"-",
-            &self.flags,
-        ] {
-            let end = (n + part.len()).min(buf.len());
-            buf[n..end].copy_from_slice(&part[..end - n]);
-            n = end;
-        }
-        HeaderValue::from_bytes(&buf[..n]).expect("hex is a valid header value")
+        let mut buf = [0u8; 55];
+        buf[..3].copy_from_slice(b"00-");
+        buf[3..35].copy_from_slice(&self.trace_id);
+        buf[35] = b'-';
+        buf[36..52].copy_from_slice(&self.span_id);
+        buf[52] = b'-';
+        buf[53..].copy_from_slice(&self.flags);
+        HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
     }
 }
 
-fn parse_traceparent(v: &str) -> Option<(String, String, [u8; 2])> {
-    let parts: Vec<&str> = v.trim().split('-').collect();
-    let [version, trace, parent, flags] = parts.as_slice() else {
+/// `version-traceid-parentid-flags`, validated without allocating.
+fn parse_traceparent(v: &[u8]) -> Option<([u8; 32], [u8; 16], [u8; 2])> {
+    let v = v.trim_ascii();
+    let mut parts = v.split(|&b| b == b'-');
+    let (Some(version), Some(trace), Some(parent), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return None;
     };
-    let is_hex = |s: &str, n: usize| {
+    let is_hex = |s: &[u8], n: usize| {
         s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.iter()
+                .all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     if !is_hex(version, 2)
-        || *version == "ff"
+        || version == b"ff"
         || !is_hex(trace, 32)
         || !is_hex(parent, 16)
         || !is_hex(flags, 2)
     {
         return None;
     }
-    if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
+    if trace.iter().all(|&b| b == b'0') || parent.iter().all(|&b| b == b'0') {
         return None;
     }
-    let flags = flags.as_bytes();
-    Some((trace.to_string(), parent.to_string(), [flags[0], flags[1]]))
+    Some((
+        trace.try_into().ok()?,
+        parent.try_into().ok()?,
+        flags.try_into().ok()?,
+    ))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    s
+}
+
+/// Hex digits as text; they are ASCII by construction.
+fn hex_str(hex: &[u8]) -> &str {
+    std::str::from_utf8(hex).expect("hex digits are ASCII")
 }
 
 /// Removes `.` and `..` segments (RFC 3986 5.2.4), also when written as
@@ -383,8 +408,9 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         let t = TraceContext::from_headers(&h);
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.parent_id(), Some("00f067aa0ba902b7"));
+        assert_eq!(t.span_id().len(), 16);
         let v = t.header_value();
         let v = v.to_str().unwrap();
         assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
@@ -396,8 +422,22 @@ mod tests {
 
         h.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
         let t = TraceContext::from_headers(&h);
-        assert_eq!(t.trace_id.len(), 32);
-        assert!(t.parent_id.is_none());
+        assert_eq!(t.trace_id().len(), 32);
+        assert!(t.parent_id().is_none());
+
+        // Upper-case hex, an all-zero trace id, version ff and extra parts
+        // are all malformed.
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            h.insert(TRACEPARENT, HeaderValue::from_static(bad));
+            let t = TraceContext::from_headers(&h);
+            assert!(t.parent_id().is_none(), "{bad}");
+            assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+        }
     }
 
     #[test]

@@ -119,6 +119,26 @@ pub struct ConnInfo {
     pub listener: &'static str,
     /// `"http"` or `"https"`.
     pub scheme: &'static str,
+    /// The peer's IP as it goes into `X-Forwarded-For`: formatted once per
+    /// connection, shared by its requests.
+    forwarded_for: HeaderValue,
+}
+
+impl ConnInfo {
+    /// A connection from `peer` on listener `listener`.
+    pub fn new(peer: SocketAddr, listener: &'static str, scheme: &'static str) -> Self {
+        Self {
+            peer,
+            listener,
+            scheme,
+            forwarded_for: headers::ip_header_value(peer.ip()),
+        }
+    }
+
+    /// The peer's IP as a header value.
+    pub(crate) fn forwarded_for(&self) -> &HeaderValue {
+        &self.forwarded_for
+    }
 }
 
 /// Everything the phases learn about one request, shared between them.
@@ -214,8 +234,18 @@ impl Gateway {
     ) -> Result<Response<Body>, Refusal> {
         let req = self.route(req, ctx, snapshot)?;
         let req = self.request_filter(req, ctx)?;
-        let req = self.authenticate(req, ctx).await?;
-        self.limit(ctx).await?;
+        // Authentication and limits are boxed and only entered when the
+        // route has them: their futures are large, and inline they would
+        // make every request's future (moved and dropped whole) larger.
+        let needs_auth = ctx.matched.as_ref().is_some_and(|m| m.route.auth.is_some());
+        let req = if needs_auth {
+            Box::pin(self.authenticate(req, ctx)).await?
+        } else {
+            req
+        };
+        if ctx.identity.is_some() {
+            Box::pin(self.limit(ctx)).await?;
+        }
         let (req, mirroring) = self.mirror_plan(req, ctx);
         let matched = ctx.matched.clone().expect("routed");
         let forward = Forward::new(self.clone(), matched, ctx, conn);
@@ -353,7 +383,8 @@ impl Gateway {
                 if let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer_id.clone()) {
                     rctx = rctx.with_consumer(consumer);
                 }
-                Ok(self.cache().handle(req, &rctx, Arc::new(forward)).await)
+                // Boxed: only cached routes pay for the cache's large future.
+                Ok(Box::pin(self.cache().handle(req, &rctx, Arc::new(forward))).await)
             }
             _ => forward.run(req).await,
         }
@@ -485,7 +516,7 @@ impl Gateway {
         let record = self.access_log().enabled().then(|| AccessRecord {
             ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
-            trace_id: ctx.trace.trace_id.clone(),
+            trace_id: ctx.trace.trace_id().to_string(),
             client: ctx.client_ip.to_string(),
             listener: conn.listener,
             method: ctx.method.to_string(),

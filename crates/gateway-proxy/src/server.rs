@@ -129,11 +129,7 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo {
-            peer,
-            listener: bound.name,
-            scheme,
-        };
+        let conn = ConnInfo::new(peer, bound.name, scheme);
         let gateway = gateway.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -164,14 +160,17 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    // The gateway and the connection facts travel together, so a request
+    // clones one `Arc` rather than each of them.
+    let shared = Arc::new((gateway, conn));
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let gateway = gateway.clone();
-        let conn = conn.clone();
+        let shared = shared.clone();
         // Boxed so the future's type is nameable: hyper's bounds on an
         // unnamed async block trip rustc's higher-ranked Send inference.
         let fut: ResponseFuture = Box::pin(async move {
+            let (gateway, conn) = &*shared;
             let req = req.map(gateway_core::body::boxed);
-            Ok::<_, Infallible>(gateway.handle(req, &conn).await)
+            Ok::<_, Infallible>(gateway.handle(req, conn).await)
         });
         fut
     });

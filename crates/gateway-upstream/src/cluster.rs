@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balancer::Balancer;
 use crate::breaker::{Admission, Breaker, CircuitState};
-use crate::config::{ClusterConfig, ConfigIssue, HashOn, TargetAddr};
+use crate::config::{ClusterConfig, ConfigIssue, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
@@ -293,25 +293,46 @@ impl Cluster {
                 ),
             )
         })?;
-        let permit = self.acquire_slot(deadline).await?;
+        // The waits below (a queued slot, a body to buffer, a retry's
+        // backoff) are boxed and only entered when needed: inline, their
+        // states would make every request's future larger, and a future is
+        // moved and dropped whole.
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => Box::pin(self.acquire_slot(deadline)).await?,
+        };
 
-        let (parts, body) = req.into_parts();
-        let mut payload = self.prepare_body(body, deadline).await?;
+        let (mut parts, body) = req.into_parts();
+        let mut payload = if body.is_end_stream() {
+            Payload::Replayable(Bytes::new())
+        } else {
+            Box::pin(self.prepare_body(body, deadline)).await?
+        };
         let key = self.hash_key(&parts, opts);
-        self.budget.deposit(Instant::now());
+        let now = Instant::now();
+        self.budget.deposit(now);
 
         let mut tried = Tried::default();
         let mut next = self
-            .pick(key.as_deref(), tried.as_slice())
+            .pick(key.as_deref(), tried.as_slice(), now)
             .ok_or_else(|| self.no_healthy())?;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let target = &self.targets[next];
             tried.push(next);
+            let can_try_again = attempt < self.config.retry.attempts && payload.replayable();
             let body = payload.take().unwrap_or_else(empty);
-            let upstream_req = self.upstream_request(&parts, body, target, opts.preserve_host)?;
-            let guard = InFlightGuard::new(target.clone(), self.name.clone());
+            // Each attempt gets a copy of the headers, except one that
+            // cannot be followed by another: it takes them.
+            let headers = if can_try_again {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            let upstream_req =
+                self.upstream_request(&parts, headers, body, target, opts.preserve_host)?;
+            let guard = InFlightGuard::new(target.clone());
 
             let sent = target
                 .client
@@ -328,7 +349,6 @@ impl Cluster {
                     .map_err(|e| UpstreamError::from_client(&self.name, &target.display, e)),
             };
             let now = Instant::now();
-            let can_try_again = attempt < self.config.retry.attempts && payload.replayable();
 
             match outcome {
                 Ok(res) => {
@@ -338,9 +358,13 @@ impl Cluster {
                         self.on_failure(next, &format!("responded {status}"), &mut admission, now);
                         metrics::attempt(&self.name, &target.display, "failure_status");
                         if can_try_again && opts.idempotent {
-                            if let Some(n) = self
-                                .plan_retry(key.as_deref(), tried.as_slice(), attempt, deadline)
-                                .await
+                            if let Some(n) = Box::pin(self.plan_retry(
+                                key.as_deref(),
+                                tried.as_slice(),
+                                attempt,
+                                deadline,
+                            ))
+                            .await
                             {
                                 drop(res);
                                 drop(guard);
@@ -371,9 +395,13 @@ impl Cluster {
                         _ => false,
                     };
                     if retryable && can_try_again {
-                        if let Some(n) = self
-                            .plan_retry(key.as_deref(), tried.as_slice(), attempt, deadline)
-                            .await
+                        if let Some(n) = Box::pin(self.plan_retry(
+                            key.as_deref(),
+                            tried.as_slice(),
+                            attempt,
+                            deadline,
+                        ))
+                        .await
                         {
                             next = n;
                             continue;
@@ -403,7 +431,7 @@ impl Cluster {
         if self.breaker.state(Instant::now()) == CircuitState::Open {
             return None;
         }
-        let next = self.pick(key, tried)?;
+        let next = self.pick(key, tried, Instant::now())?;
         if !self.budget.try_withdraw(Instant::now()) {
             metrics::budget_exhausted(&self.name);
             return None;
@@ -415,13 +443,12 @@ impl Cluster {
         if self.targets[next].is_available(now) {
             Some(next)
         } else {
-            self.pick(key, tried)
+            self.pick(key, tried, now)
         }
     }
 
     /// Picks an available target, preferring ones this request has not tried.
-    fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
-        let now = Instant::now();
+    fn pick(&self, key: Option<&[u8]>, tried: &[usize], now: Instant) -> Option<usize> {
         let in_flight = |i: usize| self.targets[i].in_flight();
         let retry = !tried.is_empty();
         let fresh = self
@@ -531,6 +558,7 @@ impl Cluster {
     fn upstream_request(
         &self,
         parts: &http::request::Parts,
+        headers: http::HeaderMap,
         body: Body,
         target: &Target,
         preserve_host: bool,
@@ -542,26 +570,28 @@ impl Cluster {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // Every component is an already-parsed value, so this cannot fail
         // in practice; still, a failure is an error, never a panic.
-        let uri = Uri::builder()
-            .scheme(target.addr.scheme.as_str())
-            .authority(target.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| {
-                UpstreamError::new(
-                    UpstreamErrorKind::Protocol,
-                    self.name.as_ref(),
-                    Some(target.display.clone()),
-                    format!(
-                        "cannot address upstream `{}` target {}: {e}",
-                        self.name, target.display
-                    ),
-                )
-            })?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(match target.addr.scheme {
+            Scheme::Http => http::uri::Scheme::HTTP,
+            Scheme::Https => http::uri::Scheme::HTTPS,
+        });
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(path);
+        let uri = Uri::from_parts(uri).map_err(|e| {
+            UpstreamError::new(
+                UpstreamErrorKind::Protocol,
+                self.name.as_ref(),
+                Some(target.display.clone()),
+                format!(
+                    "cannot address upstream `{}` target {}: {e}",
+                    self.name, target.display
+                ),
+            )
+        })?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
-        *req.headers_mut() = parts.headers.clone();
+        *req.headers_mut() = headers;
         // The pooled client picks HTTP/1.1 or HTTP/2 per connection; an
         // HTTP/2 version left over from the client side would be refused
         // on an HTTP/1.1 connection.
@@ -700,23 +730,18 @@ impl Payload {
 /// Counts a request against its target until the response body is done.
 struct InFlightGuard {
     target: Arc<Target>,
-    cluster: Arc<str>,
 }
 
 impl InFlightGuard {
-    fn new(target: Arc<Target>, cluster: Arc<str>) -> Self {
-        let n = target.begin();
-        target.metrics.in_flight(&cluster, &target.display, n);
-        Self { target, cluster }
+    fn new(target: Arc<Target>) -> Self {
+        target.begin();
+        Self { target }
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let n = self.target.end();
-        self.target
-            .metrics
-            .in_flight(&self.cluster, &self.target.display, n);
+        self.target.end();
     }
 }
 

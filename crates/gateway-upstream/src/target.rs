@@ -209,14 +209,19 @@ impl Target {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn begin(&self) -> usize {
-        self.in_flight.fetch_add(1, Ordering::Relaxed) + 1
+    /// Counts one more request in flight, and sets the gauge.
+    pub(crate) fn begin(&self) {
+        let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.in_flight(&self.cluster, &self.display, n);
     }
 
-    pub(crate) fn end(&self) -> usize {
-        self.in_flight
+    /// Counts one request fewer in flight, and sets the gauge.
+    pub(crate) fn end(&self) {
+        let n = self
+            .in_flight
             .fetch_sub(1, Ordering::Relaxed)
-            .saturating_sub(1)
+            .saturating_sub(1);
+        self.metrics.in_flight(&self.cluster, &self.display, n);
     }
 
     /// Whether the balancer may pick this target now. Lifts an expired
