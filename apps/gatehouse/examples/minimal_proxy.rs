@@ -4,7 +4,12 @@
 //! Gatehouse costs above this is its own work; what this costs above nginx
 //! is the stack's.
 //!
-//!   cargo run --release --example minimal_proxy -- LISTEN UPSTREAM
+//!   cargo run --release --example minimal_proxy -- LISTEN UPSTREAM [MIRROR]
+//!
+//! With MIRROR, every request (GET only: the floor never replays bodies) is
+//! also sent to MIRROR from a spawned task whose response body is read and
+//! dropped: the least any dark launch must do at 100%, so the floor for
+//! `bench/features.sh`'s mirroring row.
 //!
 //! Not a product: no error pages, no hop-by-hop handling, no timeouts.
 
@@ -27,8 +32,9 @@ type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Erro
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        return Err("usage: minimal_proxy LISTEN UPSTREAM (host:port each)".into());
+        return Err("usage: minimal_proxy LISTEN UPSTREAM [MIRROR] (host:port each)".into());
     };
+    let mirror: Option<&'static str> = args.next().map(|m| &*Box::leak(m.into_boxed_str()));
     let listen: SocketAddr = listen.parse()?;
     let upstream: &'static str = Box::leak(upstream.into_boxed_str());
     tokio::runtime::Builder::new_multi_thread()
@@ -51,6 +57,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         async move {
                             let (mut parts, body) = req.into_parts();
                             let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                            if let Some(mirror) =
+                                mirror.filter(|_| parts.method == hyper::Method::GET)
+                            {
+                                let mut copy = Request::new(Body::default());
+                                *copy.headers_mut() = parts.headers.clone();
+                                *copy.uri_mut() = Uri::builder()
+                                    .scheme("http")
+                                    .authority(mirror)
+                                    .path_and_query(pq)
+                                    .build()
+                                    .expect("valid URI");
+                                let client = client.clone();
+                                tokio::spawn(async move {
+                                    if let Ok(res) = client.request(copy).await {
+                                        let _ = res.into_body().collect().await;
+                                    }
+                                });
+                            }
                             parts.uri = Uri::builder()
                                 .scheme("http")
                                 .authority(upstream)

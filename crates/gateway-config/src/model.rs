@@ -10,6 +10,7 @@ pub use gateway_cache::{CacheConfig, RouteCacheConfig};
 use gateway_core::ByteSize;
 pub use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use gateway_mirror::LaunchConfig;
+use gateway_mirror::DEFAULT_SHADOW_NICE;
 pub use gateway_upstream::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,11 @@ pub struct GatewaySettings {
     pub trust_forwarded_headers: bool,
     /// Reload the config when the file changes (SIGHUP always reloads).
     pub watch_config: bool,
+    /// Nice value (0–19) of the thread that sends and compares dark-launch
+    /// traffic: above 0, mirrored requests yield the CPU to live ones and
+    /// are dropped (`queue_full`) when it runs short. 0 competes as an
+    /// equal. Read at start-up only.
+    pub shadow_nice: i32,
 }
 
 impl Default for GatewaySettings {
@@ -105,6 +111,7 @@ impl Default for GatewaySettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             trust_forwarded_headers: false,
             watch_config: true,
+            shadow_nice: DEFAULT_SHADOW_NICE,
         }
     }
 }

@@ -171,3 +171,17 @@ fn shipped_examples_are_valid() {
     }
     assert!(checked >= 2, "examples/ holds the commented configs");
 }
+
+#[test]
+fn shadow_nice_defaults_to_background_and_is_range_checked() {
+    let c = load_str(GOOD, "gh.toml").unwrap().config;
+    assert_eq!(c.gateway.shadow_nice, gateway_mirror::DEFAULT_SHADOW_NICE);
+    check_err(
+        &format!("[gateway]\nshadow_nice = -5\n{GOOD}"),
+        &["gateway.shadow_nice", "between 0 and 19 (got -5)"],
+    );
+    check_err(
+        &format!("[gateway]\nshadow_nice = 20\n{GOOD}"),
+        &["gateway.shadow_nice", "(got 20)"],
+    );
+}

@@ -79,6 +79,15 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
             "must be greater than zero".into(),
         );
     }
+    if !(0..=19).contains(&config.gateway.shadow_nice) {
+        push(
+            "gateway.shadow_nice".into(),
+            format!(
+                "must be between 0 and 19 (got {}): a gateway cannot give shadow traffic a higher priority than live traffic",
+                config.gateway.shadow_nice
+            ),
+        );
+    }
     if config.gateway.max_in_flight == 0 {
         push("gateway.max_in_flight".into(), "must be at least 1".into());
     }

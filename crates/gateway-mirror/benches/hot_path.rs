@@ -78,6 +78,7 @@ fn score(c: &mut Criterion) {
             primary_error: false,
             primary_ms: (i % 97) as f64,
             candidate_ms: (i % 89) as f64,
+            timed: true,
             candidate: CandidateResult::Compared {
                 diffs: &[],
                 server_error: false,

@@ -288,6 +288,15 @@ impl Comparator for DefaultComparator {
             });
         }
         for name in &self.headers {
+            // Compared as bytes first: Strings are built only for a diff.
+            if primary
+                .headers
+                .get_all(name)
+                .iter()
+                .eq(shadow.headers.get_all(name).iter())
+            {
+                continue;
+            }
             let a = header_str(&primary.headers, name);
             let b = header_str(&shadow.headers, name);
             if a != b {

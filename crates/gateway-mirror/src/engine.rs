@@ -41,6 +41,7 @@ use crate::outcome::{
 };
 use crate::record::Recorder;
 use crate::report::Report;
+use crate::runtime::{LagProbe, ShadowRuntime};
 use crate::stats::{
     redacted_headers, splitmix64, CandidateResult, Example, ExampleSide, LaunchStats, Sample,
 };
@@ -64,6 +65,9 @@ pub struct EngineOptions {
     pub flush_interval: Duration,
     /// Wall clock for timestamps of examples and reports.
     pub clock: Arc<dyn Clock>,
+    /// Where shadow calls and comparisons run: a lower-priority thread (see
+    /// [`crate::runtime`]), or with `None` the caller's runtime.
+    pub shadow_runtime: Option<Arc<ShadowRuntime>>,
 }
 
 impl Default for EngineOptions {
@@ -71,6 +75,7 @@ impl Default for EngineOptions {
         Self {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             clock: gateway_core::clock::system(),
+            shadow_runtime: None,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct MirrorEngine {
     client: Arc<dyn ShadowClient>,
     store: Option<Arc<dyn ShadowStore>>,
     clock: Arc<dyn Clock>,
+    /// Kept for launches created later from the admin API.
+    options: EngineOptions,
     admin: tokio::sync::Mutex<()>,
     shutdown: Arc<Notify>,
     closed: AtomicBool,
@@ -293,6 +300,7 @@ impl MirrorEngine {
             client,
             store,
             clock: options.clock.clone(),
+            options: options.clone(),
             admin: tokio::sync::Mutex::new(()),
             shutdown: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
@@ -382,10 +390,7 @@ impl MirrorEngine {
             LaunchOrigin::Api,
             LaunchStats::default(),
             self.client.clone(),
-            &EngineOptions {
-                flush_interval: DEFAULT_FLUSH_INTERVAL,
-                clock: self.clock.clone(),
-            },
+            &self.options,
         );
         let summary = launch.core.summary();
         let cur = self.launches.load();
@@ -533,14 +538,25 @@ pub(crate) struct Core {
     /// up the registry.
     skip_metrics: [metrics::Counter; 5],
     drop_metrics: [(metrics::Counter, metrics::Counter); 3],
+    /// `match`, `differ`, `shadow_failed`, `shadow_timeout`, in that order.
+    result_metrics: [metrics::Counter; 4],
     dirty: AtomicBool,
     limiter: Mutex<TokenBucket>,
     repeats: Mutex<RepeatCache>,
     recorder: Option<Recorder>,
     pub(crate) in_flight: AtomicUsize,
+    /// Scheduling lag of the shadow thread, when shadow work has its own.
+    lag: Option<Arc<LagProbe>>,
     client: Arc<dyn ShadowClient>,
     clock: Arc<dyn Clock>,
 }
+
+const RESULTS: [MirrorOutcome; 4] = [
+    MirrorOutcome::Match,
+    MirrorOutcome::Differ,
+    MirrorOutcome::ShadowFailed,
+    MirrorOutcome::ShadowTimeout,
+];
 
 const SKIPS: [SkipReason; 5] = [
     SkipReason::NotSampled,
@@ -562,7 +578,7 @@ pub(crate) struct Job {
     /// Headers to send to the shadow (stripped, replaced, marked).
     pub(crate) headers: HeaderMap,
     /// The original request headers, redacted, for examples and recordings.
-    pub(crate) original_headers: BTreeMap<String, String>,
+    pub(crate) original_headers: OriginalHeaders,
     pub(crate) body: Bytes,
     pub(crate) primary: Observation,
     pub(crate) endpoint: String,
@@ -581,8 +597,12 @@ impl Launch {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let mut core = Core::new(cfg, state, stats, client, options.clock.clone());
         core.origin = origin;
+        core.lag = options.shadow_runtime.as_ref().map(|r| r.lag().clone());
         let core = Arc::new(core);
-        tokio::spawn(dispatch(core.clone(), rx));
+        match &options.shadow_runtime {
+            Some(rt) => drop(rt.handle().spawn(dispatch(core.clone(), rx))),
+            None => drop(tokio::spawn(dispatch(core.clone(), rx))),
+        }
         Arc::new(Self { core, tx })
     }
 
@@ -645,7 +665,7 @@ impl Launch {
             tx: self.tx.clone(),
             method: parts.method.clone(),
             uri: parts.uri.clone(),
-            original_headers: redacted_headers(&parts.headers, &core.cfg.strip_headers),
+            original_headers: OriginalHeaders::Raw(parts.headers.clone()),
             headers,
             endpoint: endpoint_key(route, parts.method.as_str(), parts.uri.path()),
             request_id: request_id.to_string(),
@@ -742,7 +762,8 @@ fn fingerprint(method: &Method, uri: &Uri, body: &[u8]) -> u64 {
         .as_str()
         .bytes()
         .chain([0])
-        .chain(uri.to_string().bytes())
+        .chain(uri.authority().map_or("", |a| a.as_str()).bytes())
+        .chain(uri.path_and_query().map_or("/", |p| p.as_str()).bytes())
         .chain([0])
         .chain(body.iter().copied())
     {
@@ -774,9 +795,13 @@ impl Core {
                 metrics::counter!("gatehouse_mirror_total", "launch" => cfg.name.clone(), "outcome" => MirrorOutcome::Dropped(r).as_str()),
             )
         });
+        let result_metrics = RESULTS.map(|o| {
+            metrics::counter!("gatehouse_mirror_total", "launch" => cfg.name.clone(), "outcome" => o.as_str())
+        });
         Self {
             skip_metrics,
             drop_metrics,
+            result_metrics,
             methods: cfg.parsed_methods(),
             strip: cfg.strip_headers.iter().filter_map(|h| parse(h)).collect(),
             set: cfg
@@ -795,8 +820,12 @@ impl Core {
             dirty: AtomicBool::new(false),
             limiter: Mutex::new(TokenBucket::new(cfg.max_rps)),
             repeats: Mutex::new(RepeatCache::default()),
-            recorder: cfg.record.clone().map(|r| Recorder::new(&cfg.name, r)),
+            recorder: cfg
+                .record
+                .clone()
+                .map(|r| Recorder::new(&cfg.name, r, cfg.strip_headers.clone())),
             in_flight: AtomicUsize::new(0),
+            lag: None,
             origin: LaunchOrigin::Api,
             state: AtomicU8::new(state.to_u8()),
             client,
@@ -900,17 +929,23 @@ impl Core {
     /// Sends one job to the shadow(s), compares and records. Returns the
     /// outcome for metrics and tests.
     pub(crate) async fn process(&self, job: Job) -> MirrorOutcome {
+        let started = std::time::Instant::now();
         let req = self.shadow_request(&job);
+        let secondary_req = self.cfg.secondary.as_ref().map(|s| (s, req.clone()));
         let secondary_fut = async {
-            match &self.cfg.secondary {
-                Some(s) => Some(self.call(s, req.clone()).await),
+            match secondary_req {
+                Some((s, req)) => Some(self.call(s, req).await),
                 None => None,
             }
         };
         let (candidate, secondary) =
-            tokio::join!(self.call(&self.cfg.candidate, req.clone()), secondary_fut);
+            tokio::join!(self.call(&self.cfg.candidate, req), secondary_fut);
         let primary = &job.primary;
         let primary_ok = primary.error.is_none();
+        // A shadow thread that waited for the CPU during the call would
+        // charge that wait to the candidate: such a sample is compared but
+        // not timed.
+        let timed = !self.lag.as_ref().is_some_and(|l| l.lagged_since(started));
 
         // Per-request noise: what the current version disagrees with itself on.
         let noise: Option<Vec<String>> = match secondary {
@@ -970,6 +1005,7 @@ impl Core {
             primary_error: primary.is_error(),
             primary_ms: ms(primary.latency),
             candidate_ms: ms(candidate.latency),
+            timed,
             candidate: result.clone(),
             noise: noise.as_deref(),
         };
@@ -1033,7 +1069,7 @@ impl Core {
                         diffs: shown,
                         method: job.method.to_string(),
                         uri: job.uri.to_string(),
-                        request_headers: job.original_headers.clone(),
+                        request_headers: job.original_headers.redacted(redact),
                         primary: side(primary, redact),
                         candidate: side(&candidate, redact),
                     });
@@ -1046,7 +1082,18 @@ impl Core {
             }
         }
         self.dirty.store(true, Ordering::Relaxed);
-        metrics::counter!("gatehouse_mirror_total", "launch" => self.cfg.name.clone(), "outcome" => outcome.as_str()).increment(1);
+        match outcome {
+            MirrorOutcome::Skipped(r) => {
+                if let Some(i) = SKIPS.iter().position(|x| *x == r) {
+                    self.skip_metrics[i].increment(1);
+                }
+            }
+            o => {
+                if let Some(i) = RESULTS.iter().position(|x| *x == o) {
+                    self.result_metrics[i].increment(1);
+                }
+            }
+        }
         if let Some(r) = &self.recorder {
             r.maybe_record(&job, &self.clock.now());
         }
@@ -1095,6 +1142,23 @@ async fn dispatch(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// The client's request headers as the example and the recording show them.
+pub(crate) enum OriginalHeaders {
+    /// As received; redacted only when shown (most samples never are).
+    Raw(HeaderMap),
+    /// Already redacted (a replayed recording).
+    Redacted(BTreeMap<String, String>),
+}
+
+impl OriginalHeaders {
+    pub(crate) fn redacted(&self, strip: &[String]) -> BTreeMap<String, String> {
+        match self {
+            Self::Raw(h) => redacted_headers(h, strip),
+            Self::Redacted(m) => m.clone(),
+        }
+    }
+}
+
 // === impl MirrorPlan ===
 
 /// A decision to mirror one request, made by [`MirrorEngine::plan`].
@@ -1104,7 +1168,7 @@ pub struct MirrorPlan {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    original_headers: BTreeMap<String, String>,
+    original_headers: OriginalHeaders,
     endpoint: String,
     request_id: String,
 }

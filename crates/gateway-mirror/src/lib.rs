@@ -30,6 +30,7 @@ pub mod math;
 pub mod outcome;
 pub mod record;
 pub mod report;
+pub mod runtime;
 pub mod stats;
 pub mod store;
 pub mod verdict;
@@ -42,6 +43,7 @@ pub use outcome::{
     DiffCategory, DiffKind, DropReason, LaunchOrigin, LaunchState, MirrorOutcome, SkipReason,
 };
 pub use report::{render_text, Report};
+pub use runtime::{ShadowRuntime, DEFAULT_SHADOW_NICE};
 pub use stats::LaunchStats;
 pub use store::{ShadowStore, SqlShadowStore, StoreError};
 pub use verdict::{Assessment, EndpointAssessment, Scorer, Verdict};

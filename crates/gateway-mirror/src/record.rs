@@ -66,14 +66,18 @@ pub struct RecordedResponse {
 pub(crate) struct Recorder {
     launch: String,
     cfg: RecordConfig,
+    /// Headers whose values are redacted in the file (the launch's
+    /// `strip_headers`, beside the always-sensitive ones).
+    strip: Vec<String>,
     file: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     written: AtomicU64,
 }
 
 impl Recorder {
-    pub(crate) fn new(launch: &str, cfg: RecordConfig) -> Self {
+    pub(crate) fn new(launch: &str, cfg: RecordConfig, strip: Vec<String>) -> Self {
         Self {
             launch: launch.to_string(),
+            strip,
             cfg,
             file: Mutex::new(None),
             written: AtomicU64::new(0),
@@ -96,7 +100,7 @@ impl Recorder {
             endpoint: job.endpoint.clone(),
             method: job.method.to_string(),
             uri: job.uri.to_string(),
-            headers: job.original_headers.clone(),
+            headers: job.original_headers.redacted(&self.strip),
             body_b64: B64.encode(&job.body),
             primary: RecordedResponse {
                 status: job.primary.status.map(|s| s.as_u16()),
@@ -295,7 +299,7 @@ pub async fn replay(path: &Path, opts: &ReplayOptions) -> Result<Report, ReplayE
             method,
             uri,
             headers,
-            original_headers: rec.headers.clone(),
+            original_headers: crate::engine::OriginalHeaders::Redacted(rec.headers.clone()),
             body,
             primary,
             endpoint,

@@ -217,6 +217,9 @@ pub struct Sample<'a> {
     pub primary_ms: f64,
     /// Candidate latency in ms.
     pub candidate_ms: f64,
+    /// Whether the latencies count: false when the job waited too long for
+    /// a shadow worker for its candidate timing to be fair.
+    pub timed: bool,
     /// Candidate result.
     pub candidate: CandidateResult<'a>,
     /// Fields seen varying between two responses of the current version in
@@ -253,7 +256,13 @@ impl LaunchStats {
         } else {
             OVERFLOW_ENDPOINT
         };
-        self.endpoints.entry(key.to_string()).or_default()
+        // Looked up before `entry`, which would take an owned key on every
+        // sample, not just the first of an endpoint.
+        if !self.endpoints.contains_key(key) {
+            self.endpoints
+                .insert(key.to_string(), EndpointStats::default());
+        }
+        self.endpoints.get_mut(key).expect("inserted above")
     }
 
     /// Records one processed sample.
@@ -263,7 +272,9 @@ impl LaunchStats {
         if s.primary_error {
             e.primary_errors += 1;
         }
-        e.primary_latency.record(s.primary_ms);
+        if s.timed {
+            e.primary_latency.record(s.primary_ms);
+        }
         if let Some(noise) = s.noise {
             e.noise_checks += 1;
             let mut seen: Vec<&String> = noise.iter().collect();
@@ -280,7 +291,9 @@ impl LaunchStats {
                 if *server_error {
                     e.candidate_5xx += 1;
                 }
-                e.candidate_latency.record(s.candidate_ms);
+                if s.timed {
+                    e.candidate_latency.record(s.candidate_ms);
+                }
             }
             CandidateResult::Failed => {
                 e.candidate_failures += 1;
@@ -302,7 +315,9 @@ impl LaunchStats {
                 if *server_error {
                     e.candidate_5xx += 1;
                 }
-                e.candidate_latency.record(s.candidate_ms);
+                if s.timed {
+                    e.candidate_latency.record(s.candidate_ms);
+                }
                 let mut fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
                 fields.sort_unstable();
                 fields.dedup();
@@ -454,6 +469,7 @@ mod tests {
             primary_error: false,
             primary_ms: 10.0,
             candidate_ms: 12.0,
+            timed: true,
             candidate: CandidateResult::Compared {
                 diffs: &diffs,
                 server_error: false,
@@ -505,6 +521,7 @@ mod tests {
                 primary_error: false,
                 primary_ms: 1.0,
                 candidate_ms: 1.0,
+                timed: true,
                 candidate: CandidateResult::TimedOut,
                 noise: None,
             });

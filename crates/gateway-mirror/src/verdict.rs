@@ -396,6 +396,7 @@ mod tests {
                 primary_error: false,
                 primary_ms: p_ms + jitter,
                 candidate_ms: c_ms + jitter,
+                timed: true,
                 candidate: CandidateResult::Compared {
                     diffs,
                     server_error: false,
@@ -466,6 +467,7 @@ mod tests {
                 primary_error: false,
                 primary_ms: 10.0,
                 candidate_ms: 0.0,
+                timed: true,
                 candidate: CandidateResult::TimedOut,
                 noise: None,
             });

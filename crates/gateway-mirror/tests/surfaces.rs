@@ -37,6 +37,7 @@ async fn store_contract(store: &dyn ShadowStore) {
         primary_error: false,
         primary_ms: 3.0,
         candidate_ms: 4.0,
+        timed: true,
         candidate: gateway_mirror::stats::CandidateResult::TimedOut,
         noise: None,
     });

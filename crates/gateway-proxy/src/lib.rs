@@ -91,17 +91,25 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         redis,
     );
     let launches = config.config.dark_launches.clone();
+    let shadow_nice = config.config.gateway.shadow_nice;
     let db = database_url(&config);
     let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
     stores.share_purges(gateway.cache());
     let shadow_store = gateway_mirror::SqlShadowStore::connect(&db)
         .await
         .with_context(|| "cannot open the dark-launch store")?;
+    // Shadow traffic gets its own lower-priority thread so that it never
+    // takes CPU that live requests need (see gateway_mirror::runtime).
+    let shadow_runtime = gateway_mirror::ShadowRuntime::start(shadow_nice)
+        .with_context(|| "cannot start the dark-launch thread")?;
     let mirror = gateway_mirror::MirrorEngine::start(
         launches,
         Arc::new(shadow::UpstreamShadowClient::new(gateway.downgrade())),
         Some(Arc::new(shadow_store)),
-        gateway_mirror::EngineOptions::default(),
+        gateway_mirror::EngineOptions {
+            shadow_runtime: Some(Arc::new(shadow_runtime)),
+            ..Default::default()
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot start dark launches: {e}"))?;
