@@ -34,8 +34,12 @@ CAND=127.0.0.1:18087
 VARNISH=127.0.0.1:18086
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
+FLOOR=127.0.0.1:18088
+FLOOR_MIRROR=127.0.0.1:18089
 
 build_gatehouse
+cargo build --release -q -p gatehouse --example minimal_proxy
+FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh"
 head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
@@ -137,6 +141,10 @@ taskset -c 1 nginx -p "$WORK/cache" -c "$WORK/cache/nginx.conf"
 taskset -c 0 nginx -p "$WORK/cand" -c "$WORK/cand/nginx.conf"
 taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1 -j none 2>/dev/null \
   || taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -p thread_pools=1
+# The floor of mirroring: the smallest hyper proxy, plain and sending every
+# GET a second time to the candidate (body read and dropped, nothing compared).
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR" "$UP" >/dev/null 2>&1 &
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR_MIRROR" "$UP" "$CAND" >/dev/null 2>&1 &
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >/dev/null 2>&1 &
 for _ in $(seq 1 100); do curl -sf "http://$GH/plain/1k" >/dev/null && break; sleep 0.1; done
 KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
@@ -147,6 +155,9 @@ expect "http://$GH/plain/1k" 1024
 expect "http://$GH/auth/1k" 1024 "Authorization: Bearer $KEY"
 expect "http://$GH/mirror/1k" 1024
 expect "http://$CAND/mirror/1k" 1024
+wait_http "http://$FLOOR_MIRROR/floor/1k"
+expect "http://$FLOOR/floor/1k" 1024
+expect "http://$FLOOR_MIRROR/floor/1k" 1024
 for base in "http://$GH" "http://$NGX_CACHE" "http://$VARNISH"; do expect "$base/cached/1k" 1024; expect "$base/cached/64k" 65536; done
 
 run() { # label url [header]
@@ -172,10 +183,13 @@ done
 ROUNDS=${ROUNDS:-3}
 declare -A RPS P99
 for r in $(seq 1 "$ROUNDS"); do
-  for c in plain auth mirror; do
+  for c in plain auth mirror floor floor_mirror; do
     hdr=()
     [ "$c" = auth ] && hdr=(-H "Authorization: Bearer $KEY")
-    read -r rps p50 p99 <<<"$(measure "$CONNS" "http://$GH/$c/1k" "${hdr[@]}")"
+    url="http://$GH/$c/1k"
+    [ "$c" = floor ] && url="http://$FLOOR/floor/1k"
+    [ "$c" = floor_mirror ] && url="http://$FLOOR_MIRROR/floor/1k"
+    read -r rps p50 p99 <<<"$(measure "$CONNS" "$url" "${hdr[@]}")"
     RPS[$c]+="$rps "; P99[$c]+="${p99%ms} "
   done
   # At 100% the shadow queue keeps the candidate busy after wrk stops.
@@ -185,11 +199,14 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR
 echo
 echo "| proxied 1 KiB, median of $ROUNDS interleaved rounds | requests/s | p99 | vs no features | rounds (req/s) |"
 echo "| --- | ---: | ---: | ---: | --- |"
-base=$(median <<<"${RPS[plain]}")
-for c in plain auth mirror; do
+for c in plain auth mirror floor floor_mirror; do
   m=$(median <<<"${RPS[$c]}")
-  label=$(case $c in plain) echo "gatehouse, no features";; auth) echo "gatehouse, API key auth";; mirror) echo "gatehouse, mirroring 100%";; esac)
+  case $c in floor*) base=$(median <<<"${RPS[floor]}");; *) base=$(median <<<"${RPS[plain]}");; esac
+  label=$(case $c in plain) echo "gatehouse, no features";; auth) echo "gatehouse, API key auth";; mirror) echo "gatehouse, mirroring 100%";;
+    floor) echo "minimal hyper proxy (floor)";; floor_mirror) echo "floor, every GET sent twice";; esac)
   row "$label" "$m" "$(median <<<"${P99[$c]}") ms" "$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')" "${RPS[$c]% }"
 done
 echo
-curl -s -H 'Authorization: Bearer bench' "http://$GH_ADMIN/v1/shadow/bench" | head -c 300; echo
+echo "dark launch after the run (mirrored = compared; the rest dropped or skipped):"
+curl -s -H 'Authorization: Bearer bench' "http://$GH_ADMIN/v1/shadow/bench" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); a=r["assessment"]; print("compared:", sum(e["compared"] for e in a["endpoints"]), "dropped:", r["dropped"], "skipped:", r["skipped"], "verdict:", a["verdict"], a["reasons"][:2])'
