@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, GetAll, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 
 /// Headers that describe one connection and never cross a proxy.
@@ -34,12 +34,8 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    tokens(&headers.get_all(header::CONNECTION))
-}
-
-/// The comma-separated tokens of `Connection` header values.
-fn tokens<'a>(values: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
-    values
+    headers
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -53,13 +49,39 @@ fn tokens<'a>(values: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str>
 /// handshake must reach the upstream. `TE: trailers` is kept because gRPC
 /// needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names finds what has to go, and only names that
-    // are present are removed (each removal is a hash lookup): a request
-    // without hop-by-hop headers costs no lookup, an upstream response with
-    // `Connection: keep-alive` one removal instead of ten.
+    // Headers named by `Connection`. Names that the scan below removes
+    // anyway (`keep-alive`, the usual token) cost no lookup here.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => {}
+        // The usual case: one `Connection` header. Its value is shared, not
+        // copied, and names are removed without building `HeaderName`s.
+        (Some(v), None) => {
+            let v = v.clone();
+            for t in v.to_str().ok().into_iter().flat_map(|v| v.split(',')) {
+                let t = t.trim();
+                if t.is_empty() || is_listed(t) {
+                    continue;
+                }
+                headers.remove(t);
+            }
+        }
+        (Some(_), Some(_)) => {
+            let named: Vec<HeaderName> = connection_tokens(headers)
+                .filter(|t| !is_listed(t))
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(&name);
+            }
+        }
+    }
+    // One pass over the names finds the hop-by-hop headers present, so
+    // only those are removed (each removal is a hash lookup): a request
+    // without any costs no lookup, an upstream response with
+    // `Connection: keep-alive` one instead of ten.
     let mut doomed: Vec<HeaderName> = Vec::new();
     let mut te_trailers = false;
-    let connection = headers.get_all(header::CONNECTION);
     for name in headers.keys() {
         let remove = if name == header::UPGRADE {
             !keep_upgrade
@@ -71,7 +93,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
             true
         } else {
-            tokens(&connection).any(|t| t.eq_ignore_ascii_case(name.as_str()))
+            false
         };
         if remove {
             doomed.push(name.clone());
@@ -86,6 +108,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Whether `token` names a header [`strip_hop_by_hop`] handles by itself:
+/// a hop-by-hop header, or `Upgrade` (removed, or kept for an upgrade).
+/// Not `TE`: named in `Connection`, it goes, even as `TE: trailers`.
+fn is_listed(token: &str) -> bool {
+    token.eq_ignore_ascii_case(header::UPGRADE.as_str())
+        || HOP_BY_HOP
+            .iter()
+            .any(|n| *n != header::TE && token.eq_ignore_ascii_case(n.as_str()))
 }
 
 /// Adds `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
@@ -367,6 +399,15 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-keep"]);
+    }
+
+    #[test]
+    fn te_named_in_connection_goes_even_as_trailers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("TE"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

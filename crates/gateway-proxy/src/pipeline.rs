@@ -547,11 +547,11 @@ impl Gateway {
                 .map(str::to_string),
         });
         let finish = Finish {
-            gateway: self.clone(),
             status,
             route,
             went_upstream,
-            record,
+            // The gateway is only kept to hand the line to its access log.
+            record: record.map(|r| (r, self.clone())),
             started: ctx.started,
             _in_flight: in_flight,
         };
@@ -567,21 +567,20 @@ fn is_upstream_error(code: &str) -> bool {
 }
 
 struct Finish {
-    gateway: Gateway,
     status: u16,
     route: Option<Arc<crate::router::Route>>,
     /// Whether the request went (or was meant to go) upstream: the
     /// `upstream` label is then the route's cluster.
     went_upstream: bool,
-    /// The access-log line, when the access log is on.
-    record: Option<AccessRecord>,
+    /// The access-log line and where it goes, when the access log is on.
+    record: Option<(AccessRecord, Gateway)>,
     started: Instant,
     _in_flight: Option<crate::gateway::InFlight>,
 }
 
 impl Observer for Finish {
     fn data(&mut self, chunk: &bytes::Bytes) {
-        if let Some(r) = &mut self.record {
+        if let Some((r, _)) = &mut self.record {
             r.bytes_out += chunk.len() as u64;
         }
     }
@@ -596,10 +595,10 @@ impl Observer for Finish {
             ),
             None => RequestMetrics::unrouted().record(self.status, None, elapsed),
         }
-        if let Some(mut record) = self.record {
+        if let Some((mut record, gateway)) = self.record {
             record.completed = completed;
             record.duration_ms = elapsed.as_secs_f64() * 1000.0;
-            self.gateway.access_log().log(record);
+            gateway.access_log().log(record);
         }
     }
 }
