@@ -14,6 +14,7 @@
 //! so a typo (`symbol=`) is not silently ignored.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -23,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use fx::exact::write_decimal;
+use fx::exact::{write_decimal, write_decimal_bytes};
 use fx::money::{parse_amount, AmountLimits};
 use fx::query::{self, ConvertRequest, Interval, Resolved};
 use fx::staleness::{FixingCalendar, StalenessLimits};
@@ -626,7 +627,7 @@ fn convert_body(conv: &query::Conversion, r: &Resolved, tier: Option<&str>) -> V
         push_plain(&mut out, c);
     }
     out.push_str(r#"],"precision":"#);
-    push_str(&mut out, &query::precision_note());
+    push_str(&mut out, query::PRECISION_NOTE);
     let _ = write!(
         out,
         r#","provenance":{{"disputed":{},"fixing_date":"{}","providers":["#,
@@ -856,54 +857,86 @@ fn render_series(
     end: NaiveDate,
     interval: Interval,
 ) -> Result<Bytes, ApiError> {
-    let points = query::series(t, base, symbols, start, end, interval).map_err(|e| {
+    // Written by hand, as each point comes (no intermediate series): a
+    // 25-year daily series is ~200k values, and every key and value here is
+    // plain ASCII needing no escaping. Decimals go through
+    // `write_decimal_bytes` (same text as `Display`, a fraction of the
+    // cost).
+    let span = (end - start).num_days().clamp(0, 1 << 20) as usize;
+    // ~5 fixings a week, ~30 currencies of ~25 bytes each.
+    let mut out: Vec<u8> = Vec::with_capacity(128 + span * 5 / 7 * (16 + 30 * 25));
+    let _ = write!(
+        out,
+        r#"{{"base":"{base}","start":"{start}","end":"{end}","interval":"{}","rates":{{"#,
+        interval.as_str()
+    );
+    let mut first = true;
+    query::series_each(t, base, symbols, start, end, interval, |pt| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        push_date(&mut out, pt.start);
+        out.extend_from_slice(br#"":{"#);
+        for (j, (c, last, mean)) in pt.rates.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(c.as_bytes());
+            if interval == Interval::Day {
+                out.extend_from_slice(br#"":""#);
+                write_decimal_bytes(&mut out, *last);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(br#"":{"last":""#);
+                write_decimal_bytes(&mut out, *last);
+                out.extend_from_slice(br#"","mean":""#);
+                write_decimal_bytes(&mut out, *mean);
+                out.extend_from_slice(br#""}"#);
+            }
+        }
+        if interval != Interval::Day {
+            out.extend_from_slice(br#","_last_fixing":""#);
+            push_date(&mut out, pt.last_fixing);
+            out.push(b'"');
+        }
+        out.push(b'}');
+    })
+    .map_err(|e| {
         let pairs: Vec<_> = std::iter::once((base, "base"))
             .chain(symbols.iter().map(|c| (*c, "symbols")))
             .collect();
         let param = param_for(&e, &pairs, "symbols");
         ApiError::fx(e, Some(param))
     })?;
-    // Written by hand: a 25-year daily series is ~200k values, and every
-    // key and value here is plain ASCII needing no escaping. Decimals go
-    // through `write_decimal` (same text as `Display`, a fraction of the
-    // cost).
-    let width = points.first().map(|p| p.rates.len()).unwrap_or(0);
-    let mut out = String::with_capacity(64 + points.len() * (16 + width * 28));
-    let _ = write!(
-        out,
-        r#"{{"base":"{base}","start":"{start}","end":"{end}","interval":"{}","rates":{{"#,
-        interval.as_str()
-    );
-    for (i, pt) in points.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, r#""{}":{{"#, pt.start);
-        for (j, (c, last, mean)) in pt.rates.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push('"');
-            out.push_str(c.as_str());
-            if interval == Interval::Day {
-                out.push_str(r#"":""#);
-                write_decimal(&mut out, *last);
-                out.push('"');
-            } else {
-                out.push_str(r#"":{"last":""#);
-                write_decimal(&mut out, *last);
-                out.push_str(r#"","mean":""#);
-                write_decimal(&mut out, *mean);
-                out.push_str(r#""}"#);
-            }
-        }
-        if interval != Interval::Day {
-            let _ = write!(out, r#","_last_fixing":"{}""#, pt.last_fixing);
-        }
-        out.push('}');
-    }
-    out.push_str("}}");
+    out.extend_from_slice(b"}}");
     Ok(Bytes::from(out))
+}
+
+/// Appends `YYYY-MM-DD` (what `NaiveDate`'s `Display` writes for years
+/// 0..=9999; others go through it).
+fn push_date(out: &mut Vec<u8>, d: NaiveDate) {
+    use chrono::Datelike;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        let _ = write!(out, "{d}");
+        return;
+    }
+    let y = y as u32;
+    out.extend_from_slice(&[
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+        b'-',
+        b'0' + (m / 10) as u8,
+        b'0' + (m % 10) as u8,
+        b'-',
+        b'0' + (day / 10) as u8,
+        b'0' + (day % 10) as u8,
+    ]);
 }
 
 async fn convert(
@@ -1216,6 +1249,76 @@ mod tests {
             }],
         };
         book.apply("o\"dd\\é\u{1}", &odd, Utc::now()).0
+    }
+
+    /// The series body as it was written before it streamed: collected
+    /// points, dates and decimals through `Display`.
+    fn series_reference(
+        t: &fx::RateTable,
+        base: CurrencyCode,
+        symbols: &[CurrencyCode],
+        start: NaiveDate,
+        end: NaiveDate,
+        interval: Interval,
+    ) -> String {
+        let points = query::series(t, base, symbols, start, end, interval).unwrap();
+        let mut out = format!(
+            r#"{{"base":"{base}","start":"{start}","end":"{end}","interval":"{}","rates":{{"#,
+            interval.as_str()
+        );
+        for (i, pt) in points.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, r#""{}":{{"#, pt.start);
+            for (j, (c, last, mean)) in pt.rates.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                if interval == Interval::Day {
+                    let _ = write!(out, r#""{c}":"{last}""#);
+                } else {
+                    let _ = write!(out, r#""{c}":{{"last":"{last}","mean":"{mean}"}}"#);
+                }
+            }
+            if interval != Interval::Day {
+                let _ = write!(out, r#","_last_fixing":"{}""#, pt.last_fixing);
+            }
+            out.push('}');
+        }
+        out.push_str("}}");
+        out
+    }
+
+    #[test]
+    fn streamed_series_equals_the_collected_rendering() {
+        let t = table();
+        let c = |s: &str| CurrencyCode::parse(s).unwrap();
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let latest = t.latest().unwrap().date;
+        let picked = [c("JPY"), c("EUR"), c("CYP"), c("USD"), c("JPY")];
+        for (base, start, end) in [
+            ("USD", d(2001, 1, 1), d(2025, 12, 31)),
+            ("EUR", d(2005, 6, 1), d(2009, 2, 1)),
+            ("JPY", d(2007, 12, 1), latest),
+            ("CYP", d(2007, 11, 20), d(2008, 1, 10)),
+        ] {
+            for symbols in [&[][..], &picked[..]] {
+                for interval in [Interval::Day, Interval::Week, Interval::Month] {
+                    let Ok(want) = query::series(&t, c(base), symbols, start, end, interval) else {
+                        continue;
+                    };
+                    assert!(!want.is_empty());
+                    let got = render_series(&t, c(base), symbols, start, end, interval).unwrap();
+                    let want = series_reference(&t, c(base), symbols, start, end, interval);
+                    assert_eq!(
+                        std::str::from_utf8(&got).unwrap(),
+                        want,
+                        "{base} {symbols:?} {start}..{end} {interval:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

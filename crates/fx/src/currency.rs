@@ -76,6 +76,12 @@ impl CurrencyCode {
         Ok(c)
     }
 
+    /// The code's three ASCII letters (for writers that skip `as_str`'s
+    /// UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8; 3] {
+        &self.0
+    }
+
     /// The code as a string slice.
     pub fn as_str(&self) -> &str {
         // Only ASCII letters are ever stored.

@@ -24,9 +24,39 @@ const FAST_MANTISSA_LIMIT: i128 = 10_000_000_000_000_000; // 10^16
 /// [`RATE_SIGNIFICANT_DIGITS`] (half to even) and normalised; `None` when
 /// the division fails (zero divisor, overflow).
 pub fn div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
+    div_rate_by(n, &Divisor::new(d))
+}
+
+/// A divisor prepared once for many [`div_rate_by`] calls (a series
+/// divides every currency of a day by the same base rate).
+#[derive(Debug, Clone, Copy)]
+pub struct Divisor {
+    value: Decimal,
+    /// The mantissa when the fast path can take it, else 0.
+    mantissa: u64,
+    digits: i32,
+    scale: i32,
+}
+
+impl Divisor {
+    /// Prepares `d`.
+    pub fn new(d: Decimal) -> Divisor {
+        let m = d.mantissa();
+        let fast = m > 0 && m < FAST_MANTISSA_LIMIT;
+        Divisor {
+            value: d,
+            mantissa: if fast { m as u64 } else { 0 },
+            digits: if fast { digits(m as u64) } else { 0 },
+            scale: d.scale() as i32,
+        }
+    }
+}
+
+/// [`div_rate`] by a prepared divisor: the same result.
+pub fn div_rate_by(n: Decimal, d: &Divisor) -> Option<Decimal> {
     match fast_div_rate(n, d) {
         Some(q) => Some(q),
-        None => Some(round_rate(n.checked_div(d)?)),
+        None => Some(round_rate(n.checked_div(d.value)?)),
     }
 }
 
@@ -38,22 +68,27 @@ pub fn div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
 /// disagree with one exact rounding when the exact quotient lies within the
 /// division's error of a midpoint between two 15-digit values, so such
 /// near-ties are handed to the general path.
-fn fast_div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
-    let (mn, md) = (n.mantissa(), d.mantissa());
-    if mn <= 0 || md <= 0 || mn >= FAST_MANTISSA_LIMIT || md >= FAST_MANTISSA_LIMIT {
+fn fast_div_rate(n: Decimal, d: &Divisor) -> Option<Decimal> {
+    let mn = n.mantissa();
+    if mn <= 0 || mn >= FAST_MANTISSA_LIMIT || d.mantissa == 0 {
         return None;
     }
-    let (mn, md) = (mn as u128, md as u128);
+    // Both fit in 54 bits.
+    let (mn, md) = (mn as u64, d.mantissa);
     let sf = RATE_SIGNIFICANT_DIGITS as i32;
     // With this k, mn·10^k / md lies in (10^(sf-1), 10^(sf+1)): sf or sf+1
-    // integer digits.
-    let mut k = sf - digits(mn) + digits(md);
-    if !(0..=38).contains(&k) {
+    // integer digits. Mantissas have at most 16 digits, so 0 <= k < 32.
+    let mut k = sf - digits(mn) + d.digits;
+    if !(0..=31).contains(&k) {
         return None;
     }
-    let num = mn.checked_mul(10u128.pow(k as u32))?;
-    let (mut q, mut rem, mut div) = (num / md, num % md, md);
-    if q >= 10u128.pow(sf as u32) {
+    let num = u128::from(mn) * POW10[k as usize];
+    let md = u128::from(md);
+    // One 128-bit division; the remainder by multiplication (`%` would be
+    // a second library call).
+    let mut q = num / md;
+    let (mut rem, mut div) = (num - q * md, md);
+    if q >= POW10[sf as usize] {
         // One digit too many: move it into the remainder.
         rem += (q % 10) * md;
         div *= 10;
@@ -61,7 +96,7 @@ fn fast_div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
         k -= 1;
     }
     // The value is q.rem/div × 10^-scale.
-    let scale = k + n.scale() as i32 - d.scale() as i32;
+    let mut scale = k + n.scale() as i32 - d.scale;
     if !(0..=20).contains(&scale) {
         return None;
     }
@@ -71,61 +106,119 @@ fn fast_div_rate(n: Decimal, d: Decimal) -> Option<Decimal> {
     // require a margin of ten over that.
     let twice = 2 * rem;
     let distance = twice.abs_diff(div);
-    let margin = 10u128.pow((27 - scale).min(10) as u32);
+    let margin = POW10[(27 - scale).min(10) as usize];
     if distance.checked_mul(margin)? <= div {
         return None;
     }
+    // q < 10^15 (+1 after rounding up): fits in a u64.
+    let mut q = q as u64;
     if twice > div {
         q += 1;
     }
-    Some(
-        Decimal::try_from_i128_with_scale(q as i128, scale as u32)
-            .ok()?
-            .normalize(),
-    )
+    // `normalize`, on the u64: strip trailing zeros from the fraction.
+    while scale > 0 && q % 10 == 0 {
+        q /= 10;
+        scale -= 1;
+    }
+    Some(Decimal::from_i128_with_scale(i128::from(q), scale as u32))
 }
 
+/// Powers of ten that fit in a `u128` (10^0 ..= 10^38).
+const POW10: [u128; 39] = {
+    let mut t = [1u128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// Decimal digits of `x` (> 0).
-fn digits(x: u128) -> i32 {
+fn digits(x: u64) -> i32 {
     x.ilog10() as i32 + 1
 }
 
 /// Appends `d` exactly as its `Display` writes it (scale kept, no
 /// exponent), without going through the formatter machinery.
 pub fn write_decimal(out: &mut String, d: Decimal) {
-    let m = d.mantissa();
-    // Zero (which can be signed), negatives and huge mantissas are rare on
-    // these paths: leave them to `Display`.
-    if m <= 0 || m > u64::MAX as i128 {
-        let _ = write!(out, "{d}");
-        return;
+    let mut buf = [0u8; 32];
+    match ascii(d, &mut buf) {
+        // ASCII pushed as chars: cheaper than validating it as UTF-8.
+        Some(i) => buf[i..].iter().for_each(|b| out.push(char::from(*b))),
+        None => {
+            let _ = write!(out, "{d}");
+        }
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+}
+
+/// [`write_decimal`] into bytes (a body being built), the same text.
+pub fn write_decimal_bytes(out: &mut Vec<u8>, d: Decimal) {
+    let mut buf = [0u8; 32];
+    match ascii(d, &mut buf) {
+        Some(i) => out.extend_from_slice(&buf[i..]),
+        None => out.extend_from_slice(d.to_string().as_bytes()),
+    }
+}
+
+/// "00" to "99".
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut n = 0;
+    while n < 100 {
+        t[2 * n] = b'0' + (n / 10) as u8;
+        t[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    t
+};
+
+/// Writes `d`'s text at the end of `buf` and returns where it starts, or
+/// `None` for zero (which can be signed), negatives and mantissas beyond
+/// a `u64`: rare on these paths, and left to `Display`.
+fn ascii(d: Decimal, buf: &mut [u8; 32]) -> Option<usize> {
+    let m = d.mantissa();
+    if m <= 0 || m > u64::MAX as i128 {
+        return None;
+    }
     let mut v = m as u64;
-    while v > 0 {
+    let scale = d.scale() as usize; // at most 28
+    let mut i = buf.len();
+    // Digits two at a time from the end: the fraction (`scale` digits),
+    // the point, then the integer part (at least a zero). At most 2 + 28
+    // bytes, or 20 digits and a point.
+    let mut frac = scale;
+    while frac >= 2 {
+        let k = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[k..k + 2]);
+        frac -= 2;
+    }
+    if frac == 1 {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    // ASCII digits pushed as chars: cheaper than validating them as UTF-8.
-    let digits = &buf[i..];
-    let push = |out: &mut String, ds: &[u8]| ds.iter().for_each(|b| out.push(char::from(*b)));
-    let scale = d.scale() as usize;
-    if digits.len() > scale {
-        let (int, frac) = digits.split_at(digits.len() - scale);
-        push(out, int);
-        if !frac.is_empty() {
-            out.push('.');
-            push(out, frac);
-        }
-    } else {
-        out.push_str("0.");
-        for _ in digits.len()..scale {
-            out.push('0');
-        }
-        push(out, digits);
+    if scale > 0 {
+        i -= 1;
+        buf[i] = b'.';
     }
+    while v >= 100 {
+        let k = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[k..k + 2]);
+    }
+    if v >= 10 {
+        let k = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[k..k + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    Some(i)
 }
 
 #[cfg(test)]
@@ -154,6 +247,9 @@ mod tests {
     fn text(d: Decimal) -> String {
         let mut s = String::new();
         write_decimal(&mut s, d);
+        let mut b = Vec::new();
+        write_decimal_bytes(&mut b, d);
+        assert_eq!(s.as_bytes(), &b[..], "{d}");
         s
     }
 

@@ -19,11 +19,11 @@ use rust_decimal::Decimal;
 
 use crate::currency::CurrencyCode;
 use crate::error::FxError;
-use crate::exact::div_rate;
+use crate::exact::{div_rate_by, Divisor};
 use crate::money::RoundingMode;
 use crate::spread::customer_rate;
 use crate::staleness::{FixingCalendar, StalenessLimits};
-use crate::table::{round_rate, Day, RateTable, PIVOT, RATE_SIGNIFICANT_DIGITS};
+use crate::table::{round_rate, Day, RateTable, PIVOT};
 
 /// The fixing chosen for a request, and how fresh it is.
 #[derive(Debug, Clone)]
@@ -224,7 +224,8 @@ pub struct SeriesPoint {
     pub rates: Vec<(CurrencyCode, Decimal, Decimal)>,
 }
 
-/// Rates of `symbols` against `base` over `[start, end]`.
+/// Rates of `symbols` against `base` over `[start, end]`; see
+/// [`series_each`], which this collects.
 pub fn series(
     table: &RateTable,
     base: CurrencyCode,
@@ -233,86 +234,111 @@ pub fn series(
     end: NaiveDate,
     interval: Interval,
 ) -> Result<Vec<SeriesPoint>, FxError> {
-    let days = table.range(start, end);
-    let mut all_symbols: Vec<CurrencyCode> = symbols.to_vec();
-    if all_symbols.is_empty() {
-        // Days list their currencies sorted and mostly the same ones: a
-        // sorted Vec with a binary search per rate beats a set.
-        let mut set = vec![PIVOT];
-        for d in days {
-            for r in &d.rates {
-                if let Err(i) = set.binary_search(&r.currency) {
-                    set.insert(i, r.currency);
-                }
+    let mut out = Vec::new();
+    series_each(table, base, symbols, start, end, interval, |p| {
+        out.push(p.clone())
+    })?;
+    Ok(out)
+}
+
+/// Sorted union of the currencies quoted on `days`, pivot included.
+fn currencies_in(days: &[Arc<Day>]) -> Vec<CurrencyCode> {
+    let mut set = vec![PIVOT];
+    for d in days {
+        // Days list their currencies sorted and mostly the same ones: one
+        // merge pass finds a day's new ones (usually none), no set needed.
+        let mut j = 0;
+        let mut missing = Vec::new();
+        for &(c, _) in d.mids() {
+            while j < set.len() && set[j] < c {
+                j += 1;
+            }
+            if set.get(j) != Some(&c) {
+                missing.push(c);
             }
         }
-        set.retain(|c| *c != base);
-        all_symbols = set;
+        for c in missing {
+            if let Err(i) = set.binary_search(&c) {
+                set.insert(i, c);
+            }
+        }
     }
-    // Refuse a currency never quoted in the range rather than return nothing.
-    for c in std::iter::once(&base).chain(&all_symbols) {
+    set
+}
+
+/// Rates of `symbols` (every currency quoted in the range when empty)
+/// against `base` over `[start, end]`, one point per fixing (or per
+/// period), passed to `f` in date order.
+///
+/// Streams: one point is reused for the whole series, so a 25-year daily
+/// series (~200,000 values) allocates nothing per day and its renderer
+/// writes each point as it comes.
+pub fn series_each(
+    table: &RateTable,
+    base: CurrencyCode,
+    symbols: &[CurrencyCode],
+    start: NaiveDate,
+    end: NaiveDate,
+    interval: Interval,
+    mut f: impl FnMut(&SeriesPoint),
+) -> Result<(), FxError> {
+    let days = table.range(start, end);
+    let derived = symbols.is_empty();
+    let all_symbols: Vec<CurrencyCode> = if derived {
+        let mut set = currencies_in(days);
+        set.retain(|c| *c != base);
+        set
+    } else {
+        symbols.to_vec()
+    };
+    // Refuse a currency never quoted in the range rather than return
+    // nothing (currencies found in the range are quoted by construction).
+    let check: &[CurrencyCode] = if derived { &[] } else { &all_symbols };
+    for c in std::iter::once(&base).chain(check) {
         if !days.iter().any(|d| d.mid(*c).is_some()) {
             return Err(not_quoted(table, *c, start));
         }
     }
-    let mut out: Vec<SeriesPoint> = Vec::new();
+    let mut point = SeriesPoint {
+        start,
+        last_fixing: start,
+        rates: Vec::with_capacity(all_symbols.len()),
+    };
     let mut sums: Vec<(Decimal, u32)> = vec![(Decimal::ZERO, 0); all_symbols.len()];
     let mut lasts: Vec<Option<Decimal>> = vec![None; all_symbols.len()];
     let mut current: Option<(NaiveDate, NaiveDate)> = None;
-    let flush = |out: &mut Vec<SeriesPoint>,
-                 cur: (NaiveDate, NaiveDate),
-                 sums: &mut [(Decimal, u32)],
-                 lasts: &mut [Option<Decimal>]| {
-        let mut rates = Vec::with_capacity(all_symbols.len());
-        for (i, s) in all_symbols.iter().enumerate() {
-            if let Some(last) = lasts[i] {
-                let (sum, n) = sums[i];
-                let mean = if n <= 1 {
-                    last
-                } else {
-                    round_rate(sum / Decimal::from(n))
-                };
-                rates.push((*s, last, mean));
-            }
-            sums[i] = (Decimal::ZERO, 0);
-            lasts[i] = None;
-        }
-        if !rates.is_empty() {
-            out.push(SeriesPoint {
-                start: cur.0,
-                last_fixing: cur.1,
-                rates,
-            });
-        }
-    };
     // Symbols in code order, so each day's (sorted) rates are found in one
-    // merge pass rather than a binary search per symbol.
+    // merge pass rather than a binary search per symbol. Daily points keep
+    // the caller's order, so they are written through `slot`.
     let mut order: Vec<usize> = (0..all_symbols.len()).collect();
     order.sort_by_key(|&i| all_symbols[i]);
+    let mut daily: Vec<Option<Decimal>> = vec![None; all_symbols.len()];
     for d in days {
         let Some(base_mid) = d.mid(base) else {
             continue;
         };
-        let b = interval.bucket(d.date);
-        match current {
-            Some((cb, _)) if cb == b => {}
-            Some(cur) => {
-                flush(&mut out, cur, &mut sums, &mut lasts);
+        let base_mid = Divisor::new(base_mid);
+        if interval != Interval::Day {
+            let b = interval.bucket(d.date);
+            match current {
+                Some((cb, _)) if cb == b => {}
+                Some(cur) => flush(&all_symbols, cur, &mut sums, &mut lasts, &mut point, &mut f),
+                None => {}
             }
-            None => {}
+            current = Some((b, d.date));
         }
-        current = Some((b, d.date));
+        let mids = d.mids();
         let mut j = 0;
         for &i in &order {
             let s = &all_symbols[i];
             let m = if *s == PIVOT {
                 Decimal::ONE
             } else {
-                while j < d.rates.len() && d.rates[j].currency < *s {
+                while j < mids.len() && mids[j].0 < *s {
                     j += 1;
                 }
-                match d.rates.get(j) {
-                    Some(r) if r.currency == *s => r.mid,
+                match mids.get(j) {
+                    Some(&(c, m)) if c == *s => m,
                     _ => continue,
                 }
             };
@@ -322,19 +348,69 @@ pub fn series(
                 // Pivot-based mids are already the answer (and already rounded).
                 m
             } else {
-                div_rate(m, base_mid).ok_or(FxError::Overflow)?
+                // A match, not `ok_or`: that builds (and drops) an error
+                // for every value.
+                match div_rate_by(m, &base_mid) {
+                    Some(r) => r,
+                    None => return Err(FxError::Overflow),
+                }
             };
-            if interval != Interval::Day {
+            if interval == Interval::Day {
+                daily[i] = Some(r);
+            } else {
                 sums[i].0 += r;
                 sums[i].1 += 1;
+                lasts[i] = Some(r);
             }
-            lasts[i] = Some(r);
+        }
+        if interval == Interval::Day {
+            point.rates.clear();
+            for (s, r) in all_symbols.iter().zip(daily.iter_mut()) {
+                if let Some(r) = r.take() {
+                    point.rates.push((*s, r, r));
+                }
+            }
+            if !point.rates.is_empty() {
+                point.start = d.date;
+                point.last_fixing = d.date;
+                f(&point);
+            }
         }
     }
     if let Some(cur) = current {
-        flush(&mut out, cur, &mut sums, &mut lasts);
+        flush(&all_symbols, cur, &mut sums, &mut lasts, &mut point, &mut f);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Emits one aggregated point from the running sums, and resets them.
+fn flush(
+    symbols: &[CurrencyCode],
+    cur: (NaiveDate, NaiveDate),
+    sums: &mut [(Decimal, u32)],
+    lasts: &mut [Option<Decimal>],
+    point: &mut SeriesPoint,
+    f: &mut impl FnMut(&SeriesPoint),
+) {
+    point.rates.clear();
+    for (i, s) in symbols.iter().enumerate() {
+        if let Some(last) = lasts[i] {
+            let (sum, n) = sums[i];
+            let mean = if n <= 1 {
+                last
+            } else {
+                round_rate(sum / Decimal::from(n))
+            };
+            point.rates.push((*s, last, mean));
+        }
+        sums[i] = (Decimal::ZERO, 0);
+        lasts[i] = None;
+    }
+    if !point.rates.is_empty() {
+        point.start = cur.0;
+        point.last_fixing = cur.1;
+        f(point);
+    }
 }
 
 /// A conversion request (already validated).
@@ -435,9 +511,15 @@ pub fn convert_on(
     })
 }
 
-/// Documented precision, for responses and docs.
+/// Documented precision, for responses and docs (on every conversion, so
+/// a constant rather than a string formatted per request; a test checks it
+/// names [`crate::table::RATE_SIGNIFICANT_DIGITS`]).
+pub const PRECISION_NOTE: &str =
+    "rates carry 15 significant digits; amounts are rounded once, to the target currency's minor units";
+
+/// [`PRECISION_NOTE`] as an owned string.
 pub fn precision_note() -> String {
-    format!("rates carry {RATE_SIGNIFICANT_DIGITS} significant digits; amounts are rounded once, to the target currency's minor units")
+    PRECISION_NOTE.to_string()
 }
 
 #[cfg(test)]
@@ -471,6 +553,14 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn precision_note_names_the_significant_digits() {
+        assert_eq!(
+            PRECISION_NOTE,
+            format!("rates carry {} significant digits; amounts are rounded once, to the target currency's minor units", crate::table::RATE_SIGNIFICANT_DIGITS)
+        );
     }
 
     #[test]

@@ -63,9 +63,28 @@ pub struct Day {
     pub date: NaiveDate,
     /// Rates sorted by currency; the pivot is implicit (always 1).
     pub rates: Vec<DayRate>,
+    /// `(currency, mid)` of `rates`, in the same order, packed together:
+    /// what lookups and series scans read. A `DayRate` is ~48 bytes with
+    /// its sources behind a pointer; an entry here is 20, so a 25-year
+    /// scan touches a third of the memory (it was memory-bound). Built with
+    /// the day, so it is exactly as current as `rates`.
+    mids: Box<[(CurrencyCode, Decimal)]>,
 }
 
 impl Day {
+    /// A day from its consensus rates (sorted by currency).
+    pub fn new(date: NaiveDate, rates: Vec<DayRate>) -> Day {
+        debug_assert!(rates.windows(2).all(|w| w[0].currency < w[1].currency));
+        let mids = rates.iter().map(|r| (r.currency, r.mid)).collect();
+        Day { date, rates, mids }
+    }
+
+    /// `(currency, units per 1 EUR)` of every rate, sorted by currency
+    /// (the pivot is implicit).
+    pub fn mids(&self) -> &[(CurrencyCode, Decimal)] {
+        &self.mids
+    }
+
     /// The consensus entry for `c` (never the pivot).
     pub fn get(&self, c: CurrencyCode) -> Option<&DayRate> {
         self.rates
@@ -79,7 +98,10 @@ impl Day {
         if c == PIVOT {
             return Some(Decimal::ONE);
         }
-        self.get(c).map(|r| r.mid)
+        self.mids
+            .binary_search_by_key(&c, |m| m.0)
+            .ok()
+            .map(|i| self.mids[i].1)
     }
 
     /// Names of providers that contributed to `c` (not counting outliers).
@@ -350,7 +372,7 @@ impl RateBook {
         if rates.is_empty() {
             return None;
         }
-        Some(Day { date, rates })
+        Some(Day::new(date, rates))
     }
 
     /// Recomputes the given days and publishes a new table.
@@ -445,6 +467,7 @@ fn coverage_of(days: &[Arc<Day>]) -> BTreeMap<CurrencyCode, Coverage> {
 mod tests {
     use super::*;
     use crate::parse::Fixing;
+    use crate::query::{series, Interval};
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
@@ -552,5 +575,31 @@ mod tests {
         }
         assert_eq!(t.coverage, full.coverage);
         assert_eq!(t.coverage(c("KES")).unwrap().first, date("2026-11-02"));
+        // The packed mids follow the rates they were built from.
+        for day in t.days() {
+            let from_rates: Vec<_> = day.rates.iter().map(|r| (r.currency, r.mid)).collect();
+            assert_eq!(day.mids(), &from_rates[..]);
+        }
+        // Series over the incrementally published table equal those of a
+        // book built from scratch with the same data.
+        let mut fresh = RateBook::new(ConsensusConfig::default());
+        fresh.apply("ecb", &history, Utc::now());
+        let rebuilt = fresh.apply("oxr", &batch, Utc::now()).0;
+        for base in ["USD", "EUR", "KES", "CYP"] {
+            for interval in [Interval::Day, Interval::Month] {
+                let s = |t: &RateTable| {
+                    series(
+                        t,
+                        c(base),
+                        &[],
+                        date("2000-12-01"),
+                        date("2026-11-02"),
+                        interval,
+                    )
+                };
+                assert_eq!(s(&t), s(&rebuilt), "{base} {interval:?}");
+                assert!(s(&t).is_ok_and(|v| !v.is_empty()), "{base}");
+            }
+        }
     }
 }
