@@ -241,31 +241,6 @@ pub fn series(
     Ok(out)
 }
 
-/// Sorted union of the currencies quoted on `days`, pivot included.
-fn currencies_in(days: &[Arc<Day>]) -> Vec<CurrencyCode> {
-    let mut set = vec![PIVOT];
-    for d in days {
-        // Days list their currencies sorted and mostly the same ones: one
-        // merge pass finds a day's new ones (usually none), no set needed.
-        let mut j = 0;
-        let mut missing = Vec::new();
-        for &(c, _) in d.mids() {
-            while j < set.len() && set[j] < c {
-                j += 1;
-            }
-            if set.get(j) != Some(&c) {
-                missing.push(c);
-            }
-        }
-        for c in missing {
-            if let Err(i) = set.binary_search(&c) {
-                set.insert(i, c);
-            }
-        }
-    }
-    set
-}
-
 /// Rates of `symbols` (every currency quoted in the range when empty)
 /// against `base` over `[start, end]`, one point per fixing (or per
 /// period), passed to `f` in date order.
@@ -285,9 +260,16 @@ pub fn series_each(
     let days = table.range(start, end);
     let derived = symbols.is_empty();
     let all_symbols: Vec<CurrencyCode> = if derived {
-        let mut set = currencies_in(days);
-        set.retain(|c| *c != base);
-        set
+        // Every currency whose coverage overlaps the range, from the
+        // table's coverage index rather than a scan of the days. One with
+        // a gap spanning the whole range would be listed but gives no
+        // values, so the answer is the same as listing only those quoted.
+        table
+            .currencies()
+            .into_iter()
+            .filter(|(c, cov)| *c != base && cov.first <= end && cov.last >= start)
+            .map(|(c, _)| c)
+            .collect()
     } else {
         symbols.to_vec()
     };
