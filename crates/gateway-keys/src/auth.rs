@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
 use gateway_core::Problem;
@@ -70,22 +71,41 @@ pub struct Identity {
     /// How.
     pub kind: IdentityKind,
     /// Consumer id (`con_...`), or the JWT consumer claim.
-    pub consumer_id: Option<String>,
+    pub consumer_id: Option<Arc<str>>,
     /// Consumer name.
-    pub consumer_name: Option<String>,
+    pub consumer_name: Option<Arc<str>>,
     /// Key id (API keys only).
     pub key_id: Option<KeyId>,
     /// Key state (`active` or `retiring`).
     pub key_status: Option<KeyStatus>,
     /// Plan whose limits apply.
-    pub plan: Option<String>,
+    pub plan: Option<Arc<str>>,
     /// Consumer group.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Client address, when known.
     pub client_ip: Option<IpAddr>,
 }
 
 impl Identity {
+    /// A key's identity, less what each request adds (key state, client
+    /// address): built with the keyring entry, so a request only clones it.
+    pub(crate) fn for_key(record: &KeyRecord, consumer: &Consumer) -> Self {
+        Identity {
+            kind: IdentityKind::ApiKey,
+            consumer_id: Some(consumer.id.as_str().into()),
+            consumer_name: Some(consumer.name.as_str().into()),
+            key_id: Some(record.id.clone()),
+            key_status: None,
+            plan: record
+                .plan
+                .as_deref()
+                .or(consumer.plan.as_deref())
+                .map(Arc::from),
+            group: consumer.group.as_deref().map(Arc::from),
+            client_ip: None,
+        }
+    }
+
     fn anonymous(ip: Option<IpAddr>) -> Self {
         Identity {
             kind: IdentityKind::Anonymous,
@@ -308,6 +328,10 @@ struct PreparedRoute {
     /// The config this was built from. A request that brings a different
     /// config (a reload that skipped `prepare_route`, or a test) rebuilds.
     config: RouteAuthConfig,
+    /// The shared config a request last brought that equals `config`: a
+    /// pointer comparison with it replaces the field-by-field one. Holding
+    /// the `Arc` keeps the address from being reused by another config.
+    seen: ArcSwapOption<RouteAuthConfig>,
     /// The route's JWT verifier and the settings it was built from. As
     /// before preparation existed, it outlives a config that drops its
     /// `jwt` table, so its claim headers are still stripped.
@@ -367,6 +391,7 @@ impl PreparedRoute {
             .collect();
         PreparedRoute {
             config: cfg.clone(),
+            seen: ArcSwapOption::empty(),
             jwt,
             jwt_issues,
             required: parse_required(cfg),
@@ -487,6 +512,19 @@ impl Authenticator {
         prepared
     }
 
+    /// [`Self::prepared`] for a shared config: a request that brings the
+    /// same `Arc` as the one before skips the field-by-field comparison.
+    fn prepared_shared(&self, route_name: &str, cfg: &Arc<RouteAuthConfig>) -> Arc<PreparedRoute> {
+        if let Some(p) = self.routes.get(route_name) {
+            if p.seen.load().as_ref().is_some_and(|s| Arc::ptr_eq(s, cfg)) {
+                return p.clone();
+            }
+        }
+        let prepared = self.prepared(route_name, cfg);
+        prepared.seen.store(Some(cfg.clone()));
+        prepared
+    }
+
     /// The JWT verifier for `cfg`. When the route's settings could not be
     /// loaded when it was prepared, tries again (a key file may have been
     /// fixed), as every JWT request did before routes were prepared.
@@ -515,7 +553,8 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a request for `route_name`. See the module docs.
+    /// Authenticates a request for `route_name`. See the module docs. The
+    /// client address comes from the request's extensions ([`ClientIp`]).
     pub async fn authenticate(
         &self,
         parts: &mut Parts,
@@ -523,7 +562,35 @@ impl Authenticator {
         route_name: &str,
     ) -> Result<Identity, AuthError> {
         let prepared = self.prepared(route_name, route);
-        let result = self.run(parts, route, route_name, &prepared).await;
+        let ip = client_ip(parts);
+        self.authenticate_prepared(parts, route, route_name, &prepared, ip)
+            .await
+    }
+
+    /// [`Self::authenticate`] for the gateway's request path: the route's
+    /// config as the router shares it, and the client address it already
+    /// worked out.
+    pub async fn authenticate_client(
+        &self,
+        parts: &mut Parts,
+        route: &Arc<RouteAuthConfig>,
+        route_name: &str,
+        ip: IpAddr,
+    ) -> Result<Identity, AuthError> {
+        let prepared = self.prepared_shared(route_name, route);
+        self.authenticate_prepared(parts, route, route_name, &prepared, Some(ip))
+            .await
+    }
+
+    async fn authenticate_prepared(
+        &self,
+        parts: &mut Parts,
+        route: &RouteAuthConfig,
+        route_name: &str,
+        prepared: &PreparedRoute,
+        ip: Option<IpAddr>,
+    ) -> Result<Identity, AuthError> {
+        let result = self.run(parts, route, route_name, prepared, ip).await;
         let outcome = match &result {
             Ok(id) if id.kind == IdentityKind::Anonymous => AuthOutcome::Anonymous,
             Ok(_) => AuthOutcome::Ok,
@@ -539,24 +606,37 @@ impl Authenticator {
         route: &RouteAuthConfig,
         route_name: &str,
         prepared: &PreparedRoute,
+        ip: Option<IpAddr>,
     ) -> Result<Identity, AuthError> {
-        let ip = client_ip(parts);
         let cfg = self.service.config();
-        let ip_key = ip.map(|ip| IpKey::new("authfail:", ip));
-        // A client that keeps failing is stopped before any lookup.
-        if let Some(k) = &ip_key {
-            if let Some(l) = self
+        // A client that keeps failing is stopped before any lookup. Only an
+        // address whose last failure here tripped the limit can be over it
+        // (failures are counted only after a failure), so the others skip
+        // the limiter. With a shared limiter, an address blocked through
+        // other nodes gets one more attempt on this one, whose failure
+        // blocks it here too.
+        if let Some(ip) = ip.filter(|ip| self.service.ip_was_blocked(*ip)) {
+            match self
                 .service
                 .limits()
-                .refusal_ip(k.as_str(), &cfg.failed_auth_per_ip, LimitKind::FailedAuthIp)
+                .refusal_ip(
+                    IpKey::new("authfail:", ip).as_str(),
+                    &cfg.failed_auth_per_ip,
+                    LimitKind::FailedAuthIp,
+                )
                 .await
             {
-                return Err(AuthError::limited(l));
+                Some(l) => return Err(AuthError::limited(l)),
+                None => self.service.note_ip_blocked(ip, false),
             }
         }
         // Identity headers come only from us; drop any the client sent.
-        for name in &prepared.strip {
-            parts.headers.remove(name);
+        // Most requests carry none: looking at the few headers there are is
+        // cheaper than a hashed removal per reserved name.
+        if parts.headers.keys().any(|k| prepared.strip.contains(k)) {
+            for name in &prepared.strip {
+                parts.headers.remove(name);
+            }
         }
 
         let Some((kind, text)) = extract(parts, route) else {
@@ -621,18 +701,19 @@ impl Authenticator {
                         | AuthOutcome::Revoked
                         | AuthOutcome::InvalidToken
                 ) {
-                    self.note_failure(ip, ip_key.as_ref().map(IpKey::as_str))
-                        .await;
+                    self.note_failure(ip).await;
                 }
                 Err(e)
             }
         }
     }
 
-    async fn note_failure(&self, ip: Option<IpAddr>, ip_key: Option<&str>) {
-        let (Some(ip), Some(key)) = (ip, ip_key) else {
+    async fn note_failure(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else {
             return;
         };
+        let key = IpKey::new("authfail:", ip);
+        let key = key.as_str();
         let cfg = &self.service.config().failed_auth_per_ip;
         let blocked = self
             .service
@@ -708,16 +789,9 @@ impl Authenticator {
         }
         let consumer = &verified.entry.consumer;
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
-        let identity = Identity {
-            kind: IdentityKind::ApiKey,
-            consumer_id: Some(consumer.id.as_str().to_owned()),
-            consumer_name: Some(consumer.name.clone()),
-            key_id: Some(rec.id.clone()),
-            key_status: Some(verified.status),
-            plan: rec.plan.clone().or_else(|| consumer.plan.clone()),
-            group: consumer.group.clone(),
-            client_ip: ip,
-        };
+        let mut identity = verified.entry.identity.clone();
+        identity.key_status = Some(verified.status);
+        identity.client_ip = ip;
         // Built with the keyring entry, so forwarding costs no parsing.
         Ok((identity, verified.entry.headers.clone()))
     }
@@ -783,11 +857,11 @@ impl Authenticator {
         tracing::debug!(route = route_name, consumer = %consumer, "JWT verified");
         let identity = Identity {
             kind: IdentityKind::Jwt,
-            consumer_id: Some(consumer.clone()),
+            consumer_id: Some(consumer.as_str().into()),
             consumer_name: None,
             key_id: None,
             key_status: None,
-            plan: verifier.plan().map(str::to_string),
+            plan: verifier.plan().map(Arc::from),
             group: None,
             client_ip: ip,
         };

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::auth::IdentityHeaders;
+use crate::auth::{Identity, IdentityHeaders};
 use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 
@@ -31,6 +31,8 @@ pub struct KeyEntry {
     /// The identity headers a request with this key forwards, built once
     /// here rather than parsed on every request.
     pub(crate) headers: IdentityHeaders,
+    /// The identity a request with this key gets, likewise built once.
+    pub(crate) identity: Identity,
 }
 
 /// Why a well-formed key did not verify.
@@ -97,6 +99,7 @@ impl Snapshot {
         self.remove_key(&record.id);
         let entry = Arc::new(KeyEntry {
             headers: IdentityHeaders::for_key(&record, &consumer),
+            identity: Identity::for_key(&record, &consumer),
             record,
             consumer,
         });

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -314,6 +315,8 @@ struct Inner {
     audit_queue: Mutex<Vec<NewAuditEntry>>,
     denials_seen: DashMap<(KeyId, String), ()>,
     blocked_ips: DashMap<IpAddr, ()>,
+    /// `blocked_ips.len()`, without visiting every shard.
+    blocked_count: AtomicUsize,
     http: reqwest::Client,
     background: Mutex<Option<BackgroundTasks>>,
 }
@@ -417,6 +420,7 @@ impl KeyServiceBuilder {
                 audit_queue: Mutex::new(Vec::new()),
                 denials_seen: DashMap::new(),
                 blocked_ips: DashMap::new(),
+                blocked_count: AtomicUsize::new(0),
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
                     .build()
@@ -617,14 +621,25 @@ impl KeyService {
         }
     }
 
+    /// Whether `ip`'s last failed verification on this node left it over
+    /// the failure limit (and no request since found it under).
+    pub(crate) fn ip_was_blocked(&self, ip: IpAddr) -> bool {
+        // The count spares the common case (nobody blocked) a hashed lookup.
+        self.inner.blocked_count.load(Ordering::Relaxed) > 0
+            && self.inner.blocked_ips.contains_key(&ip)
+    }
+
     /// Records that `ip` tripped (`blocked`) or cleared the failure limit;
     /// a burst is audited once, when it starts.
     pub(crate) fn note_ip_blocked(&self, ip: IpAddr, blocked: bool) {
         if !blocked {
-            self.inner.blocked_ips.remove(&ip);
+            if self.inner.blocked_ips.remove(&ip).is_some() {
+                self.inner.blocked_count.fetch_sub(1, Ordering::Relaxed);
+            }
             return;
         }
         if self.inner.blocked_ips.insert(ip, ()).is_none() {
+            self.inner.blocked_count.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client_ip = %ip, "burst of failed key verifications; address limited");
             self.queue_audit(NewAuditEntry {
                 at: self.inner.clock.now(),

@@ -432,6 +432,26 @@ async fn failed_verifications_per_ip_are_limited_and_the_burst_audited() {
     clock.advance(chrono::Duration::seconds(10));
     let mut p = req(Method::GET, "/", &[("authorization", &good)]);
     auth.authenticate(&mut p, &route, "r").await.unwrap();
+
+    // Recovered, the address is a new client: failing again is limited
+    // again, and that second burst is audited too.
+    clock.advance(chrono::Duration::seconds(60));
+    for _ in 0..3 {
+        let mut p = req(Method::GET, "/", &[("authorization", &bad)]);
+        let e = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mut p = req(Method::GET, "/", &[("authorization", &good)]);
+    let err = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+    svc.flush().await.unwrap();
+    let all = svc.audit(None, 50, None).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.action == AuditAction::FailureBurst)
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]

@@ -516,7 +516,7 @@ async fn flush_loop(engine: Weak<MirrorEngine>, shutdown: Arc<Notify>, every: Du
 
 struct Launch {
     core: Arc<Core>,
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<LiveJob>,
 }
 
 /// Everything the workers need; the sender is kept out of it so the
@@ -572,6 +572,19 @@ const DROPS: [DropReason; 3] = [
 ];
 
 /// A queued shadow request.
+/// A live request handed over by the primary path: as received, so the
+/// primary does no shadow work beyond copying it.
+pub(crate) struct LiveJob {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    primary: Observation,
+    /// Index into the launch's routes.
+    route: usize,
+    request_id: String,
+}
+
 pub(crate) struct Job {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
@@ -594,7 +607,7 @@ impl Launch {
         client: Arc<dyn ShadowClient>,
         options: &EngineOptions,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let (tx, rx) = mpsc::channel::<LiveJob>(cfg.queue_capacity.max(1));
         let mut core = Core::new(cfg, state, stats, client, options.clock.clone());
         core.origin = origin;
         core.lag = options.shadow_runtime.as_ref().map(|r| r.lag().clone());
@@ -648,26 +661,16 @@ impl Launch {
             core.drop_shadow(DropReason::RateLimited);
             return None;
         }
-        let mut headers = parts.headers.clone();
-        for h in HOP_BY_HOP {
-            headers.remove(*h);
-        }
-        headers.remove(header::HOST);
-        for h in &core.strip {
-            headers.remove(h);
-        }
-        for (k, v) in &core.set {
-            headers.insert(k.clone(), v.clone());
-        }
-        headers.insert(core.marker.clone(), HeaderValue::from_static("1"));
+        // The primary pays only for copying what it hands over; the shadow
+        // thread derives the shadow's headers and the endpoint key.
+        let route = core.cfg.routes.iter().position(|r| r == route).unwrap_or(0);
         Some(MirrorPlan {
             core: core.clone(),
             tx: self.tx.clone(),
             method: parts.method.clone(),
             uri: parts.uri.clone(),
-            original_headers: OriginalHeaders::Raw(parts.headers.clone()),
-            headers,
-            endpoint: endpoint_key(route, parts.method.as_str(), parts.uri.path()),
+            headers: parts.headers.clone(),
+            route,
             request_id: request_id.to_string(),
         })
     }
@@ -900,6 +903,35 @@ impl Core {
         Report::build(&self.cfg, self.state(), &snap, &self.scorer, now)
     }
 
+    /// Turns a live request into a job: the headers the shadow gets
+    /// (hop-by-hop, Host and the launch's strip list removed, its set list
+    /// and marker added) and the endpoint key.
+    fn job(&self, live: LiveJob) -> Job {
+        let mut headers = live.headers.clone();
+        for h in HOP_BY_HOP {
+            headers.remove(*h);
+        }
+        headers.remove(header::HOST);
+        for h in &self.strip {
+            headers.remove(h);
+        }
+        for (k, v) in &self.set {
+            headers.insert(k.clone(), v.clone());
+        }
+        headers.insert(self.marker.clone(), HeaderValue::from_static("1"));
+        let route = self.cfg.routes.get(live.route).map_or("", String::as_str);
+        Job {
+            endpoint: endpoint_key(route, live.method.as_str(), live.uri.path()),
+            method: live.method,
+            uri: live.uri,
+            headers,
+            original_headers: OriginalHeaders::Raw(live.headers),
+            body: live.body,
+            primary: live.primary,
+            request_id: live.request_id,
+        }
+    }
+
     fn shadow_request(&self, job: &Job) -> ShadowRequest {
         ShadowRequest {
             method: job.method.clone(),
@@ -1125,7 +1157,7 @@ fn side(o: &Observation, redact: &[String]) -> ExampleSide {
     }
 }
 
-async fn dispatch(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
+async fn dispatch(core: Arc<Core>, mut rx: mpsc::Receiver<LiveJob>) {
     let permits = Arc::new(Semaphore::new(core.cfg.concurrency.max(1)));
     while let Some(job) = rx.recv().await {
         // Waiting for a permit here (not in a spawned task) keeps the total
@@ -1135,6 +1167,7 @@ async fn dispatch(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
         };
         let core = core.clone();
         tokio::spawn(async move {
+            let job = core.job(job);
             core.process(job).await;
             core.in_flight.fetch_sub(1, Ordering::AcqRel);
             drop(permit);
@@ -1164,12 +1197,11 @@ impl OriginalHeaders {
 /// A decision to mirror one request, made by [`MirrorEngine::plan`].
 pub struct MirrorPlan {
     core: Arc<Core>,
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<LiveJob>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    original_headers: OriginalHeaders,
-    endpoint: String,
+    route: usize,
     request_id: String,
 }
 
@@ -1177,7 +1209,7 @@ impl std::fmt::Debug for MirrorPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MirrorPlan")
             .field("launch", &self.core.cfg.name)
-            .field("endpoint", &self.endpoint)
+            .field("uri", &self.uri)
             .field("request_id", &self.request_id)
             .finish()
     }
@@ -1208,14 +1240,13 @@ impl MirrorPlan {
             core.skip(SkipReason::BodyTooLarge);
             return Err(MirrorOutcome::Skipped(SkipReason::BodyTooLarge));
         }
-        let job = Job {
+        let job = LiveJob {
             method: self.method,
             uri: self.uri,
             headers: self.headers,
-            original_headers: self.original_headers,
             body: request_body,
             primary,
-            endpoint: self.endpoint,
+            route: self.route,
             request_id: self.request_id,
         };
         core.in_flight.fetch_add(1, Ordering::AcqRel);

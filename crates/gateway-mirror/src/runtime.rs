@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 /// Default nice value of the shadow thread.
-pub const DEFAULT_SHADOW_NICE: i32 = 10;
+pub const DEFAULT_SHADOW_NICE: i32 = 19;
 
 /// A thread running a current-thread tokio runtime at a lowered priority.
 /// Dropping it stops the runtime; shadow work still queued is abandoned

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use gateway_cache::RouteCacheContext;
 use gateway_core::{Body, Problem};
-use gateway_keys::auth::{ClientIp, Identity};
+use gateway_keys::auth::Identity;
 use gateway_keys::ratelimit::RateLimitInfo;
 use gateway_mirror::{ErrorKind, MirrorPlan, Observation};
 use http::header::{self, HeaderValue};
@@ -329,10 +329,9 @@ impl Gateway {
             return Ok(req);
         };
         let (mut parts, body) = req.into_parts();
-        parts.extensions.insert(ClientIp(ctx.client_ip));
         match self
             .auth()
-            .authenticate(&mut parts, auth, &route.name)
+            .authenticate_client(&mut parts, auth, &route.name, ctx.client_ip)
             .await
         {
             Ok(identity) => {
@@ -380,7 +379,8 @@ impl Gateway {
             Some(cfg) if !headers::is_upgrade(req.headers()) => {
                 let mut rctx = RouteCacheContext::new(route.name.clone(), cfg.clone())
                     .with_authority(conn.scheme, ctx.host.clone());
-                if let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer_id.clone()) {
+                if let Some(consumer) = ctx.identity.as_ref().and_then(|i| i.consumer_id.as_deref())
+                {
                     rctx = rctx.with_consumer(consumer);
                 }
                 // Boxed: only cached routes pay for the cache's large future.
