@@ -1102,7 +1102,7 @@ impl KeyService {
 
     async fn publish(&self, ev: KeyEvent) {
         if let Err(e) = self.inner.feed.publish(ev.clone()).await {
-            tracing::warn!(event = ev.as_str(), error = %e, "change feed publish failed; other nodes catch up at their next reload");
+            tracing::warn!(event = ev.as_str(), error = %e, "change feed publish failed; other nodes catch up when the feed retries or at their next reload");
         }
     }
 

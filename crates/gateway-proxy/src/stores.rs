@@ -216,9 +216,15 @@ impl PurgeFanout for RedisPurges {
         let bus = self.bus.clone();
         let purge = purge.clone();
         tokio::spawn(async move {
-            if let Err(e) = bus.publish(&purge).await {
-                // Other nodes mark everything stale when their feed comes
-                // back; until then they may serve the purged object.
+            // Tried again for a while: a node whose subscription held gets
+            // no resync, so a lost publish would leave it serving the
+            // purged object until it expires.
+            if let Err(e) = bus
+                .publish_retrying(&purge, gateway_redis::PUBLISH_RETRY_WINDOW)
+                .await
+            {
+                // Nodes whose feed was lost mark everything stale when it
+                // comes back; the others may serve the purged object.
                 tracing::warn!(error = %e, "could not tell the fleet about a cache purge");
                 metrics::counter!("gatehouse_cache_purge_publish_errors_total").increment(1);
             }

@@ -31,6 +31,11 @@ pub const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between re-subscribe attempts.
 pub const RESUBSCRIBE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// How long a failed publish of a purge or key change is tried again
+/// (`RedisBus::publish_retrying`) before the nodes are left to catch up
+/// at their next resync or full reload.
+pub const PUBLISH_RETRY_WINDOW: Duration = Duration::from_secs(60);
+
 /// Messages buffered per subscriber. When the consumer falls further behind,
 /// reading from Redis pauses; Redis then buffers, and past its pub/sub
 /// output limit disconnects the subscriber, which turns into a `Resync`.
@@ -130,6 +135,28 @@ where
             tracing::debug!(channel = %self.channel, error = %e, "bus publish failed");
         }
         res.map(|_| ())
+    }
+
+    /// [`Self::publish`], tried again (backoff 100 ms doubling to 2 s) until
+    /// it succeeds, the state shuts down, or `within` has passed; returns
+    /// the last error. A subscriber that kept its subscription through a
+    /// failed publish gets no resync, so without a retry it would never
+    /// see the event. Receivers must not depend on event order: a retried
+    /// event can arrive after a later one.
+    pub async fn publish_retrying(&self, event: &T, within: Duration) -> Result<(), RedisError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut backoff = RESUBSCRIBE_BACKOFF;
+        loop {
+            match self.publish(event).await {
+                Ok(()) => return Ok(()),
+                Err(e @ RedisError::ShutDown) => return Err(e),
+                Err(e) if tokio::time::Instant::now() + backoff >= deadline => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RESUBSCRIBE_MAX_BACKOFF);
+                }
+            }
+        }
     }
 
     /// Events from now on, on a dedicated pub/sub connection that is

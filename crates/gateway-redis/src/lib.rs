@@ -26,7 +26,9 @@ mod limiter;
 mod quotas;
 mod state;
 
-pub use bus::{BusMessage, RedisBus, RESUBSCRIBE_BACKOFF, RESUBSCRIBE_MAX_BACKOFF};
+pub use bus::{
+    BusMessage, RedisBus, PUBLISH_RETRY_WINDOW, RESUBSCRIBE_BACKOFF, RESUBSCRIBE_MAX_BACKOFF,
+};
 pub use config::{
     random_node_id, RedisConfig, DEFAULT_HEARTBEAT, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX,
 };

@@ -532,6 +532,51 @@ async fn bus_delivers_events_between_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_is_retried_until_redis_answers() {
+    let url = require_redis!();
+    let prefix = unique_prefix();
+    let proxy = TcpProxy::start(redis_addr(&url).await).await;
+    let a = RedisState::connect(proxied_config(&proxy, &prefix))
+        .await
+        .unwrap();
+    let b = node(&url, &prefix).await;
+    let bus_a = RedisBus::<Purge>::new(a.clone(), "purges");
+    let bus_b = RedisBus::<Purge>::new(b.clone(), "purges");
+    let mut sub = bus_b.subscribe();
+    wait_subscribers(&url, bus_b.channel(), 1).await;
+
+    // Only the publisher loses Redis: B's subscription holds, so B gets no
+    // resync, and an event published once would be lost to it.
+    proxy.cut();
+    let p = purge("https://example.test/retried");
+    assert!(bus_a.publish(&p).await.is_err());
+    let retry = tokio::spawn({
+        let (bus_a, p) = (bus_a.clone(), p.clone());
+        async move { bus_a.publish_retrying(&p, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!retry.is_finished(), "still trying while Redis is away");
+    proxy.restore();
+    retry.await.unwrap().expect("published once Redis answers");
+    assert_eq!(
+        next_within(&mut sub, Duration::from_secs(5), "the retried purge at B").await,
+        BusMessage::Event {
+            origin: a.node_id().to_string(),
+            event: p.clone()
+        }
+    );
+
+    // A publish that cannot succeed gives up after its window, with the error.
+    proxy.cut();
+    let started = Instant::now();
+    assert!(bus_a
+        .publish_retrying(&p, Duration::from_millis(300))
+        .await
+        .is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_resyncs_after_losing_its_subscription() {
     let url = require_redis!();
     let prefix = unique_prefix();
