@@ -582,6 +582,56 @@ impl Authenticator {
             .await
     }
 
+    /// The common case of [`Self::authenticate_client`] decided without
+    /// waiting for anything: a well-formed, known, valid API key within
+    /// its scopes, from an address not over the failed-verification limit.
+    /// Then the request is rewritten (credential stripped, identity
+    /// headers set) and the identity returned, with no future to build or
+    /// box. Anything else returns `None` having changed nothing that
+    /// matters (only identity headers the client sent are dropped, which
+    /// the full path does first too), and the caller runs the full path,
+    /// which decides, logs and counts the refusal.
+    pub fn authenticate_now(
+        &self,
+        parts: &mut Parts,
+        route: &Arc<RouteAuthConfig>,
+        route_name: &str,
+        ip: IpAddr,
+    ) -> Option<Identity> {
+        if !route.methods.contains(&AuthMethodKind::ApiKey) || self.service.ip_was_blocked(ip) {
+            return None;
+        }
+        let prepared = self.prepared_shared(route_name, route);
+        strip_reserved(parts, &prepared);
+        let (kind, text) = extract(parts, route)?;
+        // A `gh_` credential on a route that takes keys is always a key
+        // (see `run`); anything else may be a JWT.
+        if !text.starts_with(crate::key::KEY_PREFIX) {
+            return None;
+        }
+        let hash = ApiKey::hash_checked(&text).ok()?;
+        drop(text);
+        let verified = self.service.look_up_hash(&hash).ok()?;
+        let rec = &verified.entry.record;
+        check_access(
+            &rec.scopes,
+            route_name,
+            &route.tags,
+            &parts.method,
+            &prepared.required,
+        )
+        .ok()?;
+        self.service.note_use(&verified, self.service.now());
+        tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = verified.status.as_str(), "API key verified");
+        let mut identity = verified.entry.identity.clone();
+        identity.key_status = Some(verified.status);
+        identity.client_ip = Some(ip);
+        strip_credential(parts, kind, route);
+        set_identity_headers(parts, &prepared, &verified.entry.headers);
+        prepared.count(route_name, AuthOutcome::Ok);
+        Some(identity)
+    }
+
     async fn authenticate_prepared(
         &self,
         parts: &mut Parts,
@@ -630,14 +680,7 @@ impl Authenticator {
                 None => self.service.note_ip_blocked(ip, false),
             }
         }
-        // Identity headers come only from us; drop any the client sent.
-        // Most requests carry none: looking at the few headers there are is
-        // cheaper than a hashed removal per reserved name.
-        if parts.headers.keys().any(|k| prepared.strip.contains(k)) {
-            for name in &prepared.strip {
-                parts.headers.remove(name);
-            }
-        }
+        strip_reserved(parts, prepared);
 
         let Some((kind, text)) = extract(parts, route) else {
             if let Some(ip) = ip {
@@ -1000,6 +1043,17 @@ fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthCo
                     }
                 }
             }
+        }
+    }
+}
+
+/// Identity headers come only from us; drops any the client sent. Most
+/// requests carry none: looking at the few headers there are is cheaper
+/// than a hashed removal per reserved name.
+fn strip_reserved(parts: &mut Parts, prepared: &PreparedRoute) {
+    if parts.headers.keys().any(|k| prepared.strip.contains(k)) {
+        for name in &prepared.strip {
+            parts.headers.remove(name);
         }
     }
 }

@@ -541,6 +541,18 @@ impl KeyService {
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
         let now = self.inner.clock.now();
         let v = self.inner.keyring.verify_hash(hash, now)?;
+        self.note_use(&v, now);
+        Ok(v)
+    }
+
+    /// [`Self::verify_hash`] without noting the use: for a caller that may
+    /// still decide to refuse the request (and then calls `verify_hash`).
+    pub(crate) fn look_up_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
+        self.inner.keyring.verify_hash(hash, self.inner.clock.now())
+    }
+
+    /// Records that a verified key was used at `now` (flushed in batches).
+    pub(crate) fn note_use(&self, v: &Verified, now: DateTime<Utc>) {
         let note = UseNote {
             at: now,
             retiring: v.status == KeyStatus::Retiring,
@@ -554,7 +566,11 @@ impl KeyService {
         } else {
             self.inner.uses.insert(id.clone(), note);
         }
-        Ok(v)
+    }
+
+    /// The service's clock reading (for callers that note uses).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     /// Checks the identity's plan limits (rate, then quotas). Anonymous

@@ -794,3 +794,88 @@ async fn open_runs_the_background_loop_that_flushes_usage() {
     );
     svc.stop_background().await;
 }
+
+/// The gateway's fast path decides only valid keys, exactly as the full
+/// path would; everything else is left to the full path untouched (the
+/// credential still there, nothing audited).
+#[tokio::test]
+async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() {
+    let (svc, _clock, _store) = service(KeysConfig::default(), BTreeMap::new()).await;
+    let auth = Authenticator::new(svc.clone());
+    let ip: IpAddr = "203.0.113.7".parse().unwrap();
+    let route = Arc::new(RouteAuthConfig::default());
+    let issued = svc
+        .create(
+            CreateKey {
+                scopes: vec!["route:orders".into()],
+                ..create("acme")
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let s = bearer(issued.secret.expose_secret());
+
+    // A valid key: the same identity and the same rewritten request.
+    let forged = [
+        ("authorization", s.as_str()),
+        ("x-consumer-id", "con_forged"),
+    ];
+    let mut fast = req(Method::GET, "/orders", &forged);
+    let id = auth
+        .authenticate_now(&mut fast, &route, "orders", ip)
+        .expect("a valid key is decided at once");
+    let mut full = req(Method::GET, "/orders", &forged);
+    let full_id = auth
+        .authenticate(&mut full, &route, "orders")
+        .await
+        .unwrap();
+    assert_eq!(id, full_id);
+    assert_eq!(fast.headers, full.headers);
+    assert!(fast.headers.get("authorization").is_none());
+    assert_eq!(fast.headers["x-key-id"], issued.key.record.id.as_str());
+    assert_eq!(
+        fast.headers["x-consumer-id"],
+        full_id.consumer_id.as_deref().unwrap()
+    );
+
+    // Outside its scopes, unknown, malformed, missing, revoked: not decided
+    // here, the credential left for the full path, no denial audited.
+    let unknown = bearer(ApiKey::generate("live").unwrap().expose_secret());
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/billing", vec![("authorization", s.as_str())]),
+        ("/orders", vec![("authorization", unknown.as_str())]),
+        ("/orders", vec![("authorization", "Bearer gh_live_nope")]),
+        ("/orders", vec![]),
+    ];
+    for (path, headers) in &cases {
+        let route_name = path.trim_start_matches('/');
+        let mut p = req(Method::GET, path, headers);
+        assert!(
+            auth.authenticate_now(&mut p, &route, route_name, ip)
+                .is_none(),
+            "{path} {headers:?}"
+        );
+        assert_eq!(
+            p.headers.get("authorization").map(|v| v.to_str().unwrap()),
+            headers.first().map(|(_, v)| *v)
+        );
+    }
+    svc.flush().await.unwrap();
+    let trail = svc.audit(None, 50, None).await.unwrap();
+    assert!(trail.iter().all(|e| e.action != AuditAction::ScopeDenied));
+
+    svc.revoke(issued.key.record.id.as_str(), None, "alice")
+        .await
+        .unwrap();
+    let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
+    assert!(auth
+        .authenticate_now(&mut p, &route, "orders", ip)
+        .is_none());
+    let err = auth
+        .authenticate(&mut p, &route, "orders")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(err.problem.code, "revoked_api_key");
+}

@@ -239,7 +239,16 @@ impl Gateway {
         // make every request's future (moved and dropped whole) larger.
         let needs_auth = ctx.matched.as_ref().is_some_and(|m| m.route.auth.is_some());
         let req = if needs_auth {
-            Box::pin(self.authenticate(req, ctx)).await?
+            // Most authenticated requests are decided at once; only the
+            // rest (refusals, JWTs, limited addresses) build the future.
+            let (mut parts, body) = req.into_parts();
+            let decided = self.authenticate_now(&mut parts, ctx);
+            let req = Request::from_parts(parts, body);
+            if decided {
+                req
+            } else {
+                Box::pin(self.authenticate(req, ctx)).await?
+            }
         } else {
             req
         };
@@ -314,6 +323,25 @@ impl Gateway {
                 request: captured,
             }),
         )
+    }
+
+    /// Phase 3a, the common case: a valid API key, decided without waiting
+    /// (see `Authenticator::authenticate_now`). False: run [`Self::authenticate`].
+    fn authenticate_now(&self, parts: &mut http::request::Parts, ctx: &mut RequestContext) -> bool {
+        let route = &ctx.matched.as_ref().expect("routed").route;
+        let Some(auth) = &route.auth else {
+            return true;
+        };
+        match self
+            .auth()
+            .authenticate_now(parts, auth, &route.name, ctx.client_ip)
+        {
+            Some(identity) => {
+                ctx.identity = Some(identity);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Phase 3a: authenticate the consumer (API key or JWT) on routes that
