@@ -533,11 +533,11 @@ pub(crate) struct Core {
     scorer: Scorer,
     stats: Mutex<LaunchStats>,
     skips: [AtomicU64; 5],
-    drops: [AtomicU64; 3],
+    drops: [AtomicU64; DROPS.len()],
     /// Registered once so the hot path neither allocates labels nor looks
     /// up the registry.
     skip_metrics: [metrics::Counter; 5],
-    drop_metrics: [(metrics::Counter, metrics::Counter); 3],
+    drop_metrics: [(metrics::Counter, metrics::Counter); DROPS.len()],
     /// `match`, `differ`, `shadow_failed`, `shadow_timeout`, in that order.
     result_metrics: [metrics::Counter; 4],
     dirty: AtomicBool,
@@ -565,10 +565,11 @@ const SKIPS: [SkipReason; 5] = [
     SkipReason::BodyTooLarge,
     SkipReason::PrimaryFailed,
 ];
-const DROPS: [DropReason; 3] = [
+const DROPS: [DropReason; 4] = [
     DropReason::RateLimited,
     DropReason::QueueFull,
     DropReason::Shutdown,
+    DropReason::Starved,
 ];
 
 /// A queued shadow request.
@@ -978,6 +979,17 @@ impl Core {
         // charge that wait to the candidate: such a sample is compared but
         // not timed.
         let timed = !self.lag.as_ref().is_some_and(|l| l.lagged_since(started));
+        // Likewise a timeout: the deadline may have passed while this
+        // thread waited for the CPU, so it says nothing about the candidate.
+        if !timed
+            && candidate
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == ErrorKind::Timeout)
+        {
+            self.drop_shadow(DropReason::Starved);
+            return MirrorOutcome::Dropped(DropReason::Starved);
+        }
 
         // Per-request noise: what the current version disagrees with itself on.
         let noise: Option<Vec<String>> = match secondary {
@@ -1268,6 +1280,58 @@ impl MirrorPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers every call with a timeout, as a candidate that hangs would.
+    struct TimesOut;
+
+    #[async_trait::async_trait]
+    impl ShadowClient for TimesOut {
+        async fn send(&self, _cluster: &str, _request: ShadowRequest) -> Observation {
+            Observation::failed(ErrorKind::Timeout, "no response", Duration::from_secs(1))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_while_the_shadow_thread_lagged_is_not_charged_to_the_candidate() {
+        let core = |lag: LagProbe| {
+            let mut c = Core::new(
+                LaunchConfig::new("l", &["r"], "candidate"),
+                LaunchState::Active,
+                LaunchStats::default(),
+                Arc::new(TimesOut),
+                gateway_core::clock::system(),
+            );
+            c.lag = Some(Arc::new(lag));
+            c
+        };
+        let job = || Job {
+            method: Method::GET,
+            uri: Uri::from_static("/x"),
+            headers: HeaderMap::new(),
+            original_headers: OriginalHeaders::Raw(HeaderMap::new()),
+            body: Bytes::new(),
+            primary: Observation {
+                status: Some(StatusCode::OK),
+                ..Observation::default()
+            },
+            endpoint: "r GET /x".into(),
+            request_id: "1".into(),
+        };
+        // A thread that kept up: the candidate timed out.
+        let steady = core(LagProbe::new());
+        assert_eq!(steady.process(job()).await, MirrorOutcome::ShadowTimeout);
+        // A starved one: dropped and counted, the candidate's record clean.
+        let lagging = LagProbe::new();
+        lagging.note_lag();
+        let starved = core(lagging);
+        assert_eq!(
+            starved.process(job()).await,
+            MirrorOutcome::Dropped(DropReason::Starved)
+        );
+        let snap = starved.snapshot();
+        assert_eq!(snap.dropped.get("starved"), Some(&1));
+        assert!(snap.endpoints.values().all(|e| e.attempts == 0));
+    }
 
     #[test]
     fn sampling_is_deterministic_and_proportional() {

@@ -46,6 +46,9 @@ pub enum DropReason {
     QueueFull,
     /// The engine is shutting down.
     Shutdown,
+    /// The candidate timed out while the shadow thread was short of CPU:
+    /// the timeout may be ours, so it is not charged to the candidate.
+    Starved,
 }
 
 impl DropReason {
@@ -55,6 +58,7 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::QueueFull => "queue_full",
             Self::Shutdown => "shutdown",
+            Self::Starved => "starved",
         }
     }
 }

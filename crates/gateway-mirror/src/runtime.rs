@@ -132,7 +132,7 @@ impl LagProbe {
     /// How late a tick must fire to count as lag (timers are ms-granular).
     pub const LATE: Duration = Duration::from_millis(5);
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             origin: Instant::now(),
             last_late_us: AtomicU64::new(0),
