@@ -10,7 +10,7 @@ pub use gateway_cache::{CacheConfig, RouteCacheConfig};
 use gateway_core::ByteSize;
 pub use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use gateway_mirror::LaunchConfig;
-use gateway_mirror::DEFAULT_SHADOW_NICE;
+use gateway_mirror::{DEFAULT_SHADOW_IDLE, DEFAULT_SHADOW_NICE};
 pub use gateway_upstream::config::ClusterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,10 @@ pub struct GatewaySettings {
     /// are dropped (`queue_full`) when it runs short. 0 competes as an
     /// equal. Read at start-up only.
     pub shadow_nice: i32,
+    /// Run that thread under `SCHED_IDLE` (Linux): it gets only CPU that
+    /// nothing else wants and does not preempt busy workers. `false`: a
+    /// normal thread at `shadow_nice`. Read at start-up only.
+    pub shadow_idle: bool,
 }
 
 impl Default for GatewaySettings {
@@ -112,6 +116,7 @@ impl Default for GatewaySettings {
             trust_forwarded_headers: false,
             watch_config: true,
             shadow_nice: DEFAULT_SHADOW_NICE,
+            shadow_idle: DEFAULT_SHADOW_IDLE,
         }
     }
 }

@@ -184,4 +184,15 @@ fn shadow_nice_defaults_to_background_and_is_range_checked() {
         &format!("[gateway]\nshadow_nice = 20\n{GOOD}"),
         &["gateway.shadow_nice", "(got 20)"],
     );
+    assert!(c.gateway.shadow_idle, "SCHED_IDLE by default");
+    let off = load_str(
+        &format!("[gateway]\nshadow_idle = false\n{GOOD}"),
+        "gh.toml",
+    )
+    .unwrap();
+    assert!(!off.config.gateway.shadow_idle);
+    check_err(
+        &format!("[gateway]\nshadow_idle = \"yes\"\n{GOOD}"),
+        &["gh.toml:2:", "expected a boolean"],
+    );
 }

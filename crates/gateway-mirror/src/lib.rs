@@ -43,7 +43,7 @@ pub use outcome::{
     DiffCategory, DiffKind, DropReason, LaunchOrigin, LaunchState, MirrorOutcome, SkipReason,
 };
 pub use report::{render_text, Report};
-pub use runtime::{ShadowRuntime, DEFAULT_SHADOW_NICE};
+pub use runtime::{ShadowRuntime, DEFAULT_SHADOW_IDLE, DEFAULT_SHADOW_NICE};
 pub use stats::LaunchStats;
 pub use store::{ShadowStore, SqlShadowStore, StoreError};
 pub use verdict::{Assessment, EndpointAssessment, Scorer, Verdict};

@@ -31,6 +31,9 @@ use tokio::sync::oneshot;
 /// Default nice value of the shadow thread.
 pub const DEFAULT_SHADOW_NICE: i32 = 19;
 
+/// Whether the shadow thread runs under `SCHED_IDLE` by default.
+pub const DEFAULT_SHADOW_IDLE: bool = true;
+
 /// A thread running a current-thread tokio runtime at a lowered priority.
 /// Dropping it stops the runtime; shadow work still queued is abandoned
 /// (no client waits on it).
@@ -38,6 +41,7 @@ pub struct ShadowRuntime {
     handle: Handle,
     lag: Arc<LagProbe>,
     nice: i32,
+    idle: bool,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -45,15 +49,20 @@ impl std::fmt::Debug for ShadowRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShadowRuntime")
             .field("nice", &self.nice)
+            .field("idle", &self.idle)
             .finish_non_exhaustive()
     }
 }
 
 impl ShadowRuntime {
     /// Starts the thread (`gatehouse-shadow`) and sets its nice value
-    /// (0–19). A nice value that cannot be set is logged, not fatal: the
-    /// dark launch then runs at the live traffic's priority.
-    pub fn start(nice: i32) -> io::Result<Self> {
+    /// (0–19) and, with `idle`, the `SCHED_IDLE` policy: then it runs only
+    /// on CPU no other thread wants, and (unlike nice 19) does not preempt
+    /// busy workers for its share, which left their caches cold and cost
+    /// live traffic more than the share itself (`docs/performance.md`). A
+    /// priority that cannot be set is logged, not fatal: the dark launch
+    /// then runs at the live traffic's priority.
+    pub fn start(nice: i32, idle: bool) -> io::Result<Self> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<Handle>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -73,6 +82,11 @@ impl ShadowRuntime {
                 if let Err(e) = lower_priority(nice) {
                     tracing::warn!(nice, error = %e, "cannot lower the dark-launch thread's priority; shadow traffic runs at the live traffic's priority");
                 }
+                if idle {
+                    if let Err(e) = idle_policy() {
+                        tracing::warn!(error = %e, "cannot give the dark-launch thread the SCHED_IDLE policy; it keeps its nice value");
+                    }
+                }
                 let _ = ready_tx.send(Ok(rt.handle().clone()));
                 // The runtime runs its spawned tasks while this waits.
                 rt.block_on(async {
@@ -89,6 +103,7 @@ impl ShadowRuntime {
             handle,
             lag,
             nice,
+            idle,
             stop: Some(stop_tx),
         })
     }
@@ -176,6 +191,26 @@ fn lower_priority(nice: i32) -> io::Result<()> {
     rustix::process::setpriority_process(Some(tid), nice).map_err(io::Error::from)
 }
 
+/// Puts the calling thread under `SCHED_IDLE`.
+#[cfg(target_os = "linux")]
+fn idle_policy() -> io::Result<()> {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .map_err(|e| io::Error::other(format!("{e:?}")))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn idle_policy() -> io::Result<()> {
+    Err(io::Error::other("SCHED_IDLE is only set on Linux"))
+}
+
 #[cfg(not(target_os = "linux"))]
 fn lower_priority(_nice: i32) -> io::Result<()> {
     Err(io::Error::other("per-thread priority is only set on Linux"))
@@ -202,8 +237,12 @@ mod tests {
     async fn shadow_tasks_run_on_a_thread_with_the_asked_nice_value() {
         let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
         let before = own();
-        let rt = ShadowRuntime::start(7).unwrap();
+        let rt = ShadowRuntime::start(7, false).unwrap();
         assert_eq!(nice_of(rt.handle()).await.unwrap(), 7);
+        assert_eq!(
+            policy_of(rt.handle()).await,
+            normal(NormalThreadSchedulePolicy::Other)
+        );
         // The caller's own thread keeps its priority.
         assert_eq!(own(), before);
         let name = rt
@@ -212,6 +251,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("gatehouse-shadow"));
+    }
+
+    use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+
+    fn normal(p: NormalThreadSchedulePolicy) -> ThreadSchedulePolicy {
+        ThreadSchedulePolicy::Normal(p)
+    }
+
+    async fn policy_of(handle: &Handle) -> ThreadSchedulePolicy {
+        handle
+            .spawn(async { thread_priority::unix::thread_schedule_policy().unwrap() })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_default_thread_runs_under_sched_idle_and_the_caller_does_not() {
+        let rt = ShadowRuntime::start(DEFAULT_SHADOW_NICE, DEFAULT_SHADOW_IDLE).unwrap();
+        assert_eq!(
+            policy_of(rt.handle()).await,
+            normal(NormalThreadSchedulePolicy::Idle)
+        );
+        assert_ne!(
+            thread_priority::unix::thread_schedule_policy().unwrap(),
+            normal(NormalThreadSchedulePolicy::Idle)
+        );
     }
 
     #[test]
@@ -227,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_blocked_shadow_thread_is_noticed() {
-        let rt = ShadowRuntime::start(0).unwrap();
+        let rt = ShadowRuntime::start(0, false).unwrap();
         let started = Instant::now();
         // Hog the shadow thread the way CPU starvation would.
         drop(
@@ -245,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_it_stops_the_thread() {
-        let rt = ShadowRuntime::start(DEFAULT_SHADOW_NICE).unwrap();
+        let rt = ShadowRuntime::start(DEFAULT_SHADOW_NICE, DEFAULT_SHADOW_IDLE).unwrap();
         let h = rt.handle().clone();
         drop(rt);
         // Give the thread a moment to leave `block_on`.

@@ -92,6 +92,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     );
     let launches = config.config.dark_launches.clone();
     let shadow_nice = config.config.gateway.shadow_nice;
+    let shadow_idle = config.config.gateway.shadow_idle;
     let db = database_url(&config);
     let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
     stores.share_purges(gateway.cache());
@@ -100,7 +101,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         .with_context(|| "cannot open the dark-launch store")?;
     // Shadow traffic gets its own lower-priority thread so that it never
     // takes CPU that live requests need (see gateway_mirror::runtime).
-    let shadow_runtime = gateway_mirror::ShadowRuntime::start(shadow_nice)
+    let shadow_runtime = gateway_mirror::ShadowRuntime::start(shadow_nice, shadow_idle)
         .with_context(|| "cannot start the dark-launch thread")?;
     let mirror = gateway_mirror::MirrorEngine::start(
         launches,
