@@ -421,14 +421,7 @@ async fn failed_verifications_per_ip_are_limited_and_the_burst_audited() {
     assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(err.problem.code, "too_many_failed_attempts");
     assert_eq!(err.headers["retry-after"], "10");
-    svc.flush().await.unwrap();
-    let all = svc.audit(None, 50, None).await.unwrap();
-    assert_eq!(
-        all.iter()
-            .filter(|e| e.action == AuditAction::FailureBurst)
-            .count(),
-        1
-    );
+    assert_eq!(failure_bursts_audited(&svc).await, 1);
     clock.advance(chrono::Duration::seconds(10));
     let mut p = req(Method::GET, "/", &[("authorization", &good)]);
     auth.authenticate(&mut p, &route, "r").await.unwrap();
@@ -444,14 +437,15 @@ async fn failed_verifications_per_ip_are_limited_and_the_burst_audited() {
     let mut p = req(Method::GET, "/", &[("authorization", &good)]);
     let err = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
     assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(failure_bursts_audited(&svc).await, 2);
+}
+
+async fn failure_bursts_audited(svc: &KeyService) -> usize {
     svc.flush().await.unwrap();
     let all = svc.audit(None, 50, None).await.unwrap();
-    assert_eq!(
-        all.iter()
-            .filter(|e| e.action == AuditAction::FailureBurst)
-            .count(),
-        2
-    );
+    all.iter()
+        .filter(|e| e.action == AuditAction::FailureBurst)
+        .count()
 }
 
 #[tokio::test]
