@@ -354,6 +354,16 @@ fn param_for(
     default
 }
 
+/// A rates query's error, naming `base` or `symbols` as the parameter at
+/// fault.
+fn rates_error(e: FxError, base: CurrencyCode, symbols: &[CurrencyCode]) -> ApiError {
+    let pairs: Vec<_> = std::iter::once((base, "base"))
+        .chain(symbols.iter().map(|c| (*c, "symbols")))
+        .collect();
+    let param = param_for(&e, &pairs, "symbols");
+    ApiError::fx(e, Some(param))
+}
+
 // === caching ===
 
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), written directly: it is
@@ -700,13 +710,8 @@ async fn rates(
     let limits = s.inner.cfg.staleness.rates.to_domain();
     let r = query::resolve(&t, on, now, &s.inner.calendar, &limits)
         .map_err(|e| ApiError::fx(e, Some("date")))?;
-    let ans = query::rates_on(&t, &r.day, base, &symbols).map_err(|e| {
-        let pairs: Vec<_> = std::iter::once((base, "base"))
-            .chain(symbols.iter().map(|c| (*c, "symbols")))
-            .collect();
-        let param = param_for(&e, &pairs, "symbols");
-        ApiError::fx(e, Some(param))
-    })?;
+    let ans =
+        query::rates_on(&t, &r.day, base, &symbols).map_err(|e| rates_error(e, base, &symbols))?;
     // `Day::providers_of` without its Vec per currency.
     let mut providers: Vec<String> = Vec::new();
     for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
@@ -904,13 +909,7 @@ fn render_series(
         }
         out.push(b'}');
     })
-    .map_err(|e| {
-        let pairs: Vec<_> = std::iter::once((base, "base"))
-            .chain(symbols.iter().map(|c| (*c, "symbols")))
-            .collect();
-        let param = param_for(&e, &pairs, "symbols");
-        ApiError::fx(e, Some(param))
-    })?;
+    .map_err(|e| rates_error(e, base, symbols))?;
     out.extend_from_slice(b"}}");
     Ok(Bytes::from(out))
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
 use crate::key::{ApiKey, KeyId};
-use crate::keyring::VerifyFailure;
+use crate::keyring::{Verified, VerifyFailure};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 use crate::ratelimit::{LimitKind, Limited};
 use crate::scope::{check_access, Scope};
@@ -611,7 +611,8 @@ impl Authenticator {
         }
         let hash = ApiKey::hash_checked(&text).ok()?;
         drop(text);
-        let verified = self.service.look_up_hash(&hash).ok()?;
+        let now = self.service.now();
+        let verified = self.service.look_up_hash(&hash, now).ok()?;
         let rec = &verified.entry.record;
         check_access(
             &rec.scopes,
@@ -621,11 +622,9 @@ impl Authenticator {
             &prepared.required,
         )
         .ok()?;
-        self.service.note_use(&verified, self.service.now());
+        self.service.note_use(&verified, now);
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = verified.status.as_str(), "API key verified");
-        let mut identity = verified.entry.identity.clone();
-        identity.key_status = Some(verified.status);
-        identity.client_ip = Some(ip);
+        let identity = key_identity(&verified, Some(ip));
         strip_credential(parts, kind, route);
         set_identity_headers(parts, &prepared, &verified.entry.headers);
         prepared.count(route_name, AuthOutcome::Ok);
@@ -832,11 +831,8 @@ impl Authenticator {
         }
         let consumer = &verified.entry.consumer;
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
-        let mut identity = verified.entry.identity.clone();
-        identity.key_status = Some(verified.status);
-        identity.client_ip = ip;
         // Built with the keyring entry, so forwarding costs no parsing.
-        Ok((identity, verified.entry.headers.clone()))
+        Ok((key_identity(&verified, ip), verified.entry.headers.clone()))
     }
 
     async fn jwt_path(
@@ -1045,6 +1041,15 @@ fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthCo
             }
         }
     }
+}
+
+/// The identity of a verified key's request: the entry's, plus the key's
+/// state and the client address.
+fn key_identity(verified: &Verified, ip: Option<IpAddr>) -> Identity {
+    let mut identity = verified.entry.identity.clone();
+    identity.key_status = Some(verified.status);
+    identity.client_ip = ip;
+    identity
 }
 
 /// Identity headers come only from us; drops any the client sent. Most

@@ -539,16 +539,21 @@ impl KeyService {
 
     /// [`KeyService::verify`] for a key already checked and hashed.
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
-        let now = self.inner.clock.now();
-        let v = self.inner.keyring.verify_hash(hash, now)?;
+        let now = self.now();
+        let v = self.look_up_hash(hash, now)?;
         self.note_use(&v, now);
         Ok(v)
     }
 
-    /// [`Self::verify_hash`] without noting the use: for a caller that may
-    /// still decide to refuse the request (and then calls `verify_hash`).
-    pub(crate) fn look_up_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
-        self.inner.keyring.verify_hash(hash, self.inner.clock.now())
+    /// [`Self::verify_hash`] at `now`, without noting the use: for a caller
+    /// that may still decide to refuse the request (and then calls
+    /// `verify_hash`).
+    pub(crate) fn look_up_hash(
+        &self,
+        hash: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, VerifyFailure> {
+        self.inner.keyring.verify_hash(hash, now)
     }
 
     /// Records that a verified key was used at `now` (flushed in batches).

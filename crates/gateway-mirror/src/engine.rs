@@ -572,7 +572,6 @@ const DROPS: [DropReason; 4] = [
     DropReason::Starved,
 ];
 
-/// A queued shadow request.
 /// A live request handed over by the primary path: as received, so the
 /// primary does no shadow work beyond copying it.
 pub(crate) struct LiveJob {
@@ -586,6 +585,7 @@ pub(crate) struct LiveJob {
     request_id: String,
 }
 
+/// A queued shadow request, ready to send and compare.
 pub(crate) struct Job {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
