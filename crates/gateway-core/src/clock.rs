@@ -13,6 +13,12 @@ use parking_lot::Mutex;
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The current time in UTC.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time as microseconds since the Unix epoch: for hot paths
+    /// that only compare instants, without building a calendar date.
+    fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
 }
 
 /// The real clock.
@@ -22,6 +28,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn now_micros(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        }
     }
 }
 
@@ -74,5 +87,18 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(Duration::hours(25));
         assert_eq!(clock.now(), start + Duration::hours(25));
+        assert_eq!(clock.now_micros(), clock.now().timestamp_micros());
+    }
+
+    #[test]
+    fn system_clock_micros_agree_with_its_date() {
+        let clock = SystemClock;
+        let before = clock.now().timestamp_micros();
+        let micros = clock.now_micros();
+        let after = clock.now().timestamp_micros();
+        assert!(
+            before <= micros && micros <= after,
+            "{before} {micros} {after}"
+        );
     }
 }

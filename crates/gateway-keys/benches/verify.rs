@@ -83,6 +83,33 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
         })
     });
+    let prepared = auth.prepared_auth("orders", &Arc::new(route.clone()));
+    let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+    let request = http::Request::builder()
+        .uri("/orders")
+        .header("host", "api.example.com")
+        .header("user-agent", "bench")
+        .header("accept", "*/*")
+        .header("authorization", &header)
+        .body(())
+        .unwrap();
+    let (template, _) = request.into_parts();
+    g.bench_function("authenticate_now", |b| {
+        b.iter_batched(
+            || {
+                let (mut parts, _) = http::Request::new(()).into_parts();
+                parts.uri = template.uri.clone();
+                parts.headers = template.headers.clone();
+                parts
+            },
+            |mut parts| {
+                auth.authenticate_now(&mut parts, &prepared, "orders", ip)
+                    .unwrap();
+                parts
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
-use crate::key::{ApiKey, KeyId};
+use crate::key::{ApiKey, KeyHash, KeyId};
 use crate::keyring::{Verified, VerifyFailure};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 use crate::ratelimit::{LimitKind, Limited};
@@ -452,6 +452,18 @@ impl IdentityHeaders {
     }
 }
 
+/// A route's prepared authentication state, for a router to keep with the
+/// route it belongs to (see [`Authenticator::prepared_auth`]), so a request
+/// does not look it up by name. Cheap to clone.
+#[derive(Clone)]
+pub struct PreparedAuth(Arc<PreparedRoute>);
+
+impl std::fmt::Debug for PreparedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedAuth").finish_non_exhaustive()
+    }
+}
+
 /// The authentication stage. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -525,6 +537,14 @@ impl Authenticator {
         prepared
     }
 
+    /// The prepared state of `route_name` for its shared config `cfg`, for
+    /// [`Self::authenticate_now`]. Take it once per route and config
+    /// generation (a router keeps it with the route): a config reload
+    /// prepares routes again, and the router then holds new routes.
+    pub fn prepared_auth(&self, route_name: &str, cfg: &Arc<RouteAuthConfig>) -> PreparedAuth {
+        PreparedAuth(self.prepared_shared(route_name, cfg))
+    }
+
     /// The JWT verifier for `cfg`. When the route's settings could not be
     /// loaded when it was prepared, tries again (a key file may have been
     /// fixed), as every JWT request did before routes were prepared.
@@ -583,36 +603,45 @@ impl Authenticator {
     }
 
     /// The common case of [`Self::authenticate_client`] decided without
-    /// waiting for anything: a well-formed, known, valid API key within
-    /// its scopes, from an address not over the failed-verification limit.
-    /// Then the request is rewritten (credential stripped, identity
-    /// headers set) and the identity returned, with no future to build or
-    /// box. Anything else returns `None` having changed nothing that
-    /// matters (only identity headers the client sent are dropped, which
-    /// the full path does first too), and the caller runs the full path,
-    /// which decides, logs and counts the refusal.
+    /// waiting for anything: a known, valid API key within its scopes, from
+    /// an address not over the failed-verification limit. Then the request
+    /// is rewritten (credential stripped, identity headers set) and the
+    /// identity returned, with no future to build or box. Anything else
+    /// returns `None` having changed nothing that matters (only identity
+    /// headers the client sent are dropped, which the full path does first
+    /// too), and the caller runs the full path, which decides, logs and
+    /// counts the refusal.
+    ///
+    /// The key's format and checksum are not checked here: a key whose
+    /// hash is in the keyring was issued by us and is well-formed, and
+    /// any other goes to the full path, which checks the format before
+    /// anything else and refuses a malformed key as such.
     pub fn authenticate_now(
         &self,
         parts: &mut Parts,
-        route: &Arc<RouteAuthConfig>,
+        prepared: &PreparedAuth,
         route_name: &str,
         ip: IpAddr,
     ) -> Option<Identity> {
-        if !route.methods.contains(&AuthMethodKind::ApiKey) || self.service.ip_was_blocked(ip) {
+        let prepared = &*prepared.0;
+        let route = &prepared.config;
+        if !route.methods.contains(&AuthMethodKind::ApiKey)
+            || prepared.jwt_issues.is_some()
+            || self.service.ip_was_blocked(ip)
+        {
             return None;
         }
-        let prepared = self.prepared_shared(route_name, route);
-        strip_reserved(parts, &prepared);
+        strip_reserved(parts, prepared);
         let (kind, text) = extract(parts, route)?;
         // A `gh_` credential on a route that takes keys is always a key
         // (see `run`); anything else may be a JWT.
         if !text.starts_with(crate::key::KEY_PREFIX) {
             return None;
         }
-        let hash = ApiKey::hash_checked(&text).ok()?;
+        let hash = KeyHash::of(&text);
         drop(text);
-        let now = self.service.now();
-        let verified = self.service.look_up_hash(&hash, now).ok()?;
+        let now_us = self.service.now_micros();
+        let verified = self.service.look_up_hash(&hash, now_us).ok()?;
         let rec = &verified.entry.record;
         check_access(
             &rec.scopes,
@@ -622,11 +651,11 @@ impl Authenticator {
             &prepared.required,
         )
         .ok()?;
-        self.service.note_use(&verified, now);
+        self.service.note_use(&verified, now_us);
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = verified.status.as_str(), "API key verified");
         let identity = key_identity(&verified, Some(ip));
         strip_credential(parts, kind, route);
-        set_identity_headers(parts, &prepared, &verified.entry.headers);
+        set_identity_headers(parts, prepared, &verified.entry.headers);
         prepared.count(route_name, AuthOutcome::Ok);
         Some(identity)
     }

@@ -287,7 +287,8 @@ macro_rules! short_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Shared text: a request's identity clones the key id.
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// The prefix every id of this kind starts with.
@@ -300,7 +301,7 @@ macro_rules! short_id {
                 for _ in 0..ID_RANDOM_LEN {
                     s.push(BASE62[rng.gen_range(0..62)] as char);
                 }
-                Self(s)
+                Self(s.into())
             }
 
             /// The id text.
@@ -316,7 +317,7 @@ macro_rules! short_id {
                 if rest.len() != ID_RANDOM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     return Err(IdError { kind: stringify!($name), expected_prefix: $prefix });
                 }
-                Ok(Self(s.to_string()))
+                Ok(Self(s.into()))
             }
         }
 
@@ -329,7 +330,7 @@ macro_rules! short_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 

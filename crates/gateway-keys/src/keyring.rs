@@ -12,6 +12,8 @@
 //! the key exists, so timing reveals nothing about which keys exist.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -33,7 +35,71 @@ pub struct KeyEntry {
     pub(crate) headers: IdentityHeaders,
     /// The identity a request with this key gets, likewise built once.
     pub(crate) identity: Identity,
+    /// What [`KeyRecord::status`] needs, as plain values: the hot path
+    /// compares microseconds instead of calendar dates.
+    revoked: bool,
+    retiring: bool,
+    /// Effective expiry in microseconds since the epoch (`i64::MAX`: none).
+    expires_us: i64,
+    /// The last use noted for the last-used update, as `second * 2 +
+    /// retiring`: a key in steady use is noted once a second, so the
+    /// request path only reads this (see `KeyService::note_use`).
+    pub(crate) noted: AtomicI64,
 }
+
+impl KeyEntry {
+    pub(crate) fn new(record: KeyRecord, consumer: Arc<Consumer>) -> Self {
+        KeyEntry {
+            headers: IdentityHeaders::for_key(&record, &consumer),
+            identity: Identity::for_key(&record, &consumer),
+            revoked: record.revoked_at.is_some(),
+            retiring: record.successor.is_some(),
+            expires_us: record
+                .effective_expiry()
+                .map_or(i64::MAX, |e| e.timestamp_micros()),
+            noted: AtomicI64::new(i64::MIN),
+            record,
+            consumer,
+        }
+    }
+
+    /// [`KeyRecord::status`] at `now_us` (microseconds since the epoch).
+    pub fn status_at(&self, now_us: i64) -> KeyStatus {
+        if self.revoked {
+            KeyStatus::Revoked
+        } else if self.expires_us <= now_us {
+            KeyStatus::Expired
+        } else if self.retiring {
+            KeyStatus::Retiring
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// The keyring's index is the first 8 bytes of a SHA-256, already uniform
+/// and not steerable by a client (see the module docs), so it is used as
+/// its own hash instead of being hashed again.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByIndex = HashMap<u64, Vec<Arc<KeyEntry>>, BuildHasherDefault<IndexHasher>>;
 
 /// Why a well-formed key did not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +135,7 @@ pub struct Verified {
 /// One immutable generation of the keyring.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    by_index: HashMap<u64, Vec<Arc<KeyEntry>>>,
+    by_index: ByIndex,
     by_id: HashMap<KeyId, Arc<KeyEntry>>,
     consumers: HashMap<ConsumerId, Arc<Consumer>>,
 }
@@ -97,12 +163,7 @@ impl Snapshot {
             return;
         };
         self.remove_key(&record.id);
-        let entry = Arc::new(KeyEntry {
-            headers: IdentityHeaders::for_key(&record, &consumer),
-            identity: Identity::for_key(&record, &consumer),
-            record,
-            consumer,
-        });
+        let entry = Arc::new(KeyEntry::new(record, consumer));
         self.by_index
             .entry(entry.record.hash.index())
             .or_default()
@@ -212,6 +273,11 @@ impl Keyring {
         hash: &KeyHash,
         now: DateTime<Utc>,
     ) -> Result<Verified, VerifyFailure> {
+        self.verify_hash_at(hash, now.timestamp_micros())
+    }
+
+    /// [`Self::verify_hash`] at `now_us`, microseconds since the epoch.
+    pub fn verify_hash_at(&self, hash: &KeyHash, now_us: i64) -> Result<Verified, VerifyFailure> {
         let snap = self.snap.load();
         let mut found: Option<&Arc<KeyEntry>> = None;
         if let Some(candidates) = snap.by_index.get(&hash.index()) {
@@ -227,7 +293,7 @@ impl Keyring {
             let _ = KeyHash([0; 32]).ct_eq(hash);
         }
         let entry = found.ok_or(VerifyFailure::Unknown)?;
-        match entry.record.status(now) {
+        match entry.status_at(now_us) {
             KeyStatus::Revoked => Err(VerifyFailure::Revoked),
             KeyStatus::Expired => Err(VerifyFailure::Expired),
             status => Ok(Verified {

@@ -539,33 +539,42 @@ impl KeyService {
 
     /// [`KeyService::verify`] for a key already checked and hashed.
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
-        let now = self.now();
-        let v = self.look_up_hash(hash, now)?;
-        self.note_use(&v, now);
+        let now_us = self.now_micros();
+        let v = self.look_up_hash(hash, now_us)?;
+        self.note_use(&v, now_us);
         Ok(v)
     }
 
-    /// [`Self::verify_hash`] at `now`, without noting the use: for a caller
-    /// that may still decide to refuse the request (and then calls
-    /// `verify_hash`).
+    /// [`Self::verify_hash`] at `now_us` (microseconds since the epoch),
+    /// without noting the use: for a caller that may still decide to
+    /// refuse the request (and then calls `note_use`).
     pub(crate) fn look_up_hash(
         &self,
         hash: &KeyHash,
-        now: DateTime<Utc>,
+        now_us: i64,
     ) -> Result<Verified, VerifyFailure> {
-        self.inner.keyring.verify_hash(hash, now)
+        self.inner.keyring.verify_hash_at(hash, now_us)
     }
 
-    /// Records that a verified key was used at `now` (flushed in batches).
-    pub(crate) fn note_use(&self, v: &Verified, now: DateTime<Utc>) {
+    /// Records that a verified key was used at `now_us`, for the batched
+    /// last-used update. A key in steady use is noted once a second (and
+    /// again at once if it starts retiring): the request path then only
+    /// reads the entry's stamp, and `last_used_at` is exact to the second.
+    pub(crate) fn note_use(&self, v: &Verified, now_us: i64) {
+        let retiring = v.status == KeyStatus::Retiring;
+        let stamp = now_us.div_euclid(1_000_000) * 2 + i64::from(retiring);
+        let entry = &v.entry;
+        if entry.noted.load(Ordering::Relaxed) == stamp {
+            return;
+        }
+        entry.noted.store(stamp, Ordering::Relaxed);
         let note = UseNote {
-            at: now,
-            retiring: v.status == KeyStatus::Retiring,
+            at: DateTime::from_timestamp_micros(now_us).unwrap_or_default(),
+            retiring,
         };
-        // A key in use is usually noted already (since the last flush):
-        // update its note in place rather than cloning its id for a fresh
-        // insert on every request.
-        let id = &v.entry.record.id;
+        // Update a note not yet flushed in place rather than cloning the id
+        // for a fresh insert.
+        let id = &entry.record.id;
         if let Some(mut slot) = self.inner.uses.get_mut(id) {
             *slot = note;
         } else {
@@ -573,9 +582,22 @@ impl KeyService {
         }
     }
 
-    /// The service's clock reading (for callers that note uses).
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
+    /// The service's clock, in microseconds since the epoch (for callers
+    /// that note uses).
+    pub(crate) fn now_micros(&self) -> i64 {
+        self.inner.clock.now_micros()
+    }
+
+    /// Whether [`Self::check_limits`] has anything to check for `identity`
+    /// (a consumer whose plan, or the default plan, is configured): lets
+    /// the request path skip building its future otherwise.
+    pub fn has_limits(&self, identity: &Identity) -> bool {
+        identity.consumer_id.is_some()
+            && identity
+                .plan
+                .as_deref()
+                .or(self.inner.config.default_plan.as_deref())
+                .is_some_and(|p| self.inner.plans.load().contains_key(p))
     }
 
     /// Checks the identity's plan limits (rate, then quotas). Anonymous

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use gateway_core::ManualClock;
+use gateway_core::{Clock, ManualClock};
 use gateway_keys::auth::{Authenticator, ClientIp};
 use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 use gateway_keys::key::{ApiKey, KeyId};
@@ -815,9 +815,10 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
         ("authorization", s.as_str()),
         ("x-consumer-id", "con_forged"),
     ];
+    let orders = auth.prepared_auth("orders", &route);
     let mut fast = req(Method::GET, "/orders", &forged);
     let id = auth
-        .authenticate_now(&mut fast, &route, "orders", ip)
+        .authenticate_now(&mut fast, &orders, "orders", ip)
         .expect("a valid key is decided at once");
     let mut full = req(Method::GET, "/orders", &forged);
     let full_id = auth
@@ -833,20 +834,27 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
         full_id.consumer_id.as_deref().unwrap()
     );
 
-    // Outside its scopes, unknown, malformed, missing, revoked: not decided
-    // here, the credential left for the full path, no denial audited.
+    // Outside its scopes, unknown, malformed, mistyped, missing, revoked:
+    // not decided here, the credential left for the full path, no denial
+    // audited.
     let unknown = bearer(ApiKey::generate("live").unwrap().expose_secret());
+    let mut typo = s.clone().into_bytes();
+    let last = typo.len() - 10;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("/billing", vec![("authorization", s.as_str())]),
         ("/orders", vec![("authorization", unknown.as_str())]),
         ("/orders", vec![("authorization", "Bearer gh_live_nope")]),
+        ("/orders", vec![("authorization", typo.as_str())]),
         ("/orders", vec![]),
     ];
     for (path, headers) in &cases {
         let route_name = path.trim_start_matches('/');
+        let prepared = auth.prepared_auth(route_name, &route);
         let mut p = req(Method::GET, path, headers);
         assert!(
-            auth.authenticate_now(&mut p, &route, route_name, ip)
+            auth.authenticate_now(&mut p, &prepared, route_name, ip)
                 .is_none(),
             "{path} {headers:?}"
         );
@@ -862,9 +870,19 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
     svc.revoke(issued.key.record.id.as_str(), None, "alice")
         .await
         .unwrap();
+    // The full path refuses the mistyped key by its checksum, before any
+    // lookup.
+    let mut p = req(Method::GET, "/orders", &[("authorization", &typo)]);
+    let err = auth
+        .authenticate(&mut p, &route, "orders")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(err.problem.code, "malformed_api_key", "{:?}", err.problem);
+
     let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
     assert!(auth
-        .authenticate_now(&mut p, &route, "orders", ip)
+        .authenticate_now(&mut p, &orders, "orders", ip)
         .is_none());
     let err = auth
         .authenticate(&mut p, &route, "orders")
@@ -872,4 +890,51 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(err.problem.code, "revoked_api_key");
+}
+
+/// Last-used tracking without a write per request: a key in steady use is
+/// noted once a second, so `last_used_at` is exact to the second, and a
+/// key that starts retiring within that second is noted again at once
+/// (its use during grace is audited).
+#[tokio::test]
+async fn last_used_is_exact_to_the_second_and_a_retiring_use_is_never_missed() {
+    let (svc, clock, store) = service(KeysConfig::default(), BTreeMap::new()).await;
+    let issued = svc.create(create("acme"), "alice").await.unwrap();
+    let id = issued.key.record.id.clone();
+    let last_used = || async { store.get_key(&id).await.unwrap().unwrap().last_used_at };
+
+    let first = clock.now();
+    svc.verify(&issued.secret).unwrap();
+    svc.flush().await.unwrap();
+    assert_eq!(last_used().await, Some(first));
+
+    // Later in the same second: nothing new to write.
+    clock.advance(chrono::Duration::milliseconds(400));
+    svc.verify(&issued.secret).unwrap();
+    svc.flush().await.unwrap();
+    assert_eq!(last_used().await, Some(first));
+
+    // The next second is noted.
+    clock.advance(chrono::Duration::milliseconds(700));
+    let next = clock.now();
+    svc.verify(&issued.secret).unwrap();
+    svc.flush().await.unwrap();
+    assert_eq!(last_used().await, Some(next));
+
+    // Rotated in that same second: the old key's next use is noted and
+    // audited as a use during grace.
+    svc.rotate(
+        id.as_str(),
+        RotateKey {
+            grace: Some(Duration::from_secs(3600)),
+            expires_in: None,
+        },
+        "alice",
+    )
+    .await
+    .unwrap();
+    svc.verify(&issued.secret).unwrap();
+    svc.flush().await.unwrap();
+    let trail = svc.audit(Some(id.as_str()), 10, None).await.unwrap();
+    assert_eq!(trail[0].action, AuditAction::UsedInGrace, "{trail:?}");
 }

@@ -252,7 +252,11 @@ impl Gateway {
         } else {
             req
         };
-        if ctx.identity.is_some() {
+        if ctx
+            .identity
+            .as_ref()
+            .is_some_and(|i| self.keys().has_limits(i))
+        {
             Box::pin(self.limit(ctx)).await?;
         }
         let (req, mirroring) = self.mirror_plan(req, ctx);
@@ -332,9 +336,12 @@ impl Gateway {
         let Some(auth) = &route.auth else {
             return true;
         };
+        let prepared = route
+            .auth_prepared
+            .get_or_init(|| self.auth().prepared_auth(&route.name, auth));
         match self
             .auth()
-            .authenticate_now(parts, auth, &route.name, ctx.client_ip)
+            .authenticate_now(parts, prepared, &route.name, ctx.client_ip)
         {
             Some(identity) => {
                 ctx.identity = Some(identity);

@@ -48,6 +48,10 @@ pub struct Route {
     pub cache: Option<Arc<gateway_config::RouteCacheConfig>>,
     /// Authentication, when the route requires it.
     pub auth: Option<Arc<gateway_config::RouteAuthConfig>>,
+    /// The authenticator's prepared state for `auth`, taken on the route's
+    /// first authenticated request and kept for this route's lifetime (a
+    /// config reload builds new routes).
+    pub auth_prepared: std::sync::OnceLock<gateway_keys::auth::PreparedAuth>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -287,6 +291,7 @@ impl Route {
                 }
                 Arc::new(auth)
             }),
+            auth_prepared: std::sync::OnceLock::new(),
         }
     }
 
