@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
 use crate::key::{ApiKey, KeyHash, KeyId};
-use crate::keyring::{Verified, VerifyFailure};
+use crate::keyring::{KeyEntry, VerifyFailure};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 use crate::ratelimit::{LimitKind, Limited};
 use crate::scope::{check_access, Scope};
@@ -412,9 +412,20 @@ impl PreparedRoute {
 
 /// A configured header name; `None` when empty (turned off) or invalid
 /// (refused by config validation; never set, as before).
+///
+/// The default names are static: a parsed custom name is reference
+/// counted, and every request sets these headers and copies the header
+/// map (once per upstream attempt that may be retried), each a count
+/// update and its release.
 fn header_name(name: &str) -> Option<HeaderName> {
     if name.is_empty() {
         return None;
+    }
+    if let Some(known) = crate::config::ForwardHeaders::DEFAULT_NAMES
+        .into_iter()
+        .find(|d| d.eq_ignore_ascii_case(name))
+    {
+        return Some(HeaderName::from_static(known));
     }
     HeaderName::from_bytes(name.as_bytes()).ok()
 }
@@ -641,23 +652,27 @@ impl Authenticator {
         let hash = KeyHash::of(&text);
         drop(text);
         let now_us = self.service.now_micros();
-        let verified = self.service.look_up_hash(&hash, now_us).ok()?;
-        let rec = &verified.entry.record;
-        check_access(
-            &rec.scopes,
-            route_name,
-            &route.tags,
-            &parts.method,
-            &prepared.required,
-        )
-        .ok()?;
-        self.service.note_use(&verified, now_us);
-        tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = verified.status.as_str(), "API key verified");
-        let identity = key_identity(&verified, Some(ip));
-        strip_credential(parts, kind, route);
-        set_identity_headers(parts, prepared, &verified.entry.headers);
-        prepared.count(route_name, AuthOutcome::Ok);
-        Some(identity)
+        self.service
+            .lend_hash(&hash, now_us, |entry, status| {
+                let rec = &entry.record;
+                check_access(
+                    &rec.scopes,
+                    route_name,
+                    &route.tags,
+                    &parts.method,
+                    &prepared.required,
+                )
+                .ok()?;
+                self.service.note_use(entry, status, now_us);
+                tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = status.as_str(), "API key verified");
+                let identity = key_identity(entry, status, Some(ip));
+                strip_credential(parts, kind, route);
+                set_identity_headers(parts, prepared, &entry.headers);
+                prepared.count(route_name, AuthOutcome::Ok);
+                Some(identity)
+            })
+            .ok()
+            .flatten()
     }
 
     async fn authenticate_prepared(
@@ -861,7 +876,10 @@ impl Authenticator {
         let consumer = &verified.entry.consumer;
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
         // Built with the keyring entry, so forwarding costs no parsing.
-        Ok((key_identity(&verified, ip), verified.entry.headers.clone()))
+        Ok((
+            key_identity(&verified.entry, verified.status, ip),
+            verified.entry.headers.clone(),
+        ))
     }
 
     async fn jwt_path(
@@ -1074,9 +1092,9 @@ fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthCo
 
 /// The identity of a verified key's request: the entry's, plus the key's
 /// state and the client address.
-fn key_identity(verified: &Verified, ip: Option<IpAddr>) -> Identity {
-    let mut identity = verified.entry.identity.clone();
-    identity.key_status = Some(verified.status);
+fn key_identity(entry: &KeyEntry, status: KeyStatus, ip: Option<IpAddr>) -> Identity {
+    let mut identity = entry.identity.clone();
+    identity.key_status = Some(status);
     identity.client_ip = ip;
     identity
 }

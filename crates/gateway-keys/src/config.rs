@@ -529,13 +529,24 @@ pub struct ForwardHeaders {
     pub plan: String,
 }
 
+impl ForwardHeaders {
+    /// The default names, in field order.
+    pub const DEFAULT_NAMES: [&'static str; 4] = [
+        "x-consumer-id",
+        "x-consumer-name",
+        "x-key-id",
+        "x-consumer-plan",
+    ];
+}
+
 impl Default for ForwardHeaders {
     fn default() -> Self {
+        let [consumer_id, consumer_name, key_id, plan] = Self::DEFAULT_NAMES.map(String::from);
         Self {
-            consumer_id: "x-consumer-id".into(),
-            consumer_name: "x-consumer-name".into(),
-            key_id: "x-key-id".into(),
-            plan: "x-consumer-plan".into(),
+            consumer_id,
+            consumer_name,
+            key_id,
+            plan,
         }
     }
 }

@@ -278,6 +278,21 @@ impl Keyring {
 
     /// [`Self::verify_hash`] at `now_us`, microseconds since the epoch.
     pub fn verify_hash_at(&self, hash: &KeyHash, now_us: i64) -> Result<Verified, VerifyFailure> {
+        self.lend_hash_at(hash, now_us, |entry, status| Verified {
+            entry: entry.clone(),
+            status,
+        })
+    }
+
+    /// [`Self::verify_hash_at`] lending the entry to `f` instead of
+    /// returning a counted reference to it (the request path's variant:
+    /// one reference-count update and its release fewer per request).
+    pub(crate) fn lend_hash_at<R>(
+        &self,
+        hash: &KeyHash,
+        now_us: i64,
+        f: impl FnOnce(&Arc<KeyEntry>, KeyStatus) -> R,
+    ) -> Result<R, VerifyFailure> {
         let snap = self.snap.load();
         let mut found: Option<&Arc<KeyEntry>> = None;
         if let Some(candidates) = snap.by_index.get(&hash.index()) {
@@ -296,10 +311,7 @@ impl Keyring {
         match entry.status_at(now_us) {
             KeyStatus::Revoked => Err(VerifyFailure::Revoked),
             KeyStatus::Expired => Err(VerifyFailure::Expired),
-            status => Ok(Verified {
-                entry: entry.clone(),
-                status,
-            }),
+            status => Ok(f(entry, status)),
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::auth::{Identity, IdentityKind};
 use crate::config::{KeysConfig, PlanConfig, RouteAuthConfig};
 use crate::feed::{ChangeFeed, InProcessFeed, KeyEvent};
 use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
-use crate::keyring::{Keyring, Snapshot, Verified, VerifyFailure};
+use crate::keyring::{KeyEntry, Keyring, Snapshot, Verified, VerifyFailure};
 use crate::model::{
     AuditAction, AuditEntry, Consumer, KeyRecord, KeyStatus, KeyView, NewAuditEntry,
 };
@@ -541,7 +541,7 @@ impl KeyService {
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
         let now_us = self.now_micros();
         let v = self.look_up_hash(hash, now_us)?;
-        self.note_use(&v, now_us);
+        self.note_use(&v.entry, v.status, now_us);
         Ok(v)
     }
 
@@ -556,14 +556,23 @@ impl KeyService {
         self.inner.keyring.verify_hash_at(hash, now_us)
     }
 
+    /// [`Self::look_up_hash`] lending the key's entry and state to `f`.
+    pub(crate) fn lend_hash<R>(
+        &self,
+        hash: &KeyHash,
+        now_us: i64,
+        f: impl FnOnce(&Arc<KeyEntry>, KeyStatus) -> R,
+    ) -> Result<R, VerifyFailure> {
+        self.inner.keyring.lend_hash_at(hash, now_us, f)
+    }
+
     /// Records that a verified key was used at `now_us`, for the batched
     /// last-used update. A key in steady use is noted once a second (and
     /// again at once if it starts retiring): the request path then only
     /// reads the entry's stamp, and `last_used_at` is exact to the second.
-    pub(crate) fn note_use(&self, v: &Verified, now_us: i64) {
-        let retiring = v.status == KeyStatus::Retiring;
+    pub(crate) fn note_use(&self, entry: &KeyEntry, status: KeyStatus, now_us: i64) {
+        let retiring = status == KeyStatus::Retiring;
         let stamp = now_us.div_euclid(1_000_000) * 2 + i64::from(retiring);
-        let entry = &v.entry;
         if entry.noted.load(Ordering::Relaxed) == stamp {
             return;
         }
