@@ -540,23 +540,15 @@ impl KeyService {
     /// [`KeyService::verify`] for a key already checked and hashed.
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
         let now_us = self.now_micros();
-        let v = self.look_up_hash(hash, now_us)?;
+        let v = self.inner.keyring.verify_hash_at(hash, now_us)?;
         self.note_use(&v.entry, v.status, now_us);
         Ok(v)
     }
 
-    /// [`Self::verify_hash`] at `now_us` (microseconds since the epoch),
-    /// without noting the use: for a caller that may still decide to
-    /// refuse the request (and then calls `note_use`).
-    pub(crate) fn look_up_hash(
-        &self,
-        hash: &KeyHash,
-        now_us: i64,
-    ) -> Result<Verified, VerifyFailure> {
-        self.inner.keyring.verify_hash_at(hash, now_us)
-    }
-
-    /// [`Self::look_up_hash`] lending the key's entry and state to `f`.
+    /// Looks a key hash up at `now_us` (microseconds since the epoch) and
+    /// lends the key's entry and state to `f`, without noting the use: for
+    /// a caller that may still refuse the request (and otherwise calls
+    /// `note_use`).
     pub(crate) fn lend_hash<R>(
         &self,
         hash: &KeyHash,

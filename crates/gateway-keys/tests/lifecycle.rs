@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use gateway_core::{Clock, ManualClock};
 use gateway_keys::auth::{Authenticator, ClientIp};
-use gateway_keys::config::{KeysConfig, PlanConfig, RouteAuthConfig};
+use gateway_keys::config::{ForwardHeaders, KeysConfig, PlanConfig, RouteAuthConfig};
 use gateway_keys::key::{ApiKey, KeyId};
 use gateway_keys::model::{AuditAction, KeyStatus};
 use gateway_keys::service::{CreateKey, KeyService, RotateKey};
@@ -937,4 +937,43 @@ async fn last_used_is_exact_to_the_second_and_a_retiring_use_is_never_missed() {
     svc.flush().await.unwrap();
     let trail = svc.audit(Some(id.as_str()), 10, None).await.unwrap();
     assert_eq!(trail[0].action, AuditAction::UsedInGrace, "{trail:?}");
+}
+
+/// Forwarded identity header names are configurable: a default name in
+/// other letter case, a custom name, and an empty one (turned off) all do
+/// what they say on the gateway's fast path.
+#[tokio::test]
+async fn configured_identity_header_names_are_forwarded() {
+    let (svc, _clock, _store) = service(KeysConfig::default(), BTreeMap::new()).await;
+    let auth = Authenticator::new(svc.clone());
+    let cfg = RouteAuthConfig {
+        forward: ForwardHeaders {
+            consumer_id: "X-Consumer-ID".into(),
+            consumer_name: String::new(),
+            key_id: "x-api-client".into(),
+            plan: String::new(),
+        },
+        ..RouteAuthConfig::default()
+    };
+    let route = Arc::new(cfg);
+    let issued = svc.create(create("acme"), "alice").await.unwrap();
+    let prepared = auth.prepared_auth("orders", &route);
+    let s = bearer(issued.secret.expose_secret());
+    let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
+    let id = auth
+        .authenticate_now(&mut p, &prepared, "orders", "203.0.113.7".parse().unwrap())
+        .expect("a valid key");
+    assert_eq!(
+        p.headers["x-consumer-id"],
+        id.consumer_id.as_deref().unwrap()
+    );
+    assert_eq!(p.headers["x-api-client"], issued.key.record.id.as_str());
+    for absent in [
+        "x-consumer-name",
+        "x-key-id",
+        "x-consumer-plan",
+        "authorization",
+    ] {
+        assert!(p.headers.get(absent).is_none(), "{absent}");
+    }
 }
