@@ -82,31 +82,33 @@ pub struct Identity {
     pub plan: Option<Arc<str>>,
     /// Consumer group.
     pub group: Option<Arc<str>>,
-    /// Client address, when known.
-    pub client_ip: Option<IpAddr>,
 }
 
 impl Identity {
-    /// A key's identity, less what each request adds (key state, client
-    /// address): built with the keyring entry, so a request only clones it.
+    /// A key's identity while it works (its state then is `retiring` once
+    /// it has a successor, else `active`): built with the keyring entry and
+    /// shared, so a request takes one reference count for all of it.
     pub(crate) fn for_key(record: &KeyRecord, consumer: &Consumer) -> Self {
         Identity {
             kind: IdentityKind::ApiKey,
             consumer_id: Some(consumer.id.as_str().into()),
             consumer_name: Some(consumer.name.as_str().into()),
             key_id: Some(record.id.clone()),
-            key_status: None,
+            key_status: Some(if record.successor.is_some() {
+                KeyStatus::Retiring
+            } else {
+                KeyStatus::Active
+            }),
             plan: record
                 .plan
                 .as_deref()
                 .or(consumer.plan.as_deref())
                 .map(Arc::from),
             group: consumer.group.as_deref().map(Arc::from),
-            client_ip: None,
         }
     }
 
-    fn anonymous(ip: Option<IpAddr>) -> Self {
+    fn anonymous() -> Self {
         Identity {
             kind: IdentityKind::Anonymous,
             consumer_id: None,
@@ -115,7 +117,6 @@ impl Identity {
             key_status: None,
             plan: None,
             group: None,
-            client_ip: ip,
         }
     }
 }
@@ -591,7 +592,7 @@ impl Authenticator {
         parts: &mut Parts,
         route: &RouteAuthConfig,
         route_name: &str,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         let prepared = self.prepared(route_name, route);
         let ip = client_ip(parts);
         self.authenticate_prepared(parts, route, route_name, &prepared, ip)
@@ -607,7 +608,7 @@ impl Authenticator {
         route: &Arc<RouteAuthConfig>,
         route_name: &str,
         ip: IpAddr,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         let prepared = self.prepared_shared(route_name, route);
         self.authenticate_prepared(parts, route, route_name, &prepared, Some(ip))
             .await
@@ -633,7 +634,7 @@ impl Authenticator {
         prepared: &PreparedAuth,
         route_name: &str,
         ip: IpAddr,
-    ) -> Option<Identity> {
+    ) -> Option<Arc<Identity>> {
         let prepared = &*prepared.0;
         let route = &prepared.config;
         if !route.methods.contains(&AuthMethodKind::ApiKey)
@@ -665,7 +666,7 @@ impl Authenticator {
                 .ok()?;
                 self.service.note_use(entry, status, now_us);
                 tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = status.as_str(), "API key verified");
-                let identity = key_identity(entry, status, Some(ip));
+                let identity = key_identity(entry, status);
                 strip_credential(parts, kind, route);
                 set_identity_headers(parts, prepared, &entry.headers);
                 prepared.count(route_name, AuthOutcome::Ok);
@@ -682,7 +683,7 @@ impl Authenticator {
         route_name: &str,
         prepared: &PreparedRoute,
         ip: Option<IpAddr>,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         let result = self.run(parts, route, route_name, prepared, ip).await;
         let outcome = match &result {
             Ok(id) if id.kind == IdentityKind::Anonymous => AuthOutcome::Anonymous,
@@ -700,7 +701,7 @@ impl Authenticator {
         route_name: &str,
         prepared: &PreparedRoute,
         ip: Option<IpAddr>,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Arc<Identity>, AuthError> {
         let cfg = self.service.config();
         // A client that keeps failing is stopped before any lookup. Only an
         // address whose last failure here tripped the limit can be over it
@@ -738,7 +739,7 @@ impl Authenticator {
                     .map_err(AuthError::limited)?;
             }
             if route.anonymous {
-                return Ok(Identity::anonymous(ip));
+                return Ok(Arc::new(Identity::anonymous()));
             }
             tracing::debug!(route = route_name, client_ip = ?ip, "request without credentials");
             return Err(AuthError::new(
@@ -824,7 +825,7 @@ impl Authenticator {
         prepared: &PreparedRoute,
         text: &str,
         ip: Option<IpAddr>,
-    ) -> Result<(Identity, IdentityHeaders), AuthError> {
+    ) -> Result<(Arc<Identity>, IdentityHeaders), AuthError> {
         let hash = ApiKey::hash_checked(text).map_err(|e: crate::key::KeyFormatError| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = e.as_str(), "malformed API key refused");
             AuthError::new(
@@ -877,7 +878,7 @@ impl Authenticator {
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
         // Built with the keyring entry, so forwarding costs no parsing.
         Ok((
-            key_identity(&verified.entry, verified.status, ip),
+            key_identity(&verified.entry, verified.status),
             verified.entry.headers.clone(),
         ))
     }
@@ -890,7 +891,7 @@ impl Authenticator {
         prepared: &PreparedRoute,
         token: &str,
         ip: Option<IpAddr>,
-    ) -> Result<(Identity, IdentityHeaders), AuthError> {
+    ) -> Result<(Arc<Identity>, IdentityHeaders), AuthError> {
         let Some(cfg) = &route.jwt else {
             return Err(misconfigured());
         };
@@ -949,7 +950,6 @@ impl Authenticator {
             key_status: None,
             plan: verifier.plan().map(Arc::from),
             group: None,
-            client_ip: ip,
         };
         let headers = IdentityHeaders::new(
             identity.consumer_id.as_deref(),
@@ -957,7 +957,7 @@ impl Authenticator {
             None,
             identity.plan.as_deref(),
         );
-        Ok((identity, headers))
+        Ok((Arc::new(identity), headers))
     }
 }
 
@@ -1090,13 +1090,11 @@ fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthCo
     }
 }
 
-/// The identity of a verified key's request: the entry's, plus the key's
-/// state and the client address.
-fn key_identity(entry: &KeyEntry, status: KeyStatus, ip: Option<IpAddr>) -> Identity {
-    let mut identity = entry.identity.clone();
-    identity.key_status = Some(status);
-    identity.client_ip = ip;
-    identity
+/// The identity of a verified key's request: the entry's, whose state is
+/// the one a working key has (see [`Identity::for_key`]).
+fn key_identity(entry: &KeyEntry, status: KeyStatus) -> Arc<Identity> {
+    debug_assert_eq!(entry.identity.key_status, Some(status));
+    entry.identity.clone()
 }
 
 /// Identity headers come only from us; drops any the client sent. Most

@@ -34,7 +34,7 @@ pub struct KeyEntry {
     /// here rather than parsed on every request.
     pub(crate) headers: IdentityHeaders,
     /// The identity a request with this key gets, likewise built once.
-    pub(crate) identity: Identity,
+    pub(crate) identity: Arc<Identity>,
     /// What [`KeyRecord::status`] needs, as plain values: the hot path
     /// compares microseconds instead of calendar dates.
     revoked: bool,
@@ -51,7 +51,7 @@ impl KeyEntry {
     pub(crate) fn new(record: KeyRecord, consumer: Arc<Consumer>) -> Self {
         KeyEntry {
             headers: IdentityHeaders::for_key(&record, &consumer),
-            identity: Identity::for_key(&record, &consumer),
+            identity: Arc::new(Identity::for_key(&record, &consumer)),
             revoked: record.revoked_at.is_some(),
             retiring: record.successor.is_some(),
             expires_us: record

@@ -60,7 +60,13 @@ async fn auth_with(
     route: &RouteAuthConfig,
     token: &str,
     extra: &[(&str, &str)],
-) -> Result<(gateway_keys::auth::Identity, http::request::Parts), gateway_keys::auth::AuthError> {
+) -> Result<
+    (
+        std::sync::Arc<gateway_keys::auth::Identity>,
+        http::request::Parts,
+    ),
+    gateway_keys::auth::AuthError,
+> {
     let mut b = Request::builder()
         .method(Method::GET)
         .uri("/me")

@@ -158,7 +158,7 @@ pub struct RequestContext {
     /// The error code if the gateway answered itself.
     pub error: Option<Cow<'static, str>>,
     /// Who is calling, once authenticated.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// Plan limit state, returned as `RateLimit-*` headers.
     pub rate_limit: Option<RateLimitInfo>,
     // For the access log; shared with the request, copied only when a
