@@ -197,14 +197,21 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
-echo "| proxied 1 KiB, median of $ROUNDS interleaved rounds | requests/s | p99 | vs no features | rounds (req/s) |"
-echo "| --- | ---: | ---: | ---: | --- |"
+# Two views of a feature's cost: the ratio of the medians, and the median
+# of each round's own ratio (a round's cases run back to back, so the
+# latter is less moved by drift over the run).
+echo "| proxied 1 KiB, median of $ROUNDS interleaved rounds | requests/s | p99 | vs no features | median of per-round changes | rounds (req/s) |"
+echo "| --- | ---: | ---: | ---: | ---: | --- |"
 for c in plain auth mirror floor floor_mirror; do
   m=$(median <<<"${RPS[$c]}")
-  case $c in floor*) base=$(median <<<"${RPS[floor]}");; *) base=$(median <<<"${RPS[plain]}");; esac
+  case $c in floor*) b=floor;; *) b=plain;; esac
+  base=$(median <<<"${RPS[$b]}")
+  per_round=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS[$c]}" | grep .) <(tr ' ' '\n' <<<"${RPS[$b]}" | grep .) \
+    | awk '{printf "%.4f ", ($1 / $2 - 1) * 100}' | median)
   label=$(case $c in plain) echo "gatehouse, no features";; auth) echo "gatehouse, API key auth";; mirror) echo "gatehouse, mirroring 100%";;
     floor) echo "minimal hyper proxy (floor)";; floor_mirror) echo "floor, every GET sent twice";; esac)
-  row "$label" "$m" "$(median <<<"${P99[$c]}") ms" "$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')" "${RPS[$c]% }"
+  row "$label" "$m" "$(median <<<"${P99[$c]}") ms" "$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')" \
+    "$(awk -v p="$per_round" 'BEGIN {printf "%+.1f%%", p}')" "${RPS[$c]% }"
 done
 echo
 echo "dark launch after the run (mirrored = compared; the rest dropped or skipped):"

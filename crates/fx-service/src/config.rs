@@ -235,7 +235,16 @@ impl FxServiceConfig {
 
     /// Parses TOML text and validates it.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        let cfg: FxServiceConfig = toml::from_str(text)?;
+        // Names the key as well as the line: `providers[1].interval: ...`.
+        let cfg: FxServiceConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                match path.as_str() {
+                    "." => anyhow::anyhow!("{inner}"),
+                    _ => anyhow::anyhow!("{path}: {inner}"),
+                }
+            })?;
         cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(cfg)
     }
@@ -401,6 +410,12 @@ interval = "30m"
             .to_string()
             .contains("base_path"));
         assert!(FxServiceConfig::from_toml("base_path = \"/fx\"").is_ok());
+        // A value of the wrong type is named by its key as well as located.
+        let e = FxServiceConfig::from_toml("max_range_days = 30\nimport_bundled = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("import_bundled: "), "{e}");
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]

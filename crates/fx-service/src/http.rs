@@ -983,7 +983,7 @@ async fn convert(
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    gateway_core::json::from_slice(body).map_err(|e| {
         ApiError(
             gateway_core::Problem::new(
                 StatusCode::BAD_REQUEST,

@@ -60,21 +60,28 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
 /// Parses and validates config text; `origin` names it in messages.
 pub fn load_str(source: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
-    let config: Config = toml::from_str(source).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|span| locate::line_col(source, span.start))
-            .unwrap_or((0, 0));
-        ConfigError::Invalid {
-            file: origin.to_string(),
-            issues: vec![Issue {
-                line,
-                column,
-                path: String::new(),
-                message: e.message().trim().to_string(),
-            }],
-        }
-    })?;
+    // The key path is tracked as serde walks the file, so a value of the
+    // wrong type or an unknown key is named (`routes[1].timeout`), not only
+    // located.
+    let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(source))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
+            let (line, column) = e
+                .span()
+                .map(|span| locate::line_col(source, span.start))
+                .unwrap_or((0, 0));
+            ConfigError::Invalid {
+                file: origin.to_string(),
+                issues: vec![Issue {
+                    line,
+                    column,
+                    // `.` is the root: a syntax error, or a missing top-level key.
+                    path: if path == "." { String::new() } else { path },
+                    message: e.message().trim().to_string(),
+                }],
+            }
+        })?;
     let raw = validate::validate(&config);
     if !raw.is_empty() {
         let issues = locate::locate_all(source, raw);

@@ -46,19 +46,28 @@ fn good_config_loads_with_defaults() {
 #[test]
 fn unknown_key_names_line_and_key() {
     let src = GOOD.replace("timeout = \"5s\"", "timeout = \"5s\"\ntimeuot = \"1s\"");
-    check_err(&src, &["gh.toml:18:1: unknown field `timeuot`"]);
+    check_err(
+        &src,
+        &["gh.toml:18:1: routes[0].timeuot: unknown field `timeuot`"],
+    );
 }
 
 #[test]
 fn bad_duration_names_line() {
     let src = GOOD.replace("timeout = \"5s\"", "timeout = \"5 parsecs\"");
-    check_err(&src, &["gh.toml:17:11:", "expected a duration"]);
+    check_err(
+        &src,
+        &["gh.toml:17:11: routes[0].timeout:", "expected a duration"],
+    );
 }
 
 #[test]
 fn bad_size_names_line() {
     let src = GOOD.replace("\"1MiB\"", "\"1 furlong\"");
-    check_err(&src, &["gh.toml:18:12:", "unknown unit"]);
+    check_err(
+        &src,
+        &["gh.toml:18:12: routes[0].max_body:", "unknown unit"],
+    );
 }
 
 #[test]
@@ -133,6 +142,19 @@ fn template_and_rewrite_are_checked() {
 #[test]
 fn syntax_error_names_line() {
     check_err("[[routes]\nname = 1", &["gh.toml:1:"]);
+}
+
+#[test]
+fn value_of_the_wrong_type_names_its_key() {
+    let src = format!("{GOOD}\n[clusters.fx.retry]\nattempts = \"three\"\n");
+    check_err(
+        &src,
+        &["gh.toml:21:12: clusters.fx.retry.attempts: invalid type: string \"three\", expected u32"],
+    );
+    check_err(
+        "[[listeners]]\nbind = 5\n",
+        &["gh.toml:2:8: listeners[0].bind: invalid type: integer `5`, expected socket address"],
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod clock;
+pub mod json;
 pub mod problem;
 pub mod size;
 

@@ -109,7 +109,7 @@ fn parse_body<T: DeserializeOwned + Default>(
             ))
         };
     }
-    serde_json::from_slice(body)
+    gateway_core::json::from_slice(body)
         .map_err(|e| bad_request("invalid_request", format!("invalid JSON body: {e}")))
 }
 

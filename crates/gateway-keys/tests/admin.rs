@@ -258,6 +258,20 @@ async fn bad_admin_requests_get_clear_problem_json() {
         assert_eq!(h["content-type"], "application/problem+json");
         assert!(!v["detail"].as_str().unwrap().is_empty());
     }
+    // A body of the wrong shape names the field at fault.
+    let (st, _, v) = call(
+        &app,
+        "POST",
+        "/v1/keys",
+        Some(json!({"owner": "acme", "scopes": ["route:orders", 7]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("invalid JSON body: `scopes[1]`: invalid type: integer `7`"),
+        "{detail}"
+    );
     let (st, _, _) = call(&app, "POST", &format!("/v1/keys/{id}/revoke"), None).await;
     assert_eq!(st, StatusCode::OK);
     let (st, _, v) = call(&app, "POST", &format!("/v1/keys/{id}/revoke"), None).await;

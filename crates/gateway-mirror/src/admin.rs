@@ -63,7 +63,7 @@ async fn list(State(e): State<Arc<MirrorEngine>>) -> impl IntoResponse {
 }
 
 async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Response, ApiError> {
-    let cfg: LaunchConfig = serde_json::from_slice(&body).map_err(|err| {
+    let cfg: LaunchConfig = gateway_core::json::from_slice(&body).map_err(|err| {
         ApiError(Problem::new(
             StatusCode::BAD_REQUEST,
             "shadow_bad_request",
