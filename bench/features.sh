@@ -44,23 +44,13 @@ FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh"
 head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
 head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
-cat > "$WORK/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/up/logs/error.log warn;
-pid $WORK/up/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
+nginx_conf "$WORK/up" "  server {
     listen $UP;
     root $WORK/up/www;
     default_type application/json;
-    add_header Cache-Control "public, max-age=3600";
-    location ~ ^/[a-z]+/(.*)$ { try_files /\$1 =404; }
-  }
-}
-CONF
+    add_header Cache-Control \"public, max-age=3600\";
+    location ~ ^/[a-z]+/(.*)\$ { try_files /\$1 =404; }
+  }"
 # The candidate of the dark launch: the same files from a second nginx on
 # wrk's core. In production the candidate runs on its own machines; here
 # that keeps its work off the gateway's core, so the mirroring figure is
@@ -68,15 +58,7 @@ CONF
 mkdir -p "$WORK/cand/logs"
 sed -e "s#$WORK/up/logs#$WORK/cand/logs#; s#$WORK/up/nginx.pid#$WORK/cand/nginx.pid#; s#listen $UP;#listen $CAND;#" \
   "$WORK/up/nginx.conf" > "$WORK/cand/nginx.conf"
-cat > "$WORK/cache/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/cache/logs/error.log warn;
-pid $WORK/cache/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  proxy_cache_path $WORK/cache/store keys_zone=hot:10m max_size=256m;
+nginx_conf "$WORK/cache" "  proxy_cache_path $WORK/cache/store keys_zone=hot:10m max_size=256m;
   upstream up { server $UP; keepalive 128; }
   server {
     listen $NGX_CACHE;
@@ -84,11 +66,9 @@ http {
       proxy_cache hot;
       proxy_pass http://up;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-CONF
+  }"
 cat > "$WORK/gh/gatehouse.toml" <<CONF
 [gateway]
 watch_config = false

@@ -43,17 +43,7 @@ FLEET_DB="${PG_URL%/*}/$DB"
 
 mkdir -p "$WORK/up/www" "$WORK/up/logs"
 head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
-cat > "$WORK/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/up/logs/error.log warn;
-pid $WORK/up/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen $UP; root $WORK/up/www; location ~ ^/[a-z]+/(.*)$ { try_files /\$1 =404; } }
-}
-CONF
+nginx_conf "$WORK/up" "  server { listen $UP; root $WORK/up/www; location ~ ^/[a-z]+/(.*)\$ { try_files /\$1 =404; } }"
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 
 node_config() { # name port admin-port storage-lines

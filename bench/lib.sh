@@ -20,6 +20,23 @@ bench_workdir() {
   chmod 755 "$WORK"
 }
 
+# nginx_conf DIR HTTP_BODY: writes DIR/nginx.conf, one worker with logs and
+# pid in DIR (DIR/logs must exist), no access log, keep-alive without end;
+# HTTP_BODY goes inside `http { }` (the servers, upstreams, cache paths).
+nginx_conf() {
+  cat > "$1/nginx.conf" <<CONF
+worker_processes 1;
+error_log $1/logs/error.log warn;
+pid $1/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$2
+}
+CONF
+}
+
 # build_gatehouse: a release build; sets GATEHOUSE_BIN. A GATEHOUSE_BIN set
 # by the caller is used as it is (A/B runs of two builds).
 build_gatehouse() {

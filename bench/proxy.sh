@@ -35,39 +35,19 @@ FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/px/logs"
 head -c 64 /dev/zero | tr '\0' 's' > "$WORK/up/www/small"
 head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
-cat > "$WORK/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/up/logs/error.log warn;
-pid $WORK/up/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }
-}
-CONF
-cat > "$WORK/px/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/px/logs/error.log warn;
-pid $WORK/px/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream up { server $UP; keepalive 128; }
+nginx_conf "$WORK/up" "  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }"
+nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
   server {
     listen $NGX;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_buffering on;
     }
-  }
-}
-CONF
+  }"
 cat > "$WORK/gatehouse.toml" <<CONF
 [gateway]
 watch_config = false
