@@ -7,6 +7,8 @@
 //!   (`application/problem+json`, RFC 9457), with a stable `code`.
 //! - [`clock::Clock`]: an injectable source of wall-clock time, so key
 //!   expiry, quote expiry and cache freshness are testable without sleeping.
+//! - [`json::from_slice`]: how admin APIs read JSON bodies, so a bad one
+//!   is refused naming the field at fault, the same way everywhere.
 
 pub mod body;
 pub mod clock;
