@@ -86,6 +86,30 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Drops state that no longer limits anything (a full bucket). Called
     /// periodically; the default does nothing.
     async fn prune(&self, _now: DateTime<Utc>) {}
+    /// [`Self::check`] for `key` and, only when that allows, one use of the
+    /// quota `windows` of `quota_subject`, decided in one step: a limiter
+    /// in a shared store saves a round trip per request whose plan has both.
+    /// It must count quotas where the fleet's [`SharedQuotas`] does, and is
+    /// only asked when there are some. `None` (the default, or the store is
+    /// unreachable): the caller asks [`Self::check`] and the quotas apart.
+    async fn check_with_quotas(
+        &self,
+        _key: &str,
+        _rate: Rate,
+        _quota_subject: &str,
+        _windows: &[QuotaCount],
+    ) -> Option<RateAndQuotas> {
+        None
+    }
+}
+
+/// What [`RateLimiter::check_with_quotas`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateAndQuotas {
+    /// The rate decision.
+    pub rate: RateDecision,
+    /// The quotas' outcome; `None` when the rate refused (nothing counted).
+    pub quotas: Option<SharedQuotaOutcome>,
 }
 
 /// The in-memory GCRA limiter.
@@ -608,12 +632,31 @@ impl Limits {
         if let Some(q) = plan.quota_total {
             windows.push((QuotaWindow::Total, q));
         }
+        // With a fleet's shared counters, a plan that has both kinds of
+        // limit asks the limiter for both at once (one round trip).
+        let counts = (!windows.is_empty() && self.shared_quotas.is_some())
+            .then(|| self.quota_counts(&subject.quota_key, &windows, now));
+        let mut joint_quotas = None;
         if let Some(per_second) = plan.rate_per_second {
             let rate = Rate {
                 per_second,
                 burst: plan.effective_burst(),
             };
-            let d = self.limiter.check(&subject.rate_key, rate, now).await;
+            let joint = match &counts {
+                Some(counts) => {
+                    self.limiter
+                        .check_with_quotas(&subject.rate_key, rate, &subject.quota_key, counts)
+                        .await
+                }
+                None => None,
+            };
+            let d = match joint {
+                Some(j) => {
+                    joint_quotas = j.quotas;
+                    j.rate
+                }
+                None => self.limiter.check(&subject.rate_key, rate, now).await,
+            };
             info.merge(
                 u64::from(rate.burst),
                 u64::from(d.remaining),
@@ -634,10 +677,21 @@ impl Limits {
             }
         }
         if !windows.is_empty() {
-            if let Err(l) = self
-                .consume_quotas(&subject.quota_key, &windows, now, &mut info)
-                .await
-            {
+            let consumed = match (joint_quotas, &counts) {
+                (Some(outcome), Some(counts)) => self.apply_shared(
+                    &subject.quota_key,
+                    &windows,
+                    counts,
+                    outcome,
+                    now,
+                    &mut info,
+                ),
+                _ => {
+                    self.consume_quotas(&subject.quota_key, &windows, counts, now, &mut info)
+                        .await
+                }
+            };
+            if let Err(l) = consumed {
                 metrics::counter!("gatehouse_ratelimit_total", "outcome" => "quota_exhausted")
                     .increment(1);
                 return Err(l);
@@ -647,17 +701,15 @@ impl Limits {
         Ok(info)
     }
 
-    async fn consume_quotas(
+    /// The shared counters' view of `windows` for `subject`, seeded with
+    /// what this node knows.
+    fn quota_counts(
         &self,
         subject: &str,
         windows: &[(QuotaWindow, u64)],
         now: DateTime<Utc>,
-        info: &mut RateLimitInfo,
-    ) -> Result<(), Limited> {
-        let Some(shared) = &self.shared_quotas else {
-            return self.quotas.consume(subject, windows, now, info);
-        };
-        let counts: Vec<QuotaCount> = windows
+    ) -> Vec<QuotaCount> {
+        windows
             .iter()
             .map(|(window, limit)| QuotaCount {
                 window: *window,
@@ -666,9 +718,40 @@ impl Limits {
                 ttl_secs: window.reset_secs(now),
                 seed: self.quotas.used(subject, *window, now),
             })
-            .collect();
+            .collect()
+    }
+
+    async fn consume_quotas(
+        &self,
+        subject: &str,
+        windows: &[(QuotaWindow, u64)],
+        counts: Option<Vec<QuotaCount>>,
+        now: DateTime<Utc>,
+        info: &mut RateLimitInfo,
+    ) -> Result<(), Limited> {
+        let Some(shared) = &self.shared_quotas else {
+            return self.quotas.consume(subject, windows, now, info);
+        };
+        let counts = counts.unwrap_or_else(|| self.quota_counts(subject, windows, now));
         match shared.consume(subject, &counts).await {
-            Some(SharedQuotaOutcome::Counted(used)) => {
+            Some(outcome) => self.apply_shared(subject, windows, &counts, outcome, now, info),
+            None => self.quotas.consume(subject, windows, now, info),
+        }
+    }
+
+    /// Takes what the shared counters decided: records an admitted use in
+    /// the local book (the durable record) and sets the headers' state.
+    fn apply_shared(
+        &self,
+        subject: &str,
+        windows: &[(QuotaWindow, u64)],
+        counts: &[QuotaCount],
+        outcome: SharedQuotaOutcome,
+        now: DateTime<Utc>,
+        info: &mut RateLimitInfo,
+    ) -> Result<(), Limited> {
+        match outcome {
+            SharedQuotaOutcome::Counted(used) => {
                 self.quotas.record(subject, windows, now);
                 for (c, used) in counts.iter().zip(used) {
                     let remaining =
@@ -683,7 +766,7 @@ impl Limits {
                 }
                 Ok(())
             }
-            Some(SharedQuotaOutcome::Exhausted { index, .. }) => {
+            SharedQuotaOutcome::Exhausted { index, .. } => {
                 let c = &counts[index.min(counts.len() - 1)];
                 let mut info = info.clone();
                 info.merge(
@@ -698,7 +781,6 @@ impl Limits {
                     info,
                 })
             }
-            None => self.quotas.consume(subject, windows, now, info),
         }
     }
 

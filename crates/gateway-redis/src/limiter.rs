@@ -17,12 +17,21 @@
 //! at most one decision per [`PROBE_INTERVAL`](crate::PROBE_INTERVAL) tries
 //! Redis; the heartbeat also re-checks every beat. The first successful call
 //! switches back to shared mode.
+//!
+//! **Rate and quotas in one call.** For a plan with both, the limiter also
+//! decides the plan's quota windows ([`RateLimiter::check_with_quotas`]):
+//! one script runs the GCRA decision and, only when it admits, the quota
+//! counting of [`RedisQuotas`](crate::RedisQuotas) on the same counters,
+//! so such a request costs one round trip instead of two. The outcome is
+//! the same as the two calls in a row, made atomically.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gateway_keys::ratelimit::{GcraLimiter, Rate, RateDecision, RateLimiter};
+use gateway_keys::ratelimit::{
+    GcraLimiter, QuotaCount, Rate, RateAndQuotas, RateDecision, RateLimiter,
+};
 use redis::Script;
 
 use crate::error::RedisError;
@@ -77,6 +86,39 @@ return {1, remaining, new_tat - now, 0, now}
 "
 );
 
+/// [`CHECK_LUA`] followed, when it admits, by the quota counting of
+/// `CONSUME_LUA` (crate::quotas) on KEYS[2..], with their arguments from
+/// ARGV[3] on. Returns the rate's five numbers, then (when admitted) the
+/// quota reply: `0, used...` or `index, used`.
+const JOINT_LUA: &str = concat!(
+    gcra_decision_lua!(),
+    r"
+local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
+local out = {1, remaining, new_tat - now, 0, now}
+for i = 2, #KEYS do
+  local a = (i - 2) * 3 + 3
+  local limit = tonumber(ARGV[a])
+  local seed = tonumber(ARGV[a + 1])
+  local ttl = tonumber(ARGV[a + 2])
+  if redis.call('SET', KEYS[i], seed, 'NX') and ttl > 0 then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+  local used = tonumber(redis.call('GET', KEYS[i]))
+  if used >= limit then
+    out[6] = i - 1
+    out[7] = used
+    return out
+  end
+end
+out[6] = 0
+for i = 2, #KEYS do
+  out[i + 5] = redis.call('INCR', KEYS[i])
+end
+return out
+"
+);
+
 /// Whether a decision counts the event or only looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -99,6 +141,7 @@ pub struct RedisRateLimiter {
     state: RedisState,
     check_script: Script,
     peek_script: Script,
+    joint_script: Script,
     local: GcraLimiter,
     in_fallback: AtomicBool,
     fallback_decisions: AtomicU64,
@@ -120,6 +163,7 @@ impl RedisRateLimiter {
             state,
             check_script: Script::new(CHECK_LUA),
             peek_script: Script::new(PEEK_LUA),
+            joint_script: Script::new(JOINT_LUA),
             local: GcraLimiter::new(),
             in_fallback: AtomicBool::new(false),
             fallback_decisions: AtomicU64::new(0),
@@ -210,6 +254,58 @@ impl RedisRateLimiter {
         }
     }
 
+    /// One shared decision of the rate and, when it admits, the quotas
+    /// (see the module docs), no fallback. For tests and diagnostics.
+    pub async fn check_with_quotas_shared(
+        &self,
+        subject: &str,
+        rate: Rate,
+        quota_subject: &str,
+        windows: &[QuotaCount],
+    ) -> Result<RateAndQuotas, RedisError> {
+        const OP: &str = "ratelimit_quota_check";
+        let (t, tau) = gcra_params(rate);
+        let mut invocation = self.joint_script.prepare_invoke();
+        invocation.key(self.bucket_key(subject)).arg(t).arg(tau);
+        crate::quotas::add_counters(&mut invocation, &self.state, quota_subject, windows);
+        let reply: Vec<i64> = self
+            .state
+            .call(OP, self.state.config().op_timeout, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        let parsed = match reply.as_slice() {
+            &[0, remaining, reset_us, retry_after_us, _now] => Some((
+                RateDecision {
+                    allowed: false,
+                    remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                    reset_us,
+                    retry_after_us,
+                },
+                None,
+            )),
+            [1, remaining, reset_us, retry_after_us, _now, quotas @ ..] => {
+                crate::quotas::parse_reply(quotas, windows.len()).map(|q| {
+                    (
+                        RateDecision {
+                            allowed: true,
+                            remaining: u32::try_from((*remaining).max(0)).unwrap_or(u32::MAX),
+                            reset_us: *reset_us,
+                            retry_after_us: *retry_after_us,
+                        },
+                        Some(q),
+                    )
+                })
+            }
+            _ => None,
+        };
+        let (rate, quotas) = parsed.ok_or_else(|| RedisError::Protocol {
+            op: OP,
+            detail: format!("unexpected rate and quota reply {reply:?}"),
+        })?;
+        Ok(RateAndQuotas { rate, quotas })
+    }
+
     async fn decide(
         &self,
         subject: &str,
@@ -282,6 +378,35 @@ impl RateLimiter for RedisRateLimiter {
     /// themselves (PX at the reset time).
     async fn prune(&self, now: DateTime<Utc>) {
         self.local.prune(now).await;
+    }
+
+    /// Rate and quotas in one script (see the module docs). `None` when
+    /// Redis is unreachable: the caller then decides both apart, and
+    /// locally while Redis stays down.
+    async fn check_with_quotas(
+        &self,
+        key: &str,
+        rate: Rate,
+        quota_subject: &str,
+        windows: &[QuotaCount],
+    ) -> Option<RateAndQuotas> {
+        if windows.is_empty() || !self.state.should_try() {
+            return None;
+        }
+        match self
+            .check_with_quotas_shared(key, rate, quota_subject, windows)
+            .await
+        {
+            Ok(decided) => {
+                self.state.mark_up();
+                self.leave_fallback();
+                Some(decided)
+            }
+            Err(e) => {
+                self.state.mark_down(&e);
+                None
+            }
+        }
     }
 }
 

@@ -72,7 +72,7 @@ impl RedisQuotas {
 
     /// The Redis key of `subject`'s counter for `period`.
     pub fn counter_key(&self, subject: &str, period: &str) -> String {
-        self.state.key(&format!("quota:{subject}:{period}"))
+        counter_key(&self.state, subject, period)
     }
 
     /// One shared decision, no fallback (for tests and diagnostics).
@@ -83,38 +83,58 @@ impl RedisQuotas {
     ) -> Result<SharedQuotaOutcome, RedisError> {
         const OP: &str = "quota_consume";
         let mut invocation = self.script.prepare_invoke();
-        for w in windows {
-            let ttl_ms = w
-                .ttl_secs
-                .map(|s| (s + TTL_GRACE_SECS).saturating_mul(1000))
-                .unwrap_or(0);
-            invocation
-                .key(self.counter_key(subject, &w.period))
-                .arg(w.limit)
-                .arg(w.seed.max(0))
-                .arg(ttl_ms);
-        }
+        add_counters(&mut invocation, &self.state, subject, windows);
         let reply: Vec<i64> = self
             .state
             .call(OP, self.state.config().op_timeout, |mut c| async move {
                 invocation.invoke_async(&mut c).await
             })
             .await?;
-        match reply.as_slice() {
-            [0, used @ ..] if used.len() == windows.len() => {
-                Ok(SharedQuotaOutcome::Counted(used.to_vec()))
-            }
-            &[index, used] if index >= 1 && (index as usize) <= windows.len() => {
-                Ok(SharedQuotaOutcome::Exhausted {
-                    index: index as usize - 1,
-                    used,
-                })
-            }
-            other => Err(RedisError::Protocol {
-                op: OP,
-                detail: format!("unexpected quota reply {other:?}"),
-            }),
+        parse_reply(&reply, windows.len()).ok_or_else(|| RedisError::Protocol {
+            op: OP,
+            detail: format!("unexpected quota reply {reply:?}"),
+        })
+    }
+}
+
+fn counter_key(state: &RedisState, subject: &str, period: &str) -> String {
+    state.key(&format!("quota:{subject}:{period}"))
+}
+
+/// Adds one counter per window to a script call: its key, and as
+/// arguments its `limit`, `seed` and `ttl_ms` (0 for none), the layout of
+/// [`CONSUME_LUA`] (and of the quota part of the limiter's joint script).
+pub(crate) fn add_counters(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    state: &RedisState,
+    subject: &str,
+    windows: &[QuotaCount],
+) {
+    for w in windows {
+        let ttl_ms = w
+            .ttl_secs
+            .map(|s| (s + TTL_GRACE_SECS).saturating_mul(1000))
+            .unwrap_or(0);
+        invocation
+            .key(counter_key(state, subject, &w.period))
+            .arg(w.limit)
+            .arg(w.seed.max(0))
+            .arg(ttl_ms);
+    }
+}
+
+/// Reads `{0, used...}` (counted in each of `n` windows) or `{index, used}`
+/// (1-based: the first window used up); `None` for anything else.
+pub(crate) fn parse_reply(reply: &[i64], n: usize) -> Option<SharedQuotaOutcome> {
+    match reply {
+        [0, used @ ..] if used.len() == n => Some(SharedQuotaOutcome::Counted(used.to_vec())),
+        &[index, used] if index >= 1 && (index as usize) <= n => {
+            Some(SharedQuotaOutcome::Exhausted {
+                index: index as usize - 1,
+                used,
+            })
         }
+        _ => None,
     }
 }
 
