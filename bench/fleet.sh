@@ -5,7 +5,10 @@
 #   - three nodes on one PostgreSQL and one Redis with the load split across
 #     them (one wrk per node, connections divided) vs one node.
 #
-#   bench/fleet.sh [duration-seconds] [connections]
+#   [QUOTA_PER_DAY=N] bench/fleet.sh [duration-seconds] [connections]
+#
+# The plan has a rate limit; QUOTA_PER_DAY adds a daily quota to it (with
+# Redis, both are then decided in one call per request).
 #
 # Needs PostgreSQL and Redis as in .ci/run (GATEHOUSE_TEST_POSTGRES_URL,
 # GATEHOUSE_TEST_REDIS_URL). wrk runs on CPU 0; the upstream nginx, every
@@ -65,6 +68,7 @@ $4
 [plans.bench]
 rate_per_second = 10000000.0
 burst = 10000000
+${QUOTA_PER_DAY:+quota_per_day = $QUOTA_PER_DAY}
 [clusters.up]
 targets = ["$UP"]
 [[routes]]
