@@ -141,19 +141,21 @@ pub(crate) fn parse_reply(reply: &[i64], n: usize) -> Option<SharedQuotaOutcome>
 #[async_trait]
 impl SharedQuotas for RedisQuotas {
     async fn consume(&self, subject: &str, windows: &[QuotaCount]) -> Option<SharedQuotaOutcome> {
-        if windows.is_empty() || !self.state.should_try() {
+        if windows.is_empty() {
             return None;
         }
-        match self.consume_shared(subject, windows).await {
-            Ok(outcome) => {
-                self.state.mark_up();
-                Some(outcome)
-            }
-            Err(e) => {
-                self.state.mark_down(&e);
-                metrics::counter!("gatehouse_quota_fallback_total").increment(1);
-                None
+        if self.state.should_try() {
+            match self.consume_shared(subject, windows).await {
+                Ok(outcome) => {
+                    self.state.mark_up();
+                    return Some(outcome);
+                }
+                Err(e) => self.state.mark_down(&e),
             }
         }
+        // Every decision the caller now takes locally is counted, also
+        // while Redis is known down (as the rate limiter counts its own).
+        metrics::counter!("gatehouse_quota_fallback_total").increment(1);
+        None
     }
 }
