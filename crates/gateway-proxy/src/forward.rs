@@ -67,16 +67,7 @@ impl Forward {
         } else {
             None
         };
-        // Host: HTTP/2 clients send `:authority` instead of `Host`.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(v) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, v);
-            }
-        }
+        // `Host` is the request's one authority, settled by `route`.
         // A `Host` that is not visible ASCII is not repeated in `X-Forwarded-Host`.
         let original_host = parts
             .headers

@@ -11,6 +11,7 @@
 //! calls [`Running::run_until_signal`], tests call [`Running::shutdown`].
 
 pub mod admin;
+mod authority;
 mod body;
 mod forward;
 pub mod gateway;

@@ -169,26 +169,6 @@ pub struct RequestContext {
     user_agent: Option<HeaderValue>,
 }
 
-/// The `Host` a request is for, without port, lower-cased.
-fn request_host<B>(req: &Request<B>) -> String {
-    let raw = match req.uri().authority() {
-        Some(a) => a.host(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| {
-                // Strip the port; keep bracketed IPv6 literals whole.
-                match h.rfind(':') {
-                    Some(i) if !h[i..].contains(']') => &h[..i],
-                    _ => h,
-                }
-            })
-            .unwrap_or_default(),
-    };
-    raw.to_ascii_lowercase()
-}
-
 impl Gateway {
     /// Serves one client request through every phase.
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
@@ -438,7 +418,8 @@ impl Gateway {
             request_id: headers::request_id(req.headers()),
             trace: TraceContext::from_headers(req.headers()),
             client_ip: headers::client_ip(req.headers(), conn.peer.ip(), trust),
-            host: request_host(req),
+            // Set by `route` once the request's one authority is settled.
+            host: String::new(),
             matched: None,
             error: None,
             identity: None,
@@ -450,13 +431,23 @@ impl Gateway {
         }
     }
 
-    /// Phase 2: normalise the path and find the route.
+    /// Phase 2: settle the one authority, normalise the path and find the
+    /// route.
     fn route(
         &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         ctx: &mut RequestContext,
         snapshot: &Snapshot,
     ) -> Result<Request<Body>, Problem> {
+        let (mut parts, body) = req.into_parts();
+        match crate::authority::settle(&mut parts) {
+            Ok(authority) => ctx.host = authority.host,
+            Err(problem) => {
+                ctx.error = Some(Cow::Borrowed("bad_host"));
+                return Err(problem);
+            }
+        }
+        let mut req = Request::from_parts(parts, body);
         let path = req.uri().path();
         let Some(normalized) = headers::normalize_path(path) else {
             ctx.error = Some(Cow::Borrowed("bad_path"));
@@ -597,7 +588,12 @@ impl Gateway {
 fn is_upstream_error(code: &str) -> bool {
     !matches!(
         code,
-        "route_not_found" | "bad_path" | "body_too_large" | "overloaded" | "unknown_upstream"
+        "route_not_found"
+            | "bad_host"
+            | "bad_path"
+            | "body_too_large"
+            | "overloaded"
+            | "unknown_upstream"
     )
 }
 

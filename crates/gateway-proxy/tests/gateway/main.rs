@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod authority;
 mod cache;
 mod keys;
 mod protocols;
