@@ -11,10 +11,11 @@
 # Redis, both are then decided in one call per request).
 #
 # Needs PostgreSQL and Redis as in .ci/run (GATEHOUSE_TEST_POSTGRES_URL,
-# GATEHOUSE_TEST_REDIS_URL). wrk runs on CPU 0; the upstream nginx, every
-# Gatehouse node (one worker each) and Redis on CPU 1. With two cores the
-# three-node figure shows what sharing state costs, not horizontal scaling:
-# all nodes compete for one core. Not part of CI.
+# GATEHOUSE_TEST_REDIS_URL). wrk runs on CPU 0; the upstream nginx and every
+# Gatehouse node (one worker each) on CPU 1; Redis and PostgreSQL are not
+# pinned. With two cores the three-node figure shows what sharing state
+# costs, not horizontal scaling: all nodes compete for one core. Not part
+# of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh

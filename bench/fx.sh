@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The fx service under load (issue #3), release build, with wrk:
+# The fx service under load, release build, with wrk:
 #   - first start on an empty SQLite database: import of the bundled ECB
 #     history (until the listener answers), then a restart on the same file;
 #   - a 25-year daily series for every currency, first (computed) and
 #     repeated requests, for several bases;
 #   - conversions per second and latency at CONNS connections: historical
-#     dates, the latest rates, and cross rates with a spread-free mid.
+#     dates and the latest rates; the latest rates table for one base.
 #
 #   bench/fx.sh [duration-seconds] [connections]
 #
