@@ -14,7 +14,9 @@
 //! - [`directives`]: tolerant `Cache-Control`/`Expires`/date parsing.
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
-//! - [`cache`]: the request flow, coalescing and background refresh.
+//! - [`cache`]: [`HttpCache`] and the request flow; its parts are private
+//!   submodules, one job each: lookup, coalescing, admission,
+//!   revalidation, background refresh, invalidation (purges), responses.
 //! - [`status`]: decisions as data, rendered into `Cache-Status`.
 //! - [`stats`]: counters and metrics.
 //! - [`tee`]: streaming a body to the client while storing a copy.
