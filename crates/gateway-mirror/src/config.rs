@@ -491,7 +491,7 @@ impl LaunchConfig {
             }
         }
         for (i, p) in self.compare.ignore_paths.iter().enumerate() {
-            if let Err(e) = crate::compare::PathPattern::parse(p) {
+            if let Err(e) = crate::path::PathPattern::parse(p) {
                 bad(&format!("compare.ignore_paths[{i}]"), e);
             }
         }

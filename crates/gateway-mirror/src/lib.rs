@@ -4,12 +4,16 @@
 //! Pieces, in the order a request meets them:
 //!
 //! - [`config`]: the launch definition (`[[dark_launches]]`, `POST /v1/shadow`).
-//! - [`engine`]: [`MirrorEngine::plan`] (synchronous, on the hot path) and
-//!   [`MirrorPlan::submit`] (after the primary response; never blocks) feed a
-//!   bounded queue drained by a capped set of workers.
+//! - [`engine`]: the [`MirrorEngine`] and the launches' lifecycle. Its parts
+//!   are private modules: `plan` ([`MirrorEngine::plan`], synchronous on the
+//!   hot path, and [`MirrorPlan::submit`], after the primary response, never
+//!   blocking, feed a bounded queue), `worker` (a capped set of workers
+//!   drains it: shadow calls, noise, comparison), `launch` (a launch's shared
+//!   core), `sampling`, `job` and `recorder`.
 //! - [`client`]: the [`ShadowClient`] trait the gateway implements over its
 //!   upstream clusters, plus a plain HTTP implementation for replay and tests.
-//! - [`compare`]: the [`Comparator`] trait and the structural JSON comparator.
+//! - [`compare`]: the [`Comparator`] trait and the structural JSON comparator
+//!   (ignore patterns in the private `path` module).
 //! - [`stats`] and [`verdict`]: bounded per-endpoint statistics, noise model,
 //!   Wilson / Mann-Whitney scoring and the verdict.
 //! - [`store`]: persistence of launches, statistics and examples.
@@ -26,14 +30,21 @@ pub mod compare;
 pub mod config;
 pub mod endpoint;
 pub mod engine;
+mod job;
+mod launch;
 pub mod math;
 pub mod outcome;
+mod path;
+mod plan;
 pub mod record;
+mod recorder;
 pub mod report;
 pub mod runtime;
+mod sampling;
 pub mod stats;
 pub mod store;
 pub mod verdict;
+mod worker;
 
 pub use client::{HttpShadowClient, ShadowClient, ShadowRequest};
 pub use compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation, ObservationError};
