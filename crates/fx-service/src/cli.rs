@@ -5,8 +5,15 @@
 //! SQLite file), so an import is immediately visible to a running service
 //! after its next restart, and `convert` works offline from the bundled
 //! history.
+//!
+//! `import` exits non-zero, naming each row (file:line, date, currency),
+//! when anything in the file was not published as given: a value
+//! quarantined by a plausibility check (now or earlier) or one that differs
+//! from the stored value. `import --correct` replaces stored (or
+//! quarantined) values through audited corrections.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -14,7 +21,11 @@ use fx::money::{parse_amount, AmountLimits};
 use fx::query::{self, ConvertRequest};
 use fx::{CurrencyCode, Format, RoundingMode};
 
-use crate::config::{FxServiceConfig, DEFAULT_DATABASE_URL};
+use fx::review::{CorrectionMeta, ImportMode};
+use fx::store::IngestReport;
+use gateway_core::Clock;
+
+use crate::config::{FxServiceConfig, Secret, DEFAULT_DATABASE_URL};
 use crate::FxService;
 
 /// `gatehouse fx` subcommands.
@@ -66,6 +77,17 @@ pub struct ImportArgs {
     /// Provider name to store it under (default: from the format).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Replace stored (or quarantined) values that differ from the file's
+    /// through audited corrections; the old values are kept as history. A
+    /// quarantined value given unchanged is approved (published).
+    #[arg(long, requires = "reason")]
+    pub correct: bool,
+    /// Why the values are corrected (stored with each correction).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who corrects (default: the `USER` environment variable).
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 /// `convert` options.
@@ -101,6 +123,12 @@ fn load_config(db: &DbArgs) -> anyhow::Result<FxServiceConfig> {
     if let Some(url) = &db.redis {
         cfg.redis_url = Some(url.clone());
     }
+    if let Some(t) = std::env::var("GATEHOUSE_FX_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        cfg.admin_token = Some(Secret(t));
+    }
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
     Ok(cfg)
@@ -117,7 +145,11 @@ pub fn default_provider(format: Format) -> &'static str {
 
 /// Runs a subcommand to completion.
 pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
-    let clock = gateway_core::clock::system();
+    run_with_clock(cmd, gateway_core::clock::system()).await
+}
+
+/// Runs a subcommand with an injected clock (tests).
+pub async fn run_with_clock(cmd: FxCommand, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     match cmd {
         FxCommand::Serve(a) => {
             let mut cfg = load_config(&a.db)?;
@@ -147,22 +179,40 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
             let provider = a
                 .provider
                 .unwrap_or_else(|| default_provider(format).to_string());
+            let mode = if a.correct {
+                ImportMode::Correct(CorrectionMeta {
+                    actor: a
+                        .actor
+                        .clone()
+                        .or_else(|| std::env::var("USER").ok())
+                        .filter(|s| !s.trim().is_empty())
+                        .unwrap_or_else(|| "cli".to_string()),
+                    reason: a.reason.clone().unwrap_or_default(),
+                    via: "cli".to_string(),
+                })
+            } else {
+                ImportMode::Import
+            };
+            if a.correct && a.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                anyhow::bail!("--correct needs a non-empty --reason");
+            }
             let engine = FxService::open_engine(&cfg, clock).await?;
             let fleet = crate::fleet::Fleet::connect(&cfg).await?;
             let started = std::time::Instant::now();
             let report = engine
-                .ingest_bytes(&provider, Some(format), &bytes)
+                .import_bytes(&provider, Some(format), &bytes, &mode)
                 .await
                 .with_context(|| {
                     format!("{} was not imported (nothing was stored)", a.file.display())
                 })?;
+            let changed = report.inserted + report.corrected.len() as u64;
             if let Some(f) = &fleet {
-                if report.inserted > 0 {
+                if changed > 0 {
                     let event = crate::fleet::RatesChanged {
                         provider: provider.clone(),
                         first_fixing: Some(report.first_date),
                         last_fixing: report.last_date,
-                        rows: report.inserted,
+                        rows: changed,
                     };
                     match f.announce(&event).await {
                         Ok(()) => println!("told the fleet on {}", f.channel()),
@@ -174,17 +224,34 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
                 f.shutdown();
             }
             println!(
-                "imported {} ({format}) as provider {provider}: {} new rows, {} already stored, fixings {}..{}, {} ms",
+                "imported {} ({format}) as provider {provider}: {} new rows, {} already stored, {} quarantined, {} conflicting, {} corrected, fixings {}..{}, {} ms",
                 a.file.display(),
                 report.inserted,
                 report.ignored,
+                report.quarantined.len() + report.still_quarantined.len(),
+                report.conflicts.len(),
+                report.corrected.len(),
                 report.first_date,
                 report.last_date,
                 started.elapsed().as_millis()
             );
-            Ok(())
+            let file = a.file.display().to_string();
+            for c in &report.corrected {
+                println!(
+                    "  corrected {}: {} -> {} (was {})",
+                    row_at(&file, &c.row),
+                    c.old,
+                    c.new,
+                    c.was.as_str()
+                );
+            }
+            match review_problems(&file, &report) {
+                Some(problems) => Err(anyhow::anyhow!(problems)),
+                None => Ok(()),
+            }
         }
         FxCommand::Convert(a) => {
+            let clock: Arc<dyn Clock> = clock;
             let cfg = load_config(&a.db)?;
             let from = CurrencyCode::parse(&a.from).context("source currency")?;
             let to = CurrencyCode::parse(&a.to).context("target currency")?;
@@ -236,4 +303,60 @@ pub async fn run(cmd: FxCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `file:line: date currency` (or `file: date currency` without a line).
+fn row_at(file: &str, row: &fx::review::RowRef) -> String {
+    match row.line {
+        Some(l) => format!("{file}:{l}: {} {}", row.date, row.currency),
+        None => format!("{file}: {} {}", row.date, row.currency),
+    }
+}
+
+/// What an import did not publish as given, one row a line; `None` when
+/// everything in the file is published.
+fn review_problems(file: &str, report: &IngestReport) -> Option<String> {
+    if report.is_clean() {
+        return None;
+    }
+    let mut out = String::new();
+    let quarantined: Vec<_> = report
+        .quarantined
+        .iter()
+        .chain(&report.still_quarantined)
+        .collect();
+    if !quarantined.is_empty() {
+        out.push_str(&format!(
+            "{} value(s) quarantined, not published (approve or replace them with `gatehouse fx import --correct --reason ...` or POST /v1/admin/corrections):\n",
+            quarantined.len()
+        ));
+        for q in quarantined {
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                row_at(file, &q.row),
+                q.rate,
+                q.reason
+            ));
+        }
+    }
+    if !report.conflicts.is_empty() {
+        out.push_str(&format!(
+            "{} value(s) differ from the stored ones; nothing was changed for them (use --correct to replace them):\n",
+            report.conflicts.len()
+        ));
+        for c in &report.conflicts {
+            out.push_str(&format!(
+                "  {}: stored {} ({}), new {}{}\n",
+                row_at(file, &c.row),
+                c.stored,
+                c.state.as_str(),
+                c.new,
+                c.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    Some(out.trim_end().to_string())
 }

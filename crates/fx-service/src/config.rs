@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use fx::consensus::ConsensusConfig;
+use fx::plausibility::PlausibilityConfig;
 use fx::spread::SpreadConfig;
 use fx::Format;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,12 @@ pub struct FxServiceConfig {
     pub import_bundled: bool,
     /// How several providers are reconciled.
     pub consensus: ConsensusConfig,
+    /// Bounds beyond which a new provider value is quarantined.
+    pub plausibility: PlausibilityConfig,
+    /// Bearer token of the admin endpoints (`/v1/admin/...`: quarantine,
+    /// corrections). `GATEHOUSE_FX_ADMIN_TOKEN` overrides it. Without
+    /// either the admin endpoints answer 403 `admin_disabled`.
+    pub admin_token: Option<Secret>,
     /// Customer markups.
     pub spread: SpreadConfig,
     /// Soft and hard staleness limits per use.
@@ -83,6 +90,8 @@ impl Default for FxServiceConfig {
             database_schema: None,
             import_bundled: true,
             consensus: ConsensusConfig::default(),
+            plausibility: PlausibilityConfig::default(),
+            admin_token: None,
             spread: SpreadConfig::default(),
             staleness: StalenessConfig::default(),
             quote_ttl: DEFAULT_QUOTE_TTL,
@@ -92,6 +101,17 @@ impl Default for FxServiceConfig {
             redis_url: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
         }
+    }
+}
+
+/// A secret read from the config: never shown by `Debug` (so never in logs).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(\"***\")")
     }
 }
 
@@ -267,6 +287,12 @@ impl FxServiceConfig {
         }
         self.consensus.validate()?;
         self.spread.validate()?;
+        if self.admin_token.as_ref().is_some_and(|t| t.0.is_empty()) {
+            return Err(
+                "admin_token: must not be empty (leave it out to disable the admin endpoints)"
+                    .into(),
+            );
+        }
         for (name, l) in [
             ("rates", self.staleness.rates),
             ("convert", self.staleness.convert),

@@ -212,7 +212,8 @@ impl Fleet {
 
     /// Announces an ingestion if it stored anything.
     pub async fn announce_ingest(&self, provider: &str, report: &IngestReport) {
-        if report.inserted == 0 {
+        let rows = report.inserted + report.corrected.len() as u64;
+        if rows == 0 {
             return;
         }
         let _ = self
@@ -220,7 +221,7 @@ impl Fleet {
                 provider: provider.to_string(),
                 first_fixing: Some(report.first_date),
                 last_fixing: report.last_date,
-                rows: report.inserted,
+                rows,
             })
             .await;
     }

@@ -72,6 +72,14 @@ pub struct ProviderHealth {
     pub last_fixing: Option<NaiveDate>,
     /// Raw rows stored from this provider by this process.
     pub rows_ingested: u64,
+    /// Values from this provider quarantined by this process (implausible
+    /// moves; held back until corrected or approved).
+    pub rows_quarantined: u64,
+    /// Values from this provider that differed from stored ones and were
+    /// not applied, counted by this process.
+    pub rows_conflicting: u64,
+    /// The latest quarantined or conflicting value, described.
+    pub last_review_issue: Option<String>,
     /// Validator for the next conditional GET.
     #[serde(skip)]
     pub etag: Option<String>,
@@ -104,6 +112,9 @@ impl HealthRegistry {
                 consecutive_failures: 0,
                 last_fixing: None,
                 rows_ingested: 0,
+                rows_quarantined: 0,
+                rows_conflicting: 0,
+                last_review_issue: None,
                 etag: None,
                 last_modified: None,
                 stale_after: p.stale_after,
@@ -334,10 +345,30 @@ impl Fetcher {
                     if let Some(f) = &self.fleet {
                         f.announce_ingest(&p.name, &report).await;
                     }
+                    for q in &report.quarantined {
+                        tracing::warn!(provider = %p.name, row = %q.row, rate = %q.rate, reason = %q.reason, "fx provider value quarantined; correct or approve it to publish it");
+                    }
+                    for c in &report.conflicts {
+                        tracing::warn!(provider = %p.name, row = %c.row, stored = %c.stored, new = %c.new, "fx provider value differs from the stored one; not applied");
+                    }
+                    let issue = report
+                        .quarantined
+                        .last()
+                        .map(|q| format!("{} {} quarantined: {}", q.row, q.rate, q.reason))
+                        .or_else(|| {
+                            report.conflicts.last().map(|c| {
+                                format!("{} {} differs from the stored {}", c.row, c.new, c.stored)
+                            })
+                        });
                     self.health.update(&p.name, |h| {
                         h.etag = etag;
                         h.last_modified = lm;
                         h.rows_ingested += report.inserted;
+                        h.rows_quarantined += report.quarantined.len() as u64;
+                        h.rows_conflicting += report.conflicts.len() as u64;
+                        if issue.is_some() {
+                            h.last_review_issue = issue;
+                        }
                         h.last_fixing = h.last_fixing.max(Some(report.last_date));
                     });
                     Ok(FetchOutcome::Ingested {

@@ -76,6 +76,7 @@ impl FxService {
             EngineConfig {
                 consensus: cfg.consensus,
                 import_bundled: cfg.import_bundled,
+                plausibility: cfg.plausibility,
             },
             clock,
         )

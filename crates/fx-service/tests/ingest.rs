@@ -56,6 +56,10 @@ async fn serve() -> (String, Arc<Counters>) {
         .route("/oxr/latest.json", get(|| async { OXR }))
         .route("/frankfurter/latest", get(|| async { FRANK_OUTLIER }))
         .route(
+            "/fixer/latest",
+            get(|| async { FRANK_OUTLIER.replace("\"JPY\":193.25", "\"JPY\":1756.8") }),
+        )
+        .route(
             "/flaky",
             get(|State(c): State<Arc<Counters>>| async move {
                 if c.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
@@ -231,9 +235,40 @@ async fn three_providers_reach_consensus_and_the_outlier_is_flagged() {
     );
     assert_eq!(
         values[1],
-        serde_json::json!({"provider": "frankfurter", "base": "EUR", "rate": "1756.8"})
+        serde_json::json!({"provider": "frankfurter", "base": "EUR", "rate": "193.25"})
     );
     assert_eq!(values[2]["base"], "USD");
+
+    // A fourth provider with JPY off by a factor of ten: the fetch succeeds,
+    // its other values are stored, and JPY is quarantined (counted, never a
+    // source of the consensus).
+    let fixer = provider("fixer", Format::Frankfurter, format!("{base}/fixer/latest"));
+    assert!(matches!(
+        fetcher.fetch_once(&fixer).await.unwrap(),
+        FetchOutcome::Ingested { inserted: 28, .. }
+    ));
+    let h = fetcher
+        .health()
+        .get("fixer", clock_now(&friday_evening()), &Default::default())
+        .unwrap();
+    assert_eq!(h.state, ProviderState::Healthy);
+    assert_eq!((h.rows_quarantined, h.rows_conflicting), (1, 0));
+    let issue = h.last_review_issue.unwrap();
+    assert!(
+        issue.contains("2026-10-30 JPY 1756.8 quarantined"),
+        "{issue}"
+    );
+    let t = engine.table();
+    let jpy = t
+        .latest()
+        .unwrap()
+        .get(CurrencyCode::parse("JPY").unwrap())
+        .unwrap();
+    assert_eq!(jpy.sources.len(), 3);
+    assert!(jpy.sources.iter().all(|s| &*s.provider != "fixer"));
+    let quarantined = engine.store().open_quarantine().await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].provider, "fixer");
 }
 
 #[tokio::test]

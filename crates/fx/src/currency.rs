@@ -98,7 +98,32 @@ impl CurrencyCode {
     pub fn minor_units(&self) -> u32 {
         self.info().minor_units
     }
+
+    /// The day the currency came into being, where Gatehouse knows it
+    /// (currencies introduced since the euro); no rate can be older.
+    pub fn first_day(&self) -> Option<chrono::NaiveDate> {
+        FIRST_DAYS
+            .iter()
+            .find(|(c, ..)| c.as_bytes() == self.0)
+            .and_then(|(_, y, m, d)| chrono::NaiveDate::from_ymd_opt(*y, *m, *d))
+    }
 }
+
+/// Introduction dates of currencies created since 1999: a rate dated
+/// before one of these cannot be genuine.
+const FIRST_DAYS: &[(&str, i32, u32, u32)] = &[
+    ("EUR", 1999, 1, 1),
+    ("TRY", 2005, 1, 1),
+    ("RON", 2005, 7, 1),
+    ("GHS", 2007, 7, 3),
+    ("SSP", 2011, 7, 18),
+    ("ZMW", 2013, 1, 1),
+    ("BYN", 2016, 7, 1),
+    ("MRU", 2018, 1, 1),
+    ("STN", 2018, 1, 1),
+    ("VES", 2018, 8, 20),
+    ("ZWG", 2024, 4, 5),
+];
 
 fn lookup(code: &[u8; 3]) -> Option<&'static CurrencyInfo> {
     CURRENCIES

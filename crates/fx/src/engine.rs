@@ -9,6 +9,12 @@
 //! On first start (no ECB rows in the store) the bundled ECB history is
 //! imported, and the snapshot is built from the parsed batch directly rather
 //! than by reading back what was just written.
+//!
+//! Every other batch is checked first: fixing dates that cannot be genuine
+//! refuse the whole file ([`crate::validity`]); then each value is stored,
+//! quarantined, refused as a conflict or recorded as a correction
+//! ([`crate::admission`], [`crate::review`]), and only published values
+//! reach the table.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,16 +25,22 @@ use gateway_core::Clock;
 use rust_decimal::Decimal;
 use tokio::sync::Mutex;
 
+use crate::admission::{self, Inputs};
 use crate::bundled;
 use crate::consensus::ConsensusConfig;
 use crate::currency::CurrencyCode;
 use crate::error::FxError;
 use crate::money::RoundingMode;
-use crate::parse::{Batch, Format};
+use crate::parse::{Batch, Fixing, Format};
+use crate::plausibility::PlausibilityConfig;
 use crate::query::{self, apply_rate, ConvertRequest};
+use crate::review::{CorrectionMeta, CorrectionRecord, ImportMode, StoredState};
 use crate::staleness::{FixingCalendar, StalenessLimits};
-use crate::store::{AuditEvent, AuditKind, IngestReport, ProviderBatch, QuoteRecord, RateStore};
+use crate::store::{
+    AuditEvent, AuditKind, IngestReport, ProviderBatch, QuoteRecord, RateStore, Reviewed,
+};
 use crate::table::{RateBook, RateTable};
+use crate::validity::DateRefusal;
 
 /// What happened at startup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +82,8 @@ pub struct EngineConfig {
     pub consensus: ConsensusConfig,
     /// Import the bundled ECB history when the store has none.
     pub import_bundled: bool,
+    /// Bounds beyond which a new value is quarantined.
+    pub plausibility: PlausibilityConfig,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +91,7 @@ impl Default for EngineConfig {
         Self {
             consensus: ConsensusConfig::default(),
             import_bundled: true,
+            plausibility: PlausibilityConfig::default(),
         }
     }
 }
@@ -92,9 +107,20 @@ pub enum IngestError {
     /// The file was rejected whole.
     #[error(transparent)]
     Parse(#[from] crate::parse::ParseError),
+    /// Fixings dated in the future or before their provider or currency
+    /// existed: the file was rejected whole.
+    #[error("{} fixing date(s) refused, nothing was stored: {}", .0.len(), join_refusals(.0))]
+    Dates(Vec<DateRefusal>),
     /// Storage failed; nothing was stored.
     #[error(transparent)]
     Store(FxError),
+}
+
+fn join_refusals(r: &[DateRefusal]) -> String {
+    r.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A quoted conversion's result.
@@ -121,6 +147,7 @@ pub struct FxEngine {
     book: Mutex<RateBook>,
     table: ArcSwap<RateTable>,
     clock: Arc<dyn Clock>,
+    plausibility: PlausibilityConfig,
     bootstrap: Bootstrap,
     /// The report of the latest reload, for logs and tests.
     last_reload: std::sync::Mutex<Option<Reload>>,
@@ -173,6 +200,7 @@ impl FxEngine {
             book: Mutex::new(book),
             table: ArcSwap::new(table),
             clock,
+            plausibility: cfg.plausibility,
             bootstrap,
             last_reload: std::sync::Mutex::new(None),
         })
@@ -198,40 +226,195 @@ impl FxEngine {
         &self.store
     }
 
-    /// Stores a batch (one transaction) and publishes the updated table.
+    /// The plausibility bounds in force.
+    pub fn plausibility(&self) -> &PlausibilityConfig {
+        &self.plausibility
+    }
+
+    /// Checks a batch and stores it (one transaction): new plausible
+    /// values are published, implausible ones quarantined, values differing
+    /// from stored ones reported as conflicts; then publishes the updated
+    /// table. A batch with a fixing dated in the future or before its
+    /// provider or currency existed is refused whole.
     pub async fn ingest(
         &self,
         provider: &str,
         format: Format,
         batch: &Batch,
     ) -> Result<IngestReport, FxError> {
+        let refused = crate::validity::check_dates(batch, format, self.clock.now());
+        if !refused.is_empty() {
+            return Err(FxError::FixingsRefused(join_refusals(&refused)));
+        }
+        self.review(
+            provider,
+            format.as_str(),
+            batch,
+            &ImportMode::Import,
+            &|_| None,
+        )
+        .await
+    }
+
+    /// The one checked ingestion path: under the book lock, plans every
+    /// value against what is stored and published, stores the plan in one
+    /// transaction and publishes what changed.
+    async fn review(
+        &self,
+        provider: &str,
+        source: &str,
+        batch: &Batch,
+        mode: &ImportMode,
+        locate: &(dyn Fn(NaiveDate) -> Option<usize> + Sync),
+    ) -> Result<IngestReport, FxError> {
+        let (Some(first), Some(last)) = (batch.fixings.first(), batch.fixings.last()) else {
+            return Err(FxError::Store("empty batch".into()));
+        };
+        let span = (first.date, last.date);
         let mut book = self.book.lock().await;
-        let report = self
+        let now = self.clock.now();
+        let stored = self.store.stored_values(provider, span.0, span.1).await?;
+        let plan = admission::plan(&Inputs {
+            provider,
+            batch,
+            stored: &stored,
+            book: &book,
+            plausibility: &self.plausibility,
+            mode,
+            now,
+            locate,
+        });
+        let mut report = self
             .store
-            .ingest(provider, format, batch, self.clock.now())
+            .ingest_reviewed(
+                provider,
+                source,
+                &plan.published,
+                Reviewed {
+                    held: &plan.held,
+                    corrections: &plan.corrections,
+                    span,
+                },
+                now,
+            )
             .await?;
-        let (table, touched) = book.apply(provider, batch, self.clock.now());
+        report.ignored += plan.still_quarantined.len() as u64;
+        // Corrections replace values, and a non-pivot batch missing some of
+        // its values cannot be normalised from the file alone: the store,
+        // which now holds exactly what is published, is read back.
+        let partial = !(plan.held.is_empty() && plan.conflicts.is_empty());
+        let touched =
+            if !plan.corrections.is_empty() || (partial && batch.base != crate::table::PIVOT) {
+                let stored = self.store.load_range(provider, span.0, span.1).await?;
+                merge_stored(&mut book, &stored).1
+            } else {
+                let (days, _) = crate::table::normalise(&plan.published);
+                book.add_normalised(provider, days)
+            };
         if !touched.is_empty() {
-            self.table.store(table);
+            self.table.store(book.publish(&touched, now));
+        }
+        for h in &plan.quarantined {
+            tracing::warn!(provider, row = %h.row, rate = %h.rate, reason = %h.reason, "fx value quarantined");
+        }
+        for c in &plan.conflicts {
+            tracing::warn!(provider, row = %c.row, stored = %c.stored, new = %c.new, "fx value conflicts with the stored one; not applied");
+        }
+        for c in &plan.corrections {
+            tracing::info!(provider, date = %c.date, currency = %c.currency, old = %c.old_rate, new = %c.new_rate, actor = %c.actor, reason = %c.reason, "fx value corrected");
         }
         tracing::info!(
             provider,
             inserted = report.inserted,
             ignored = report.ignored,
+            quarantined = plan.quarantined.len(),
+            conflicts = plan.conflicts.len(),
+            corrected = plan.corrections.len(),
             days = touched.len(),
             "fx ingestion stored"
         );
+        report.quarantined = plan.quarantined;
+        report.still_quarantined = plan.still_quarantined;
+        report.conflicts = plan.conflicts;
+        report.corrected = plan.corrected;
         Ok(report)
     }
 
+    /// Corrects (or, with its own value, releases from quarantine) one
+    /// stored value: audited, the old value kept, the table republished.
+    /// `Ok(None)` when the value is already published as given.
+    pub async fn correct_one(
+        &self,
+        provider: &str,
+        date: NaiveDate,
+        currency: CurrencyCode,
+        rate: Decimal,
+        meta: CorrectionMeta,
+    ) -> Result<Option<CorrectionRecord>, FxError> {
+        let rate = crate::parse::check_rate(rate).map_err(FxError::InvalidRate)?;
+        let stored = self.store.stored_values(provider, date, date).await?;
+        let Some(current) = stored.iter().find(|v| v.currency == currency) else {
+            return Err(FxError::FixingNotFound {
+                provider: provider.to_string(),
+                currency,
+                date,
+            });
+        };
+        if current.rate == rate && current.state == StoredState::Published {
+            return Ok(None);
+        }
+        let batch = Batch {
+            base: current.base,
+            fixings: vec![Fixing {
+                date,
+                rates: vec![(currency, rate)],
+            }],
+        };
+        let report = self
+            .review(
+                provider,
+                "correction",
+                &batch,
+                &ImportMode::Correct(meta),
+                &|_| None,
+            )
+            .await?;
+        if report.corrected.is_empty() {
+            return Ok(None);
+        }
+        let history = self
+            .store
+            .corrections(Some(provider), Some(date), Some(date))
+            .await?;
+        Ok(history.into_iter().rev().find(|c| c.currency == currency))
+    }
+
     /// Parses a whole provider file (format detected when `None`) and
-    /// ingests it. A corrupt, truncated or inconsistent file is rejected
-    /// whole, with the reason logged, and nothing is stored.
+    /// ingests it. A corrupt, truncated or inconsistent file, or one with a
+    /// fixing dated in the future or before its provider or currency
+    /// existed, is rejected whole, with the reason logged, and nothing is
+    /// stored. Each value is then checked as [`ingest`](Self::ingest) does,
+    /// and the report names the file line of every value quarantined or in
+    /// conflict.
     pub async fn ingest_bytes(
         &self,
         provider: &str,
         format: Option<Format>,
         bytes: &[u8],
+    ) -> Result<IngestReport, IngestError> {
+        self.import_bytes(provider, format, bytes, &ImportMode::Import)
+            .await
+    }
+
+    /// [`ingest_bytes`](Self::ingest_bytes) with a mode: with
+    /// [`ImportMode::Correct`], values that differ from stored (or
+    /// quarantined) ones replace them through audited corrections.
+    pub async fn import_bytes(
+        &self,
+        provider: &str,
+        format: Option<Format>,
+        bytes: &[u8],
+        mode: &ImportMode,
     ) -> Result<IngestReport, IngestError> {
         let format = match format.or_else(|| Format::detect(bytes)) {
             Some(f) => f,
@@ -244,7 +427,16 @@ impl FxEngine {
             tracing::warn!(provider, format = format.as_str(), location = %e.location, reason = %e.reason, "provider file rejected");
             IngestError::Parse(e)
         })?;
-        self.ingest(provider, format, &batch)
+        let mut refused = crate::validity::check_dates(&batch, format, self.clock.now());
+        if !refused.is_empty() {
+            for r in &mut refused {
+                r.line = crate::parse::locate_date(format, bytes, r.date);
+                tracing::warn!(provider, format = format.as_str(), refusal = %r, "provider file rejected");
+            }
+            return Err(IngestError::Dates(refused));
+        }
+        let locate = |d: NaiveDate| crate::parse::locate_date(format, bytes, d);
+        self.review(provider, format.as_str(), &batch, mode, &locate)
             .await
             .map_err(IngestError::Store)
     }
@@ -442,8 +634,9 @@ impl FxEngine {
     }
 }
 
-/// Adds every stored row to `book` (rows it already has are kept as they
-/// are); returns the rows read and the dates that changed.
+/// Sets each provider's days in `book` to what the store publishes for
+/// them (corrections included); returns the rows read and the dates that
+/// changed.
 fn merge_stored(
     book: &mut RateBook,
     stored: &[crate::store::ProviderBatch],
@@ -451,11 +644,21 @@ fn merge_stored(
     let mut rows = 0u64;
     let mut touched = Vec::new();
     for pb in stored {
+        let mut days: std::collections::BTreeMap<NaiveDate, Vec<(CurrencyCode, Decimal)>> =
+            std::collections::BTreeMap::new();
         for b in &pb.batches {
             rows += b.len() as u64;
-            let (days, _) = crate::table::normalise(b);
-            touched.extend(book.add_normalised(&pb.provider, days));
+            let (normalised, _) = crate::table::normalise(b);
+            for (date, rates) in normalised {
+                let day = days.entry(date).or_default();
+                for (c, v) in rates {
+                    if !day.iter().any(|r| r.0 == c) {
+                        day.push((c, v));
+                    }
+                }
+            }
         }
+        touched.extend(book.replace_normalised(&pb.provider, days.into_iter().collect()));
     }
     (rows, touched)
 }

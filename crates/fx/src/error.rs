@@ -110,6 +110,23 @@ pub enum FxError {
     /// Storage failed.
     #[error("storage error: {0}")]
     Store(String),
+    /// A value cannot be a rate (zero, negative, absurd magnitude).
+    #[error("{0}")]
+    InvalidRate(String),
+    /// Fixings dated in the future or before their provider or currency
+    /// existed; nothing was stored.
+    #[error("fixings refused: {0}")]
+    FixingsRefused(String),
+    /// Nothing is stored for that provider, currency and date.
+    #[error("{provider} has no value of {currency} for {date}")]
+    FixingNotFound {
+        /// Provider.
+        provider: String,
+        /// Currency.
+        currency: CurrencyCode,
+        /// Fixing date.
+        date: NaiveDate,
+    },
 }
 
 fn quoted_range(first: &Option<NaiveDate>, last: &Option<NaiveDate>) -> String {
@@ -136,6 +153,9 @@ impl FxError {
             FxError::QuoteNotFound(_) => "quote_not_found",
             FxError::QuoteExpired { .. } => "quote_expired",
             FxError::Store(_) => "storage_error",
+            FxError::InvalidRate(_) => "invalid_rate",
+            FxError::FixingsRefused(_) => "fixings_refused",
+            FxError::FixingNotFound { .. } => "fixing_not_found",
         }
     }
 
@@ -158,6 +178,8 @@ impl FxError {
             FxError::QuoteNotFound(_) => ErrorClass::NotFound,
             FxError::QuoteExpired { .. } => ErrorClass::Gone,
             FxError::Store(_) => ErrorClass::Internal,
+            FxError::InvalidRate(_) | FxError::FixingsRefused(_) => ErrorClass::Unprocessable,
+            FxError::FixingNotFound { .. } => ErrorClass::NotFound,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Rates and amounts are `rust_decimal::Decimal` from the provider's text to
 //! the client's JSON string.
 
+pub mod admission;
 pub mod bundled;
 pub mod consensus;
 pub mod currency;
@@ -16,11 +17,14 @@ pub mod error;
 pub mod exact;
 pub mod money;
 pub mod parse;
+pub mod plausibility;
 pub mod query;
+pub mod review;
 pub mod spread;
 pub mod staleness;
 pub mod store;
 pub mod table;
+pub mod validity;
 
 pub use currency::CurrencyCode;
 pub use engine::{EngineConfig, FxEngine};

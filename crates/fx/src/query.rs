@@ -51,7 +51,12 @@ pub fn resolve(
     limits: &StalenessLimits,
 ) -> Result<Resolved, FxError> {
     let today = now.date_naive();
-    let latest = table.latest().ok_or(FxError::NoData)?;
+    // Staleness never depends on a fixing dated in the future: one that
+    // reached a store anyway (e.g. before dates were checked on import) is
+    // not "a later fixing", so it cannot make the real latest one look
+    // superseded and current.
+    let horizon = today.succ_opt().unwrap_or(today);
+    let latest = table.on_or_before(horizon).ok_or(FxError::NoData)?;
     let requested = date.unwrap_or(today);
     if requested > today {
         return Err(FxError::FutureDate {

@@ -10,7 +10,12 @@
 //! Invariants: one ingestion is one transaction; a raw row is never
 //! overwritten (`ON CONFLICT DO NOTHING`, plus triggers refusing `UPDATE`);
 //! the audit table is append-only (triggers refuse `UPDATE` and `DELETE`).
+//! Quarantined values (`fx_quarantine`) and corrections
+//! (`fx_rate_corrections`) are append-only too: the published value of a
+//! key is its newest correction, else its raw row; a quarantined value is
+//! never published until a correction releases it (see [`crate::review`]).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Once;
@@ -24,6 +29,9 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::currency::CurrencyCode;
 use crate::error::FxError;
 use crate::parse::{Batch, Fixing, Format};
+use crate::review::{
+    Conflict, Corrected, CorrectionRecord, Held, QuarantineRecord, StoredState, StoredValue,
+};
 
 /// Which SQL backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,24 @@ pub struct IngestReport {
     pub first_date: NaiveDate,
     /// Last fixing date in the batch.
     pub last_date: NaiveDate,
+    /// Values quarantined by this ingestion (not published).
+    pub quarantined: Vec<Held>,
+    /// Values identical to ones quarantined earlier, still awaiting review.
+    pub still_quarantined: Vec<Held>,
+    /// Values that differ from stored ones and were not applied.
+    pub conflicts: Vec<Conflict>,
+    /// Values changed by an audited correction.
+    pub corrected: Vec<Corrected>,
+}
+
+impl IngestReport {
+    /// Whether every row of the file is now published as given: nothing
+    /// quarantined (now or before) and no conflict.
+    pub fn is_clean(&self) -> bool {
+        self.quarantined.is_empty()
+            && self.still_quarantined.is_empty()
+            && self.conflicts.is_empty()
+    }
 }
 
 /// One provider's raw values, as stored.
@@ -210,7 +236,59 @@ pub trait RateStore: Send + Sync + std::fmt::Debug {
 
     /// Audit rows for a quote, oldest first.
     async fn audit_for_quote(&self, id: &str) -> Result<Vec<AuditEvent>, FxError>;
+
+    /// Stores, in one transaction, `batch`'s values as published (existing
+    /// keys are kept unchanged), `held` as quarantined and `corrections` as
+    /// audit rows whose new values are published from now on. `format`
+    /// names the source (a format, or `correction`); `span` is the file's
+    /// first and last fixing date (the batch may be empty).
+    async fn ingest_reviewed(
+        &self,
+        provider: &str,
+        format: &str,
+        batch: &Batch,
+        review: Reviewed<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<IngestReport, FxError>;
+
+    /// The current value (published or quarantined) of every `provider`
+    /// key with a fixing date in `first..=last`.
+    async fn stored_values(
+        &self,
+        provider: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<StoredValue>, FxError>;
+
+    /// Quarantined values not yet released, by date, provider and currency.
+    async fn open_quarantine(&self) -> Result<Vec<QuarantineRecord>, FxError>;
+
+    /// Corrections, oldest first, optionally of one provider and in a
+    /// fixing-date range.
+    async fn corrections(
+        &self,
+        provider: Option<&str>,
+        first: Option<NaiveDate>,
+        last: Option<NaiveDate>,
+    ) -> Result<Vec<CorrectionRecord>, FxError>;
 }
+
+/// What [`RateStore::ingest_reviewed`] stores besides the published values.
+#[derive(Debug, Clone, Copy)]
+pub struct Reviewed<'a> {
+    /// Values to quarantine.
+    pub held: &'a [QuarantineRecord],
+    /// Corrections to record (their new values are published).
+    pub corrections: &'a [CorrectionRecord],
+    /// First and last fixing date of the file.
+    pub span: (NaiveDate, NaiveDate),
+}
+
+/// Newest corrected `(base, rate)` per provider, then `(currency, date)`.
+type Newest<'a> = HashMap<&'a str, HashMap<(CurrencyCode, NaiveDate), (CurrencyCode, Decimal)>>;
+
+/// One raw value: `(provider, base, currency, date, rate)`.
+type RawTuple = (String, CurrencyCode, CurrencyCode, NaiveDate, Decimal);
 
 /// [`RateStore`] over SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -355,23 +433,63 @@ fn quote_from_row(r: &AnyRow) -> Result<QuoteRecord, FxError> {
     })
 }
 
-/// Groups raw rows `(provider, base, currency, fixing_date, rate)`, ordered
-/// by provider, base, date and currency, into one [`ProviderBatch`] per
-/// provider and one [`Batch`] per base.
-fn group_rows(rows: &[AnyRow]) -> Result<Vec<ProviderBatch>, FxError> {
+/// Reads raw rows `(provider, base, currency, fixing_date, rate)`.
+fn raw_tuples(rows: &[AnyRow]) -> Result<Vec<RawTuple>, FxError> {
+    rows.iter()
+        .map(|r| {
+            let get = |i: usize| r.try_get::<String, _>(i).map_err(db_err);
+            Ok((
+                get(0)?,
+                parse_ccy(&get(1)?)?,
+                parse_ccy(&get(2)?)?,
+                parse_date(&get(3)?)?,
+                parse_dec(&get(4)?)?,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces raw values by their newest correction (`corrections` oldest
+/// first) and adds corrected keys that have no raw row (released
+/// quarantined values), keeping the order provider, base, date, currency.
+fn overlay(raw: &mut Vec<RawTuple>, corrections: &[CorrectionRecord]) {
+    if corrections.is_empty() {
+        return;
+    }
+    let mut newest: Newest<'_> = HashMap::new();
+    for c in corrections {
+        newest
+            .entry(c.provider.as_str())
+            .or_default()
+            .insert((c.currency, c.date), (c.base, c.new_rate));
+    }
+    for (p, base, c, d, rate) in raw.iter_mut() {
+        if let Some((b, r)) = newest.get_mut(p.as_str()).and_then(|m| m.remove(&(*c, *d))) {
+            *base = b;
+            *rate = r;
+        }
+    }
+    let mut added = false;
+    for (p, m) in newest {
+        for ((c, d), (b, r)) in m {
+            raw.push((p.to_string(), b, c, d, r));
+            added = true;
+        }
+    }
+    if added {
+        raw.sort_by(|x, y| (&x.0, x.1, x.3, x.2).cmp(&(&y.0, y.1, y.3, y.2)));
+    }
+}
+
+/// Groups raw values, ordered by provider, base, date and currency, into
+/// one [`ProviderBatch`] per provider and one [`Batch`] per base.
+fn group_rows(rows: Vec<RawTuple>) -> Result<Vec<ProviderBatch>, FxError> {
     let mut out: Vec<ProviderBatch> = Vec::new();
-    for r in rows {
-        let provider: String = r.try_get(0).map_err(db_err)?;
-        let base: String = r.try_get(1).map_err(db_err)?;
-        let currency: String = r.try_get(2).map_err(db_err)?;
-        let date: String = r.try_get(3).map_err(db_err)?;
-        let rate: String = r.try_get(4).map_err(db_err)?;
-        let base = parse_ccy(&base)?;
-        let date = parse_date(&date)?;
-        let value = (parse_ccy(&currency)?, parse_dec(&rate)?);
+    for (provider, base, currency, date, rate) in rows {
+        let value = (currency, rate);
         if out.last().is_none_or(|p| p.provider != provider) {
             out.push(ProviderBatch {
-                provider: provider.clone(),
+                provider,
                 batches: Vec::new(),
             });
         }
@@ -421,6 +539,33 @@ impl RateStore for SqlStore {
         let (Some(first), Some(last)) = (batch.fixings.first(), batch.fixings.last()) else {
             return Err(FxError::Store("empty batch".into()));
         };
+        self.ingest_reviewed(
+            provider,
+            format.as_str(),
+            batch,
+            Reviewed {
+                held: &[],
+                corrections: &[],
+                span: (first.date, last.date),
+            },
+            at,
+        )
+        .await
+    }
+
+    async fn ingest_reviewed(
+        &self,
+        provider: &str,
+        format: &str,
+        batch: &Batch,
+        review: Reviewed<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<IngestReport, FxError> {
+        let Reviewed {
+            held,
+            corrections,
+            span: (first_date, last_date),
+        } = review;
         let id = uuid::Uuid::now_v7().to_string();
         let base = batch.base.to_string();
         let mut rows: Vec<(&str, String, String)> = Vec::with_capacity(batch.len());
@@ -465,15 +610,46 @@ impl RateStore for SqlStore {
             inserted += q.execute(&mut *tx).await.map_err(db_err)?.rows_affected();
         }
         let ignored = rows.len() as u64 - inserted;
+        for q in held {
+            sqlx::query("INSERT INTO fx_quarantine (provider, base, currency, fixing_date, rate, reason, ingestion_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (provider, currency, fixing_date) DO NOTHING")
+                .bind(provider.to_string())
+                .bind(q.base.to_string())
+                .bind(q.currency.to_string())
+                .bind(q.date.to_string())
+                .bind(q.rate.to_string())
+                .bind(q.reason.clone())
+                .bind(id.clone())
+                .bind(ts(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for c in corrections {
+            sqlx::query("INSERT INTO fx_rate_corrections (at, provider, base, currency, fixing_date, old_rate, old_state, new_rate, actor, reason, via) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                .bind(ts(at))
+                .bind(provider.to_string())
+                .bind(c.base.to_string())
+                .bind(c.currency.to_string())
+                .bind(c.date.to_string())
+                .bind(c.old_rate.to_string())
+                .bind(c.old_state.as_str())
+                .bind(c.new_rate.to_string())
+                .bind(c.actor.clone())
+                .bind(c.reason.clone())
+                .bind(c.via.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         sqlx::query("INSERT INTO fx_ingestions (id, provider, format, at, rows_inserted, rows_ignored, first_date, last_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(id.clone())
             .bind(provider.to_string())
-            .bind(format.as_str())
+            .bind(format.to_string())
             .bind(ts(at))
             .bind(inserted as i64)
             .bind(ignored as i64)
-            .bind(first.date.to_string())
-            .bind(last.date.to_string())
+            .bind(first_date.to_string())
+            .bind(last_date.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -483,9 +659,116 @@ impl RateStore for SqlStore {
             provider: provider.to_string(),
             inserted,
             ignored,
-            first_date: first.date,
-            last_date: last.date,
+            first_date,
+            last_date,
+            quarantined: Vec::new(),
+            still_quarantined: Vec::new(),
+            conflicts: Vec::new(),
+            corrected: Vec::new(),
         })
+    }
+
+    async fn stored_values(
+        &self,
+        provider: &str,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<StoredValue>, FxError> {
+        let mut out: Vec<StoredValue> = Vec::new();
+        for pb in self.load_range(provider, first, last).await? {
+            for b in pb.batches {
+                for f in b.fixings {
+                    out.extend(f.rates.into_iter().map(|(currency, rate)| StoredValue {
+                        currency,
+                        date: f.date,
+                        base: b.base,
+                        rate,
+                        state: StoredState::Published,
+                    }));
+                }
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT base, currency, fixing_date, rate FROM fx_quarantine q WHERE fixing_date >= $1 AND fixing_date <= $2 AND provider = $3 AND NOT EXISTS (SELECT 1 FROM fx_rate_corrections c WHERE c.provider = q.provider AND c.currency = q.currency AND c.fixing_date = q.fixing_date)",
+        )
+        .bind(first.to_string())
+        .bind(last.to_string())
+        .bind(provider.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        for r in &rows {
+            let get = |i: usize| r.try_get::<String, _>(i).map_err(db_err);
+            out.push(StoredValue {
+                base: parse_ccy(&get(0)?)?,
+                currency: parse_ccy(&get(1)?)?,
+                date: parse_date(&get(2)?)?,
+                rate: parse_dec(&get(3)?)?,
+                state: StoredState::Quarantined,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn open_quarantine(&self) -> Result<Vec<QuarantineRecord>, FxError> {
+        let rows = sqlx::query(
+            "SELECT provider, base, currency, fixing_date, rate, reason, at FROM fx_quarantine q WHERE NOT EXISTS (SELECT 1 FROM fx_rate_corrections c WHERE c.provider = q.provider AND c.currency = q.currency AND c.fixing_date = q.fixing_date) ORDER BY fixing_date, provider, currency",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| r.try_get::<String, _>(i).map_err(db_err);
+                Ok(QuarantineRecord {
+                    provider: get(0)?,
+                    base: parse_ccy(&get(1)?)?,
+                    currency: parse_ccy(&get(2)?)?,
+                    date: parse_date(&get(3)?)?,
+                    rate: parse_dec(&get(4)?)?,
+                    reason: get(5)?,
+                    at: parse_ts(&get(6)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn corrections(
+        &self,
+        provider: Option<&str>,
+        first: Option<NaiveDate>,
+        last: Option<NaiveDate>,
+    ) -> Result<Vec<CorrectionRecord>, FxError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, provider, base, currency, fixing_date, old_rate, old_state, new_rate, actor, reason, via FROM fx_rate_corrections WHERE fixing_date >= $1 AND fixing_date <= $2 AND ($3 = '' OR provider = $3) ORDER BY seq",
+        )
+        .bind(first.map(|d| d.to_string()).unwrap_or_else(|| "0000-00-00".into()))
+        .bind(last.map(|d| d.to_string()).unwrap_or_else(|| "9999-99-99".into()))
+        .bind(provider.unwrap_or_default().to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| r.try_get::<String, _>(i).map_err(db_err);
+                let state = get(7)?;
+                Ok(CorrectionRecord {
+                    seq: r.try_get(0).map_err(db_err)?,
+                    at: parse_ts(&get(1)?)?,
+                    provider: get(2)?,
+                    base: parse_ccy(&get(3)?)?,
+                    currency: parse_ccy(&get(4)?)?,
+                    date: parse_date(&get(5)?)?,
+                    old_rate: parse_dec(&get(6)?)?,
+                    old_state: StoredState::parse(&state)
+                        .ok_or_else(|| FxError::Store(format!("unknown state `{state}`")))?,
+                    new_rate: parse_dec(&get(8)?)?,
+                    actor: get(9)?,
+                    reason: get(10)?,
+                    via: get(11)?,
+                })
+            })
+            .collect()
     }
 
     async fn load_all(&self) -> Result<Vec<ProviderBatch>, FxError> {
@@ -495,7 +778,10 @@ impl RateStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        group_rows(&rows)
+        let mut raw = raw_tuples(&rows)?;
+        drop(rows);
+        overlay(&mut raw, &self.corrections(None, None, None).await?);
+        group_rows(raw)
     }
 
     async fn load_range(
@@ -520,7 +806,15 @@ impl RateStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        group_rows(&rows)
+        let mut raw = raw_tuples(&rows)?;
+        drop(rows);
+        overlay(
+            &mut raw,
+            &self
+                .corrections(Some(provider), Some(first), Some(last))
+                .await?,
+        );
+        group_rows(raw)
     }
 
     async fn count_rows(&self, provider: &str) -> Result<u64, FxError> {
@@ -547,7 +841,8 @@ impl RateStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
+        let mut values = rows
+            .iter()
             .map(|r| {
                 Ok(RawValue {
                     provider: r.try_get(0).map_err(db_err)?,
@@ -555,7 +850,24 @@ impl RateStore for SqlStore {
                     rate: parse_dec(&r.try_get::<String, _>(2).map_err(db_err)?)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, FxError>>()?;
+        // A corrected value is shown as now published.
+        for c in self.corrections(None, Some(date), Some(date)).await? {
+            if c.currency != currency {
+                continue;
+            }
+            let v = RawValue {
+                provider: c.provider.clone(),
+                base: c.base,
+                rate: c.new_rate,
+            };
+            match values.iter_mut().find(|x| x.provider == c.provider) {
+                Some(x) => *x = v,
+                None => values.push(v),
+            }
+        }
+        values.sort_by(|a, b| a.provider.cmp(&b.provider));
+        Ok(values)
     }
 
     async fn insert_quote(&self, q: &QuoteRecord, audit: &AuditEvent) -> Result<(), FxError> {

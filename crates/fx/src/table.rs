@@ -319,6 +319,80 @@ impl RateBook {
         touched
     }
 
+    /// Sets `provider`'s values of each given day to exactly `days` (what
+    /// the store now publishes for it, corrections included), without
+    /// publishing. Returns the dates whose values changed.
+    pub fn replace_normalised(&mut self, provider: &str, days: Vec<PivotDay>) -> Vec<NaiveDate> {
+        let p = self.provider(provider);
+        let mut touched = Vec::new();
+        for (date, mut rates) in days {
+            rates.sort_by_key(|r| r.0);
+            let slot = self.raw.entry(date).or_default();
+            if slot.get(&p).is_some_and(|d| d.rates == rates) {
+                continue;
+            }
+            if rates.is_empty() {
+                slot.remove(&p);
+            } else {
+                slot.insert(p.clone(), ProviderDay { rates });
+            }
+            touched.push(date);
+        }
+        touched
+    }
+
+    /// `provider`'s value of `currency` in `base` (units of `currency` per
+    /// 1 `base`) on `date`, from its pivot-normalised values.
+    pub fn provider_value(
+        &self,
+        provider: &str,
+        date: NaiveDate,
+        currency: CurrencyCode,
+        base: CurrencyCode,
+    ) -> Option<Decimal> {
+        let day = self.raw.get(&date)?.get(provider)?;
+        value_in_base(day, currency, base)
+    }
+
+    /// `provider`'s latest value of `currency` in `base` dated in
+    /// `since..before` (exclusive end).
+    pub fn previous_value(
+        &self,
+        provider: &str,
+        currency: CurrencyCode,
+        base: CurrencyCode,
+        since: NaiveDate,
+        before: NaiveDate,
+    ) -> Option<(NaiveDate, Decimal)> {
+        if since >= before {
+            return None;
+        }
+        self.raw.range(since..before).rev().find_map(|(d, ps)| {
+            ps.get(provider)
+                .and_then(|day| value_in_base(day, currency, base))
+                .map(|v| (*d, v))
+        })
+    }
+
+    /// Every other provider's value of `currency` in `base` on `date`.
+    pub fn other_values(
+        &self,
+        provider: &str,
+        date: NaiveDate,
+        currency: CurrencyCode,
+        base: CurrencyCode,
+    ) -> Vec<Decimal> {
+        self.raw
+            .get(&date)
+            .map(|ps| {
+                ps.iter()
+                    .filter(|(p, _)| ***p != *provider)
+                    .filter_map(|(_, day)| value_in_base(day, currency, base))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Adds a parsed batch and publishes a new table. Returns the new table
     /// and the dates that changed.
     pub fn apply(
@@ -435,6 +509,25 @@ impl RateBook {
         });
         self.table.clone()
     }
+}
+
+/// Units of `currency` per 1 `base` in a provider's pivot-normalised day.
+fn value_in_base(day: &ProviderDay, currency: CurrencyCode, base: CurrencyCode) -> Option<Decimal> {
+    let per_eur = |c: CurrencyCode| {
+        if c == PIVOT {
+            Some(Decimal::ONE)
+        } else {
+            day.rates
+                .binary_search_by_key(&c, |r| r.0)
+                .ok()
+                .map(|i| day.rates[i].1)
+        }
+    };
+    let (c, b) = (per_eur(currency)?, per_eur(base)?);
+    if b == Decimal::ONE {
+        return Some(c);
+    }
+    crate::exact::div_rate(c, b)
 }
 
 /// Widens each of `day`'s currencies' coverage to include it.

@@ -93,6 +93,7 @@ async fn store_suite(store: Arc<dyn RateStore>) {
     assert_eq!(store.load_all().await.unwrap().len(), 2);
 
     load_range_returns_exactly_the_rows_in_range(store.as_ref(), at).await;
+    quarantine_and_corrections_keep_history(store.as_ref(), at).await;
 
     // Quotes and the append-only audit.
     let q = fx::store::QuoteRecord {
@@ -240,6 +241,154 @@ async fn load_range_returns_exactly_the_rows_in_range(
     assert_eq!(oxr[0].batches[0].base, CurrencyCode::USD);
 }
 
+/// Part of the suite: with ecb's USD of 2026-10-30 stored as 1.1172,
+/// quarantines a value, corrects a published one twice and releases the
+/// quarantined one; every old value stays readable.
+async fn quarantine_and_corrections_keep_history(store: &dyn RateStore, at: chrono::DateTime<Utc>) {
+    use fx::review::{CorrectionRecord, QuarantineRecord, StoredState};
+    let day = date("2026-10-30");
+    let held = QuarantineRecord {
+        provider: "ecb".into(),
+        base: CurrencyCode::EUR,
+        currency: c("CHF"),
+        date: day,
+        rate: d("93.5"),
+        reason: "moves too far".into(),
+        at,
+    };
+    let empty = Batch {
+        base: CurrencyCode::EUR,
+        fixings: vec![],
+    };
+    let r = store
+        .ingest_reviewed(
+            "ecb",
+            "ecb-csv",
+            &empty,
+            fx::store::Reviewed {
+                held: std::slice::from_ref(&held),
+                corrections: &[],
+                span: (day, day),
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.inserted, r.ignored), (0, 0));
+    assert_eq!(store.open_quarantine().await.unwrap(), vec![held.clone()]);
+    let stored = store.stored_values("ecb", day, day).await.unwrap();
+    let chf = stored.iter().find(|v| v.currency == c("CHF")).unwrap();
+    assert_eq!((chf.rate, chf.state), (d("93.5"), StoredState::Quarantined));
+    // Quarantined values are never published.
+    let published = store.load_range("ecb", day, day).await.unwrap();
+    assert!(published[0].batches[0].fixings[0]
+        .rates
+        .iter()
+        .all(|r| r.0 != c("CHF")));
+
+    let fix = |currency: &str, old: &str, state, new: &str, reason: &str| CorrectionRecord {
+        seq: 0,
+        at,
+        provider: "ecb".into(),
+        base: CurrencyCode::EUR,
+        currency: c(currency),
+        date: day,
+        old_rate: d(old),
+        old_state: state,
+        new_rate: d(new),
+        actor: "ops".into(),
+        reason: reason.into(),
+        via: "cli".into(),
+    };
+    let corrections = [
+        fix("USD", "1.1172", StoredState::Published, "1.2", "typo"),
+        fix("USD", "1.2", StoredState::Published, "1.1175", "typo again"),
+        fix(
+            "CHF",
+            "93.5",
+            StoredState::Quarantined,
+            "0.935",
+            "decimal point",
+        ),
+    ];
+    store
+        .ingest_reviewed(
+            "ecb",
+            "correction",
+            &empty,
+            fx::store::Reviewed {
+                held: &[],
+                corrections: &corrections,
+                span: (day, day),
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    // The newest correction is published, the released value included...
+    let published = store.load_range("ecb", day, day).await.unwrap();
+    let rates = &published[0].batches[0].fixings[0].rates;
+    assert!(rates.contains(&(c("USD"), d("1.1175"))), "{rates:?}");
+    assert!(rates.contains(&(c("CHF"), d("0.935"))), "{rates:?}");
+    assert!(rates.windows(2).all(|w| w[0].0 < w[1].0), "{rates:?}");
+    let all = store.load_all().await.unwrap();
+    let ecb = all.iter().find(|p| p.provider == "ecb").unwrap();
+    let f = ecb.batches[0]
+        .fixings
+        .iter()
+        .find(|f| f.date == day)
+        .unwrap();
+    assert_eq!(&f.rates, rates);
+    assert!(store.open_quarantine().await.unwrap().is_empty());
+    let raw = store.raw_values(day, c("USD")).await.unwrap();
+    assert_eq!(raw[0].rate, d("1.1175"));
+    // ...and the history keeps every earlier value, in order, with who and why.
+    let history = store
+        .corrections(Some("ecb"), Some(day), Some(day))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| (h.old_rate, h.new_rate, h.reason.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (d("1.1172"), d("1.2"), "typo"),
+            (d("1.2"), d("1.1175"), "typo again"),
+            (d("93.5"), d("0.935"), "decimal point"),
+        ]
+    );
+    assert_eq!(history[2].old_state, StoredState::Quarantined);
+    assert_eq!(history[0].actor, "ops");
+    assert!(store
+        .corrections(Some("oxr"), None, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Review tables are append-only, enforced by the database, and a
+/// corrected raw row keeps its first published value.
+async fn review_tables_are_append_only(s: &SqlStore) {
+    let raw_row: String = sqlx::query_scalar::<_, String>(
+        "SELECT rate FROM fx_raw_rates WHERE provider = 'ecb' AND currency = 'USD' AND fixing_date = '2026-10-30'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(raw_row, "1.1172");
+    for sql in [
+        "UPDATE fx_quarantine SET rate = '1'",
+        "DELETE FROM fx_quarantine",
+        "UPDATE fx_rate_corrections SET new_rate = '1'",
+        "DELETE FROM fx_rate_corrections",
+    ] {
+        assert!(s.pool().execute(sql).await.is_err(), "{sql}");
+    }
+}
+
 async fn sqlite_memory() -> SqlStore {
     SqlStore::connect("sqlite::memory:", None).await.unwrap()
 }
@@ -261,6 +410,7 @@ async fn sqlite_store_passes_the_suite() {
         .execute("UPDATE fx_raw_rates SET rate = '1'")
         .await
         .is_err());
+    review_tables_are_append_only(&s).await;
 }
 
 #[tokio::test]
@@ -305,6 +455,7 @@ async fn postgres_store_passes_the_suite() {
         .await
         .is_err());
     assert!(s.pool().execute("DELETE FROM fx_audit").await.is_err());
+    review_tables_are_append_only(&s).await;
     // The bundled history imports into a fresh PostgreSQL schema too.
     let schema2 = format!("{schema}_boot");
     admin
@@ -411,12 +562,23 @@ async fn a_corrupt_file_leaves_the_store_and_table_untouched() {
 #[tokio::test]
 async fn consensus_leaves_out_an_outlier_but_keeps_its_value() {
     let e = small_engine(clock()).await;
-    // OXR (USD base) agrees with the ECB; a third provider is off by 10x on JPY.
+    // OXR (USD base) agrees with the ECB; a third provider is 10% off on
+    // JPY: beyond the consensus tolerance, within the plausibility bound.
     let oxr = br#"{"timestamp":1793379600,"base":"USD","rates":{"EUR":0.895095,"JPY":157.25}}"#;
     e.ingest_bytes("oxr", Some(Format::Oxr), oxr).await.unwrap();
     let bad =
-        br#"{"amount":1.0,"base":"EUR","date":"2026-10-30","rates":{"USD":1.1170,"JPY":1756.8}}"#;
-    e.ingest_bytes("frankfurter", None, bad).await.unwrap();
+        br#"{"amount":1.0,"base":"EUR","date":"2026-10-30","rates":{"USD":1.1170,"JPY":193.25}}"#;
+    let r = e.ingest_bytes("frankfurter", None, bad).await.unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    // A fourth provider off by 10x is not even stored as a source: it is
+    // quarantined, beyond the bound against the others' median.
+    let absurd = br#"{"amount":1.0,"base":"EUR","date":"2026-10-30","rates":{"JPY":1756.8}}"#;
+    let r = e.ingest_bytes("fixer", None, absurd).await.unwrap();
+    assert_eq!(r.quarantined.len(), 1, "{r:?}");
+    assert_eq!(r.quarantined[0].row.currency, c("JPY"));
+    assert_eq!(r.quarantined[0].row.line, Some(1));
+    assert!(r.quarantined[0].reason.contains("other providers"), "{r:?}");
+    assert_eq!(r.inserted, 0);
     let t = e.table();
     let day = t.latest().unwrap();
     let jpy = day.get(c("JPY")).unwrap();

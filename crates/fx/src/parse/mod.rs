@@ -223,8 +223,17 @@ impl ParseError {
     }
 }
 
+/// The smallest value accepted as a rate: no currency has ever been worth
+/// a hundred million units of another (the ECB's extremes are 0.3883 and
+/// 1,912,400 units per euro; base changes stay far inside this).
+pub const MIN_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 8);
+
+/// The largest value accepted as a rate (10,000,000,000).
+pub const MAX_RATE: Decimal = Decimal::from_parts(1_410_065_408, 2, 0, false, 0);
+
 /// Parses a rate published by a provider: a positive plain or scientific
-/// decimal, with a sanity bound so a garbled value cannot poison the data.
+/// decimal within [`MIN_RATE`]..=[`MAX_RATE`], so a garbled value (zero,
+/// negative, a misplaced exponent) cannot poison the data.
 pub(crate) fn parse_rate(text: &str) -> Result<Decimal, String> {
     let t = text.trim();
     let v = if t.contains(['e', 'E']) {
@@ -241,10 +250,39 @@ pub(crate) fn parse_rate(text: &str) -> Result<Decimal, String> {
     if v <= Decimal::ZERO {
         return Err(format!("rate `{t}` is not positive"));
     }
-    if v > Decimal::from(10_000_000_000u64) {
-        return Err(format!("rate `{t}` is implausibly large"));
+    if v > MAX_RATE {
+        return Err(format!(
+            "rate `{t}` is implausibly large (above {MAX_RATE})"
+        ));
+    }
+    if v < MIN_RATE {
+        return Err(format!(
+            "rate `{t}` is implausibly small (below {MIN_RATE})"
+        ));
     }
     Ok(v.normalize())
+}
+
+/// Checks a rate given outside a provider file (a correction through the
+/// admin API) against the same bounds as [`parse_rate`].
+pub fn check_rate(v: Decimal) -> Result<Decimal, String> {
+    parse_rate(&v.to_string())
+}
+
+/// The line (1-based) of `bytes` where the fixing of `date` is written, for
+/// messages: the first line holding the date as `YYYY-MM-DD` (CSV rows, XML
+/// `time=` attributes, JSON keys and `date` fields) or, in the ECB's
+/// latest-day CSV, as `30 October 2026`. `None` for formats that do not
+/// write the date as text (a zip, OXR's timestamp).
+pub fn locate_date(format: Format, bytes: &[u8], date: NaiveDate) -> Option<usize> {
+    if format == Format::EcbZip || format == Format::Oxr {
+        return None;
+    }
+    let iso = date.format("%Y-%m-%d").to_string();
+    let long = date.format("%-d %B %Y").to_string();
+    let find = |needle: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+    let pos = find(iso.as_bytes()).or_else(|| find(long.as_bytes()))?;
+    Some(bytes[..pos].iter().filter(|b| **b == b'\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -276,5 +314,20 @@ mod tests {
         assert!(parse_rate("-1").is_err());
         assert!(parse_rate("abc").is_err());
         assert!(parse_rate("1e30").is_err());
+        assert!(parse_rate("0.00000000000000000001").is_err());
+        assert!(parse_rate("0.000000009").is_err());
+        assert_eq!(parse_rate("0.00000001").unwrap(), MIN_RATE);
+        assert_eq!(parse_rate("10000000000").unwrap(), MAX_RATE);
+        assert!(parse_rate("10000000000.1").is_err());
+    }
+
+    #[test]
+    fn dates_are_located_by_line() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let csv = b"Date,USD,\n2026-10-30,1.1,\n2026-11-02,1.2,\n";
+        assert_eq!(locate_date(Format::EcbCsv, csv, d), Some(3));
+        let latest = b"Date, USD,\n2 November 2026, 1.1,\n";
+        assert_eq!(locate_date(Format::EcbCsv, latest, d), Some(2));
+        assert_eq!(locate_date(Format::Oxr, csv, d), None);
     }
 }
