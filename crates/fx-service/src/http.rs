@@ -59,6 +59,8 @@ struct Inner {
     /// The ETag is kept with the body: hashing 5 MB costs more than
     /// serving it.
     series_cache: moka::sync::Cache<String, (Bytes, Arc<str>)>,
+    /// The fleet told about corrections made through the admin API.
+    fleet: std::sync::OnceLock<crate::fleet::Fleet>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -87,6 +89,7 @@ impl AppState {
                     })
                     .max_capacity(SERIES_CACHE_BYTES)
                     .build(),
+                fleet: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -94,6 +97,21 @@ impl AppState {
     /// The engine.
     pub fn engine(&self) -> &Arc<FxEngine> {
         &self.inner.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FxServiceConfig {
+        &self.inner.cfg
+    }
+
+    /// Tells `fleet` about changes made through this API (set once).
+    pub fn set_fleet(&self, fleet: crate::fleet::Fleet) {
+        let _ = self.inner.fleet.set(fleet);
+    }
+
+    /// The fleet, if this instance is in one.
+    pub(crate) fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.inner.fleet.get()
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -133,6 +151,7 @@ fn api_router(state: AppState) -> Router {
         .route("/v1/quotes/{id}/convert", post(convert_quote))
         .route("/v1/providers", get(providers))
         .route("/v1/raw-rates", get(raw_rates))
+        .merge(crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(16 * 1024))
@@ -982,7 +1001,7 @@ async fn convert(
     ))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     gateway_core::json::from_slice(body).map_err(|e| {
         ApiError(
             gateway_core::Problem::new(

@@ -12,6 +12,7 @@
 //! Architecture invariant: this crate knows nothing about the gateway; the
 //! gateway treats it as an ordinary upstream (keys and cache apply there).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -157,6 +158,9 @@ impl FxService {
                 }
             }
             schedulers.push(f.spawn_follower(events, engine.clone(), health.clone(), rx.clone()));
+        }
+        if let Some(f) = &fleet {
+            state.set_fleet(f.clone());
         }
         let fetcher = Fetcher::new(engine.clone(), health).with_fleet(fleet.clone());
         schedulers.extend(fetcher.spawn(&providers, rx.clone()));
