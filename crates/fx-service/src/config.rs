@@ -412,7 +412,14 @@ interval = "30m"
     #[test]
     fn the_documented_sample_config_is_valid() {
         let doc = include_str!("../../../docs/fx.md");
-        let start = doc.find("```toml\n").expect("docs/fx.md has a toml sample") + 8;
+        let section = doc
+            .find("## Configuration")
+            .expect("docs/fx.md has a configuration section");
+        let start = section
+            + doc[section..]
+                .find("```toml\n")
+                .expect("docs/fx.md has a toml sample")
+            + 8;
         let len = doc[start..].find("```").expect("sample is closed");
         let cfg = FxServiceConfig::from_toml(&doc[start..start + len]).unwrap();
         assert_eq!(cfg.providers.len(), 2);
@@ -442,6 +449,19 @@ interval = "30m"
             .to_string();
         assert!(e.starts_with("import_bundled: "), "{e}");
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_token_is_never_shown_and_never_empty() {
+        let cfg = FxServiceConfig::from_toml(
+            "admin_token = \"s3cret\"\n[plausibility]\nmax_move_percent = 50\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.plausibility.max_move_percent, 50);
+        assert_eq!(cfg.plausibility.lookback_days, 31);
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        assert!(FxServiceConfig::from_toml("admin_token = \"\"").is_err());
+        assert!(FxServiceConfig::from_toml("[plausibility]\nmax_move = 5").is_err());
     }
 
     #[test]
