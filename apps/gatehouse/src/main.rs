@@ -255,25 +255,38 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match gateway_config::load_file(file) {
-        Ok(loaded) => match gateway_proxy::preflight(&loaded, file) {
-            Ok(()) => {
-                println!(
-                    "{}: ok ({} routes, {} clusters, {} listeners)",
-                    file.display(),
-                    loaded.config.routes.len(),
-                    loaded.config.clusters.len(),
-                    loaded.config.listeners.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e:#}", file.display());
-                ExitCode::from(2)
-            }
-        },
+    let loaded = match gateway_config::load_file(file) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = format!(
+        "{} routes, {} clusters, {} listeners",
+        loaded.config.routes.len(),
+        loaded.config.clusters.len(),
+        loaded.config.listeners.len()
+    );
+    // Building clusters makes HTTP clients, which belong to a runtime.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _runtime = rt.enter();
+    match gateway_proxy::preflight(loaded, file) {
+        Ok(()) => {
+            println!("{}: ok ({summary})", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
             ExitCode::from(2)
         }
     }

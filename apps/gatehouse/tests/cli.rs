@@ -169,6 +169,27 @@ fn check_accepts_good_and_rejects_broken_configs_naming_the_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:4:"));
 }
 
+/// `check` runs the build step a reload runs, so it refuses what a reload
+/// would refuse: here a cluster whose CA file does not exist.
+#[test]
+fn check_refuses_a_config_that_would_not_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path())
+        + "\n[clusters.secure]\ntargets = [\"https://127.0.0.1:9\"]\ntls = { ca_file = \"/nonexistent/ca.pem\" }\n";
+    let line = text.lines().position(|l| l.contains("ca_file")).unwrap() + 1;
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("gatehouse.toml:{line}:"))
+            && err.contains("clusters.secure.tls.ca_file"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
 #[tokio::test]
 async fn sighup_applies_good_configs_and_rejects_broken_ones() {
     let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;

@@ -38,6 +38,17 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// An error for problems found after loading, when the config is built
+    /// into running parts (a TLS file that cannot be read, a JWT key that
+    /// does not parse): each `(key path, message)` is located in this
+    /// config's source like a validation issue.
+    pub fn issues_error(&self, issues: Vec<(String, String)>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.origin.clone(),
+            issues: locate::locate_all(&self.source, issues),
+        }
+    }
+
     /// The running config as JSON with secrets replaced by `"[redacted]"`.
     pub fn redacted_json(&self) -> serde_json::Value {
         let value: toml::Value =

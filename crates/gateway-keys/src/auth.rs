@@ -470,6 +470,25 @@ impl IdentityHeaders {
 #[derive(Clone)]
 pub struct PreparedAuth(Arc<PreparedRoute>);
 
+impl PreparedAuth {
+    /// Builds a route's prepared state without installing it anywhere:
+    /// validates `cfg` and reads its JWT key material (again, even when the
+    /// settings did not change, so a rotated key file is picked up).
+    /// `previous` is the route's state before: its verifier is kept while
+    /// `cfg` drops its `jwt` table, so claim headers are still stripped.
+    pub fn build(
+        cfg: &RouteAuthConfig,
+        previous: Option<&PreparedAuth>,
+    ) -> Result<Self, Vec<crate::config::ConfigIssue>> {
+        cfg.validate()?;
+        let prepared = PreparedRoute::build(cfg, previous.map(|p| &*p.0), false);
+        if let Some(issues) = prepared.jwt_issues {
+            return Err(issues.into_iter().map(|i| i.under("jwt")).collect());
+        }
+        Ok(Self(Arc::new(prepared)))
+    }
+}
+
 impl std::fmt::Debug for PreparedAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedAuth").finish_non_exhaustive()
@@ -505,22 +524,31 @@ impl Authenticator {
     }
 
     /// Validates a route's auth config and loads its JWT key material, so
-    /// no file is read on the request path. Call at startup and on config
-    /// reload; returns the problems found.
+    /// no file is read on the request path, and installs it. Returns the
+    /// problems found.
     pub fn prepare_route(
         &self,
         route_name: &str,
         cfg: &RouteAuthConfig,
     ) -> Result<(), Vec<crate::config::ConfigIssue>> {
-        cfg.validate()?;
-        let previous = self.routes.get(route_name).map(|p| p.clone());
-        let prepared = PreparedRoute::build(cfg, previous.as_deref(), false);
-        if let Some(issues) = prepared.jwt_issues {
-            return Err(issues.into_iter().map(|i| i.under("jwt")).collect());
-        }
-        self.routes
-            .insert(route_name.to_string(), Arc::new(prepared));
+        let prepared = PreparedAuth::build(cfg, self.route_state(route_name).as_ref())?;
+        self.routes.insert(route_name.to_string(), prepared.0);
         Ok(())
+    }
+
+    /// The prepared state installed for `route_name`, if any.
+    pub fn route_state(&self, route_name: &str) -> Option<PreparedAuth> {
+        self.routes.get(route_name).map(|p| PreparedAuth(p.clone()))
+    }
+
+    /// Installs the prepared states of a whole config (built beforehand
+    /// with [`PreparedAuth::build`]), dropping routes that no longer exist.
+    pub fn install_routes(&self, routes: impl IntoIterator<Item = (String, PreparedAuth)>) {
+        let routes: std::collections::HashMap<String, PreparedAuth> = routes.into_iter().collect();
+        self.routes.retain(|name, _| routes.contains_key(name));
+        for (name, prepared) in routes {
+            self.routes.insert(name, prepared.0);
+        }
     }
 
     /// The route's prepared state, rebuilt when `cfg` is not what it was

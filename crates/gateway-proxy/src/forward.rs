@@ -11,13 +11,13 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
 use gateway_core::{Body, Problem};
-use gateway_upstream::{SendOptions, UpstreamError};
+use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 
 use crate::body::LimitedBody;
-use crate::gateway::Gateway;
+use crate::gateway::Snapshot;
 use crate::headers;
 use crate::pipeline::{ConnInfo, RequestContext};
 use crate::router::RouteMatch;
@@ -25,7 +25,9 @@ use crate::router::RouteMatch;
 /// Everything needed to forward a request of one client request upstream.
 #[derive(Clone)]
 pub(crate) struct Forward {
-    gateway: Gateway,
+    /// The route's cluster in the request's snapshot (`None` only if the
+    /// config named a cluster that does not exist, which validation refuses).
+    cluster: Option<Arc<Cluster>>,
     pub(crate) matched: RouteMatch,
     /// The client's IP, for `X-Forwarded-For`.
     peer: HeaderValue,
@@ -36,13 +38,13 @@ pub(crate) struct Forward {
 
 impl Forward {
     pub(crate) fn new(
-        gateway: Gateway,
+        snapshot: &Snapshot,
         matched: RouteMatch,
         ctx: &RequestContext,
         conn: &ConnInfo,
     ) -> Self {
         Self {
-            gateway,
+            cluster: snapshot.clusters.get(&*matched.route.cluster).cloned(),
             matched,
             peer: conn.forwarded_for().clone(),
             scheme: conn.scheme,
@@ -122,7 +124,7 @@ impl Forward {
             tripped,
         } = prepared;
         let route = &self.matched.route;
-        let Some(cluster) = self.gateway.upstreams().get(&route.cluster) else {
+        let Some(cluster) = &self.cluster else {
             return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem(&route.cluster));
         };
         let opts = SendOptions {

@@ -13,10 +13,11 @@ use arc_swap::ArcSwap;
 use gateway_cache::HttpCache;
 use gateway_config::LoadedConfig;
 use gateway_keys::auth::Authenticator;
-use gateway_keys::service::{KeyService, ScopeCatalog};
+use gateway_keys::service::KeyService;
 use gateway_mirror::MirrorEngine;
-use gateway_upstream::Upstreams;
+use gateway_upstream::{ClusterMap, Upstreams};
 
+use crate::build::{self, Built, Previous};
 use crate::router::RouteTable;
 use crate::telemetry::AccessLog;
 
@@ -27,21 +28,17 @@ pub struct Snapshot {
     pub config: LoadedConfig,
     /// Compiled routes.
     pub routes: RouteTable,
+    /// The clusters the routes send to, swapped together with them.
+    pub clusters: Arc<ClusterMap>,
 }
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The new file is not a valid config; the old one keeps serving.
+    /// The new file is not a valid config, or something it points at (a
+    /// TLS file, a JWT key) could not be loaded; the old one keeps serving.
     #[error("{0}")]
     Config(#[from] gateway_config::ConfigError),
-    /// The clusters could not be rebuilt; the old config keeps serving.
-    #[error("cannot apply clusters: {0}")]
-    Upstreams(String),
-    /// A route's authentication settings could not be loaded (e.g. a JWT
-    /// key file); the old config keeps serving.
-    #[error("{0}")]
-    Auth(String),
     /// There is no file to reload from.
     #[error("this gateway was not started from a config file")]
     NoFile,
@@ -90,29 +87,40 @@ impl Drop for InFlight {
 }
 
 impl Gateway {
-    /// Builds a gateway from a validated config. `config_path` is where
-    /// reloads read from.
+    /// Builds a gateway from a validated config (the same build step as a
+    /// reload). `config_path` is where reloads read from.
     pub fn new(
         config: LoadedConfig,
         config_path: Option<PathBuf>,
         keys: KeyService,
     ) -> anyhow::Result<Self> {
         let auth = Authenticator::new(keys);
-        prepare_auth(&auth, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let access_log = AccessLog::open(&config.config.telemetry.access_log).map_err(|e| {
             anyhow::anyhow!(
                 "cannot open access log `{}`: {e}",
                 config.config.telemetry.access_log
             )
         })?;
-        let upstreams = Upstreams::new(config.config.clusters.clone())
-            .map_err(|e| anyhow::anyhow!("cannot build clusters: {e}"))?;
-        let routes = RouteTable::new(&config.config.routes);
-        let cache = HttpCache::new(config.config.cache.clone(), gateway_core::clock::system());
-        let max_in_flight = config.config.gateway.max_in_flight;
-        Ok(Self {
+        let upstreams = Upstreams::default();
+        let built = build::build(
+            config,
+            Some(Previous {
+                upstreams: &upstreams,
+                auth: &auth,
+            }),
+        )?;
+        let cache = HttpCache::new(
+            built.loaded.config.cache.clone(),
+            gateway_core::clock::system(),
+        );
+        let max_in_flight = built.loaded.config.gateway.max_in_flight;
+        let gateway = Self {
             inner: Arc::new(Inner {
-                snapshot: ArcSwap::from_pointee(Snapshot { config, routes }),
+                snapshot: ArcSwap::from_pointee(Snapshot {
+                    clusters: built.cluster_map(),
+                    config: built.loaded.clone(),
+                    routes: RouteTable::new(&[]),
+                }),
                 cache,
                 auth,
                 mirror: std::sync::OnceLock::new(),
@@ -124,7 +132,9 @@ impl Gateway {
                 config_path,
                 reload_lock: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        gateway.swap(built);
+        Ok(gateway)
     }
 
     /// The current snapshot.
@@ -224,78 +234,60 @@ impl Gateway {
         result
     }
 
-    /// Applies a validated config: clusters first (so new routes find their
-    /// clusters), then the route snapshot.
+    /// Applies a validated config: builds everything it needs, then, only
+    /// if all of it built, swaps it in at once. On error nothing changed.
     pub async fn apply(&self, loaded: LoadedConfig) -> Result<(), ReloadError> {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
-        prepare_auth(&self.inner.auth, &loaded)?;
+        let built = build::build(
+            loaded,
+            Some(Previous {
+                upstreams: &self.inner.upstreams,
+                auth: &self.inner.auth,
+            }),
+        )?;
         let old = self.snapshot();
-        if old.config.config.listeners != loaded.config.listeners
-            || old.config.config.admin != loaded.config.admin
-            || old.config.config.cache != loaded.config.cache
-        {
-            tracing::warn!("listener, admin and [cache] changes take effect at the next restart");
-        }
-        // Add and update clusters first but keep removed ones until the new
-        // snapshot is in place, so no request ever sees a route whose
-        // cluster is gone.
-        let mut union = old.config.config.clusters.clone();
-        union.extend(loaded.config.clusters.clone());
-        self.inner
-            .upstreams
-            .reconfigure(union.clone())
-            .map_err(|e| ReloadError::Upstreams(e.to_string()))?;
-        self.inner
-            .max_in_flight
-            .store(loaded.config.gateway.max_in_flight, Ordering::Relaxed);
-        let routes = RouteTable::new(&loaded.config.routes);
-        let clusters = loaded.config.clusters.clone();
-        self.inner.snapshot.store(Arc::new(Snapshot {
-            config: loaded,
-            routes,
-        }));
-        if union.len() != clusters.len() {
-            self.inner
-                .upstreams
-                .reconfigure(clusters)
-                .map_err(|e| ReloadError::Upstreams(e.to_string()))?;
+        let restart = build::needs_restart(&old.config, &built.loaded);
+        self.swap(built);
+        for section in restart {
+            tracing::warn!(
+                section,
+                "{section} changed: needs a restart; the running value stays until then"
+            );
         }
         Ok(())
     }
+
+    /// Puts a built config in place. Nothing here can fail: whatever could
+    /// was done by the build. Clusters are committed before the snapshot
+    /// that names them, and each snapshot carries its own cluster map, so a
+    /// request always sends to the clusters of the routes it matched.
+    fn swap(&self, built: Built) {
+        let Built {
+            loaded,
+            routes,
+            auth,
+            clusters,
+            catalog,
+        } = built;
+        self.inner.auth.install_routes(auth);
+        let service = self.inner.auth.service();
+        service.set_plans(loaded.config.plans.clone());
+        service.set_scope_catalog(catalog);
+        self.inner
+            .max_in_flight
+            .store(loaded.config.gateway.max_in_flight, Ordering::Relaxed);
+        let cluster_map = clusters.clusters().clone();
+        self.inner.upstreams.commit(clusters);
+        self.inner.snapshot.store(Arc::new(Snapshot {
+            config: loaded,
+            routes,
+            clusters: cluster_map,
+        }));
+    }
 }
 
-/// Loads every route's auth material (JWT keys) and tells the key service
-/// the plans and the scopes that exist, so admin requests naming an unknown
-/// scope or plan are refused.
-fn prepare_auth(auth: &Authenticator, loaded: &LoadedConfig) -> Result<(), ReloadError> {
-    let config = &loaded.config;
-    let mut issues = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
-        if let Some(cfg) = &route.auth {
-            if let Err(errs) = auth.prepare_route(&route.name, cfg) {
-                for e in errs {
-                    issues.push(format!(
-                        "{}: routes[{i}].auth.{}: {}",
-                        loaded.origin, e.path, e.message
-                    ));
-                }
-            }
-        }
-    }
-    if !issues.is_empty() {
-        return Err(ReloadError::Auth(issues.join("\n")));
-    }
-    let service = auth.service();
-    service.set_plans(config.plans.clone());
-    let mut catalog = ScopeCatalog::from_routes(
-        config
-            .routes
-            .iter()
-            .map(|r| (r.name.as_str(), r.auth.as_ref())),
-    );
-    catalog
-        .tags
-        .extend(config.routes.iter().flat_map(|r| r.tags.iter().cloned()));
-    service.set_scope_catalog(catalog);
-    Ok(())
+/// Builds a config the way startup and a reload do, with nothing running
+/// and nothing changed, and throws it away: for `gatehouse check`.
+pub(crate) fn check(loaded: LoadedConfig) -> Result<(), gateway_config::ConfigError> {
+    build::build(loaded, None).map(drop)
 }

@@ -13,6 +13,7 @@
 pub mod admin;
 mod authority;
 mod body;
+mod build;
 mod forward;
 pub mod gateway;
 pub mod headers;
@@ -276,15 +277,17 @@ async fn open_keys(
     Ok(svc)
 }
 
-/// Checks what `gatehouse check` can check beyond the config text: TLS
-/// files load and match. Does not bind sockets.
-pub fn preflight(config: &LoadedConfig, config_path: &std::path::Path) -> anyhow::Result<()> {
+/// What `gatehouse check` runs beyond reading the config text: the build
+/// step of startup and reloads (clusters with their TLS files, JWT keys,
+/// routes), and the listeners' TLS files. Binds no socket, starts nothing.
+pub fn preflight(config: LoadedConfig, config_path: &std::path::Path) -> anyhow::Result<()> {
     let base_dir = config_path.parent().unwrap_or(std::path::Path::new(""));
     for (i, l) in config.config.listeners.iter().enumerate() {
         if let Some(tls) = &l.tls {
             server::tls_acceptor(tls, base_dir)
-                .with_context(|| format!("listeners[{i}].tls (`{}`)", l.name))?;
+                .with_context(|| format!("{}: listeners[{i}].tls (`{}`)", config.origin, l.name))?;
         }
     }
+    gateway::check(config)?;
     Ok(())
 }

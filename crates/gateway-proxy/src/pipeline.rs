@@ -241,7 +241,7 @@ impl Gateway {
         }
         let (req, mirroring) = self.mirror_plan(req, ctx);
         let matched = ctx.matched.clone().expect("routed");
-        let forward = Forward::new(self.clone(), matched, ctx, conn);
+        let forward = Forward::new(snapshot, matched, ctx, conn);
         let started = Instant::now();
         let result = self.cache_or_forward(req, ctx, conn, forward).await;
         match (mirroring, result) {

@@ -134,9 +134,8 @@ impl Drop for Cluster {
 
 impl Cluster {
     /// Builds a cluster, reusing targets (pool and health state) from
-    /// `previous` whose address and client settings are unchanged, and
-    /// starting active health checks. Must run inside a Tokio runtime when
-    /// `health_check` is set.
+    /// `previous` whose address and client settings are unchanged. Reads
+    /// TLS files; starts nothing (see [`Self::start`]).
     pub(crate) fn build(
         name: &str,
         config: ClusterConfig,
@@ -166,13 +165,6 @@ impl Cluster {
                 },
             }
         }
-        if config.health_check.is_some() && tokio::runtime::Handle::try_current().is_err() {
-            issues.push(ConfigIssue {
-                path: "health_check".into(),
-                message: "active health checks need a Tokio runtime; build upstreams inside one"
-                    .into(),
-            });
-        }
         if !issues.is_empty() {
             return Err(issues);
         }
@@ -191,20 +183,27 @@ impl Cluster {
             weights,
             config,
         };
+        Ok(cluster)
+    }
+
+    /// Starts what a serving cluster runs in the background (active health
+    /// checks) and publishes its initial state to metrics. Building has no
+    /// side effects, so a config can be checked or built and thrown away;
+    /// only the registry's commit starts a cluster. Inside a Tokio runtime.
+    pub(crate) fn start(&self) {
         let now = Instant::now();
-        for t in &cluster.targets {
-            metrics::healthy(&cluster.name, &t.display, t.is_available(now));
-            if let Some(hc) = &cluster.config.health_check {
+        for t in &self.targets {
+            metrics::healthy(&self.name, &t.display, t.is_available(now));
+            if let Some(hc) = &self.config.health_check {
                 health::spawn(
-                    cluster.name.clone(),
+                    self.name.clone(),
                     t.clone(),
                     hc.clone(),
-                    cluster.cancel.clone(),
+                    self.cancel.clone(),
                 );
             }
         }
-        metrics::circuit(&cluster.name, CircuitState::Closed);
-        Ok(cluster)
+        metrics::circuit(&self.name, CircuitState::Closed);
     }
 
     /// Stops background tasks (health checks). In-flight requests finish.

@@ -38,6 +38,6 @@ pub use cluster::{is_idempotent, Cluster, ClusterStatus, SendOptions};
 pub use config::{ClusterConfig, ConfigIssue};
 pub use error::{UpstreamError, UpstreamErrorKind};
 pub use health::HEALTH_CHECK_USER_AGENT;
-pub use registry::{BuildError, ClusterIssue, ClusterMap, Upstreams};
+pub use registry::{BuildError, ClusterIssue, ClusterMap, ClusterPlan, Upstreams};
 pub use retry::BUDGET_WINDOW_SECS;
 pub use target::{TargetState, TargetStatus};

@@ -3,11 +3,14 @@
 //! The current set of clusters is an immutable map behind an `ArcSwap`:
 //! lookups are lock-free and a reconfigure replaces the whole map in one
 //! step. Requests already running keep the `Arc<Cluster>` they started with,
-//! so nothing in flight is lost. A reconfigure builds every new cluster
-//! first (all or nothing), keeps clusters whose config did not change as
-//! they are, and carries over targets (pool, health, ejection) whose
-//! address and client settings did not change; then it stops the health
-//! checks of replaced and removed clusters.
+//! so nothing in flight is lost. A reconfigure is two steps: [`Upstreams::plan`]
+//! builds every new cluster with no side effects (all or nothing), keeps
+//! clusters whose config did not change as they are, and carries over
+//! targets (pool, health, ejection) whose address and client settings did
+//! not change; [`Upstreams::commit`] starts the new clusters, swaps the map
+//! and stops the health checks of replaced and removed clusters. A gateway
+//! reload plans clusters with everything else and commits only when all of
+//! it built.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,6 +61,29 @@ impl fmt::Display for BuildError {
             write!(f, "\n  {i}")?;
         }
         Ok(())
+    }
+}
+
+/// Clusters built by [`Upstreams::plan`] and not yet in place.
+pub struct ClusterPlan {
+    clusters: Arc<ClusterMap>,
+    /// Clusters built new (not carried over): started on commit.
+    fresh: Vec<String>,
+}
+
+impl ClusterPlan {
+    /// The cluster map this plan puts in place.
+    pub fn clusters(&self) -> &Arc<ClusterMap> {
+        &self.clusters
+    }
+}
+
+impl fmt::Debug for ClusterPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterPlan")
+            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .field("fresh", &self.fresh)
+            .finish()
     }
 }
 
@@ -126,12 +152,27 @@ impl Upstreams {
         }
     }
 
-    /// Replaces the clusters with `configs`. All or nothing: on error the
-    /// old clusters stay in place and every problem is reported.
+    /// Replaces the clusters with `configs`: [`Self::plan`], then
+    /// [`Self::commit`]. All or nothing: on error the old clusters stay in
+    /// place and every problem is reported.
     pub fn reconfigure(&self, configs: BTreeMap<String, ClusterConfig>) -> Result<(), BuildError> {
         let _writer = self.writer.lock();
+        let plan = self.plan(configs)?;
+        self.commit_locked(plan);
+        Ok(())
+    }
+
+    /// Builds the clusters `configs` describes without changing anything:
+    /// clusters whose config did not change are kept as they are, the
+    /// others are built (reusing unchanged targets, reading TLS files) but
+    /// not started. Every problem across all clusters is reported.
+    pub fn plan(
+        &self,
+        configs: BTreeMap<String, ClusterConfig>,
+    ) -> Result<ClusterPlan, BuildError> {
         let old = self.current.load_full();
         let mut next = ClusterMap::new();
+        let mut fresh = Vec::new();
         let mut issues = Vec::new();
         for (name, config) in configs {
             let previous = old.get(&name);
@@ -141,6 +182,7 @@ impl Upstreams {
             }
             match Cluster::build(&name, config, previous.map(|p| p.as_ref())) {
                 Ok(c) => {
+                    fresh.push(name.clone());
                     next.insert(name, Arc::new(c));
                 }
                 Err(found) => issues.extend(found.into_iter().map(|issue| ClusterIssue {
@@ -150,15 +192,33 @@ impl Upstreams {
             }
         }
         if !issues.is_empty() {
-            // Dropping the half-built map stops the health checks it started.
-            for c in next.values() {
-                if !old.values().any(|o| Arc::ptr_eq(o, c)) {
-                    c.stop();
-                }
-            }
             return Err(BuildError { issues });
         }
-        self.current.store(Arc::new(next));
+        Ok(ClusterPlan {
+            clusters: Arc::new(next),
+            fresh,
+        })
+    }
+
+    /// Checks that `configs` builds (addresses, TLS files), as a reload
+    /// would, with nothing running: for `gatehouse check`.
+    pub fn check(configs: BTreeMap<String, ClusterConfig>) -> Result<(), BuildError> {
+        Self::default().plan(configs).map(drop)
+    }
+
+    /// Puts a plan in place: starts its new clusters, swaps the map, and
+    /// stops the clusters it replaced or removed. Requests that hold a
+    /// stopped cluster finish on it.
+    pub fn commit(&self, plan: ClusterPlan) {
+        let _writer = self.writer.lock();
+        self.commit_locked(plan);
+    }
+
+    fn commit_locked(&self, plan: ClusterPlan) {
+        for name in &plan.fresh {
+            plan.clusters[name].start();
+        }
+        let old = self.current.swap(plan.clusters);
         let now = self.current.load();
         for (name, c) in old.iter() {
             if !now.get(name).is_some_and(|n| Arc::ptr_eq(n, c)) {
@@ -166,7 +226,6 @@ impl Upstreams {
                 tracing::info!(cluster = %name, "upstream cluster replaced or removed");
             }
         }
-        Ok(())
     }
 
     /// Stops every background task (health checks). Requests still work

@@ -154,3 +154,84 @@ async fn a_changed_file_is_picked_up_without_a_signal() {
     .await;
     assert!(applied, "the watcher reloads after the file changes");
 }
+
+/// A config that fails to build is not applied in part: the plan it
+/// lowers stays at its old rate although plans come before clusters.
+#[tokio::test]
+async fn a_reload_that_fails_to_build_changes_nothing() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let with_rate = |rate: &str, extra: &str| {
+        base(&format!(
+            r#"
+[plans.basic]
+rate_per_second = {rate}
+
+[clusters.svc]
+targets = ["{origin}"]
+{extra}
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+auth = {{ methods = ["api_key"] }}
+"#,
+            origin = origin.authority()
+        ))
+    };
+    let gw = TestGateway::start(&with_rate("1000.0", "")).await;
+    let http = client();
+    let created: serde_json::Value = http
+        .post(gw.admin_url("/v1/keys"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"owner": "acme", "plan": "basic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["secret"].as_str().expect("a key").to_string();
+    let limit = || async {
+        let res = http
+            .get(gw.url("/"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        // 429 once the lowered plan applies; the header comes either way.
+        assert!([200, 429].contains(&res.status().as_u16()), "{res:?}");
+        res.headers()["ratelimit-limit"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = limit().await;
+
+    let broken = with_rate(
+        "1.0",
+        "\n[clusters.secure]\ntargets = [\"https://127.0.0.1:9\"]\ntls = { ca_file = \"/nonexistent/ca.pem\" }\n",
+    );
+    std::fs::write(&gw.config_path, &broken).unwrap();
+    let res = http
+        .post(gw.admin_url("/v1/config/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let p: serde_json::Value = res.json().await.unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    let line = broken.lines().position(|l| l.contains("ca_file")).unwrap() + 1;
+    assert!(
+        detail.contains(&format!("gatehouse.toml:{line}:"))
+            && detail.contains("clusters.secure.tls.ca_file"),
+        "{detail}"
+    );
+    assert_eq!(limit().await, before, "the old plan is still enforced");
+    assert!(gw.gateway().upstreams().get("secure").is_none());
+
+    // The same file without the broken cluster applies whole.
+    std::fs::write(&gw.config_path, with_rate("1.0", "")).unwrap();
+    gw.gateway().reload_from_file().await.unwrap();
+    assert_ne!(limit().await, before, "the new plan applies once it builds");
+}

@@ -1,0 +1,152 @@
+//! A config's build step: everything a config needs in order to serve,
+//! built with no side effects.
+//!
+//! Startup, every reload (SIGHUP, a file change, the admin API) and
+//! `gatehouse check` run this same step. It reads what the config points
+//! at (TLS files, JWT keys) and builds routes, prepared authentication,
+//! clusters and the scope catalog, but starts and changes nothing; so a
+//! reload either applies all of it, in one swap (`Gateway::apply`), or, when
+//! anything failed to build, none of it.
+
+use std::sync::Arc;
+
+use gateway_config::{ConfigError, LoadedConfig};
+use gateway_keys::auth::PreparedAuth;
+use gateway_keys::service::ScopeCatalog;
+use gateway_upstream::{ClusterPlan, Upstreams};
+
+use crate::router::RouteTable;
+
+/// A config built and ready to swap in.
+pub struct Built {
+    /// The validated config.
+    pub(crate) loaded: LoadedConfig,
+    /// Compiled routes, each with its prepared authentication.
+    pub(crate) routes: RouteTable,
+    /// Prepared authentication by route name, for the authenticator.
+    pub(crate) auth: Vec<(String, PreparedAuth)>,
+    /// The clusters, built and not started.
+    pub(crate) clusters: ClusterPlan,
+    /// Scopes that exist, for validating admin requests.
+    pub(crate) catalog: ScopeCatalog,
+}
+
+/// What a build can start from: the parts of a running gateway whose state
+/// carries over (connection pools and health of unchanged targets, JWT
+/// verifiers), or nothing at all.
+pub(crate) struct Previous<'a> {
+    pub(crate) upstreams: &'a Upstreams,
+    pub(crate) auth: &'a gateway_keys::auth::Authenticator,
+}
+
+/// Builds `loaded`. Every problem found is reported at once, located in
+/// the config file like a validation error (`file:line:col: key: message`).
+pub(crate) fn build(
+    loaded: LoadedConfig,
+    previous: Option<Previous<'_>>,
+) -> Result<Built, ConfigError> {
+    let config = &loaded.config;
+    let mut issues: Vec<(String, String)> = Vec::new();
+
+    let mut auth = Vec::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let Some(cfg) = &route.auth else { continue };
+        let before = previous
+            .as_ref()
+            .and_then(|p| p.auth.route_state(&route.name));
+        match PreparedAuth::build(cfg, before.as_ref()) {
+            Ok(prepared) => auth.push((route.name.clone(), prepared)),
+            Err(found) => issues.extend(
+                found
+                    .into_iter()
+                    .map(|e| (format!("routes[{i}].auth.{}", e.path), e.message)),
+            ),
+        }
+    }
+
+    let planned = match &previous {
+        Some(p) => p.upstreams.plan(config.clusters.clone()),
+        None => Upstreams::default().plan(config.clusters.clone()),
+    };
+    let clusters = match planned {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            issues.extend(e.issues.into_iter().map(|i| {
+                (
+                    format!("clusters.{}.{}", i.cluster, i.issue.path),
+                    i.issue.message,
+                )
+            }));
+            None
+        }
+    };
+
+    let (Some(clusters), true) = (clusters, issues.is_empty()) else {
+        return Err(loaded.issues_error(issues));
+    };
+
+    let routes = RouteTable::new(&config.routes);
+    for route in routes.routes() {
+        if let Some((_, prepared)) = auth.iter().find(|(name, _)| **name == *route.name) {
+            let _ = route.auth_prepared.set(prepared.clone());
+        }
+    }
+    let mut catalog = ScopeCatalog::from_routes(
+        config
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.auth.as_ref())),
+    );
+    catalog
+        .tags
+        .extend(config.routes.iter().flat_map(|r| r.tags.iter().cloned()));
+    Ok(Built {
+        loaded,
+        routes,
+        auth,
+        clusters,
+        catalog,
+    })
+}
+
+/// Sections of the config that a running gateway cannot change, named as
+/// in the file: a reload that changes one warns that it needs a restart.
+pub(crate) fn needs_restart(old: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static str> {
+    let (a, b) = (&old.config, &new.config);
+    let (ga, gb) = (&a.gateway, &b.gateway);
+    let (ka, kb) = (&a.keys, &b.keys);
+    [
+        ("[[listeners]]", a.listeners != b.listeners),
+        ("[admin]", a.admin != b.admin),
+        ("[telemetry]", a.telemetry != b.telemetry),
+        ("[storage]", a.storage != b.storage),
+        ("[cache]", a.cache != b.cache),
+        (
+            "[gateway] header_read_timeout",
+            ga.header_read_timeout != gb.header_read_timeout,
+        ),
+        ("[gateway] idle_timeout", ga.idle_timeout != gb.idle_timeout),
+        ("[gateway] watch_config", ga.watch_config != gb.watch_config),
+        (
+            "[gateway] shadow_nice, shadow_idle",
+            ga.shadow_nice != gb.shadow_nice || ga.shadow_idle != gb.shadow_idle,
+        ),
+        ("[keys] database", ka.database != kb.database),
+        (
+            "[keys] reload_interval, flush_interval, sweep_interval",
+            ka.reload_interval != kb.reload_interval
+                || ka.flush_interval != kb.flush_interval
+                || ka.sweep_interval != kb.sweep_interval,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
+
+impl Built {
+    /// The clusters a built config serves with, for the snapshot.
+    pub(crate) fn cluster_map(&self) -> Arc<gateway_upstream::ClusterMap> {
+        self.clusters.clusters().clone()
+    }
+}
