@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
         })
     });
-    let prepared = auth.prepared_auth("orders", &Arc::new(route.clone()));
+    let prepared = gateway_keys::auth::PreparedAuth::build("orders", &route, None).unwrap();
     let ip: std::net::IpAddr = [127, 0, 0, 1].into();
     let request = http::Request::builder()
         .uri("/orders")
@@ -94,7 +94,7 @@ fn bench(c: &mut Criterion) {
         .body(())
         .unwrap();
     let (template, _) = request.into_parts();
-    g.bench_function("authenticate_now", |b| {
+    g.bench_function("decide_valid_key", |b| {
         b.iter_batched(
             || {
                 let (mut parts, _) = http::Request::new(()).into_parts();
@@ -103,8 +103,10 @@ fn bench(c: &mut Criterion) {
                 parts
             },
             |mut parts| {
-                auth.authenticate_now(&mut parts, &prepared, "orders", ip)
-                    .unwrap();
+                assert!(matches!(
+                    auth.decide(&mut parts, &prepared, Some(ip)),
+                    gateway_keys::auth::Decision::Now(_)
+                ));
                 parts
             },
             criterion::BatchSize::SmallInput,

@@ -19,7 +19,6 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
 use gateway_core::Problem;
@@ -329,10 +328,8 @@ struct PreparedRoute {
     /// The config this was built from. A request that brings a different
     /// config (a reload that skipped `prepare_route`, or a test) rebuilds.
     config: RouteAuthConfig,
-    /// The shared config a request last brought that equals `config`: a
-    /// pointer comparison with it replaces the field-by-field one. Holding
-    /// the `Arc` keeps the address from being reused by another config.
-    seen: ArcSwapOption<RouteAuthConfig>,
+    /// The route's name, for logs and metrics.
+    name: Arc<str>,
     /// The route's JWT verifier and the settings it was built from. As
     /// before preparation existed, it outlives a config that drops its
     /// `jwt` table, so its claim headers are still stripped.
@@ -360,7 +357,12 @@ impl PreparedRoute {
     /// verifier is reused when `reuse_jwt` and the settings did not change;
     /// otherwise the key material is read again (a reload picks up a
     /// rotated key file).
-    fn build(cfg: &RouteAuthConfig, previous: Option<&PreparedRoute>, reuse_jwt: bool) -> Self {
+    fn build(
+        name: &str,
+        cfg: &RouteAuthConfig,
+        previous: Option<&PreparedRoute>,
+        reuse_jwt: bool,
+    ) -> Self {
         let previous_jwt = previous.and_then(|p| p.jwt.clone());
         let (jwt, jwt_issues) = match &cfg.jwt {
             None => (previous_jwt, None),
@@ -392,7 +394,7 @@ impl PreparedRoute {
             .collect();
         PreparedRoute {
             config: cfg.clone(),
-            seen: ArcSwapOption::empty(),
+            name: Arc::from(name),
             jwt,
             jwt_issues,
             required: parse_required(cfg),
@@ -477,11 +479,12 @@ impl PreparedAuth {
     /// `previous` is the route's state before: its verifier is kept while
     /// `cfg` drops its `jwt` table, so claim headers are still stripped.
     pub fn build(
+        route_name: &str,
         cfg: &RouteAuthConfig,
         previous: Option<&PreparedAuth>,
     ) -> Result<Self, Vec<crate::config::ConfigIssue>> {
         cfg.validate()?;
-        let prepared = PreparedRoute::build(cfg, previous.map(|p| &*p.0), false);
+        let prepared = PreparedRoute::build(route_name, cfg, previous.map(|p| &*p.0), false);
         if let Some(issues) = prepared.jwt_issues {
             return Err(issues.into_iter().map(|i| i.under("jwt")).collect());
         }
@@ -492,6 +495,31 @@ impl PreparedAuth {
 impl std::fmt::Debug for PreparedAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedAuth").finish_non_exhaustive()
+    }
+}
+
+/// What [`Authenticator::decide`] returns: the identity at once, or the
+/// rest of the work as a future. Awaiting a `Decision` gives the result
+/// either way.
+pub enum Decision<'a> {
+    /// Accepted without waiting.
+    Now(Arc<Identity>),
+    /// To be awaited: accepted or refused.
+    Later(futures::future::BoxFuture<'a, Result<Arc<Identity>, AuthError>>),
+}
+
+impl<'a> std::future::IntoFuture for Decision<'a> {
+    type Output = Result<Arc<Identity>, AuthError>;
+    type IntoFuture = futures::future::Either<
+        std::future::Ready<Self::Output>,
+        futures::future::BoxFuture<'a, Self::Output>,
+    >;
+
+    fn into_future(self) -> Self::IntoFuture {
+        match self {
+            Decision::Now(id) => futures::future::Either::Left(std::future::ready(Ok(id))),
+            Decision::Later(f) => futures::future::Either::Right(f),
+        }
     }
 }
 
@@ -531,7 +559,7 @@ impl Authenticator {
         route_name: &str,
         cfg: &RouteAuthConfig,
     ) -> Result<(), Vec<crate::config::ConfigIssue>> {
-        let prepared = PreparedAuth::build(cfg, self.route_state(route_name).as_ref())?;
+        let prepared = PreparedAuth::build(route_name, cfg, self.route_state(route_name).as_ref())?;
         self.routes.insert(route_name.to_string(), prepared.0);
         Ok(())
     }
@@ -559,30 +587,14 @@ impl Authenticator {
             Some(p) => Some(p.clone()),
             None => None,
         };
-        let prepared = Arc::new(PreparedRoute::build(cfg, previous.as_deref(), true));
+        let prepared = Arc::new(PreparedRoute::build(
+            route_name,
+            cfg,
+            previous.as_deref(),
+            true,
+        ));
         self.routes.insert(route_name.to_string(), prepared.clone());
         prepared
-    }
-
-    /// [`Self::prepared`] for a shared config: a request that brings the
-    /// same `Arc` as the one before skips the field-by-field comparison.
-    fn prepared_shared(&self, route_name: &str, cfg: &Arc<RouteAuthConfig>) -> Arc<PreparedRoute> {
-        if let Some(p) = self.routes.get(route_name) {
-            if p.seen.load().as_ref().is_some_and(|s| Arc::ptr_eq(s, cfg)) {
-                return p.clone();
-            }
-        }
-        let prepared = self.prepared(route_name, cfg);
-        prepared.seen.store(Some(cfg.clone()));
-        prepared
-    }
-
-    /// The prepared state of `route_name` for its shared config `cfg`, for
-    /// [`Self::authenticate_now`]. Take it once per route and config
-    /// generation (a router keeps it with the route): a config reload
-    /// prepares routes again, and the router then holds new routes.
-    pub fn prepared_auth(&self, route_name: &str, cfg: &Arc<RouteAuthConfig>) -> PreparedAuth {
-        PreparedAuth(self.prepared_shared(route_name, cfg))
     }
 
     /// The JWT verifier for `cfg`. When the route's settings could not be
@@ -597,7 +609,7 @@ impl Authenticator {
         if let (None, Some((_, v))) = (&prepared.jwt_issues, &prepared.jwt) {
             return Ok(v.clone());
         }
-        let retried = PreparedRoute::build(route, Some(prepared), true);
+        let retried = PreparedRoute::build(route_name, route, Some(prepared), true);
         match (&retried.jwt_issues, &retried.jwt) {
             (None, Some((_, v))) => {
                 let v = v.clone();
@@ -613,7 +625,9 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a request for `route_name`. See the module docs. The
+    /// Authenticates a request for `route_name` whose settings are `route`,
+    /// preparing them first when they are not what the route was prepared
+    /// with: [`Self::decide`] for callers without prepared routes. The
     /// client address comes from the request's extensions ([`ClientIp`]).
     pub async fn authenticate(
         &self,
@@ -621,53 +635,58 @@ impl Authenticator {
         route: &RouteAuthConfig,
         route_name: &str,
     ) -> Result<Arc<Identity>, AuthError> {
-        let prepared = self.prepared(route_name, route);
+        let prepared = PreparedAuth(self.prepared(route_name, route));
         let ip = client_ip(parts);
-        self.authenticate_prepared(parts, route, route_name, &prepared, ip)
-            .await
+        self.decide(parts, &prepared, ip).await
     }
 
-    /// [`Self::authenticate`] for the gateway's request path: the route's
-    /// config as the router shares it, and the client address it already
-    /// worked out.
-    pub async fn authenticate_client(
-        &self,
-        parts: &mut Parts,
-        route: &Arc<RouteAuthConfig>,
-        route_name: &str,
-        ip: IpAddr,
-    ) -> Result<Arc<Identity>, AuthError> {
-        let prepared = self.prepared_shared(route_name, route);
-        self.authenticate_prepared(parts, route, route_name, &prepared, Some(ip))
-            .await
+    /// Authenticates a request on a prepared route, in one call: the
+    /// decision comes at once when nothing has to be waited for (a known,
+    /// valid API key within its scopes, from an address not over the
+    /// failed-verification limit: the common case), and as a future only
+    /// when something must be awaited (a limiter for a blocked or
+    /// credential-less address, a failure to count) or the credential is a
+    /// JWT. Either way the same steps run: credential stripped, identity
+    /// headers set, outcome counted.
+    pub fn decide<'a>(
+        &'a self,
+        parts: &'a mut Parts,
+        route: &'a PreparedAuth,
+        ip: Option<IpAddr>,
+    ) -> Decision<'a> {
+        match self.decide_now(parts, &route.0, ip) {
+            Some(identity) => Decision::Now(identity),
+            None => Decision::Later(Box::pin(self.authenticate_prepared(
+                parts,
+                &route.0.config,
+                &route.0.name,
+                &route.0,
+                ip,
+            ))),
+        }
     }
 
-    /// The common case of [`Self::authenticate_client`] decided without
-    /// waiting for anything: a known, valid API key within its scopes, from
-    /// an address not over the failed-verification limit. Then the request
-    /// is rewritten (credential stripped, identity headers set) and the
-    /// identity returned, with no future to build or box. Anything else
-    /// returns `None` having changed nothing that matters (only identity
-    /// headers the client sent are dropped, which the full path does first
-    /// too), and the caller runs the full path, which decides, logs and
-    /// counts the refusal.
+    /// The part of [`Self::decide`] that needs no waiting: a valid key is
+    /// accepted and the request rewritten. Anything else returns `None`
+    /// having changed nothing that matters (only identity headers the
+    /// client sent are dropped, which the full path does first too), and
+    /// the full path decides, logs and counts the refusal.
     ///
     /// The key's format and checksum are not checked here: a key whose
     /// hash is in the keyring was issued by us and is well-formed, and
     /// any other goes to the full path, which checks the format before
     /// anything else and refuses a malformed key as such.
-    pub fn authenticate_now(
+    fn decide_now(
         &self,
         parts: &mut Parts,
-        prepared: &PreparedAuth,
-        route_name: &str,
-        ip: IpAddr,
+        prepared: &PreparedRoute,
+        ip: Option<IpAddr>,
     ) -> Option<Arc<Identity>> {
-        let prepared = &*prepared.0;
+        let route_name: &str = &prepared.name;
         let route = &prepared.config;
         if !route.methods.contains(&AuthMethodKind::ApiKey)
             || prepared.jwt_issues.is_some()
-            || self.service.ip_was_blocked(ip)
+            || ip.is_some_and(|ip| self.service.ip_was_blocked(ip))
         {
             return None;
         }

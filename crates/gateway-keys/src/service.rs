@@ -305,7 +305,9 @@ struct Inner {
     store: Arc<dyn KeyStore>,
     keyring: Keyring,
     clock: Arc<dyn Clock>,
-    config: KeysConfig,
+    /// Swapped whole on a config reload; `database` and the intervals keep
+    /// the values the service started with (they need a restart).
+    config: ArcSwap<KeysConfig>,
     plans: ArcSwap<BTreeMap<String, PlanConfig>>,
     feed: Arc<dyn ChangeFeed>,
     limits: Limits,
@@ -410,7 +412,7 @@ impl KeyServiceBuilder {
                 store: self.store,
                 keyring: Keyring::new(),
                 clock: self.clock,
-                config: self.config,
+                config: ArcSwap::from_pointee(self.config),
                 plans: ArcSwap::from_pointee(self.plans),
                 feed: self.feed,
                 limits,
@@ -491,9 +493,24 @@ impl KeyService {
         }
     }
 
-    /// The global configuration.
-    pub fn config(&self) -> &KeysConfig {
-        &self.inner.config
+    /// The global configuration as it is now.
+    pub fn config(&self) -> Arc<KeysConfig> {
+        self.inner.config.load_full()
+    }
+
+    /// Applies a new `[keys]` table (config reload): key environment,
+    /// grace, rotation policy, per-address limits, default plan and custom
+    /// scopes take effect for the next request or admin call. `database`
+    /// and the background intervals keep their running values; the gateway
+    /// names them as needing a restart. Call before
+    /// [`Self::set_scope_catalog`], which reads the custom scopes.
+    pub fn set_config(&self, mut config: KeysConfig) {
+        let running = self.inner.config.load();
+        config.database.clone_from(&running.database);
+        config.reload_interval = running.reload_interval;
+        config.flush_interval = running.flush_interval;
+        config.sweep_interval = running.sweep_interval;
+        self.inner.config.store(Arc::new(config));
     }
 
     /// The keyring (read-only use).
@@ -525,7 +542,7 @@ impl KeyService {
     pub fn set_scope_catalog(&self, mut catalog: ScopeCatalog) {
         catalog
             .custom
-            .extend(self.inner.config.custom_scopes.iter().cloned());
+            .extend(self.inner.config.load().custom_scopes.iter().cloned());
         self.inner.catalog.store(Arc::new(catalog));
     }
 
@@ -597,7 +614,7 @@ impl KeyService {
             && identity
                 .plan
                 .as_deref()
-                .or(self.inner.config.default_plan.as_deref())
+                .or(self.inner.config.load().default_plan.as_deref())
                 .is_some_and(|p| self.inner.plans.load().contains_key(p))
     }
 
@@ -608,10 +625,8 @@ impl KeyService {
             return Ok(RateLimitInfo::default());
         };
         let plans = self.inner.plans.load();
-        let plan_name = identity
-            .plan
-            .as_deref()
-            .or(self.inner.config.default_plan.as_deref());
+        let config = self.inner.config.load();
+        let plan_name = identity.plan.as_deref().or(config.default_plan.as_deref());
         let Some(plan) = plan_name.and_then(|p| plans.get(p)) else {
             return Ok(RateLimitInfo::default());
         };
@@ -815,12 +830,15 @@ impl KeyService {
         let environment = req
             .environment
             .clone()
-            .unwrap_or_else(|| self.inner.config.environment.clone());
+            .unwrap_or_else(|| self.inner.config.load().environment.clone());
         let secret = ApiKey::generate(&environment).map_err(|_| ServiceError::InvalidField {
             field: "environment",
             message: format!("`{environment}` is not 1-16 characters of a-z and 0-9"),
         })?;
-        let expires_at = match req.expires_in.or(self.inner.config.rotation.rotate_every) {
+        let expires_at = match req
+            .expires_in
+            .or(self.inner.config.load().rotation.rotate_every)
+        {
             Some(d) => Some(self.expiry_after(now, d, "expires_in")?),
             None => None,
         };
@@ -921,11 +939,11 @@ impl KeyService {
                 },
             });
         }
-        let grace = req.grace.unwrap_or(self.inner.config.default_grace);
-        if grace > self.inner.config.max_grace {
+        let grace = req.grace.unwrap_or(self.inner.config.load().default_grace);
+        if grace > self.inner.config.load().max_grace {
             return Err(ServiceError::GraceTooLong {
                 requested: humantime::format_duration(grace).to_string(),
-                max: humantime::format_duration(self.inner.config.max_grace).to_string(),
+                max: humantime::format_duration(self.inner.config.load().max_grace).to_string(),
             });
         }
         let grace_until = now
@@ -948,7 +966,7 @@ impl KeyService {
                     .and_then(|e| (e - old.created_at).to_std().ok())
                     .filter(|d| !d.is_zero())
             })
-            .or(self.inner.config.rotation.rotate_every);
+            .or(self.inner.config.load().rotation.rotate_every);
         let expires_at = match lifetime {
             Some(d) => Some(self.expiry_after(now, d, "expires_in")?),
             None => None,
@@ -1244,7 +1262,7 @@ impl KeyService {
     pub async fn sweep(&self) -> Result<SweepReport, ServiceError> {
         let now = self.inner.clock.now();
         let mut report = SweepReport::default();
-        let warn_before = chrono::Duration::from_std(self.inner.config.rotation.warn_before)
+        let warn_before = chrono::Duration::from_std(self.inner.config.load().rotation.warn_before)
             .unwrap_or(chrono::Duration::MAX);
         for k in self.inner.store.list_keys(None).await? {
             if k.revoked_at.is_some() {
@@ -1294,7 +1312,7 @@ impl KeyService {
             });
             tracing::warn!(key_id = %k.id, consumer_id = %k.consumer_id, expires_at = %exp, "key expires soon; rotate it");
             let mut webhook = serde_json::Value::Null;
-            if let Some(url) = &self.inner.config.rotation.webhook_url {
+            if let Some(url) = &self.inner.config.load().rotation.webhook_url {
                 let outcome = match self.inner.http.post(url).json(&payload).send().await {
                     Ok(r) if r.status().is_success() => "delivered".to_string(),
                     Ok(r) => format!("http {}", r.status().as_u16()),
@@ -1328,7 +1346,7 @@ impl KeyService {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let svc = self.clone();
         let handle = tokio::spawn(async move {
-            let cfg = &svc.inner.config;
+            let cfg = svc.config();
             let mut events = svc.inner.feed.subscribe();
             let mut flush = tokio::time::interval(cfg.flush_interval);
             let mut sweep = tokio::time::interval(cfg.sweep_interval);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use gateway_core::{Clock, ManualClock};
-use gateway_keys::auth::{Authenticator, ClientIp};
+use gateway_keys::auth::{Authenticator, ClientIp, Decision, Identity, PreparedAuth};
 use gateway_keys::config::{ForwardHeaders, KeysConfig, PlanConfig, RouteAuthConfig};
 use gateway_keys::key::{ApiKey, KeyId};
 use gateway_keys::model::{AuditAction, KeyStatus};
@@ -793,7 +793,7 @@ async fn open_runs_the_background_loop_that_flushes_usage() {
 /// path would; everything else is left to the full path untouched (the
 /// credential still there, nothing audited).
 #[tokio::test]
-async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() {
+async fn a_valid_key_is_decided_at_once_like_the_full_path_and_refusals_are_left_to_it() {
     let (svc, _clock, _store) = service(KeysConfig::default(), BTreeMap::new()).await;
     let auth = Authenticator::new(svc.clone());
     let ip: IpAddr = "203.0.113.7".parse().unwrap();
@@ -815,11 +815,9 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
         ("authorization", s.as_str()),
         ("x-consumer-id", "con_forged"),
     ];
-    let orders = auth.prepared_auth("orders", &route);
+    let orders = PreparedAuth::build("orders", &route, None).unwrap();
     let mut fast = req(Method::GET, "/orders", &forged);
-    let id = auth
-        .authenticate_now(&mut fast, &orders, "orders", ip)
-        .expect("a valid key is decided at once");
+    let id = decided_now(&auth, &mut fast, &orders, ip).expect("a valid key is decided at once");
     let mut full = req(Method::GET, "/orders", &forged);
     let full_id = auth
         .authenticate(&mut full, &route, "orders")
@@ -851,11 +849,10 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
     ];
     for (path, headers) in &cases {
         let route_name = path.trim_start_matches('/');
-        let prepared = auth.prepared_auth(route_name, &route);
+        let prepared = PreparedAuth::build(route_name, &route, None).unwrap();
         let mut p = req(Method::GET, path, headers);
         assert!(
-            auth.authenticate_now(&mut p, &prepared, route_name, ip)
-                .is_none(),
+            decided_now(&auth, &mut p, &prepared, ip).is_none(),
             "{path} {headers:?}"
         );
         assert_eq!(
@@ -881,9 +878,7 @@ async fn authenticate_now_agrees_with_the_full_path_and_leaves_refusals_to_it() 
     assert_eq!(err.problem.code, "malformed_api_key", "{:?}", err.problem);
 
     let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
-    assert!(auth
-        .authenticate_now(&mut p, &orders, "orders", ip)
-        .is_none());
+    assert!(decided_now(&auth, &mut p, &orders, ip).is_none());
     let err = auth
         .authenticate(&mut p, &route, "orders")
         .await
@@ -957,12 +952,11 @@ async fn configured_identity_header_names_are_forwarded() {
     };
     let route = Arc::new(cfg);
     let issued = svc.create(create("acme"), "alice").await.unwrap();
-    let prepared = auth.prepared_auth("orders", &route);
+    let prepared = PreparedAuth::build("orders", &route, None).unwrap();
     let s = bearer(issued.secret.expose_secret());
     let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
-    let id = auth
-        .authenticate_now(&mut p, &prepared, "orders", "203.0.113.7".parse().unwrap())
-        .expect("a valid key");
+    let id =
+        decided_now(&auth, &mut p, &prepared, "203.0.113.7".parse().unwrap()).expect("a valid key");
     assert_eq!(
         p.headers["x-consumer-id"],
         id.consumer_id.as_deref().unwrap()
@@ -975,5 +969,18 @@ async fn configured_identity_header_names_are_forwarded() {
         "authorization",
     ] {
         assert!(p.headers.get(absent).is_none(), "{absent}");
+    }
+}
+
+/// What `Authenticator::decide` settles without waiting, if anything.
+fn decided_now(
+    auth: &Authenticator,
+    parts: &mut http::request::Parts,
+    route: &PreparedAuth,
+    ip: IpAddr,
+) -> Option<Arc<Identity>> {
+    match auth.decide(parts, route, Some(ip)) {
+        Decision::Now(identity) => Some(identity),
+        Decision::Later(_) => None,
     }
 }

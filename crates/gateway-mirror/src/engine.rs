@@ -213,24 +213,7 @@ impl MirrorEngine {
         store: Option<Arc<dyn ShadowStore>>,
         options: EngineOptions,
     ) -> Result<Arc<Self>, EngineError> {
-        let mut issues = Vec::new();
-        for (i, c) in configured.iter().enumerate() {
-            if let Err(mut e) = c.validate_at(&format!("dark_launches[{i}]")) {
-                issues.append(&mut e);
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, c) in configured.iter().enumerate() {
-            if !seen.insert(c.name.clone()) {
-                issues.push(ConfigIssue {
-                    path: format!("dark_launches[{i}].name"),
-                    message: format!("duplicate launch name {:?}", c.name),
-                });
-            }
-        }
-        if !issues.is_empty() {
-            return Err(EngineError::Invalid(issues));
-        }
+        validate_configured(&configured)?;
         let mut stored: BTreeMap<String, crate::store::StoredLaunch> = BTreeMap::new();
         if let Some(s) = &store {
             for l in s.load().await? {
@@ -305,6 +288,74 @@ impl MirrorEngine {
             ));
         }
         Ok(engine)
+    }
+
+    /// Applies a reloaded `[[dark_launches]]` list: a new launch starts, a
+    /// changed one is rebuilt with its statistics and state kept (its
+    /// `paused` setting wins when that is what changed), one removed from
+    /// the config is stopped with its report kept, and launches created from
+    /// the admin API are left alone. Nothing changes when the list is
+    /// invalid or the store refuses a write before the swap.
+    pub async fn reconfigure(&self, configured: Vec<LaunchConfig>) -> Result<(), EngineError> {
+        validate_configured(&configured)?;
+        let _g = self.admin.lock().await;
+        let current = self.launches.load_full();
+        let mut next: Vec<Arc<Launch>> = Vec::new();
+        let mut saves: Vec<(LaunchConfig, LaunchState, LaunchOrigin)> = Vec::new();
+        let mut named = std::collections::HashSet::new();
+        for cfg in configured {
+            named.insert(cfg.name.clone());
+            let (state, stats) = match current.by_name.get(&cfg.name) {
+                Some(l) if *l.core.cfg == cfg && l.core.origin == LaunchOrigin::Config => {
+                    next.push(l.clone());
+                    continue;
+                }
+                Some(l) => {
+                    let state = match l.core.state() {
+                        LaunchState::Stopped => LaunchState::Stopped,
+                        _ if l.core.cfg.paused != cfg.paused => paused_or_active(cfg.paused),
+                        s => s,
+                    };
+                    (state, l.core.snapshot())
+                }
+                None => (paused_or_active(cfg.paused), LaunchStats::default()),
+            };
+            saves.push((cfg.clone(), state, LaunchOrigin::Config));
+            let launch = Launch::spawn(
+                cfg,
+                state,
+                LaunchOrigin::Config,
+                stats,
+                self.client.clone(),
+                self.options.clock.clone(),
+                self.options.shadow_runtime.as_ref(),
+            );
+            launch.core.dirty.store(true, Ordering::Release);
+            next.push(launch);
+        }
+        let mut removed = Vec::new();
+        for (name, l) in &current.by_name {
+            if named.contains(name) {
+                continue;
+            }
+            if l.core.origin == LaunchOrigin::Config && l.core.state() != LaunchState::Stopped {
+                saves.push(((*l.core.cfg).clone(), LaunchState::Stopped, l.core.origin));
+                removed.push(l.clone());
+            }
+            next.push(l.clone());
+        }
+        if let Some(store) = &self.store {
+            for (cfg, state, origin) in &saves {
+                store.save_launch(cfg, *state, *origin).await?;
+            }
+        }
+        for l in removed {
+            l.core
+                .state
+                .store(LaunchState::Stopped.to_u8(), Ordering::SeqCst);
+        }
+        self.launches.store(Arc::new(Launches::build(next)));
+        Ok(())
     }
 
     /// Decides whether to mirror this request: launch for the route active,
@@ -519,5 +570,37 @@ impl Core {
             score: a.score,
             verdict: a.verdict,
         }
+    }
+}
+
+fn paused_or_active(paused: bool) -> LaunchState {
+    if paused {
+        LaunchState::Paused
+    } else {
+        LaunchState::Active
+    }
+}
+
+/// Every launch valid, and no two with one name.
+fn validate_configured(configured: &[LaunchConfig]) -> Result<(), EngineError> {
+    let mut issues = Vec::new();
+    for (i, c) in configured.iter().enumerate() {
+        if let Err(mut e) = c.validate_at(&format!("dark_launches[{i}]")) {
+            issues.append(&mut e);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in configured.iter().enumerate() {
+        if !seen.insert(c.name.clone()) {
+            issues.push(ConfigIssue {
+                path: format!("dark_launches[{i}].name"),
+                message: format!("duplicate launch name {:?}", c.name),
+            });
+        }
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(issues))
     }
 }

@@ -8,6 +8,7 @@
 //! reload either applies all of it, in one swap (`Gateway::apply`), or, when
 //! anything failed to build, none of it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use gateway_config::{ConfigError, LoadedConfig};
@@ -15,7 +16,7 @@ use gateway_keys::auth::PreparedAuth;
 use gateway_keys::service::ScopeCatalog;
 use gateway_upstream::{ClusterPlan, Upstreams};
 
-use crate::router::RouteTable;
+use crate::router::{self, RouteTable};
 
 /// A config built and ready to swap in.
 pub struct Built {
@@ -24,7 +25,7 @@ pub struct Built {
     /// Compiled routes, each with its prepared authentication.
     pub(crate) routes: RouteTable,
     /// Prepared authentication by route name, for the authenticator.
-    pub(crate) auth: Vec<(String, PreparedAuth)>,
+    pub(crate) auth: HashMap<String, PreparedAuth>,
     /// The clusters, built and not started.
     pub(crate) clusters: ClusterPlan,
     /// Scopes that exist, for validating admin requests.
@@ -48,14 +49,18 @@ pub(crate) fn build(
     let config = &loaded.config;
     let mut issues: Vec<(String, String)> = Vec::new();
 
-    let mut auth = Vec::new();
+    let mut auth = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
-        let Some(cfg) = &route.auth else { continue };
+        let Some(cfg) = router::auth_config(route) else {
+            continue;
+        };
         let before = previous
             .as_ref()
             .and_then(|p| p.auth.route_state(&route.name));
-        match PreparedAuth::build(cfg, before.as_ref()) {
-            Ok(prepared) => auth.push((route.name.clone(), prepared)),
+        match PreparedAuth::build(&route.name, &cfg, before.as_ref()) {
+            Ok(prepared) => {
+                auth.insert(route.name.clone(), prepared);
+            }
             Err(found) => issues.extend(
                 found
                     .into_iter()
@@ -85,12 +90,7 @@ pub(crate) fn build(
         return Err(loaded.issues_error(issues));
     };
 
-    let routes = RouteTable::new(&config.routes);
-    for route in routes.routes() {
-        if let Some((_, prepared)) = auth.iter().find(|(name, _)| **name == *route.name) {
-            let _ = route.auth_prepared.set(prepared.clone());
-        }
-    }
+    let routes = RouteTable::new(&config.routes, &auth);
     let mut catalog = ScopeCatalog::from_routes(
         config
             .routes

@@ -39,6 +39,9 @@ pub enum ReloadError {
     /// TLS file, a JWT key) could not be loaded; the old one keeps serving.
     #[error("{0}")]
     Config(#[from] gateway_config::ConfigError),
+    /// The dark-launch store could not record the new launches.
+    #[error("dark launches could not be applied: {0}")]
+    DarkLaunches(String),
     /// There is no file to reload from.
     #[error("this gateway was not started from a config file")]
     NoFile,
@@ -54,26 +57,16 @@ struct Inner {
     snapshot: ArcSwap<Snapshot>,
     cache: HttpCache,
     auth: Authenticator,
-    /// Set once at start: the engine needs the clusters, which live here.
-    mirror: std::sync::OnceLock<Arc<MirrorEngine>>,
-    upstreams: Upstreams,
+    mirror: Arc<MirrorEngine>,
+    /// Shared with the dark-launch engine's client, which sends candidates
+    /// through the same clusters.
+    upstreams: Arc<Upstreams>,
     access_log: AccessLog,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     draining: AtomicBool,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
-}
-
-/// A gateway reference that does not keep it alive (for parts the gateway
-/// owns that need to call back into it, such as the shadow client).
-#[derive(Clone)]
-pub(crate) struct WeakGateway(std::sync::Weak<Inner>);
-
-impl WeakGateway {
-    pub(crate) fn upgrade(&self) -> Option<Gateway> {
-        self.0.upgrade().map(|inner| Gateway { inner })
-    }
 }
 
 /// A slot in the in-flight count, released on drop.
@@ -88,11 +81,14 @@ impl Drop for InFlight {
 
 impl Gateway {
     /// Builds a gateway from a validated config (the same build step as a
-    /// reload). `config_path` is where reloads read from.
+    /// reload). `config_path` is where reloads read from; `upstreams` is
+    /// the (empty) registry the dark-launch engine's client also sends to.
     pub fn new(
         config: LoadedConfig,
         config_path: Option<PathBuf>,
         keys: KeyService,
+        upstreams: Arc<Upstreams>,
+        mirror: Arc<MirrorEngine>,
     ) -> anyhow::Result<Self> {
         let auth = Authenticator::new(keys);
         let access_log = AccessLog::open(&config.config.telemetry.access_log).map_err(|e| {
@@ -101,7 +97,6 @@ impl Gateway {
                 config.config.telemetry.access_log
             )
         })?;
-        let upstreams = Upstreams::default();
         let built = build::build(
             config,
             Some(Previous {
@@ -119,11 +114,11 @@ impl Gateway {
                 snapshot: ArcSwap::from_pointee(Snapshot {
                     clusters: built.cluster_map(),
                     config: built.loaded.clone(),
-                    routes: RouteTable::new(&[]),
+                    routes: RouteTable::default(),
                 }),
                 cache,
                 auth,
-                mirror: std::sync::OnceLock::new(),
+                mirror,
                 upstreams,
                 access_log,
                 in_flight: AtomicUsize::new(0),
@@ -157,17 +152,9 @@ impl Gateway {
         &self.inner.auth
     }
 
-    /// The dark-launch engine, once started.
-    pub fn mirror(&self) -> Option<&Arc<MirrorEngine>> {
-        self.inner.mirror.get()
-    }
-
-    pub(crate) fn downgrade(&self) -> WeakGateway {
-        WeakGateway(Arc::downgrade(&self.inner))
-    }
-
-    pub(crate) fn set_mirror(&self, engine: Arc<MirrorEngine>) {
-        let _ = self.inner.mirror.set(engine);
+    /// The dark-launch engine.
+    pub fn mirror(&self) -> &Arc<MirrorEngine> {
+        &self.inner.mirror
     }
 
     /// The API key service.
@@ -247,6 +234,17 @@ impl Gateway {
         )?;
         let old = self.snapshot();
         let restart = build::needs_restart(&old.config, &built.loaded);
+        // The one part of a reload that can fail after the build: the
+        // dark-launch store refusing a write. It runs first, so a failure
+        // still leaves the running config as it was.
+        let launches = &built.loaded.config.dark_launches;
+        if *launches != old.config.config.dark_launches {
+            self.inner
+                .mirror
+                .reconfigure(launches.clone())
+                .await
+                .map_err(|e| ReloadError::DarkLaunches(e.to_string()))?;
+        }
         self.swap(built);
         for section in restart {
             tracing::warn!(
@@ -271,6 +269,7 @@ impl Gateway {
         } = built;
         self.inner.auth.install_routes(auth);
         let service = self.inner.auth.service();
+        service.set_config(loaded.config.keys.clone());
         service.set_plans(loaded.config.plans.clone());
         service.set_scope_catalog(catalog);
         self.inner

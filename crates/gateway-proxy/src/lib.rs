@@ -1,7 +1,7 @@
 //! The Gatehouse data plane.
 //!
 //! - [`router`]: the route table and its precedence rules.
-//! - [`pipeline`]: one request's trip through named phases.
+//! - [`pipeline`]: one request's trip through the stages, in order.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
 //! - [`admin`]: the admin API.
@@ -14,7 +14,6 @@ pub mod admin;
 mod authority;
 mod body;
 mod build;
-mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod pipeline;
@@ -68,68 +67,109 @@ pub struct Running {
     watch_task: Option<JoinHandle<()>>,
 }
 
-/// Binds the listeners and the admin API and starts serving.
+/// Starts a gateway, step by step; each step needs the ones before it.
 pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<Running> {
-    let token = opts
-        .admin_token
-        .or_else(|| config.config.admin.token.clone())
-        .filter(|t| !t.is_empty())
-        .context("no admin token: set GATEHOUSE_ADMIN_TOKEN or `[admin] token`")?;
-    let base_dir = opts
-        .config_path
-        .as_ref()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .unwrap_or_default();
-    // Install the recorder before the first request so no metric is lost.
+    // Without a token the admin API would be open, so there is no start.
+    let token = admin_token(&config, opts.admin_token.clone())?;
+    // Before the first request, so no metric is lost.
     telemetry::prometheus();
-    let watch = config.config.gateway.watch_config;
-    let listener_cfgs = config.config.listeners.clone();
-    let admin_bind = config.config.admin.bind;
+    // Redis, when configured, shares limits, purges and key changes.
     let redis = stores::connect_redis(&config.config.storage).await?;
+    // The keyring is loaded before any request is authenticated.
     let keys = open_keys(&config, redis.as_ref()).await?;
+    // Store health for /readyz, and purges fanned out to the fleet.
     let stores = Stores::start(
         keys.store().clone(),
         config.config.storage.database_timeout,
         redis,
     );
-    let launches = config.config.dark_launches.clone();
-    let shadow_nice = config.config.gateway.shadow_nice;
-    let shadow_idle = config.config.gateway.shadow_idle;
-    let db = database_url(&config);
-    let gateway = Gateway::new(config, opts.config_path.clone(), keys)?;
+    // One registry of clusters for primaries and dark-launch candidates.
+    let upstreams = Arc::new(gateway_upstream::Upstreams::default());
+    // Dark launches resume with their saved state and statistics.
+    let mirror = start_dark_launches(&config, &upstreams).await?;
+    // The config's build step (routes, authentication, clusters), then the swap.
+    let gateway = Gateway::new(config, opts.config_path.clone(), keys, upstreams, mirror)?;
+    // A purge on any node reaches this node's cache.
     stores.share_purges(gateway.cache());
-    let shadow_store = gateway_mirror::SqlShadowStore::connect(&db)
+    // Every socket is bound before any is served: a taken port fails the start.
+    let (bound, admin_listener) = bind(&gateway, &opts).await?;
+    // Serve.
+    Ok(serve(gateway, stores, bound, admin_listener, token, opts))
+}
+
+/// The admin token from the environment (passed in) or the config.
+fn admin_token(config: &LoadedConfig, from_env: Option<String>) -> anyhow::Result<String> {
+    from_env
+        .or_else(|| config.config.admin.token.clone())
+        .filter(|t| !t.is_empty())
+        .context("no admin token: set GATEHOUSE_ADMIN_TOKEN or `[admin] token`")
+}
+
+/// Starts the dark-launch engine: its store, its own lower-priority
+/// thread (shadow traffic never takes CPU live requests need; see
+/// `gateway_mirror::runtime`), and the configured launches.
+async fn start_dark_launches(
+    config: &LoadedConfig,
+    upstreams: &Arc<gateway_upstream::Upstreams>,
+) -> anyhow::Result<Arc<gateway_mirror::MirrorEngine>> {
+    let gw = &config.config.gateway;
+    let store = gateway_mirror::SqlShadowStore::connect(&database_url(config))
         .await
         .with_context(|| "cannot open the dark-launch store")?;
-    // Shadow traffic gets its own lower-priority thread so that it never
-    // takes CPU that live requests need (see gateway_mirror::runtime).
-    let shadow_runtime = gateway_mirror::ShadowRuntime::start(shadow_nice, shadow_idle)
+    let runtime = gateway_mirror::ShadowRuntime::start(gw.shadow_nice, gw.shadow_idle)
         .with_context(|| "cannot start the dark-launch thread")?;
-    let mirror = gateway_mirror::MirrorEngine::start(
-        launches,
-        Arc::new(shadow::UpstreamShadowClient::new(gateway.downgrade())),
-        Some(Arc::new(shadow_store)),
+    gateway_mirror::MirrorEngine::start(
+        config.config.dark_launches.clone(),
+        Arc::new(shadow::UpstreamShadowClient::new(upstreams.clone())),
+        Some(Arc::new(store)),
         gateway_mirror::EngineOptions {
-            shadow_runtime: Some(Arc::new(shadow_runtime)),
+            shadow_runtime: Some(Arc::new(runtime)),
             ..Default::default()
         },
     )
     .await
-    .map_err(|e| anyhow::anyhow!("cannot start dark launches: {e}"))?;
-    gateway.set_mirror(mirror.clone());
+    .map_err(|e| anyhow::anyhow!("cannot start dark launches: {e}"))
+}
 
+/// Binds the public listeners (with their TLS) and the admin listener.
+async fn bind(
+    gateway: &Gateway,
+    opts: &StartOptions,
+) -> anyhow::Result<(Vec<server::BoundListener>, tokio::net::TcpListener)> {
+    let snapshot = gateway.snapshot();
+    let config = &snapshot.config.config;
+    let base_dir = opts
+        .config_path
+        .as_ref()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_default();
     let mut bound = Vec::new();
-    for l in &listener_cfgs {
+    for l in &config.listeners {
         bound.push(server::BoundListener::bind(l, &base_dir).await?);
     }
-    let admin_listener = tokio::net::TcpListener::bind(admin_bind)
+    let admin_bind = config.admin.bind;
+    let admin = tokio::net::TcpListener::bind(admin_bind)
         .await
         .with_context(|| format!("admin: cannot bind {admin_bind}"))?;
-    let admin_addr = admin_listener.local_addr()?;
+    Ok((bound, admin))
+}
 
+/// Serves the bound listeners, the admin API and (when configured) the
+/// config file watcher until [`Running::shutdown`].
+fn serve(
+    gateway: Gateway,
+    stores: Stores,
+    bound: Vec<server::BoundListener>,
+    admin_listener: tokio::net::TcpListener,
+    token: String,
+    opts: StartOptions,
+) -> Running {
     let stop = CancellationToken::new();
     let graceful = Arc::new(GracefulShutdown::new());
     let listeners: Vec<SocketAddr> = bound.iter().map(|b| b.local_addr()).collect();
+    for (b, addr) in bound.iter().zip(&listeners) {
+        tracing::info!(listener = b.name, addr = %addr, tls = b.tls.is_some(), "listening");
+    }
     let accept_tasks = bound
         .into_iter()
         .map(|b| {
@@ -142,11 +182,14 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         })
         .collect();
 
+    let admin_addr = admin_listener
+        .local_addr()
+        .expect("a bound listener has an address");
     let extensions = opts
         .admin_extensions
         .mount(gateway_cache::admin::router(gateway.cache().clone()))
         .mount(gateway_keys::admin::router(gateway.keys().clone()))
-        .mount(gateway_mirror::admin::router(mirror));
+        .mount(gateway_mirror::admin::router(gateway.mirror().clone()));
     let app = admin::router(gateway.clone(), stores.clone(), token.into(), extensions);
     let admin_stop = stop.clone();
     let admin_task = tokio::spawn(async move {
@@ -156,6 +199,9 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
             tracing::error!(error = %e, "admin listener failed");
         }
     });
+    tracing::info!(addr = %admin_addr, "admin API listening");
+
+    let watch = gateway.snapshot().config.config.gateway.watch_config;
     let watch_task = match (&opts.config_path, watch) {
         (Some(path), true) => Some(reload::watch_file(
             gateway.clone(),
@@ -164,11 +210,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         )),
         _ => None,
     };
-    for (cfg, addr) in listener_cfgs.iter().zip(&listeners) {
-        tracing::info!(listener = %cfg.name, addr = %addr, tls = cfg.tls.is_some(), "listening");
-    }
-    tracing::info!(addr = %admin_addr, "admin API listening");
-    Ok(Running {
+    Running {
         gateway,
         listeners,
         admin: admin_addr,
@@ -178,7 +220,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         accept_tasks,
         admin_task,
         watch_task,
-    })
+    }
 }
 
 impl Running {
@@ -201,10 +243,8 @@ impl Running {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
-        if let Some(mirror) = self.gateway.mirror() {
-            if let Err(e) = mirror.shutdown(Duration::from_secs(2)).await {
-                tracing::warn!(error = %e, "could not save dark-launch statistics on shutdown");
-            }
+        if let Err(e) = self.gateway.mirror().shutdown(Duration::from_secs(2)).await {
+            tracing::warn!(error = %e, "could not save dark-launch statistics on shutdown");
         }
         // Last-used times are written in batches; write the last batch.
         if let Err(e) = self.gateway.keys().flush().await {

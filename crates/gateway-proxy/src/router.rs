@@ -14,10 +14,12 @@
 //! 4. a route with more header conditions wins;
 //! 5. otherwise, the route written first in the file wins.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_config::{HeaderRules, PathMatch, RouteConfig};
+use gateway_config::{HeaderRules, PathMatch, RouteAuthConfig, RouteConfig};
+use gateway_keys::auth::PreparedAuth;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A compiled route.
@@ -46,12 +48,10 @@ pub struct Route {
     pub response_headers: CompiledRules,
     /// Response caching, when the route enables it.
     pub cache: Option<Arc<gateway_config::RouteCacheConfig>>,
-    /// Authentication, when the route requires it.
-    pub auth: Option<Arc<gateway_config::RouteAuthConfig>>,
-    /// The authenticator's prepared state for `auth`, taken on the route's
-    /// first authenticated request and kept for this route's lifetime (a
-    /// config reload builds new routes).
-    pub auth_prepared: std::sync::OnceLock<gateway_keys::auth::PreparedAuth>,
+    /// Authentication, when the route requires it: prepared by the build
+    /// step (see [`auth_config`]), so no file is read and nothing is
+    /// looked up by name on the request path.
+    pub auth: Option<PreparedAuth>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -251,7 +251,7 @@ pub struct RouteMatch {
 }
 
 impl Route {
-    fn compile(cfg: &RouteConfig) -> Self {
+    fn compile(cfg: &RouteConfig, auth: Option<PreparedAuth>) -> Self {
         let name: Arc<str> = cfg.name.as_str().into();
         Self {
             metrics: crate::telemetry::RequestMetrics::new(Some(name.clone())),
@@ -282,16 +282,7 @@ impl Route {
             request_headers: CompiledRules::compile(&cfg.request_headers),
             response_headers: CompiledRules::compile(&cfg.response_headers),
             cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
-            auth: cfg.auth.clone().map(|mut auth| {
-                // Route tags are scopes keys can be limited to.
-                for tag in &cfg.tags {
-                    if !auth.tags.contains(tag) {
-                        auth.tags.push(tag.clone());
-                    }
-                }
-                Arc::new(auth)
-            }),
-            auth_prepared: std::sync::OnceLock::new(),
+            auth,
         }
     }
 
@@ -323,6 +314,18 @@ impl Route {
     }
 }
 
+/// A route's authentication settings as they are prepared: the route's
+/// own, with its tags added (route tags are scopes keys can be limited to).
+pub fn auth_config(cfg: &RouteConfig) -> Option<RouteAuthConfig> {
+    let mut auth = cfg.auth.clone()?;
+    for tag in &cfg.tags {
+        if !auth.tags.contains(tag) {
+            auth.tags.push(tag.clone());
+        }
+    }
+    Some(auth)
+}
+
 #[derive(Debug)]
 struct Entry {
     host: HostMatch,
@@ -337,12 +340,13 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles validated route configs.
-    pub fn new(configs: &[RouteConfig]) -> Self {
+    /// Compiles validated route configs; `auth` holds the prepared
+    /// authentication of the routes that require it, by route name.
+    pub fn new(configs: &[RouteConfig], auth: &HashMap<String, PreparedAuth>) -> Self {
         let mut entries = Vec::new();
         let mut routes = Vec::new();
         for (order, cfg) in configs.iter().enumerate() {
-            let route = Arc::new(Route::compile(cfg));
+            let route = Arc::new(Route::compile(cfg, auth.get(&cfg.name).cloned()));
             routes.push(route.clone());
             let hosts: Vec<HostMatch> = if cfg.hosts.is_empty() {
                 vec![HostMatch::Any]
@@ -425,7 +429,7 @@ mod tests {
     fn table(src: &str) -> RouteTable {
         let full = format!("[clusters.c]\ntargets = [\"127.0.0.1:1\"]\n{src}");
         let loaded = gateway_config::load_str(&full, "t.toml").unwrap();
-        RouteTable::new(&loaded.config.routes)
+        RouteTable::new(&loaded.config.routes, &HashMap::new())
     }
 
     /// `check(table, [(host, method, path, expected route or "-")])`.

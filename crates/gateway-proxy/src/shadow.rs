@@ -1,46 +1,31 @@
-//! Dark-launch plumbing on the gateway side: the [`ShadowClient`] that sends
-//! mirrored requests through the gateway's own clusters (so candidates get
-//! the same pools, TLS and health handling as primaries), and the body tee
-//! that hands the primary's request and response bytes to the comparator
-//! once the client has them, never before.
+//! The [`ShadowClient`] the dark-launch engine sends candidates with: the
+//! gateway's own clusters, so candidates get the same pools, TLS, health
+//! handling and timeouts as primaries.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use gateway_mirror::{ErrorKind, Observation, ShadowClient, ShadowRequest};
-use gateway_upstream::{SendOptions, UpstreamErrorKind};
-
-use crate::body::Observer;
-use crate::gateway::WeakGateway;
+use gateway_upstream::{SendOptions, UpstreamErrorKind, Upstreams};
 use http::Request;
 use http_body_util::BodyExt as _;
-use parking_lot::Mutex;
 
-/// Sends shadow requests to named clusters of the running gateway.
+/// Sends shadow requests to named clusters of the running config.
 pub(crate) struct UpstreamShadowClient {
-    // Weak: the gateway owns the engine that owns this client.
-    gateway: WeakGateway,
+    upstreams: Arc<Upstreams>,
 }
 
 impl UpstreamShadowClient {
-    pub(crate) fn new(gateway: WeakGateway) -> Self {
-        Self { gateway }
+    pub(crate) fn new(upstreams: Arc<Upstreams>) -> Self {
+        Self { upstreams }
     }
 }
-
 #[async_trait::async_trait]
 impl ShadowClient for UpstreamShadowClient {
     async fn send(&self, cluster: &str, request: ShadowRequest) -> Observation {
         let started = Instant::now();
-        let Some(gateway) = self.gateway.upgrade() else {
-            return Observation::failed(
-                ErrorKind::Other,
-                "the gateway is shutting down",
-                started.elapsed(),
-            );
-        };
-        let Some(cluster) = gateway.upstreams().get(cluster) else {
+        let Some(cluster) = self.upstreams.get(cluster) else {
             return Observation::failed(
                 ErrorKind::Other,
                 format!("no cluster named `{cluster}`"),
@@ -107,59 +92,5 @@ impl ShadowClient for UpstreamShadowClient {
             obs.body = None;
         }
         obs
-    }
-}
-
-/// Bytes copied off a streaming body, up to a cap.
-#[derive(Default)]
-pub(crate) struct Captured {
-    bytes: BytesMut,
-    over: bool,
-}
-
-impl Captured {
-    /// The bytes, or `None` when the body went over the cap.
-    pub(crate) fn take(&mut self) -> Option<Bytes> {
-        (!self.over).then(|| std::mem::take(&mut self.bytes).freeze())
-    }
-}
-
-/// Called when a teed body ends; `complete` is false when it broke off.
-pub(crate) type OnEnd = Box<dyn FnOnce(Option<Bytes>, bool) + Send>;
-
-/// Copies a body, up to `cap` bytes, as it streams through
-/// [`ObservedBody`]; optionally hands the copy on when the body ends.
-pub(crate) struct Tee {
-    captured: Arc<Mutex<Captured>>,
-    cap: usize,
-    on_end: Option<OnEnd>,
-}
-
-impl Tee {
-    pub(crate) fn new(cap: usize, captured: Arc<Mutex<Captured>>, on_end: Option<OnEnd>) -> Self {
-        Self {
-            captured,
-            cap,
-            on_end,
-        }
-    }
-}
-
-impl Observer for Tee {
-    fn data(&mut self, chunk: &Bytes) {
-        let mut c = self.captured.lock();
-        if !c.over && c.bytes.len() + chunk.len() <= self.cap {
-            c.bytes.extend_from_slice(chunk);
-        } else {
-            c.over = true;
-            c.bytes = BytesMut::new();
-        }
-    }
-
-    fn end(self, completed: bool) {
-        if let Some(f) = self.on_end {
-            let bytes = self.captured.lock().take();
-            f(bytes, completed);
-        }
     }
 }

@@ -179,3 +179,35 @@ async fn plan_limits_answer_429_with_retry_after_and_ratelimit_headers() {
     let p: serde_json::Value = res.json().await.unwrap();
     assert_eq!(p["status"], 429);
 }
+
+/// A client cannot have the identity and forwarding headers the gateway
+/// sets removed by naming them in `Connection`: they reach the upstream.
+#[tokio::test]
+async fn headers_the_gateway_sets_survive_a_connection_header_naming_them() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let gw = TestGateway::start(&config(&origin.authority())).await;
+    let (id, secret) = create_key(
+        &gw,
+        serde_json::json!({"owner": "acme", "scopes": ["route:orders"]}),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "GET /orders/1 HTTP/1.1\r\nHost: api.example\r\nAuthorization: Bearer {secret}\r\n\
+         Connection: x-consumer-id, x-key-id, x-forwarded-for, x-request-id, traceparent\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let seen = &origin.recorded()[0].headers;
+    assert_eq!(seen["x-key-id"], id.as_str(), "{seen:?}");
+    assert!(seen["x-consumer-id"].len() > 3, "{seen:?}");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "{seen:?}");
+    assert!(seen.contains_key("x-request-id"), "{seen:?}");
+    assert!(seen.contains_key("traceparent"), "{seen:?}");
+    assert!(!seen.contains_key("connection"), "{seen:?}");
+}

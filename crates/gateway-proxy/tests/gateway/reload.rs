@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use test_support::origin::{Handler, Origin};
 
-use crate::harness::{base, client, TestGateway, TOKEN};
+use crate::harness::{base, client, eventually, TestGateway, TOKEN};
 
 fn config(origin: &str, version: usize) -> String {
     base(&format!(
@@ -234,4 +234,80 @@ auth = {{ methods = ["api_key"] }}
     std::fs::write(&gw.config_path, with_rate("1.0", "")).unwrap();
     gw.gateway().reload_from_file().await.unwrap();
     assert_ne!(limit().await, before, "the new plan applies once it builds");
+}
+
+/// `[[dark_launches]]` and `[keys]` apply on reload: a launch's sample
+/// rate goes from none to all, and new keys get the new environment.
+#[tokio::test]
+async fn a_reload_applies_dark_launch_and_key_settings() {
+    let primary = Origin::start(Handler::fixed(200, &[], "primary")).await;
+    let candidate = Origin::start(Handler::fixed(200, &[], "candidate")).await;
+    let with = |percent: &str, environment: &str| {
+        base(&format!(
+            r#"
+[keys]
+environment = "{environment}"
+
+[clusters.svc]
+targets = ["{primary}"]
+
+[clusters.next]
+targets = ["{candidate}"]
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+
+[[dark_launches]]
+name = "svc-next"
+routes = ["svc"]
+candidate = "next"
+sample_percent = {percent}
+"#,
+            primary = primary.authority(),
+            candidate = candidate.authority(),
+        ))
+    };
+    let gw = TestGateway::start(&with("0.0", "live")).await;
+    let http = client();
+    let send = |n: usize| {
+        let http = http.clone();
+        let url = gw.url("/x");
+        async move {
+            for _ in 0..n {
+                let res = http.get(&url).send().await.unwrap();
+                assert_eq!(res.text().await.unwrap(), "primary");
+            }
+        }
+    };
+    let new_key_prefix = || async {
+        let created: serde_json::Value = http
+            .post(gw.admin_url("/v1/keys"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"owner": "acme"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let secret = created["secret"].as_str().expect("a key").to_string();
+        secret.splitn(3, '_').take(2).collect::<Vec<_>>().join("_")
+    };
+    send(5).await;
+    gw.gateway().mirror().idle().await;
+    assert_eq!(candidate.requests(), 0, "nothing is sampled at 0%");
+    assert_eq!(new_key_prefix().await, "gh_live");
+
+    std::fs::write(&gw.config_path, with("100.0", "staging")).unwrap();
+    gw.gateway().reload_from_file().await.unwrap();
+    send(5).await;
+    let mirrored = eventually(Duration::from_secs(10), || async {
+        candidate.requests() == 5
+    })
+    .await;
+    assert!(mirrored, "all five mirrored: {}", candidate.requests());
+    assert_eq!(new_key_prefix().await, "gh_staging");
+    let report = gw.admin_json("/v1/shadow/svc-next").await;
+    assert_eq!(report["state"], "active", "{report}");
 }

@@ -1,7 +1,7 @@
-//! Phases 5 and 6 of the pipeline: turn the client request into the
-//! upstream request and send it.
+//! upstream request and upstream: turn the client request into the
+//! upstream request and send it to the route's cluster.
 //!
-//! They live in a `'static` value, [`Forward`], because the response cache
+//! Both live in a `'static` value, [`Forward`], because the response cache
 //! calls them back later: on a miss, on revalidation, and from a background
 //! refresh that outlives the client request (stale-while-revalidate).
 
@@ -16,10 +16,10 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 
+use super::context::{ConnInfo, RequestContext, Routed};
 use crate::body::LimitedBody;
 use crate::gateway::Snapshot;
 use crate::headers;
-use crate::pipeline::{ConnInfo, RequestContext};
 use crate::router::RouteMatch;
 
 /// Everything needed to forward a request of one client request upstream.
@@ -39,13 +39,13 @@ pub(crate) struct Forward {
 impl Forward {
     pub(crate) fn new(
         snapshot: &Snapshot,
-        matched: RouteMatch,
+        routed: &Routed,
         ctx: &RequestContext,
         conn: &ConnInfo,
     ) -> Self {
         Self {
-            cluster: snapshot.clusters.get(&*matched.route.cluster).cloned(),
-            matched,
+            cluster: snapshot.clusters.get(&*routed.route().cluster).cloned(),
+            matched: routed.matched.clone(),
             peer: conn.forwarded_for().clone(),
             scheme: conn.scheme,
             request_id: ctx.request_id.clone(),
@@ -53,14 +53,14 @@ impl Forward {
         }
     }
 
-    /// Runs phases 5 and 6.
+    /// Runs upstream request, then upstream.
     pub(crate) async fn run(&self, req: Request<Body>) -> Result<Response<Body>, Problem> {
         let prepared = self.upstream_request(req)?;
         self.upstream(prepared).await
     }
 
-    /// Phase 5: the upstream request: hop-by-hop headers out, forwarding
-    /// headers in, header rules, path rewriting, streamed body limit.
+    /// upstream request: forwarding headers in (hop-by-hop headers left
+    /// with `route`), header rules, path rewriting, streamed body limit.
     fn upstream_request(&self, req: Request<Body>) -> Result<Prepared, Problem> {
         let route = &self.matched.route;
         let (mut parts, body) = req.into_parts();
@@ -76,7 +76,6 @@ impl Forward {
             .get(header::HOST)
             .filter(|h| h.to_str().is_ok())
             .cloned();
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         headers::add_forwarded_value(&mut parts.headers, &self.peer, self.scheme, original_host);
         parts
             .headers
@@ -86,24 +85,7 @@ impl Forward {
             .insert(headers::TRACEPARENT, self.traceparent.clone());
         route.request_headers.apply(&mut parts.headers);
 
-        parts.uri = match parts.uri.path_and_query() {
-            // The request's own path goes upstream as it is (origin-form).
-            Some(pq) if !route.rewrites_path() => Uri::from(pq.clone()),
-            _ => {
-                let path = route.upstream_path(parts.uri.path(), &self.matched.params);
-                let pq = match parts.uri.query() {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path,
-                };
-                pq.parse().map_err(|_| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_path",
-                        format!("rewritten path `{pq}` is not a valid URI"),
-                    )
-                })?
-            }
-        };
+        parts.uri = upstream_uri(&self.matched, &parts.uri)?;
         // The upstream connection's protocol is the cluster's choice.
         parts.version = Version::HTTP_11;
 
@@ -116,7 +98,8 @@ impl Forward {
         })
     }
 
-    /// Phase 6: send upstream and wait for the response headers.
+    /// upstream: send to the route's cluster (retries, breaker and
+    /// balancing live there) and wait for the response headers.
     async fn upstream(&self, prepared: Prepared) -> Result<Response<Body>, Problem> {
         let Prepared {
             req,
@@ -175,7 +158,31 @@ impl Origin for Forward {
     }
 }
 
-pub(crate) fn body_too_large(limit: u64) -> Problem {
+/// The path and query the upstream is asked for: the request's own
+/// (origin-form), or as the route rewrites it (`strip_prefix`, `rewrite`).
+/// The primary and a dark launch's candidate both get this.
+pub(super) fn upstream_uri(matched: &RouteMatch, uri: &Uri) -> Result<Uri, Problem> {
+    let route = &matched.route;
+    match uri.path_and_query() {
+        Some(pq) if !route.rewrites_path() => Ok(Uri::from(pq.clone())),
+        _ => {
+            let path = route.upstream_path(uri.path(), &matched.params);
+            let pq = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            pq.parse().map_err(|_| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_path",
+                    format!("rewritten path `{pq}` is not a valid URI"),
+                )
+            })
+        }
+    }
+}
+
+pub(super) fn body_too_large(limit: u64) -> Problem {
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",

@@ -1,0 +1,46 @@
+//! accept: what is known the moment a request arrives (its id, trace
+//! context and client address), and the in-flight limit that sheds load.
+
+use std::time::Instant;
+
+use gateway_core::Problem;
+use http::header::{self, HeaderValue};
+use http::{Request, StatusCode};
+
+use super::context::{ConnInfo, RequestContext};
+use crate::gateway::Snapshot;
+use crate::headers::{self, TraceContext};
+
+/// The request's context as it arrives: request id, trace context, client
+/// address (the trusted `X-Forwarded-For` hop when configured).
+pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) -> RequestContext {
+    let trust = snapshot.config.config.gateway.trust_forwarded_headers;
+    RequestContext {
+        started: Instant::now(),
+        request_id: headers::request_id(req.headers()),
+        trace: TraceContext::from_headers(req.headers()),
+        client_ip: headers::client_ip(req.headers(), conn.peer.ip(), trust),
+        host: String::new(),
+        route: None,
+        error: None,
+        rate_limit: None,
+        method: req.method().clone(),
+        path_and_query: req.uri().path_and_query().cloned(),
+        version: req.version(),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+    }
+}
+
+/// The answer when the gateway is at its in-flight limit.
+pub(super) fn overloaded() -> super::Refusal {
+    let mut refusal = super::Refusal::from(Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the gateway is at its in-flight request limit; retry shortly",
+    ));
+    refusal
+        .headers
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    metrics::counter!("gatehouse_shed_total").increment(1);
+    refusal
+}

@@ -1,0 +1,122 @@
+//! log: the access-log line and the request metrics, written when the
+//! response body ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gateway_core::Body;
+use http::{Response, Version};
+use http_body_util::BodyExt as _;
+
+use super::context::{ConnInfo, RequestContext};
+use crate::body::{ObservedBody, Observer};
+use crate::gateway::{Gateway, InFlight};
+use crate::telemetry::{AccessRecord, RequestMetrics};
+
+/// Attaches the access-log line and the request metrics to the end of the
+/// response body: they are written when the client has the whole answer
+/// (or it broke off), with the bytes sent and the full duration.
+pub(super) fn on_end(
+    gateway: &Gateway,
+    res: Response<Body>,
+    ctx: RequestContext,
+    conn: &ConnInfo,
+    in_flight: Option<InFlight>,
+) -> Response<Body> {
+    let status = res.status().as_u16();
+    let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
+    let route = ctx.route.clone();
+    // The access-log line is only built when it goes somewhere.
+    let record = gateway.access_log().enabled().then(|| AccessRecord {
+        ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
+        trace_id: ctx.trace.trace_id().to_string(),
+        client: ctx.client_ip.to_string(),
+        listener: conn.listener,
+        method: ctx.method.to_string(),
+        host: ctx.host,
+        path: ctx
+            .path_and_query
+            .as_ref()
+            .map_or_else(|| "/".into(), |p| p.as_str().to_string()),
+        protocol: match ctx.version {
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status,
+        route: route.as_ref().map(|r| r.name.to_string()),
+        upstream: route
+            .as_ref()
+            .filter(|_| went_upstream)
+            .map(|r| r.cluster.to_string()),
+        error: ctx.error,
+        bytes_out: 0,
+        completed: false,
+        duration_ms: 0.0,
+        user_agent: ctx
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    });
+    let finish = Finish {
+        status,
+        route,
+        went_upstream,
+        // The gateway is only kept to hand the line to its access log.
+        record: record.map(|r| (r, gateway.clone())),
+        started: ctx.started,
+        _in_flight: in_flight,
+    };
+    res.map(|b| ObservedBody::new(b, finish).boxed_unsync())
+}
+
+fn is_upstream_error(code: &str) -> bool {
+    !matches!(
+        code,
+        "route_not_found"
+            | "bad_host"
+            | "bad_path"
+            | "body_too_large"
+            | "overloaded"
+            | "unknown_upstream"
+    )
+}
+
+struct Finish {
+    status: u16,
+    route: Option<Arc<crate::router::Route>>,
+    /// Whether the request went (or was meant to go) upstream: the
+    /// `upstream` label is then the route's cluster.
+    went_upstream: bool,
+    /// The access-log line and where it goes, when the access log is on.
+    record: Option<(AccessRecord, Gateway)>,
+    started: Instant,
+    _in_flight: Option<InFlight>,
+}
+
+impl Observer for Finish {
+    fn data(&mut self, chunk: &bytes::Bytes) {
+        if let Some((r, _)) = &mut self.record {
+            r.bytes_out += chunk.len() as u64;
+        }
+    }
+
+    fn end(self, completed: bool) {
+        let elapsed = self.started.elapsed();
+        match &self.route {
+            Some(route) => route.metrics.record(
+                self.status,
+                self.went_upstream.then_some(&route.cluster),
+                elapsed,
+            ),
+            None => RequestMetrics::unrouted().record(self.status, None, elapsed),
+        }
+        if let Some((mut record, gateway)) = self.record {
+            record.completed = completed;
+            record.duration_ms = elapsed.as_secs_f64() * 1000.0;
+            gateway.access_log().log(record);
+        }
+    }
+}

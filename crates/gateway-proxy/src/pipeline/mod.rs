@@ -1,0 +1,112 @@
+//! The request pipeline: one request's trip through the gateway, stage by
+//! stage, in the order they run.
+//!
+//! ```text
+//!  client ─▶ accept ─▶ route ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
+//!                                                                                                      │
+//!  client ◀─ log ◀─ mirror submit ◀─ response ◀─────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
+//! read top to bottom; each stage with more than a call to make lives in
+//! the module of its name. A stage that must answer the request itself
+//! returns a [`Refusal`], which becomes the problem+json response; the
+//! response and log stages run for every request, refused or not.
+//!
+//! After `route`, stages get a [`Routed`] request: the route is known, so
+//! nothing downstream of it asks whether there is one.
+//!
+//! `log` and `mirror submit` run when the response body ends, not when the
+//! headers are sent: the log line carries the bytes sent and the whole
+//! duration, and the candidate is compared with what the client received.
+
+mod accept;
+mod cache;
+mod context;
+mod log;
+mod mirror;
+mod response;
+mod route;
+mod upstream;
+
+use std::time::Instant;
+
+use gateway_core::Body;
+use gateway_keys::auth::Decision;
+use http::{Request, Response};
+
+pub use context::{ConnInfo, Refusal, RequestContext, Routed};
+
+use crate::gateway::{Gateway, Snapshot};
+use upstream::Forward;
+
+impl Gateway {
+    /// Serves one client request through every stage.
+    pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        // The config this request sees from start to end.
+        let snapshot = self.snapshot();
+        let mut ctx = accept::arrive(&req, conn, &snapshot);
+        let Some(in_flight) = self.admit() else {
+            let res = response::refusal(accept::overloaded(), &mut ctx);
+            return log::on_end(self, response::decorate(res, &ctx), ctx, conn, None);
+        };
+        let res = match self.through(req, &mut ctx, &snapshot, conn).await {
+            Ok(res) => res,
+            Err(refused) => response::refusal(refused, &mut ctx),
+        };
+        let res = response::decorate(res, &ctx);
+        log::on_end(self, res, ctx, conn, Some(in_flight))
+    }
+
+    /// The stages between arrival and the response.
+    async fn through(
+        &self,
+        req: Request<Body>,
+        ctx: &mut RequestContext,
+        snapshot: &Snapshot,
+        conn: &ConnInfo,
+    ) -> Result<Response<Body>, Refusal> {
+        let (req, mut routed) = route::route(req, ctx, snapshot)?;
+
+        // authenticate: decided at once for a valid API key; awaited only
+        // when it must be (JWTs, refusals to count, limited addresses).
+        let route = routed.route().clone();
+        let req = match &route.auth {
+            None => req,
+            Some(auth) => {
+                let (mut parts, body) = req.into_parts();
+                let identity = match self.auth().decide(&mut parts, auth, Some(ctx.client_ip)) {
+                    Decision::Now(identity) => identity,
+                    Decision::Later(rest) => rest.await?,
+                };
+                routed.identity = Some(identity);
+                Request::from_parts(parts, body)
+            }
+        };
+
+        // limit: the consumer's plan (rate, then quotas), counted across
+        // all its keys and routes. Boxed: only limited consumers pay for
+        // the future's size.
+        if let Some(identity) = routed.identity.as_ref() {
+            if self.keys().has_limits(identity) {
+                ctx.rate_limit = Some(Box::pin(self.keys().check_limits(identity)).await?);
+            }
+        }
+
+        let (req, mirroring) = mirror::plan(self.mirror(), req, &routed, ctx);
+
+        // cache, then upstream request and upstream (on a miss, or directly).
+        let forward = Forward::new(snapshot, &routed, ctx, conn);
+        let started = Instant::now();
+        let result = cache::cache_or_forward(self.cache(), req, &routed, ctx, conn, forward).await;
+
+        match (mirroring, result) {
+            (None, result) => Ok(result?),
+            (Some(m), Ok(res)) => Ok(m.submit_on_end(res, started)),
+            (Some(m), Err(problem)) => {
+                m.submit_failed(&problem, started);
+                Err(problem.into())
+            }
+        }
+    }
+}

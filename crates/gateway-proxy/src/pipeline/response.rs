@@ -1,0 +1,39 @@
+//! response: the answer as the client gets it, whether it came from the
+//! upstream, the cache or a refusal: hop-by-hop headers out, the route's
+//! response headers, the request id and the plan's `RateLimit-*` state.
+
+use std::borrow::Cow;
+
+use gateway_core::Body;
+use http::{Response, StatusCode};
+
+use super::context::{Refusal, RequestContext};
+use crate::headers;
+
+/// A refusal as a problem+json response carrying the request id.
+pub(super) fn refusal(refusal: Refusal, ctx: &mut RequestContext) -> Response<Body> {
+    if ctx.error.is_none() {
+        ctx.error = Some(Cow::Owned(refusal.problem.code.clone()));
+    }
+    let mut res = refusal
+        .problem
+        .with("request_id", ctx.request_id.to_str().unwrap_or_default())
+        .response();
+    res.headers_mut().extend(refusal.headers);
+    res
+}
+
+/// Cleans up and decorates the response.
+pub(super) fn decorate(mut res: Response<Body>, ctx: &RequestContext) -> Response<Body> {
+    let upgrading = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+    headers::strip_hop_by_hop(res.headers_mut(), upgrading);
+    if let Some(route) = &ctx.route {
+        route.response_headers.apply(res.headers_mut());
+    }
+    res.headers_mut()
+        .insert(headers::X_REQUEST_ID, ctx.request_id.clone());
+    if let Some(info) = &ctx.rate_limit {
+        info.apply(res.headers_mut());
+    }
+    res
+}

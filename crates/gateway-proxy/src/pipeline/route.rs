@@ -1,0 +1,91 @@
+//! route: settle the request's one authority, drop hop-by-hop headers,
+//! normalise the path, find the route, and check the declared body size
+//! against it.
+
+use std::borrow::Cow;
+
+use gateway_core::{Body, Problem};
+use http::header;
+use http::{Request, StatusCode, Uri, Version};
+
+use super::context::{RequestContext, Routed};
+use super::upstream::body_too_large;
+use crate::gateway::Snapshot;
+use crate::headers;
+
+/// Routes `req`; on success the request as it goes on and its route.
+pub(super) fn route(
+    req: Request<Body>,
+    ctx: &mut RequestContext,
+    snapshot: &Snapshot,
+) -> Result<(Request<Body>, Routed), Problem> {
+    let (mut parts, body) = req.into_parts();
+    match crate::authority::settle(&mut parts) {
+        Ok(authority) => ctx.host = authority.host,
+        Err(problem) => {
+            ctx.error = Some(Cow::Borrowed("bad_host"));
+            return Err(problem);
+        }
+    }
+    // Hop-by-hop headers, and any the client names in `Connection`, go
+    // before any stage sets a header: a client cannot name the identity
+    // or forwarding headers the gateway adds and have them removed.
+    let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+
+    let path = parts.uri.path();
+    let Some(normalized) = headers::normalize_path(path) else {
+        ctx.error = Some(Cow::Borrowed("bad_path"));
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("path `{path}` climbs above the root"),
+        ));
+    };
+    if normalized != path {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{normalized}?{q}"),
+            None => normalized.into_owned(),
+        };
+        let mut uri = parts.uri.clone().into_parts();
+        uri.path_and_query = pq.parse().ok();
+        if let Ok(uri) = Uri::from_parts(uri) {
+            parts.uri = uri;
+        }
+    }
+    let Some(matched) =
+        snapshot
+            .routes
+            .find(&ctx.host, parts.uri.path(), &parts.method, &parts.headers)
+    else {
+        ctx.error = Some(Cow::Borrowed("route_not_found"));
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            format!(
+                "no route matches {} {}{}",
+                parts.method,
+                ctx.host,
+                parts.uri.path()
+            ),
+        ));
+    };
+    ctx.route = Some(matched.route.clone());
+
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > matched.route.max_body) {
+        ctx.error = Some(Cow::Borrowed("body_too_large"));
+        return Err(body_too_large(matched.route.max_body));
+    }
+    Ok((
+        Request::from_parts(parts, body),
+        Routed {
+            matched,
+            identity: None,
+        },
+    ))
+}
