@@ -29,6 +29,7 @@ fn signal(child: &Child, sig: &str) {
 struct Served {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     _dir: tempfile::TempDir,
     config: std::path::PathBuf,
 }
@@ -79,13 +80,18 @@ response_headers = {{ set = {{ "x-version" = "{version}" }} }}
 }
 
 async fn serve(origin: &str) -> Served {
+    serve_with(origin, |text| text).await
+}
+
+/// Serves `config_text` changed by `edit`, on ports the OS picks.
+async fn serve_with(origin: &str, edit: impl FnOnce(String) -> String) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatehouse.toml");
     // Port 0: the OS picks free ports; the gateway logs what it bound.
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     std::fs::write(
         &config,
-        config_text(any, any, origin, 1, &dir.path().join("data")),
+        edit(config_text(any, any, origin, 1, &dir.path().join("data"))),
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -96,22 +102,35 @@ async fn serve(origin: &str) -> Served {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
+    let (addr, admin) = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
-        let addr = lines.by_ref().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+        let (mut addr, mut admin) = (None, None);
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             let fields = &v["fields"];
-            (fields["message"] == "listening")
-                .then(|| fields["addr"].as_str()?.parse::<SocketAddr>().ok())
-                .flatten()
-        });
+            let bound = fields["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            if fields["message"] == "listening" {
+                addr = addr.or(bound);
+            } else if fields["message"] == "admin API listening" {
+                admin = bound;
+            }
+            if addr.is_some() && admin.is_some() {
+                break;
+            }
+        }
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        addr
+        (addr, admin)
     })
     .await
-    .unwrap()
-    .expect("the gateway logs its listening address");
+    .unwrap();
+    let addr = addr.expect("the gateway logs its listening address");
+    let admin = admin.expect("the gateway logs its admin address");
     assert!(
         test_support::wait_for_port(addr, Duration::from_secs(20)).await,
         "gateway listens"
@@ -119,9 +138,27 @@ async fn serve(origin: &str) -> Served {
     Served {
         child,
         addr,
+        admin,
         _dir: dir,
         config,
     }
+}
+
+/// `gatehouse_config_reloads_total{result="ok"}` from the admin API.
+async fn reloads(served: &Served) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("http://{}/metrics", served.admin))
+        .bearer_auth("cli-test-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("gatehouse_config_reloads_total{") && l.contains("result=\"ok\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn get(addr: SocketAddr) -> reqwest::Response {
@@ -239,6 +276,62 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         assert!(Instant::now() < deadline, "exits after draining");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// With `watch_config`, reading the file or a SIGHUP never starts a chain
+/// of reloads: a SIGHUP reloads once, a read not at all, a real edit once,
+/// and rewriting the same text not at all.
+#[tokio::test]
+async fn watched_config_reloads_once_per_real_change_and_never_on_a_read() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let served = serve_with(&origin.authority(), |text| {
+        text.replace("watch_config = false", "watch_config = true")
+    })
+    .await;
+    let settle = || tokio::time::sleep(Duration::from_millis(1500));
+    assert_eq!(reloads(&served).await, 0);
+
+    for _ in 0..5 {
+        std::fs::read_to_string(&served.config).unwrap();
+    }
+    settle().await;
+    assert_eq!(
+        reloads(&served).await,
+        0,
+        "reading the file reloads nothing"
+    );
+
+    signal(&served.child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloads(&served).await == 0 {
+        assert!(Instant::now() < deadline, "SIGHUP reloads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(reloads(&served).await, 1, "one SIGHUP, one reload");
+
+    let text = std::fs::read_to_string(&served.config).unwrap();
+    std::fs::write(
+        &served.config,
+        text.replace("\"x-version\" = \"1\"", "\"x-version\" = \"2\""),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(served.addr).await.headers()["x-version"] != "2" {
+        assert!(Instant::now() < deadline, "the edit is applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(reloads(&served).await, 2, "one edit, one reload");
+
+    let same = std::fs::read_to_string(&served.config).unwrap();
+    std::fs::write(&served.config, same).unwrap();
+    settle().await;
+    assert_eq!(
+        reloads(&served).await,
+        2,
+        "the same text again reloads nothing"
+    );
 }
 
 #[tokio::test]
