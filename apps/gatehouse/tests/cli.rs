@@ -227,6 +227,84 @@ fn check_refuses_a_config_that_would_not_build() {
     assert!(out.stdout.is_empty());
 }
 
+/// `check` refuses what `serve` refuses: a config with no admin token (and
+/// no `GATEHOUSE_ADMIN_TOKEN`) fails both with the same located message.
+#[test]
+fn check_refuses_a_config_without_an_admin_token_like_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path())
+        .replace("token = \"cli-test-token\"\n", "");
+    let line = text.lines().position(|l| l == "[admin]").unwrap() + 1;
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&file)
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("gatehouse.toml:{line}:"))
+            && err.contains("admin.token: no admin token"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve refuses it too");
+    assert!(
+        serve_err.contains("admin.token: no admin token"),
+        "{serve_err}"
+    );
+
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&file)
+        .env("GATEHOUSE_ADMIN_TOKEN", "from-the-environment")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the environment supplies the token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A zero client deadline is refused by `check` (and so by `serve` and
+/// reloads) at its line, instead of closing every request whose head
+/// arrives in two packets.
+#[test]
+fn check_refuses_a_zero_header_read_timeout_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path()).replace(
+        "watch_config = false\n",
+        "watch_config = false\nheader_read_timeout = \"0s\"\n",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("header_read_timeout"))
+        .unwrap()
+        + 1;
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "gatehouse.toml:{line}:1: gateway.header_read_timeout: must be at least 1s (got 0s)"
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn sighup_applies_good_configs_and_rejects_broken_ones() {
     let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
@@ -252,30 +330,6 @@ async fn sighup_applies_good_configs_and_rejects_broken_ones() {
     let res = get(served.addr).await;
     assert_eq!(res.status(), 200, "still serving after a broken reload");
     assert_eq!(res.headers()["x-version"], "2");
-}
-
-#[tokio::test]
-async fn sigterm_drains_in_flight_requests_then_exits() {
-    let origin =
-        Origin::start(Handler::fixed(200, &[], "done").delay(Duration::from_millis(800))).await;
-    let mut served = serve(&origin.authority()).await;
-    let addr = served.addr;
-    let slow = tokio::spawn(async move {
-        let res = get(addr).await;
-        (res.status().as_u16(), res.text().await.unwrap())
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&served.child, "-TERM");
-    assert_eq!(slow.await.unwrap(), (200, "done".to_string()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            assert!(status.success(), "clean exit after draining: {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "exits after draining");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// With `watch_config`, reading the file or a SIGHUP never starts a chain
@@ -332,6 +386,30 @@ async fn watched_config_reloads_once_per_real_change_and_never_on_a_read() {
         2,
         "the same text again reloads nothing"
     );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    let origin =
+        Origin::start(Handler::fixed(200, &[], "done").delay(Duration::from_millis(800))).await;
+    let mut served = serve(&origin.authority()).await;
+    let addr = served.addr;
+    let slow = tokio::spawn(async move {
+        let res = get(addr).await;
+        (res.status().as_u16(), res.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&served.child, "-TERM");
+    assert_eq!(slow.await.unwrap(), (200, "done".to_string()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit after draining: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exits after draining");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test]

@@ -64,17 +64,14 @@ pub struct Running {
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
     accept_tasks: Vec<JoinHandle<()>>,
+    admin_stop: CancellationToken,
     admin_task: JoinHandle<()>,
     watch_task: Option<JoinHandle<()>>,
 }
 
 /// Binds the listeners and the admin API and starts serving.
 pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<Running> {
-    let token = opts
-        .admin_token
-        .or_else(|| config.config.admin.token.clone())
-        .filter(|t| !t.is_empty())
-        .context("no admin token: set GATEHOUSE_ADMIN_TOKEN or `[admin] token`")?;
+    let token = admin_token(&config, opts.admin_token)?;
     let base_dir = opts
         .config_path
         .as_ref()
@@ -148,10 +145,13 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         .mount(gateway_keys::admin::router(gateway.keys().clone()))
         .mount(gateway_mirror::admin::router(mirror));
     let app = admin::router(gateway.clone(), stores.clone(), token.into(), extensions);
-    let admin_stop = stop.clone();
+    // The admin listener has its own stop: it keeps answering through the
+    // drain (`/readyz` says 503 `draining`) and stops after the listeners.
+    let admin_stop = CancellationToken::new();
+    let admin_stop_signal = admin_stop.clone();
     let admin_task = tokio::spawn(async move {
         let serve = axum::serve(admin_listener, app)
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+            .with_graceful_shutdown(async move { admin_stop_signal.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "admin listener failed");
         }
@@ -176,6 +176,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         stop,
         graceful,
         accept_tasks,
+        admin_stop,
         admin_task,
         watch_task,
     })
@@ -184,6 +185,8 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
 impl Running {
     /// Stops accepting, lets in-flight requests finish for up to `grace`,
     /// then returns. Returns whether every connection finished in time.
+    /// The admin API keeps serving until the drain is over, with `/readyz`
+    /// answering 503 `draining`.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.gateway.set_draining();
         self.stop.cancel();
@@ -199,6 +202,7 @@ impl Running {
                 .is_ok(),
             Err(_) => false,
         };
+        self.admin_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
         if let Some(mirror) = self.gateway.mirror() {
@@ -277,10 +281,36 @@ async fn open_keys(
     Ok(svc)
 }
 
-/// What `gatehouse check` runs beyond reading the config text: the build
-/// step of startup and reloads (clusters with their TLS files, JWT keys,
-/// routes), and the listeners' TLS files. Binds no socket, starts nothing.
-pub fn preflight(config: LoadedConfig, config_path: &std::path::Path) -> anyhow::Result<()> {
+/// The admin token `serve` would run with: `from_env`
+/// (`GATEHOUSE_ADMIN_TOKEN`) when set, else `[admin] token`. Without a
+/// non-empty one the gateway does not start, and `gatehouse check` says so
+/// with the same message, located in the file.
+pub fn admin_token(config: &LoadedConfig, from_env: Option<String>) -> anyhow::Result<String> {
+    from_env
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.config.admin.token.clone())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            config
+                .issues_error(vec![(
+                    "admin.token".into(),
+                    "no admin token: set `[admin] token` or GATEHOUSE_ADMIN_TOKEN; the gateway does not start without one".into(),
+                )])
+                .into()
+        })
+}
+
+/// What `gatehouse check` runs beyond reading the config text: the checks
+/// `serve` makes before it binds anything (an admin token, `from_env` being
+/// `GATEHOUSE_ADMIN_TOKEN`), the build step of startup and reloads
+/// (clusters with their TLS files, JWT keys, routes), and the listeners'
+/// TLS files. Binds no socket, starts nothing.
+pub fn preflight(
+    config: LoadedConfig,
+    config_path: &std::path::Path,
+    admin_token_from_env: Option<String>,
+) -> anyhow::Result<()> {
+    admin_token(&config, admin_token_from_env)?;
     let base_dir = config_path.parent().unwrap_or(std::path::Path::new(""));
     for (i, l) in config.config.listeners.iter().enumerate() {
         if let Some(tls) = &l.tls {
