@@ -4,6 +4,7 @@
 //! - [`pipeline`]: one request's trip through named phases.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
+//! - [`connection`]: connection limits and client deadlines.
 //! - [`admin`]: the admin API.
 //! - [`gateway`]: the config snapshot, clusters and reloads.
 //!
@@ -14,6 +15,7 @@ pub mod admin;
 mod authority;
 mod body;
 mod build;
+pub mod connection;
 mod forward;
 pub mod gateway;
 pub mod headers;
@@ -32,9 +34,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gateway_config::LoadedConfig;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use admin::AdminExtensions;
 pub use gateway::{Gateway, ReloadError};
@@ -62,7 +64,7 @@ pub struct Running {
     /// The shared stores' health and fan-out.
     pub stores: Stores,
     stop: CancellationToken,
-    graceful: Arc<GracefulShutdown>,
+    connections: TaskTracker,
     accept_tasks: Vec<JoinHandle<()>>,
     admin_stop: CancellationToken,
     admin_task: JoinHandle<()>,
@@ -125,18 +127,26 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let admin_addr = admin_listener.local_addr()?;
 
     let stop = CancellationToken::new();
-    let graceful = Arc::new(GracefulShutdown::new());
+    let connections = TaskTracker::new();
+    let nofile = connection::open_files_limit();
+    let (max_connections, per_client) =
+        connection::effective_limits(&gateway.snapshot().config.config.gateway, nofile);
+    tracing::info!(
+        max_connections,
+        max_connections_per_client = per_client,
+        open_files_limit = nofile,
+        "client connection limits"
+    );
+    let serve_ctx = Arc::new(server::ServeContext {
+        gateway: gateway.clone(),
+        stop: stop.clone(),
+        connections: connections.clone(),
+        limits: connection::ConnLimits::new(max_connections, per_client),
+    });
     let listeners: Vec<SocketAddr> = bound.iter().map(|b| b.local_addr()).collect();
     let accept_tasks = bound
         .into_iter()
-        .map(|b| {
-            tokio::spawn(server::serve(
-                b,
-                gateway.clone(),
-                stop.clone(),
-                graceful.clone(),
-            ))
-        })
+        .map(|b| tokio::spawn(server::serve(b, serve_ctx.clone())))
         .collect();
 
     let extensions = opts
@@ -174,7 +184,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
         admin: admin_addr,
         stores,
         stop,
-        graceful,
+        connections,
         accept_tasks,
         admin_stop,
         admin_task,
@@ -196,12 +206,11 @@ impl Running {
         if let Some(t) = self.watch_task {
             t.abort();
         }
-        let drained = match Arc::try_unwrap(self.graceful) {
-            Ok(graceful) => tokio::time::timeout(grace, graceful.shutdown())
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
+        // Every connection was told to close gracefully when `stop` fired.
+        self.connections.close();
+        let drained = tokio::time::timeout(grace, self.connections.wait())
+            .await
+            .is_ok();
         self.admin_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
