@@ -85,6 +85,16 @@ async fn serve(origin: &str) -> Served {
 
 /// Serves `config_text` changed by `edit`, on ports the OS picks.
 async fn serve_with(origin: &str, edit: impl FnOnce(String) -> String) -> Served {
+    serve_limited(origin, edit, None).await
+}
+
+/// Like [`serve_with`], with the open-files limit (`ulimit -n`) set to
+/// `nofile` for the gateway process when given.
+async fn serve_limited(
+    origin: &str,
+    edit: impl FnOnce(String) -> String,
+    nofile: Option<u32>,
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatehouse.toml");
     // Port 0: the OS picks free ports; the gateway logs what it bound.
@@ -94,7 +104,17 @@ async fn serve_with(origin: &str, edit: impl FnOnce(String) -> String) -> Served
         edit(config_text(any, any, origin, 1, &dir.path().join("data"))),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = match nofile {
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            sh
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
@@ -386,6 +406,75 @@ async fn watched_config_reloads_once_per_real_change_and_never_on_a_read() {
         2,
         "the same text again reloads nothing"
     );
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any
+/// 127.0.0.0/8 address reaches the gateway on Linux).
+async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0))?;
+    socket.connect(to).await
+}
+
+/// One `GET /` on a fresh connection from `from`: the status, or `None`
+/// when no answer came within 10 s.
+async fn get_from(from: &str, to: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(from, to).await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&out)
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()
+}
+
+/// The attack as reported: under a low open-files limit, hundreds of
+/// connections that send nothing made every new request fail. With the
+/// limits derived from `ulimit -n` (512 here: 128 connections, 32 per
+/// address), they cannot take the descriptors, and new clients and the
+/// admin API are served while they are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_exhaust_descriptors_under_a_low_open_files_limit() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let served = serve_limited(&origin.authority(), |text| text, Some(512)).await;
+    let mut silent = Vec::new();
+    for i in 0..600 {
+        let from = format!("127.0.1.{}", i % 6 + 1);
+        if let Ok(s) = connect_from(&from, served.addr).await {
+            silent.push(s);
+        }
+    }
+    assert!(silent.len() > 500, "{} connected", silent.len());
+    // Past a second, silent connections may give way to new clients.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            get_from("127.0.2.1", served.addr).await,
+            Some(200),
+            "a new client is served while the silent connections are held"
+        );
+    }
+    let healthz = reqwest::Client::new()
+        .get(format!("http://{}/healthz", served.admin))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the admin API answers");
+    assert_eq!(healthz.status(), 200);
+    assert_eq!(
+        reloads(&served).await,
+        0,
+        "the admin API serves authenticated calls too"
+    );
+    drop(silent);
 }
 
 #[tokio::test]
