@@ -280,7 +280,8 @@ fn check(file: &std::path::Path) -> ExitCode {
         }
     };
     let _runtime = rt.enter();
-    match gateway_proxy::preflight(loaded, file) {
+    let token = std::env::var("GATEHOUSE_ADMIN_TOKEN").ok();
+    match gateway_proxy::preflight(loaded, file, token) {
         Ok(()) => {
             println!("{}: ok ({summary})", file.display());
             ExitCode::SUCCESS

@@ -29,6 +29,7 @@ fn signal(child: &Child, sig: &str) {
 struct Served {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     _dir: tempfile::TempDir,
     config: std::path::PathBuf,
 }
@@ -79,16 +80,41 @@ response_headers = {{ set = {{ "x-version" = "{version}" }} }}
 }
 
 async fn serve(origin: &str) -> Served {
+    serve_with(origin, |text| text).await
+}
+
+/// Serves `config_text` changed by `edit`, on ports the OS picks.
+async fn serve_with(origin: &str, edit: impl FnOnce(String) -> String) -> Served {
+    serve_limited(origin, edit, None).await
+}
+
+/// Like [`serve_with`], with the open-files limit (`ulimit -n`) set to
+/// `nofile` for the gateway process when given.
+async fn serve_limited(
+    origin: &str,
+    edit: impl FnOnce(String) -> String,
+    nofile: Option<u32>,
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gatehouse.toml");
     // Port 0: the OS picks free ports; the gateway logs what it bound.
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     std::fs::write(
         &config,
-        config_text(any, any, origin, 1, &dir.path().join("data")),
+        edit(config_text(any, any, origin, 1, &dir.path().join("data"))),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = match nofile {
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            sh
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
@@ -96,22 +122,35 @@ async fn serve(origin: &str) -> Served {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let addr = tokio::task::spawn_blocking(move || {
+    let (addr, admin) = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
-        let addr = lines.by_ref().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+        let (mut addr, mut admin) = (None, None);
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             let fields = &v["fields"];
-            (fields["message"] == "listening")
-                .then(|| fields["addr"].as_str()?.parse::<SocketAddr>().ok())
-                .flatten()
-        });
+            let bound = fields["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            if fields["message"] == "listening" {
+                addr = addr.or(bound);
+            } else if fields["message"] == "admin API listening" {
+                admin = bound;
+            }
+            if addr.is_some() && admin.is_some() {
+                break;
+            }
+        }
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        addr
+        (addr, admin)
     })
     .await
-    .unwrap()
-    .expect("the gateway logs its listening address");
+    .unwrap();
+    let addr = addr.expect("the gateway logs its listening address");
+    let admin = admin.expect("the gateway logs its admin address");
     assert!(
         test_support::wait_for_port(addr, Duration::from_secs(20)).await,
         "gateway listens"
@@ -119,9 +158,27 @@ async fn serve(origin: &str) -> Served {
     Served {
         child,
         addr,
+        admin,
         _dir: dir,
         config,
     }
+}
+
+/// `gatehouse_config_reloads_total{result="ok"}` from the admin API.
+async fn reloads(served: &Served) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("http://{}/metrics", served.admin))
+        .bearer_auth("cli-test-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("gatehouse_config_reloads_total{") && l.contains("result=\"ok\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn get(addr: SocketAddr) -> reqwest::Response {
@@ -190,6 +247,84 @@ fn check_refuses_a_config_that_would_not_build() {
     assert!(out.stdout.is_empty());
 }
 
+/// `check` refuses what `serve` refuses: a config with no admin token (and
+/// no `GATEHOUSE_ADMIN_TOKEN`) fails both with the same located message.
+#[test]
+fn check_refuses_a_config_without_an_admin_token_like_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path())
+        .replace("token = \"cli-test-token\"\n", "");
+    let line = text.lines().position(|l| l == "[admin]").unwrap() + 1;
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&file)
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("gatehouse.toml:{line}:"))
+            && err.contains("admin.token: no admin token"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("GATEHOUSE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve refuses it too");
+    assert!(
+        serve_err.contains("admin.token: no admin token"),
+        "{serve_err}"
+    );
+
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&file)
+        .env("GATEHOUSE_ADMIN_TOKEN", "from-the-environment")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the environment supplies the token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A zero client deadline is refused by `check` (and so by `serve` and
+/// reloads) at its line, instead of closing every request whose head
+/// arrives in two packets.
+#[test]
+fn check_refuses_a_zero_header_read_timeout_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    let text = config_text(free_port(), free_port(), "127.0.0.1:9", 1, dir.path()).replace(
+        "watch_config = false\n",
+        "watch_config = false\nheader_read_timeout = \"0s\"\n",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("header_read_timeout"))
+        .unwrap()
+        + 1;
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "gatehouse.toml:{line}:1: gateway.header_read_timeout: must be at least 1s (got 0s)"
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn sighup_applies_good_configs_and_rejects_broken_ones() {
     let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
@@ -215,6 +350,131 @@ async fn sighup_applies_good_configs_and_rejects_broken_ones() {
     let res = get(served.addr).await;
     assert_eq!(res.status(), 200, "still serving after a broken reload");
     assert_eq!(res.headers()["x-version"], "2");
+}
+
+/// With `watch_config`, reading the file or a SIGHUP never starts a chain
+/// of reloads: a SIGHUP reloads once, a read not at all, a real edit once,
+/// and rewriting the same text not at all.
+#[tokio::test]
+async fn watched_config_reloads_once_per_real_change_and_never_on_a_read() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let served = serve_with(&origin.authority(), |text| {
+        text.replace("watch_config = false", "watch_config = true")
+    })
+    .await;
+    let settle = || tokio::time::sleep(Duration::from_millis(1500));
+    assert_eq!(reloads(&served).await, 0);
+
+    for _ in 0..5 {
+        std::fs::read_to_string(&served.config).unwrap();
+    }
+    settle().await;
+    assert_eq!(
+        reloads(&served).await,
+        0,
+        "reading the file reloads nothing"
+    );
+
+    signal(&served.child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reloads(&served).await == 0 {
+        assert!(Instant::now() < deadline, "SIGHUP reloads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(reloads(&served).await, 1, "one SIGHUP, one reload");
+
+    let text = std::fs::read_to_string(&served.config).unwrap();
+    std::fs::write(
+        &served.config,
+        text.replace("\"x-version\" = \"1\"", "\"x-version\" = \"2\""),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(served.addr).await.headers()["x-version"] != "2" {
+        assert!(Instant::now() < deadline, "the edit is applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    assert_eq!(reloads(&served).await, 2, "one edit, one reload");
+
+    let same = std::fs::read_to_string(&served.config).unwrap();
+    std::fs::write(&served.config, same).unwrap();
+    settle().await;
+    assert_eq!(
+        reloads(&served).await,
+        2,
+        "the same text again reloads nothing"
+    );
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any
+/// 127.0.0.0/8 address reaches the gateway on Linux).
+async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0))?;
+    socket.connect(to).await
+}
+
+/// One `GET /` on a fresh connection from `from`: the status, or `None`
+/// when no answer came within 10 s.
+async fn get_from(from: &str, to: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(from, to).await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&out)
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()
+}
+
+/// The attack as reported: under a low open-files limit, hundreds of
+/// connections that send nothing made every new request fail. With the
+/// limits derived from `ulimit -n` (512 here: 128 connections, 32 per
+/// address), they cannot take the descriptors, and new clients and the
+/// admin API are served while they are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_exhaust_descriptors_under_a_low_open_files_limit() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let served = serve_limited(&origin.authority(), |text| text, Some(512)).await;
+    let mut silent = Vec::new();
+    for i in 0..600 {
+        let from = format!("127.0.1.{}", i % 6 + 1);
+        if let Ok(s) = connect_from(&from, served.addr).await {
+            silent.push(s);
+        }
+    }
+    assert!(silent.len() > 500, "{} connected", silent.len());
+    // Past a second, silent connections may give way to new clients.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            get_from("127.0.2.1", served.addr).await,
+            Some(200),
+            "a new client is served while the silent connections are held"
+        );
+    }
+    let healthz = reqwest::Client::new()
+        .get(format!("http://{}/healthz", served.admin))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the admin API answers");
+    assert_eq!(healthz.status(), 200);
+    assert_eq!(
+        reloads(&served).await,
+        0,
+        "the admin API serves authenticated calls too"
+    );
+    drop(silent);
 }
 
 #[tokio::test]

@@ -26,10 +26,25 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-route request body limit.
 pub const DEFAULT_MAX_BODY: ByteSize = ByteSize::mib(10);
+/// Default time a new client connection may stay silent before its first
+/// byte (of the TLS handshake or of the first request).
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client may take to send request headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default idle time after which a client connection is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Shortest accepted client-side deadline (`first_byte_timeout`,
+/// `header_read_timeout`, `idle_timeout`): below it, ordinary clients whose
+/// request arrives in more than one packet would be cut off.
+pub const MIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest accepted `first_byte_timeout` and `header_read_timeout`: a
+/// connection holding a descriptor longer than this without sending a
+/// request is an attack, not a client.
+pub const MAX_HEAD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Longest accepted `idle_timeout`.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest accepted `shutdown_grace`.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60 * 60);
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,12 +99,29 @@ pub struct GatewaySettings {
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Time a client may take to send its request headers.
+    /// Time a new connection may stay silent: its first byte (of the TLS
+    /// handshake, and again of the first request after it) must arrive
+    /// within this, or it is closed.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Time a client may take to send a whole request head, counted from
+    /// its first byte (for TLS, the handshake too).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
-    /// Idle keep-alive connections are closed after this long.
+    /// A connection with no request in flight is closed after this long
+    /// (HTTP/1.1 keep-alive between requests, HTTP/2 with no open stream).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Client connections open at once over all public listeners; a
+    /// connection beyond it is closed at once. Absent: derived from the
+    /// open-files limit (`ulimit -n`), keeping a margin of descriptors free
+    /// for upstream connections, the admin API and stores. Read at start-up.
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address (the peer, not
+    /// `X-Forwarded-For`). Absent: a quarter of `max_connections`, or all of
+    /// it with `trust_forwarded_headers` (every client then arrives through
+    /// the load balancer's few addresses). Read at start-up.
+    pub max_connections_per_client: Option<usize>,
     /// Whether to trust `X-Forwarded-For` from clients (only behind a trusted
     /// load balancer); otherwise the peer address starts the chain.
     pub trust_forwarded_headers: bool,
@@ -111,8 +143,11 @@ impl Default for GatewaySettings {
         Self {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: None,
+            max_connections_per_client: None,
             trust_forwarded_headers: false,
             watch_config: true,
             shadow_nice: DEFAULT_SHADOW_NICE,

@@ -218,3 +218,29 @@ fn shadow_nice_defaults_to_background_and_is_range_checked() {
         &["gh.toml:2:", "expected a boolean"],
     );
 }
+
+/// A zero or absurd client deadline is refused where it is written: `0s`
+/// would close every request whose head arrives in two packets.
+#[test]
+fn zero_or_absurd_client_timeouts_are_refused_with_their_line() {
+    let src = format!(
+        "[gateway]\nheader_read_timeout = \"0s\"\nidle_timeout = \"500ms\"\nfirst_byte_timeout = \"2h\"\nshutdown_grace = \"300years\"\nmax_connections = 0\n{GOOD}"
+    );
+    check_err(
+        &src,
+        &[
+            "gh.toml:2:1: gateway.header_read_timeout: must be at least 1s (got 0s)",
+            "gh.toml:3:1: gateway.idle_timeout: must be at least 1s (got 500ms)",
+            "gh.toml:4:1: gateway.first_byte_timeout: must be at most 10m (got 2h)",
+            "gh.toml:5:1: gateway.shutdown_grace: must be at most 1h",
+            "gh.toml:6:1: gateway.max_connections: must be at least 1",
+        ],
+    );
+    let src = format!("[gateway]\nmax_connections = 10\nmax_connections_per_client = 20\n{GOOD}");
+    check_err(
+        &src,
+        &["gh.toml:3:1: gateway.max_connections_per_client: must not exceed gateway.max_connections (20 > 10)"],
+    );
+    let src = format!("[gateway]\nheader_read_timeout = \"1s\"\nidle_timeout = \"24h\"\n{GOOD}");
+    load_str(&src, "gh.toml").expect("the bounds themselves are accepted");
+}

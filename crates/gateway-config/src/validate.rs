@@ -2,10 +2,14 @@
 //! [`crate::locate`] turns paths into lines.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::model::{Config, HeaderRules, PathMatch, RouteConfig};
+use crate::model::{
+    Config, HeaderRules, PathMatch, RouteConfig, MAX_HEAD_TIMEOUT, MAX_IDLE_TIMEOUT,
+    MAX_SHUTDOWN_GRACE, MIN_CLIENT_TIMEOUT,
+};
 
 pub(crate) type RawIssue = (String, String);
 
@@ -90,6 +94,47 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
     }
     if config.gateway.max_in_flight == 0 {
         push("gateway.max_in_flight".into(), "must be at least 1".into());
+    }
+    let g = &config.gateway;
+    for (key, value, max) in [
+        ("first_byte_timeout", g.first_byte_timeout, MAX_HEAD_TIMEOUT),
+        (
+            "header_read_timeout",
+            g.header_read_timeout,
+            MAX_HEAD_TIMEOUT,
+        ),
+        ("idle_timeout", g.idle_timeout, MAX_IDLE_TIMEOUT),
+    ] {
+        if let Some(message) = check_between(value, MIN_CLIENT_TIMEOUT, max) {
+            push(format!("gateway.{key}"), message);
+        }
+    }
+    if g.shutdown_grace > MAX_SHUTDOWN_GRACE {
+        push(
+            "gateway.shutdown_grace".into(),
+            format!(
+                "must be at most {} (got {})",
+                humantime::format_duration(MAX_SHUTDOWN_GRACE),
+                humantime::format_duration(g.shutdown_grace)
+            ),
+        );
+    }
+    if g.max_connections == Some(0) {
+        push(
+            "gateway.max_connections".into(),
+            "must be at least 1".into(),
+        );
+    }
+    match (g.max_connections_per_client, g.max_connections) {
+        (Some(0), _) => push(
+            "gateway.max_connections_per_client".into(),
+            "must be at least 1".into(),
+        ),
+        (Some(per), Some(all)) if per > all => push(
+            "gateway.max_connections_per_client".into(),
+            format!("must not exceed gateway.max_connections ({per} > {all})"),
+        ),
+        _ => {}
     }
 
     if let Err(errs) = config.keys.validate_with_plans(&config.plans) {
@@ -299,6 +344,26 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         }
     }
     issues
+}
+
+/// `None` when `min <= value <= max`, else what is wrong with it.
+fn check_between(value: Duration, min: Duration, max: Duration) -> Option<String> {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if value < min {
+        Some(format!(
+            "must be at least {} (got {}): shorter deadlines cut off ordinary clients",
+            show(min),
+            show(value)
+        ))
+    } else if value > max {
+        Some(format!(
+            "must be at most {} (got {})",
+            show(max),
+            show(value)
+        ))
+    } else {
+        None
+    }
 }
 
 fn is_identifier(s: &str) -> bool {

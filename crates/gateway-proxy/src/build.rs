@@ -126,6 +126,12 @@ pub(crate) fn needs_restart(old: &LoadedConfig, new: &LoadedConfig) -> Vec<&'sta
             ga.header_read_timeout != gb.header_read_timeout,
         ),
         ("[gateway] idle_timeout", ga.idle_timeout != gb.idle_timeout),
+        (
+            "[gateway] first_byte_timeout, max_connections, max_connections_per_client",
+            ga.first_byte_timeout != gb.first_byte_timeout
+                || ga.max_connections != gb.max_connections
+                || ga.max_connections_per_client != gb.max_connections_per_client,
+        ),
         ("[gateway] watch_config", ga.watch_config != gb.watch_config),
         (
             "[gateway] shadow_nice, shadow_idle",

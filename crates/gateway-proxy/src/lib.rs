@@ -4,6 +4,7 @@
 //! - [`pipeline`]: one request's trip through the stages, in order.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
+//! - [`connection`]: connection limits and client deadlines.
 //! - [`admin`]: the admin API.
 //! - [`gateway`]: the config snapshot, clusters and reloads.
 //!
@@ -14,6 +15,7 @@ pub mod admin;
 mod authority;
 mod body;
 mod build;
+pub mod connection;
 pub mod gateway;
 pub mod headers;
 pub mod pipeline;
@@ -31,9 +33,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gateway_config::LoadedConfig;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use admin::AdminExtensions;
 pub use gateway::{Gateway, ReloadError};
@@ -61,8 +63,9 @@ pub struct Running {
     /// The shared stores' health and fan-out.
     pub stores: Stores,
     stop: CancellationToken,
-    graceful: Arc<GracefulShutdown>,
+    connections: TaskTracker,
     accept_tasks: Vec<JoinHandle<()>>,
+    admin_stop: CancellationToken,
     admin_task: JoinHandle<()>,
     watch_task: Option<JoinHandle<()>>,
 }
@@ -95,14 +98,6 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     let (bound, admin_listener) = bind(&gateway, &opts).await?;
     // Serve.
     Ok(serve(gateway, stores, bound, admin_listener, token, opts))
-}
-
-/// The admin token from the environment (passed in) or the config.
-fn admin_token(config: &LoadedConfig, from_env: Option<String>) -> anyhow::Result<String> {
-    from_env
-        .or_else(|| config.config.admin.token.clone())
-        .filter(|t| !t.is_empty())
-        .context("no admin token: set GATEHOUSE_ADMIN_TOKEN or `[admin] token`")
 }
 
 /// Starts the dark-launch engine: its store, its own lower-priority
@@ -165,21 +160,29 @@ fn serve(
     opts: StartOptions,
 ) -> Running {
     let stop = CancellationToken::new();
-    let graceful = Arc::new(GracefulShutdown::new());
+    let connections = TaskTracker::new();
+    let nofile = connection::open_files_limit();
+    let (max_connections, per_client) =
+        connection::effective_limits(&gateway.snapshot().config.config.gateway, nofile);
+    tracing::info!(
+        max_connections,
+        max_connections_per_client = per_client,
+        open_files_limit = nofile,
+        "client connection limits"
+    );
+    let serve_ctx = Arc::new(server::ServeContext {
+        gateway: gateway.clone(),
+        stop: stop.clone(),
+        connections: connections.clone(),
+        limits: connection::ConnLimits::new(max_connections, per_client),
+    });
     let listeners: Vec<SocketAddr> = bound.iter().map(|b| b.local_addr()).collect();
     for (b, addr) in bound.iter().zip(&listeners) {
         tracing::info!(listener = b.name, addr = %addr, tls = b.tls.is_some(), "listening");
     }
     let accept_tasks = bound
         .into_iter()
-        .map(|b| {
-            tokio::spawn(server::serve(
-                b,
-                gateway.clone(),
-                stop.clone(),
-                graceful.clone(),
-            ))
-        })
+        .map(|b| tokio::spawn(server::serve(b, serve_ctx.clone())))
         .collect();
 
     let admin_addr = admin_listener
@@ -191,10 +194,13 @@ fn serve(
         .mount(gateway_keys::admin::router(gateway.keys().clone()))
         .mount(gateway_mirror::admin::router(gateway.mirror().clone()));
     let app = admin::router(gateway.clone(), stores.clone(), token.into(), extensions);
-    let admin_stop = stop.clone();
+    // The admin listener has its own stop: it keeps answering through the
+    // drain (`/readyz` says 503 `draining`) and stops after the listeners.
+    let admin_stop = CancellationToken::new();
+    let admin_stop_signal = admin_stop.clone();
     let admin_task = tokio::spawn(async move {
         let serve = axum::serve(admin_listener, app)
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+            .with_graceful_shutdown(async move { admin_stop_signal.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "admin listener failed");
         }
@@ -216,8 +222,9 @@ fn serve(
         admin: admin_addr,
         stores,
         stop,
-        graceful,
+        connections,
         accept_tasks,
+        admin_stop,
         admin_task,
         watch_task,
     }
@@ -226,6 +233,8 @@ fn serve(
 impl Running {
     /// Stops accepting, lets in-flight requests finish for up to `grace`,
     /// then returns. Returns whether every connection finished in time.
+    /// The admin API keeps serving until the drain is over, with `/readyz`
+    /// answering 503 `draining`.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.gateway.set_draining();
         self.stop.cancel();
@@ -235,12 +244,12 @@ impl Running {
         if let Some(t) = self.watch_task {
             t.abort();
         }
-        let drained = match Arc::try_unwrap(self.graceful) {
-            Ok(graceful) => tokio::time::timeout(grace, graceful.shutdown())
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
+        // Every connection was told to close gracefully when `stop` fired.
+        self.connections.close();
+        let drained = tokio::time::timeout(grace, self.connections.wait())
+            .await
+            .is_ok();
+        self.admin_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
         self.gateway.upstreams().shutdown();
         if let Err(e) = self.gateway.mirror().shutdown(Duration::from_secs(2)).await {
@@ -317,10 +326,36 @@ async fn open_keys(
     Ok(svc)
 }
 
-/// What `gatehouse check` runs beyond reading the config text: the build
-/// step of startup and reloads (clusters with their TLS files, JWT keys,
-/// routes), and the listeners' TLS files. Binds no socket, starts nothing.
-pub fn preflight(config: LoadedConfig, config_path: &std::path::Path) -> anyhow::Result<()> {
+/// The admin token `serve` would run with: `from_env`
+/// (`GATEHOUSE_ADMIN_TOKEN`) when set, else `[admin] token`. Without a
+/// non-empty one the gateway does not start, and `gatehouse check` says so
+/// with the same message, located in the file.
+pub fn admin_token(config: &LoadedConfig, from_env: Option<String>) -> anyhow::Result<String> {
+    from_env
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.config.admin.token.clone())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            config
+                .issues_error(vec![(
+                    "admin.token".into(),
+                    "no admin token: set `[admin] token` or GATEHOUSE_ADMIN_TOKEN; the gateway does not start without one".into(),
+                )])
+                .into()
+        })
+}
+
+/// What `gatehouse check` runs beyond reading the config text: the checks
+/// `serve` makes before it binds anything (an admin token, `from_env` being
+/// `GATEHOUSE_ADMIN_TOKEN`), the build step of startup and reloads
+/// (clusters with their TLS files, JWT keys, routes), and the listeners'
+/// TLS files. Binds no socket, starts nothing.
+pub fn preflight(
+    config: LoadedConfig,
+    config_path: &std::path::Path,
+    admin_token_from_env: Option<String>,
+) -> anyhow::Result<()> {
+    admin_token(&config, admin_token_from_env)?;
     let base_dir = config_path.parent().unwrap_or(std::path::Path::new(""));
     for (i, l) in config.config.listeners.iter().enumerate() {
         if let Some(tls) = &l.tls {

@@ -15,7 +15,16 @@ use crate::Running;
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Watches the config file's directory (editors replace files, which a
-/// watch on the file itself would miss) and reloads on change.
+/// watch on the file itself would miss) and reloads when its content
+/// changes: once per change, whatever the number of events.
+///
+/// Two things keep a reload from triggering another, or a mere read from
+/// triggering one: events that only report access (open, read, close after
+/// reading; the reload's own read of the file is one) are ignored, and a
+/// file whose content hashes the same as the running config or as the last
+/// content tried is not reloaded (a `touch`, an editor saving unchanged
+/// text, a rejected file touched again). SIGHUP and the admin endpoint are
+/// explicit requests and always reload.
 pub(crate) fn watch_file(
     gateway: Gateway,
     path: PathBuf,
@@ -27,10 +36,11 @@ pub(crate) fn watch_file(
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event {
-                    if event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name().map(|f| f.to_os_string()) == file_name)
+                    if may_change_content(&event.kind)
+                        && event
+                            .paths
+                            .iter()
+                            .any(|p| p.file_name().map(|f| f.to_os_string()) == file_name)
                     {
                         let _ = tx.send(());
                     }
@@ -52,6 +62,9 @@ pub(crate) fn watch_file(
             tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; SIGHUP still reloads");
             return;
         }
+        // The content last tried, so a rejected file is not tried again
+        // until it changes.
+        let mut last_tried = content_hash(gateway.snapshot().config.source.as_bytes());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -65,9 +78,49 @@ pub(crate) fn watch_file(
                     Err(_) => break,
                 }
             }
+            let content = match tokio::fs::read(&path).await {
+                Ok(c) => c,
+                // Mid-replace, or removed: the next event says more.
+                Err(e) => {
+                    tracing::debug!(file = %path.display(), error = %e, "config file not readable; waiting for the next change");
+                    continue;
+                }
+            };
+            let hash = content_hash(&content);
+            let running = content_hash(gateway.snapshot().config.source.as_bytes());
+            if hash == running || hash == last_tried {
+                tracing::debug!(file = %path.display(), "config file event without a content change; not reloading");
+                continue;
+            }
+            last_tried = hash;
             let _ = gateway.reload_from_file().await;
         }
     })
+}
+
+/// Whether a file event can mean new content. Access events (open, read,
+/// close without writing) cannot; `close` after writing can, as can
+/// creation, modification, removal and rename.
+fn may_change_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    use notify::EventKind;
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any
+        | EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Other => true,
+    }
+}
+
+/// A hash of the file's bytes: equal content, equal hash.
+fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 pub(crate) async fn run_until_signal(running: Running) -> anyhow::Result<()> {
@@ -94,4 +147,37 @@ pub(crate) async fn run_until_signal(running: Running) -> anyhow::Result<()> {
         tracing::warn!("grace period over with requests still in flight; exiting");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind};
+    use notify::EventKind;
+
+    use super::*;
+
+    #[test]
+    fn reads_are_not_changes_and_writes_are() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!may_change_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+        ] {
+            assert!(may_change_content(&kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn equal_content_hashes_equal() {
+        assert_eq!(content_hash(b"a = 1\n"), content_hash(b"a = 1\n"));
+        assert_ne!(content_hash(b"a = 1\n"), content_hash(b"a = 2\n"));
+    }
 }

@@ -1,5 +1,7 @@
-//! Listeners: accept connections, terminate TLS, speak HTTP/1.1 and HTTP/2
-//! (h2c by prior knowledge, or ALPN over TLS), and drain on shutdown.
+//! Listeners: accept connections within the connection limits, terminate
+//! TLS, speak HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or ALPN over
+//! TLS), close connections that stay silent past their deadlines (see
+//! [`crate::connection`]), and drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,20 +14,18 @@ use gateway_config::{ListenerConfig, TlsListenerConfig};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::connection::{ConnLimits, ConnWatch, Deadlines, Expired, Slot, TrackedBody, Watched};
 use crate::gateway::Gateway;
+use crate::pipeline::ConnInfo;
 
 type ResponseFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<hyper::Response<gateway_core::Body>, Infallible>>
-            + Send,
-    >,
+    Box<dyn std::future::Future<Output = Result<hyper::Response<TrackedBody>, Infallible>> + Send>,
 >;
-use crate::pipeline::ConnInfo;
 
 /// A bound listener, ready to serve.
 pub(crate) struct BoundListener {
@@ -92,21 +92,43 @@ pub(crate) fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `stop` fires, then hands every open connection
-/// to `graceful` so the caller can wait for them to finish.
-pub(crate) async fn serve(
-    bound: BoundListener,
-    gateway: Gateway,
-    stop: CancellationToken,
-    graceful: Arc<GracefulShutdown>,
-) {
-    let snapshot = gateway.snapshot();
+/// What every connection of a listener shares.
+pub(crate) struct ServeContext {
+    pub gateway: Gateway,
+    /// Fires on shutdown: accepting stops and connections close gracefully.
+    pub stop: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub connections: TaskTracker,
+    /// Open client connections against `max_connections` (shared by every
+    /// public listener).
+    pub limits: Arc<ConnLimits>,
+}
+
+/// Shortest and longest pause after a failed `accept` (out of descriptors,
+/// out of memory): doubled on each failure in a row, so a listener that
+/// cannot accept waits instead of spinning.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How long an idle connection asked to close gracefully (an HTTP/2
+/// GOAWAY) may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `stop` fires. Each connection runs in its own
+/// task, tracked by `ctx.connections`.
+pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
+    let snapshot = ctx.gateway.snapshot();
     let settings = &snapshot.config.config.gateway;
+    let deadlines = Deadlines::from_settings(settings);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Request heads and idle connections are timed by `ConnWatch` (see
+    // `drive`), not by hyper: its HTTP/1 header timer also runs while a
+    // keep-alive connection is idle, which would make `header_read_timeout`
+    // close idle connections and leave `idle_timeout` without effect.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
@@ -115,68 +137,190 @@ pub(crate) async fn serve(
         .max_concurrent_streams(1024);
     let builder = Arc::new(builder);
     let scheme = if bound.tls.is_some() { "https" } else { "http" };
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = ctx.stop.cancelled() => break,
             accepted = bound.listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    pair
+                }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(listener = bound.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    metrics::counter!("gatehouse_accept_errors_total").increment(1);
+                    tracing::warn!(listener = bound.name, error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::select! {
+                        _ = ctx.stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
         };
+        let permit = match ctx.limits.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(refused) => {
+                // Closed at once: the descriptor comes straight back, and
+                // the client learns now rather than after a timeout.
+                metrics::counter!("gatehouse_connections_refused_total", "reason" => refused.as_str())
+                    .increment(1);
+                tracing::debug!(listener = bound.name, peer = %peer, reason = refused.as_str(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo::new(peer, bound.name, scheme);
-        let gateway = gateway.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = bound.tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls_stream) => {
-                        serve_connection(TokioIo::new(tls_stream), builder, gateway, conn, watcher)
-                            .await
+        let task_ctx = ctx.clone();
+        ctx.connections.spawn(async move {
+            let ctx = task_ctx;
+            let slot = permit.slot().clone();
+            let evicted = slot.evicted().clone();
+            let serve = async {
+                match tls {
+                    Some(acceptor) => {
+                        let Some(tls_stream) =
+                            handshake(acceptor, stream, &deadlines, &ctx.stop).await
+                        else {
+                            return;
+                        };
+                        drive(tls_stream, builder, &ctx, conn, slot, deadlines).await
                     }
-                    Err(e) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                },
-                None => {
-                    serve_connection(TokioIo::new(stream), builder, gateway, conn, watcher).await
+                    None => drive(stream, builder, &ctx, conn, slot, deadlines).await,
                 }
+            };
+            // An evicted connection has not sent a request: there is
+            // nothing to finish, so it is closed at once.
+            tokio::select! {
+                _ = serve => {}
+                _ = evicted.cancelled() => {}
             }
+            drop(permit);
         });
     }
 }
 
-async fn serve_connection<I>(
-    io: I,
+/// The TLS handshake: its first byte within `first_byte_timeout`, all of it
+/// within `header_read_timeout`. `None`: the connection is closed.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    deadlines: &Deadlines,
+    stop: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    let mut first = [0u8; 1];
+    let arrived = tokio::select! {
+        _ = stop.cancelled() => return None,
+        peeked = tokio::time::timeout(deadlines.first_byte, stream.peek(&mut first)) => peeked,
+    };
+    match arrived {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(_) => return None,
+        Err(_) => {
+            closed(Expired::FirstByte);
+            return None;
+        }
+    }
+    let accepted = tokio::select! {
+        _ = stop.cancelled() => return None,
+        accepted = tokio::time::timeout(deadlines.head, acceptor.accept(stream)) => accepted,
+    };
+    match accepted {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            closed(Expired::Head);
+            None
+        }
+    }
+}
+
+fn closed(why: Expired) {
+    metrics::counter!("gatehouse_connections_closed_total", "reason" => why.as_str()).increment(1);
+    tracing::debug!(reason = why.as_str(), "client connection closed");
+}
+
+/// Serves one connection until it ends, the gateway stops (then it closes
+/// gracefully), or one of its deadlines passes: the first byte or a request
+/// head late (closed at once: there is nothing to finish), or idle too long
+/// (closed gracefully: an HTTP/2 client gets a GOAWAY).
+async fn drive<S>(
+    stream: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    gateway: Gateway,
+    ctx: &ServeContext,
     conn: ConnInfo,
-    watcher: Watcher,
+    slot: Arc<Slot>,
+    deadlines: Deadlines,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // The gateway and the connection facts travel together, so a request
-    // clones one `Arc` rather than each of them.
-    let shared = Arc::new((gateway, conn));
+    let watch = ConnWatch::new(Some(slot));
+    let io = TokioIo::new(Watched::new(stream, watch.clone()));
+    // The gateway, the connection facts and the watch travel together, so
+    // a request clones one `Arc` rather than each of them.
+    let shared = Arc::new((ctx.gateway.clone(), conn, watch.clone()));
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = shared.2.begin(req.version());
         let shared = shared.clone();
         // Boxed so the future's type is nameable: hyper's bounds on an
         // unnamed async block trip rustc's higher-ranked Send inference.
         let fut: ResponseFuture = Box::pin(async move {
-            let (gateway, conn) = &*shared;
+            let (gateway, conn, _) = &*shared;
             let req = req.map(gateway_core::body::boxed);
-            Ok::<_, Infallible>(gateway.handle(req, conn).await)
+            let res = gateway.handle(req, conn).await;
+            Ok::<_, Infallible>(res.map(|body| TrackedBody::new(body, guard)))
         });
         fut
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
-    let connection = watcher.watch(connection.into_owned());
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "client connection ended with an error");
+    tokio::pin!(connection);
+    let mut closing = false;
+    let mut give_up: Option<tokio::time::Instant> = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        let wake = match give_up {
+            Some(at) => at,
+            None => watch.next_wake(&deadlines, now),
+        };
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = ctx.stop.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if give_up.is_some() {
+                    return;
+                }
+                match watch.expired(&deadlines, tokio::time::Instant::now()) {
+                    None => {}
+                    Some(why @ (Expired::FirstByte | Expired::Head)) => {
+                        closed(why);
+                        return;
+                    }
+                    Some(why @ Expired::Idle) => {
+                        closed(why);
+                        if !closing {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        give_up = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                    }
+                }
+            }
+        }
     }
 }

@@ -446,10 +446,37 @@ impl Cluster {
         }
     }
 
-    /// Picks an available target, preferring ones this request has not tried.
+    /// Picks a target, preferring ones this request has not tried:
+    ///
+    /// 1. an ejected target whose trial is due (see
+    ///    [`crate::config::PassiveConfig::trial_interval`]), so it can come
+    ///    back as soon as it answers;
+    /// 2. below the panic threshold (too few targets available), any
+    ///    target, as if all were healthy;
+    /// 3. otherwise an available one.
     fn pick(&self, key: Option<&[u8]>, tried: &[usize], now: Instant) -> Option<usize> {
+        if self.config.passive.consecutive_failures > 0 {
+            let interval = self.config.passive.trial_interval;
+            if let Some(i) = (0..self.targets.len())
+                .find(|&i| !tried.contains(&i) && self.targets[i].claim_trial(now, interval))
+            {
+                return Some(i);
+            }
+        }
         let in_flight = |i: usize| self.targets[i].in_flight();
         let retry = !tried.is_empty();
+        if self.in_panic(now) {
+            metrics::panic(&self.name);
+            return self
+                .balancer
+                .pick(key, &self.weights, retry, in_flight, |i| {
+                    !tried.contains(&i)
+                })
+                .or_else(|| {
+                    self.balancer
+                        .pick(key, &self.weights, retry, in_flight, |_| true)
+                });
+        }
         let fresh = self
             .balancer
             .pick(key, &self.weights, retry, in_flight, |i| {
@@ -465,6 +492,17 @@ impl Cluster {
                     })
             }
         })
+    }
+
+    /// Whether fewer than `panic_threshold` percent of the targets are
+    /// available (Envoy's panic threshold).
+    fn in_panic(&self, now: Instant) -> bool {
+        let threshold = self.config.panic_threshold as usize;
+        if threshold == 0 {
+            return false;
+        }
+        let available = self.targets.iter().filter(|t| t.is_available(now)).count();
+        available * 100 < threshold * self.targets.len()
     }
 
     fn hash_key(&self, parts: &http::request::Parts, opts: &SendOptions) -> Option<Bytes> {
@@ -604,7 +642,11 @@ impl Cluster {
     }
 
     fn on_success(&self, idx: usize, admission: &mut Admission, now: Instant) {
-        self.targets[idx].record_success();
+        let target = &self.targets[idx];
+        if target.record_success() {
+            metrics::healthy(&self.name, &target.display, true);
+            tracing::info!(cluster = %self.name, target = %target.display, "ejected upstream target answered; back in rotation");
+        }
         if let Some(state) = self.breaker.record(true, admission, now) {
             self.circuit_changed(state);
         }
@@ -622,7 +664,7 @@ impl Cluster {
             // One target may always be ejected, whatever the percentage.
             let max = (self.targets.len() * passive.max_ejection_percent as usize / 100).max(1);
             if ejected < max {
-                let for_ = target.eject(passive.base_ejection_time, now);
+                let for_ = target.eject(passive.base_ejection_time, passive.trial_interval, now);
                 metrics::ejected(&self.name, &target.display);
                 metrics::healthy(&self.name, &target.display, false);
                 tracing::warn!(

@@ -40,14 +40,21 @@ pub const DEFAULT_PASSIVE_CONSECUTIVE_FAILURES: u32 = 5;
 pub const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
 /// Default cap on the share of a cluster's targets ejected at once.
 pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+/// Default time after an ejection (and after each failed trial) at which
+/// an ejected target gets one live request as a trial.
+pub const DEFAULT_TRIAL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default panic threshold: below this percentage of available targets,
+/// requests are balanced over every target, available or not.
+pub const DEFAULT_PANIC_THRESHOLD: u32 = 50;
 /// Default cap on requests in flight to a cluster.
 pub const DEFAULT_MAX_CONCURRENT: usize = 1024;
 /// Default cap on requests queued waiting for a concurrency slot.
 pub const DEFAULT_MAX_PENDING: usize = 128;
 /// Default consecutive failures that open the circuit (0 disables).
 pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 20;
-/// Default time the circuit stays open before half-opening.
-pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(10);
+/// Default time the circuit stays open before half-opening: short, so that
+/// once the upstream is back, traffic follows within about a second.
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(1);
 /// Default number of probe requests let through while half-open.
 pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
 /// Largest `retry.attempts` a cluster accepts.
@@ -97,6 +104,13 @@ pub struct ClusterConfig {
     /// Passive outlier detection (ejection after consecutive failures).
     #[serde(default)]
     pub passive: PassiveConfig,
+    /// Percentage of targets (0-100) that must be available (not ejected,
+    /// not failing active checks) for the balancer to skip the others;
+    /// below it, requests are balanced over every target, as if all were
+    /// healthy, so failures cannot take the whole cluster out of rotation.
+    /// 0 disables the floor.
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: u32,
     /// Cluster-wide concurrency limits and circuit breaking.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
@@ -107,6 +121,10 @@ pub struct ClusterConfig {
 
 fn default_connect_timeout() -> Duration {
     DEFAULT_CONNECT_TIMEOUT
+}
+
+fn default_panic_threshold() -> u32 {
+    DEFAULT_PANIC_THRESHOLD
 }
 
 impl ClusterConfig {
@@ -132,6 +150,7 @@ impl ClusterConfig {
             tls: TlsConfig::default(),
             health_check: None,
             passive: PassiveConfig::default(),
+            panic_threshold: DEFAULT_PANIC_THRESHOLD,
             circuit_breaker: CircuitBreakerConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -278,6 +297,18 @@ impl ClusterConfig {
             issue(
                 "passive.base_ejection_time".into(),
                 "must be greater than zero when passive ejection is enabled".into(),
+            );
+        }
+        if self.passive.consecutive_failures > 0 && self.passive.trial_interval.is_zero() {
+            issue(
+                "passive.trial_interval".into(),
+                "must be greater than zero when passive ejection is enabled".into(),
+            );
+        }
+        if self.panic_threshold > 100 {
+            issue(
+                "panic_threshold".into(),
+                format!("must be between 0 and 100, got {}", self.panic_threshold),
             );
         }
         if self.passive.max_ejection_percent > 100 {
@@ -713,6 +744,16 @@ pub struct PassiveConfig {
     /// (one target may always be ejected).
     #[serde(default = "default_max_ejection_percent")]
     pub max_ejection_percent: u32,
+    /// An ejected target gets one live request as a trial this long after
+    /// its ejection, and again this long after each failed trial; a request
+    /// it answers ends the ejection early, so a target comes back about as
+    /// soon as it works again.
+    #[serde(default = "default_trial_interval", with = "humantime_serde")]
+    pub trial_interval: Duration,
+}
+
+fn default_trial_interval() -> Duration {
+    DEFAULT_TRIAL_INTERVAL
 }
 
 fn default_passive_failures() -> u32 {
@@ -731,6 +772,7 @@ impl Default for PassiveConfig {
             consecutive_failures: DEFAULT_PASSIVE_CONSECUTIVE_FAILURES,
             base_ejection_time: DEFAULT_BASE_EJECTION_TIME,
             max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
+            trial_interval: DEFAULT_TRIAL_INTERVAL,
         }
     }
 }
@@ -912,7 +954,8 @@ mod tests {
             targets = ["a:1", "ftp://b:2", "c", { address = "d:4", weight = 0 }, "a:1", "http://x/y"]
             load_balancing = "consistent_hash"
             health_check = { path = "ready", interval = "1s", timeout = "2s", unhealthy_threshold = 0, expected_statuses = [42] }
-            passive = { max_ejection_percent = 150 }
+            passive = { max_ejection_percent = 150, trial_interval = "0s" }
+            panic_threshold = 101
             circuit_breaker = { max_concurrent = 0 }
             retry = { attempts = 0, budget_ratio = 1.5, backoff_base = "1s", backoff_max = "10ms" }
             "#,
@@ -930,6 +973,8 @@ mod tests {
             "health_check.unhealthy_threshold",
             "health_check.expected_statuses[0]",
             "passive.max_ejection_percent",
+            "passive.trial_interval",
+            "panic_threshold",
             "circuit_breaker.max_concurrent",
             "retry.attempts",
             "retry.budget_ratio",

@@ -29,6 +29,10 @@ pub const CIRCUIT_STATE: &str = "gatehouse_upstream_circuit_state";
 pub const EJECTIONS_TOTAL: &str = "gatehouse_upstream_ejections_total";
 /// Gauge: requests waiting for a concurrency slot. Label: `cluster`.
 pub const PENDING: &str = "gatehouse_upstream_pending";
+/// Counter: targets picked in panic mode (fewer than `panic_threshold`
+/// percent of the cluster available, so every target is used). Label:
+/// `cluster`.
+pub const PANIC_TOTAL: &str = "gatehouse_upstream_panic_total";
 
 /// Handles for the metrics a target touches on every request, registered
 /// the first time each is used: the request path then neither allocates
@@ -101,6 +105,10 @@ pub(crate) fn circuit(cluster: &str, state: crate::CircuitState) {
 pub(crate) fn ejected(cluster: &str, target: &str) {
     metrics::counter!(EJECTIONS_TOTAL, "cluster" => cluster.to_string(), "target" => target.to_string())
         .increment(1);
+}
+
+pub(crate) fn panic(cluster: &str) {
+    metrics::counter!(PANIC_TOTAL, "cluster" => cluster.to_string()).increment(1);
 }
 
 pub(crate) fn pending(cluster: &str, n: usize) {

@@ -128,6 +128,8 @@ struct Detail {
     check_passes: u32,
     check_failures: u32,
     ejected_until: Option<Instant>,
+    /// While ejected: when the next trial request may go.
+    next_trial: Option<Instant>,
     times_ejected: u32,
     last_error: Option<String>,
 }
@@ -236,6 +238,7 @@ impl Target {
                 Some(until) if until > now => return false,
                 _ => {
                     d.ejected_until = None;
+                    d.next_trial = None;
                     if self.ejected.swap(false, Ordering::Relaxed) {
                         crate::metrics::healthy(&self.cluster, &self.display, true);
                         tracing::info!(cluster = %self.cluster, target = %self.display, "upstream target ejection expired");
@@ -261,10 +264,35 @@ impl Target {
         }
     }
 
-    /// Records a request that got a usable response.
-    pub(crate) fn record_success(&self) {
+    /// Records a request that got a usable response. An ejected target
+    /// that answered (a trial, or a request sent in panic mode) works
+    /// again: its ejection ends. Returns whether it did.
+    pub(crate) fn record_success(&self) -> bool {
         let mut d = self.detail.lock();
         d.consecutive_failures = 0;
+        if self.ejected.load(Ordering::Relaxed) && self.ejected.swap(false, Ordering::Relaxed) {
+            d.ejected_until = None;
+            d.next_trial = None;
+            return true;
+        }
+        false
+    }
+
+    /// Takes the ejected target's trial if one is due at `now`: this
+    /// request may go to it although it is ejected. The next trial is
+    /// `interval` later, whatever becomes of this one.
+    pub(crate) fn claim_trial(&self, now: Instant, interval: Duration) -> bool {
+        if !self.ejected.load(Ordering::Relaxed) || self.check_failing.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut d = self.detail.lock();
+        match d.next_trial {
+            Some(at) if at <= now && d.ejected_until.is_some_and(|u| u > now) => {
+                d.next_trial = Some(now + interval);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a failed request; returns the consecutive failure count.
@@ -275,12 +303,14 @@ impl Target {
         d.consecutive_failures
     }
 
-    /// Ejects the target for `base × (times ejected so far + 1)`.
-    pub(crate) fn eject(&self, base: Duration, now: Instant) -> Duration {
+    /// Ejects the target for `base × (times ejected so far + 1)`, with a
+    /// first trial `trial_interval` from now.
+    pub(crate) fn eject(&self, base: Duration, trial_interval: Duration, now: Instant) -> Duration {
         let mut d = self.detail.lock();
         d.times_ejected = d.times_ejected.saturating_add(1);
         let for_ = base.saturating_mul(d.times_ejected);
         d.ejected_until = Some(now + for_);
+        d.next_trial = Some(now + trial_interval);
         d.consecutive_failures = 0;
         self.ejected.store(true, Ordering::Relaxed);
         for_
@@ -308,6 +338,7 @@ impl Target {
             // answers again, so waiting out the ejection only loses capacity.
             if self.ejected.load(Ordering::Relaxed) {
                 d.ejected_until = None;
+                d.next_trial = None;
                 d.consecutive_failures = 0;
                 self.ejected.store(false, Ordering::Relaxed);
                 changed = true;

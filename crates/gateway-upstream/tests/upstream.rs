@@ -25,9 +25,12 @@ use test_support::{Handler, Origin, OriginBody, Reply};
 
 fn config(targets: &[String], tweak: impl FnOnce(&mut ClusterConfig)) -> ClusterConfig {
     let mut c = ClusterConfig::with_targets(targets.iter().cloned());
-    // Quiet defaults for tests: no retries, breaker and ejection off; each
-    // test turns on what it exercises.
+    // Quiet defaults for tests: no retries, breaker and ejection off, no
+    // panic mode, no trials of ejected targets; each test turns on what it
+    // exercises.
     c.retry.attempts = 1;
+    c.panic_threshold = 0;
+    c.passive.trial_interval = Duration::from_secs(3600);
     c.retry.backoff_base = Duration::from_millis(1);
     c.retry.backoff_max = Duration::from_millis(2);
     c.circuit_breaker.consecutive_failures = 0;
@@ -277,6 +280,77 @@ async fn dead_upstream_is_502_then_ejected_then_readmitted_by_health_check() {
     .await;
     assert_eq!(get(&c, "/").await.unwrap().0, 200);
     assert!(origin.requests_to("/healthz") >= 1);
+}
+
+/// Envoy's panic threshold: with too few targets available, every target
+/// gets traffic, so ejecting a cluster's only target does not turn a short
+/// outage into a long one; the first answer ends the ejection.
+#[tokio::test]
+async fn below_the_panic_threshold_ejected_targets_still_get_traffic() {
+    let origin = Origin::start(Handler::status(200)).await;
+    let addr = origin.addr();
+    let (_u, c) = build(config(&[origin.authority()], |c| {
+        c.panic_threshold = 50;
+        c.passive.consecutive_failures = 1;
+        c.passive.base_ejection_time = Duration::from_secs(600);
+    }));
+    origin.stop().await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&c, "/").await.unwrap_err().kind(),
+            UpstreamErrorKind::ConnectFailed,
+            "the ejected only target is still dialled"
+        );
+    }
+    assert_eq!(c.targets_status()[0].state, TargetState::Ejected);
+
+    let _back = Origin::builder(Handler::status(200))
+        .addr(addr)
+        .start()
+        .await;
+    assert_eq!(get(&c, "/").await.unwrap().0, 200);
+    assert_eq!(
+        c.targets_status()[0].state,
+        TargetState::Healthy,
+        "an answer ends the ejection"
+    );
+}
+
+/// Above the panic threshold an ejected target is skipped, except for one
+/// trial request per `trial_interval`; the trial that succeeds brings it
+/// back long before its ejection time is over.
+#[tokio::test]
+async fn an_ejected_target_is_tried_again_after_the_trial_interval() {
+    let flaky = Origin::start(Handler::fixed(200, &[], "flaky")).await;
+    let flaky_addr = flaky.addr();
+    let steady = Origin::start(Handler::fixed(200, &[], "steady")).await;
+    let (_u, c) = build(config(&[flaky.authority(), steady.authority()], |c| {
+        c.panic_threshold = 50;
+        c.passive.consecutive_failures = 1;
+        c.passive.base_ejection_time = Duration::from_secs(600);
+        c.passive.trial_interval = Duration::from_secs(1);
+        c.retry.attempts = 2;
+    }));
+    flaky.stop().await;
+    // Round robin reaches the flaky target within two requests; its
+    // connect failure is retried on the steady one.
+    for _ in 0..2 {
+        assert_eq!(get(&c, "/").await.unwrap().1, "steady");
+    }
+    assert_eq!(c.targets_status()[0].state, TargetState::Ejected);
+    let flaky = Origin::builder(Handler::fixed(200, &[], "flaky"))
+        .addr(flaky_addr)
+        .start()
+        .await;
+    // Skipped until the trial is due (50% available: no panic).
+    for _ in 0..4 {
+        assert_eq!(get(&c, "/").await.unwrap().1, "steady");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&c, "/").await.unwrap().1, "flaky", "the trial");
+    assert_eq!(c.targets_status()[0].state, TargetState::Healthy);
+    assert_eq!(c.targets_status()[0].times_ejected, 1);
+    assert!(flaky.requests() >= 1);
 }
 
 #[tokio::test]

@@ -156,3 +156,64 @@ cluster = "svc"
     assert_eq!(second["error"], "route_not_found");
     assert!(second["route"].is_null());
 }
+
+/// While in-flight requests drain, the admin listener still answers and
+/// `/readyz` says 503 `draining`, so load balancers take the node out
+/// instead of seeing a refused connection.
+#[tokio::test]
+async fn readyz_answers_503_while_draining() {
+    let origin =
+        Origin::start(Handler::fixed(200, &[], "finished").delay(Duration::from_millis(1500)))
+            .await;
+    let mut gw = TestGateway::start(&base(&format!(
+        r#"
+[clusters.svc]
+targets = ["{}"]
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+"#,
+        origin.authority()
+    )))
+    .await;
+    let http = client();
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        let url = gw.url("/");
+        async move { http.get(url).send().await.unwrap().status() }
+    });
+    let started = eventually(Duration::from_secs(5), || async { origin.requests() == 1 }).await;
+    assert!(started, "the slow request reached the origin");
+    let running = gw.running.take().unwrap();
+    let drain = tokio::spawn(async move { running.shutdown(Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let res = http
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("the admin listener still answers during the drain");
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "draining", "{body}");
+    assert_eq!(
+        http.get(gw.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the drained request finished"
+    );
+    assert!(drain.await.unwrap(), "drained within the grace period");
+    assert!(
+        tokio::net::TcpStream::connect(gw.admin).await.is_err(),
+        "the admin listener closes once the drain is over"
+    );
+}

@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod authority;
 mod cache;
+mod connections;
 mod keys;
 mod protocols;
 mod reload;

@@ -17,7 +17,8 @@ async fn dead_upstream_gives_502_problem_is_ejected_and_comes_back() {
 [clusters.svc]
 targets = ["{addr}"]
 retry = {{ attempts = 1 }}
-passive = {{ consecutive_failures = 1, base_ejection_time = "30s" }}
+passive = {{ consecutive_failures = 1, base_ejection_time = "30s", trial_interval = "30s" }}
+panic_threshold = 0
 health_check = {{ path = "/healthz", interval = "100ms", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
 
 [[routes]]
@@ -60,6 +61,81 @@ cluster = "svc"
     })
     .await;
     assert!(recovered, "the target returns once its health check passes");
+}
+
+/// A short outage of a cluster's only target, with the default passive
+/// ejection and circuit breaker: requests succeed again within a couple of
+/// seconds of the origin coming back, not when a 30 s ejection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_second_outage_of_the_only_target_recovers_within_seconds() {
+    let origin = Origin::start(Handler::fixed(200, &[], "up")).await;
+    let addr = origin.addr();
+    let gw = TestGateway::start(&base(&format!(
+        r#"
+[clusters.svc]
+targets = ["{addr}"]
+
+[[routes]]
+name = "svc"
+cluster = "svc"
+"#
+    )))
+    .await;
+    let http = client();
+    assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+
+    // Steady traffic throughout, recording when each answer came.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let traffic = tokio::spawn({
+        let (http, url, stop) = (http.clone(), gw.url("/"), stop.clone());
+        async move {
+            let mut seen = Vec::new();
+            while !stop.is_cancelled() {
+                let status = http.get(&url).send().await.unwrap().status().as_u16();
+                seen.push((tokio::time::Instant::now(), status));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        }
+    });
+
+    origin.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _back = Origin::builder(Handler::fixed(200, &[], "back"))
+        .addr(addr)
+        .start()
+        .await;
+    let back_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.cancel();
+    let seen = traffic.await.unwrap();
+
+    let failed = seen.iter().filter(|(_, s)| *s != 200).count();
+    assert!(failed > 20, "the outage was seen: {failed} failures");
+    let status = gw.admin_json("/v1/upstreams").await;
+    assert!(
+        status["svc"]["targets"][0]["times_ejected"].as_u64() >= Some(1),
+        "the target was ejected during the outage: {status}"
+    );
+    let first_ok = seen
+        .iter()
+        .find(|(at, s)| *at >= back_at && *s == 200)
+        .map(|(at, _)| at.duration_since(back_at))
+        .expect("requests succeed again after the origin is back");
+    assert!(
+        first_ok <= Duration::from_millis(2500),
+        "first success {first_ok:?} after the origin came back"
+    );
+    let late_failures: Vec<u16> = seen
+        .iter()
+        .filter(|(at, s)| *at >= back_at + Duration::from_millis(2500) && *s != 200)
+        .map(|(_, s)| *s)
+        .collect();
+    assert!(
+        late_failures.is_empty(),
+        "failures after recovery: {late_failures:?}"
+    );
+    assert_eq!(status["svc"]["targets"][0]["state"], "healthy", "{status}");
 }
 
 #[tokio::test]
