@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fx::{EngineConfig, FxEngine, RateStore, SqlStore};
+use gateway_core::config_issue::render;
 use gateway_core::Clock;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,7 +67,7 @@ impl FxService {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<FxEngine>> {
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
+            .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
         ensure_sqlite_dir(&cfg.database_url)?;
         let store = SqlStore::connect(&cfg.database_url, cfg.database_schema.as_deref())
             .await
@@ -113,7 +114,7 @@ impl FxService {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<RunningFx> {
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
+            .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
         let providers = cfg.providers.clone();
         let listen = cfg.listen;
         let fleet = Fleet::connect(&cfg).await?;

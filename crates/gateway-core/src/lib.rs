@@ -7,16 +7,20 @@
 //!   (`application/problem+json`, RFC 9457), with a stable `code`.
 //! - [`clock::Clock`]: an injectable source of wall-clock time, so key
 //!   expiry, quote expiry and cache freshness are testable without sleeping.
+//! - [`config_issue::ConfigIssue`]: one problem in a config table, with
+//!   its key path; every section's `validate` returns them all at once.
 //! - [`json::from_slice`]: how admin APIs read JSON bodies, so a bad one
 //!   is refused naming the field at fault, the same way everywhere.
 
 pub mod body;
 pub mod clock;
+pub mod config_issue;
 pub mod json;
 pub mod problem;
 pub mod size;
 
 pub use body::{Body, BoxError};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config_issue::ConfigIssue;
 pub use problem::Problem;
 pub use size::ByteSize;

@@ -338,7 +338,7 @@ struct PreparedRoute {
     /// `jwt` table, so its claim headers are still stripped.
     jwt: Option<(JwtConfig, Arc<JwtVerifier>)>,
     /// Why the current `jwt` table has no verifier yet.
-    jwt_issues: Option<Vec<crate::config::ConfigIssue>>,
+    jwt_issues: Option<Vec<gateway_core::ConfigIssue>>,
     /// `required_scopes`, parsed.
     required: Vec<Scope>,
     /// Names of the consumer id, consumer name, key id and plan headers
@@ -479,7 +479,7 @@ impl PreparedAuth {
     pub fn build(
         cfg: &RouteAuthConfig,
         previous: Option<&PreparedAuth>,
-    ) -> Result<Self, Vec<crate::config::ConfigIssue>> {
+    ) -> Result<Self, Vec<gateway_core::ConfigIssue>> {
         cfg.validate()?;
         let prepared = PreparedRoute::build(cfg, previous.map(|p| &*p.0), false);
         if let Some(issues) = prepared.jwt_issues {
@@ -530,7 +530,7 @@ impl Authenticator {
         &self,
         route_name: &str,
         cfg: &RouteAuthConfig,
-    ) -> Result<(), Vec<crate::config::ConfigIssue>> {
+    ) -> Result<(), Vec<gateway_core::ConfigIssue>> {
         let prepared = PreparedAuth::build(cfg, self.route_state(route_name).as_ref())?;
         self.routes.insert(route_name.to_string(), prepared.0);
         Ok(())

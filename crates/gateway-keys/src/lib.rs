@@ -44,7 +44,7 @@ pub mod service;
 pub mod store;
 
 pub use auth::{AuthError, Authenticator, ClientIp, Identity, IdentityKind};
-pub use config::{ConfigIssue, KeysConfig, PlanConfig, RouteAuthConfig};
+pub use config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use feed::{ChangeFeed, InProcessFeed, KeyEvent};
 pub use key::{ApiKey, ConsumerId, KeyId};
 pub use keyring::Keyring;

@@ -23,6 +23,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use futures::StreamExt;
+use gateway_core::config_issue::nested;
 use gateway_core::{Clock, Problem};
 use http::StatusCode;
 use parking_lot::Mutex;
@@ -393,7 +394,15 @@ impl KeyServiceBuilder {
 
     /// Validates the configuration and loads the keyring from the store.
     pub async fn build(self) -> Result<KeyService, anyhow::Error> {
-        if let Err(issues) = self.config.validate_with_plans(&self.plans) {
+        let mut issues = self
+            .config
+            .validate_with_plans(&self.plans)
+            .err()
+            .unwrap_or_default();
+        for (name, plan) in &self.plans {
+            issues.extend(nested(&format!("plans.{name}"), plan.validate()));
+        }
+        if !issues.is_empty() {
             let list: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
             anyhow::bail!("invalid keys configuration: {}", list.join("; "));
         }

@@ -27,13 +27,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use gateway_core::{Clock, Problem};
+use gateway_core::config_issue::nested;
+use gateway_core::{Clock, ConfigIssue, Problem};
 use http::StatusCode;
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::client::ShadowClient;
-use crate::config::{ConfigIssue, LaunchConfig};
+use crate::config::LaunchConfig;
 use crate::launch::Core;
 use crate::outcome::{LaunchOrigin, LaunchState};
 use crate::plan::Launch;
@@ -215,17 +216,15 @@ impl MirrorEngine {
     ) -> Result<Arc<Self>, EngineError> {
         let mut issues = Vec::new();
         for (i, c) in configured.iter().enumerate() {
-            if let Err(mut e) = c.validate_at(&format!("dark_launches[{i}]")) {
-                issues.append(&mut e);
-            }
+            issues.extend(nested(&format!("dark_launches[{i}]"), c.validate()));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in configured.iter().enumerate() {
             if !seen.insert(c.name.clone()) {
-                issues.push(ConfigIssue {
-                    path: format!("dark_launches[{i}].name"),
-                    message: format!("duplicate launch name {:?}", c.name),
-                });
+                issues.push(ConfigIssue::new(
+                    format!("dark_launches[{i}].name"),
+                    format!("duplicate launch name {:?}", c.name),
+                ));
             }
         }
         if !issues.is_empty() {

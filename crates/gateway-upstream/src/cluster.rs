@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::body::{boxed, empty, full};
-use gateway_core::Body;
+use gateway_core::{Body, ConfigIssue};
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balancer::Balancer;
 use crate::breaker::{Admission, Breaker, CircuitState};
-use crate::config::{ClusterConfig, ConfigIssue, HashOn, Scheme, TargetAddr};
+use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
