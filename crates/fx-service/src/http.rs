@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::FxServiceConfig;
 use crate::error::ApiError;
-use crate::ingest::HealthRegistry;
+use crate::health::HealthRegistry;
 
 /// Header a gateway may set with the client's tier (from its API key).
 pub const TIER_HEADER: &str = "x-gatehouse-tier";

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod health;
 pub mod http;
 pub mod ingest;
 
@@ -32,8 +33,9 @@ use tokio::task::JoinHandle;
 
 pub use config::{FxServiceConfig, ProviderConfig};
 pub use fleet::Fleet;
+pub use health::HealthRegistry;
 pub use http::{router, AppState};
-pub use ingest::{Fetcher, HealthRegistry};
+pub use ingest::Fetcher;
 
 /// Entry points of the service.
 #[derive(Debug)]
