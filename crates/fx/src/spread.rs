@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::currency::CurrencyCode;
-use crate::table::round_rate;
+use crate::exact::round_rate;
 
 /// The most a spread may be: 10% — anything beyond is a configuration slip.
 pub const MAX_SPREAD_BPS: u32 = 1_000;
