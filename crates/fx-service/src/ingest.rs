@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use fx::engine::IngestError;
 use fx::FxEngine;
+use gateway_core::body::{read_capped, Capped};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -124,7 +125,7 @@ impl Fetcher {
                 },
             )
         };
-        let mut res = req.send().await.map_err(unreachable)?;
+        let res = req.send().await.map_err(unreachable)?;
         let status = res.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
@@ -144,14 +145,11 @@ impl Fetcher {
         if res.content_length().is_some_and(|l| l as usize > limit) {
             return Err((false, FetchError::TooLarge(limit)));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(unreachable)? {
-            body.extend_from_slice(&chunk);
-            if body.len() > limit {
-                return Err((false, FetchError::TooLarge(limit)));
-            }
+        let mut body = http::Response::<reqwest::Body>::from(res).into_body();
+        match read_capped(&mut body, limit).await.map_err(unreachable)? {
+            Capped::Complete(body) => Ok(Some((body, new_etag, new_lm))),
+            Capped::TooLarge => Err((false, FetchError::TooLarge(limit))),
         }
-        Ok(Some((body.into(), new_etag, new_lm)))
     }
 
     /// Fetches one provider now (with retries) and ingests what it serves.
