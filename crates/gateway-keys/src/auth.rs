@@ -22,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
-use gateway_core::Problem;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Problem, ToProblem};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
@@ -114,8 +115,7 @@ pub struct AuthError {
 impl AuthError {
     fn new(
         outcome: AuthOutcome,
-        status: StatusCode,
-        code: &str,
+        code: &'static ErrorCode,
         detail: impl Into<String>,
         challenge: String,
     ) -> Self {
@@ -125,7 +125,7 @@ impl AuthError {
         }
         AuthError {
             outcome,
-            problem: Problem::new(status, code, detail),
+            problem: Problem::new(code, detail),
             headers,
         }
     }
@@ -133,7 +133,7 @@ impl AuthError {
     fn limited(l: Limited) -> Self {
         AuthError {
             outcome: AuthOutcome::IpLimited,
-            problem: l.problem(),
+            problem: l.to_problem(),
             headers: l.headers(),
         }
     }
@@ -663,8 +663,7 @@ impl Authenticator {
             tracing::debug!(route = route_name, client_ip = ?ip, "request without credentials");
             return Err(AuthError::new(
                 AuthOutcome::Missing,
-                StatusCode::UNAUTHORIZED,
-                "missing_credentials",
+                &errors::MISSING_CREDENTIALS,
                 missing_detail(route),
                 challenge(None),
             ));
@@ -686,8 +685,7 @@ impl Authenticator {
         } else {
             Err(AuthError::new(
                 AuthOutcome::InvalidToken,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                &errors::INVALID_TOKEN,
                 "this route accepts JWT bearer tokens only",
                 challenge(Some(("invalid_token", "expected a JWT"))),
             ))
@@ -749,8 +747,7 @@ impl Authenticator {
             tracing::info!(route = route_name, client_ip = ?ip, reason = e.as_str(), "malformed API key refused");
             AuthError::new(
                 AuthOutcome::Malformed,
-                StatusCode::UNAUTHORIZED,
-                "malformed_api_key",
+                &errors::MALFORMED_API_KEY,
                 format!("the API key is malformed: {e}"),
                 challenge(Some(("invalid_token", "malformed API key"))),
             )
@@ -758,11 +755,11 @@ impl Authenticator {
         let verified = self.service.verify_hash(&hash).map_err(|f| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = f.as_str(), "API key refused");
             let (outcome, code, detail) = match f {
-                VerifyFailure::Unknown => (AuthOutcome::Unknown, "unknown_api_key", "the API key is not valid"),
-                VerifyFailure::Expired => (AuthOutcome::Expired, "expired_api_key", "the API key has expired"),
-                VerifyFailure::Revoked => (AuthOutcome::Revoked, "revoked_api_key", "the API key has been revoked"),
+                VerifyFailure::Unknown => (AuthOutcome::Unknown, &errors::UNKNOWN_API_KEY, "the API key is not valid"),
+                VerifyFailure::Expired => (AuthOutcome::Expired, &errors::EXPIRED_API_KEY, "the API key has expired"),
+                VerifyFailure::Revoked => (AuthOutcome::Revoked, &errors::REVOKED_API_KEY, "the API key has been revoked"),
             };
-            AuthError::new(outcome, StatusCode::UNAUTHORIZED, code, detail, challenge(Some(("invalid_token", detail))))
+            AuthError::new(outcome, code, detail, challenge(Some(("invalid_token", detail))))
         })?;
         let rec = &verified.entry.record;
         if let Err(denial) = check_access(
@@ -778,8 +775,7 @@ impl Authenticator {
             let scope_hint = route.required_scopes.join(" ");
             let mut e = AuthError::new(
                 AuthOutcome::ScopeDenied,
-                StatusCode::FORBIDDEN,
-                "key_scope_denied",
+                &errors::KEY_SCOPE_DENIED,
                 denial.describe(route_name, &parts.method),
                 format!(
                     "Bearer realm=\"{REALM}\", error=\"insufficient_scope\"{}",
@@ -818,8 +814,7 @@ impl Authenticator {
         let invalid = |msg: String| {
             AuthError::new(
                 AuthOutcome::InvalidToken,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                &errors::INVALID_TOKEN,
                 msg.clone(),
                 challenge(Some(("invalid_token", &msg))),
             )
@@ -843,8 +838,7 @@ impl Authenticator {
             if !held.contains(r) && !held.contains(&Scope::All) {
                 return Err(AuthError::new(
                     AuthOutcome::ScopeDenied,
-                    StatusCode::FORBIDDEN,
-                    "token_scope_denied",
+                    &errors::TOKEN_SCOPE_DENIED,
                     format!("route `{route_name}` requires scope `{r}`"),
                     format!(
                         "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{r}\""
@@ -884,8 +878,7 @@ fn misconfigured() -> AuthError {
     AuthError {
         outcome: AuthOutcome::Misconfigured,
         problem: Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "auth_misconfigured",
+            &errors::AUTH_MISCONFIGURED,
             "this route's authentication is misconfigured",
         ),
         headers: HeaderMap::new(),

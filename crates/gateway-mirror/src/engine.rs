@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gateway_core::config_issue::nested;
-use gateway_core::{Clock, ConfigIssue, Problem};
-use http::StatusCode;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Clock, ConfigIssue, Problem, ToProblem};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -97,35 +97,28 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-impl EngineError {
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for EngineError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
-            Self::NotFound(_) => "shadow_not_found",
-            Self::AlreadyExists(_) => "shadow_exists",
-            Self::Invalid(_) => "shadow_invalid",
-            Self::Conflict { .. } => "shadow_state_conflict",
-            Self::Store(_) => "shadow_store_unavailable",
+            Self::NotFound(_) => &errors::SHADOW_NOT_FOUND,
+            Self::AlreadyExists(_) => &errors::SHADOW_EXISTS,
+            Self::Invalid(_) => &errors::SHADOW_INVALID,
+            Self::Conflict { .. } => &errors::SHADOW_STATE_CONFLICT,
+            Self::Store(_) => &errors::SHADOW_STORE_UNAVAILABLE,
         }
     }
 
-    /// HTTP status for the admin API.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::AlreadyExists(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The problem+json body (store internals are not exposed).
-    pub fn to_problem(&self) -> Problem {
+    /// Store internals are logged, not shown; an invalid launch lists its
+    /// `issues`.
+    fn to_problem(&self) -> Problem {
         let detail = match self {
-            Self::Store(_) => "the dark-launch store is unavailable".to_string(),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "dark-launch store error");
+                "the dark-launch store is unavailable".to_string()
+            }
             other => other.to_string(),
         };
-        let mut p = Problem::new(self.status(), self.code(), detail);
+        let mut p = Problem::new(self.code(), detail);
         if let Self::Invalid(issues) = self {
             p = p.with(
                 "issues",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
-use gateway_core::{Body, Problem};
+use gateway_core::{errors, Body, Problem, ToProblem};
 use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -97,8 +97,7 @@ impl Forward {
                 };
                 pq.parse().map_err(|_| {
                     Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_path",
+                        &errors::BAD_PATH,
                         format!("rewritten path `{pq}` is not a valid URI"),
                     )
                 })?
@@ -125,7 +124,7 @@ impl Forward {
         } = prepared;
         let route = &self.matched.route;
         let Some(cluster) = &self.cluster else {
-            return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem(&route.cluster));
+            return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem());
         };
         let opts = SendOptions {
             preserve_host: route.preserve_host,
@@ -144,7 +143,7 @@ impl Forward {
                     error = %e,
                     "upstream request failed"
                 );
-                return Err(e.to_problem(&route.cluster));
+                return Err(e.to_problem());
             }
         };
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -177,8 +176,7 @@ impl Origin for Forward {
 
 pub(crate) fn body_too_large(limit: u64) -> Problem {
     Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        &errors::BODY_TOO_LARGE,
         format!("request body exceeds this route's limit of {limit} bytes"),
     )
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_cache::RouteCacheContext;
-use gateway_core::{Body, Problem};
+use gateway_core::{errors, Body, Problem, ToProblem};
 use gateway_keys::auth::Identity;
 use gateway_keys::ratelimit::RateLimitInfo;
 use gateway_mirror::{ErrorKind, MirrorPlan, Observation};
@@ -103,8 +103,7 @@ impl Mirroring {
     /// The primary failed before answering: the comparison still counts it.
     fn primary_failed(self, problem: &Problem, started: Instant) {
         if let Some(request_body) = self.request.lock().take() {
-            let obs =
-                Observation::failed(ErrorKind::Other, problem.code.clone(), started.elapsed());
+            let obs = Observation::failed(ErrorKind::Other, problem.code(), started.elapsed());
             let _ = self.plan.submit(request_body, obs);
         }
     }
@@ -175,10 +174,9 @@ impl Gateway {
         let snapshot = self.snapshot();
         let mut ctx = self.early_request(&req, conn, &snapshot);
         let Some(in_flight) = self.admit() else {
-            ctx.error = Some(Cow::Borrowed("overloaded"));
+            ctx.error = Some(Cow::Borrowed(errors::OVERLOADED.code));
             let mut res = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                &errors::OVERLOADED,
                 "the gateway is at its in-flight request limit; retry shortly",
             )
             .response();
@@ -191,7 +189,7 @@ impl Gateway {
             Ok(res) => res,
             Err(refusal) => {
                 if ctx.error.is_none() {
-                    ctx.error = Some(Cow::Owned(refusal.problem.code.clone()));
+                    ctx.error = Some(Cow::Borrowed(refusal.problem.code()));
                 }
                 let mut res = refusal
                     .problem
@@ -373,7 +371,7 @@ impl Gateway {
                 Ok(())
             }
             Err(limited) => Err(Refusal {
-                problem: limited.problem(),
+                problem: limited.to_problem(),
                 headers: limited.headers(),
             }),
         }
@@ -443,17 +441,16 @@ impl Gateway {
         match crate::authority::settle(&mut parts) {
             Ok(authority) => ctx.host = authority.host,
             Err(problem) => {
-                ctx.error = Some(Cow::Borrowed("bad_host"));
+                ctx.error = Some(Cow::Borrowed(errors::BAD_HOST.code));
                 return Err(problem);
             }
         }
         let mut req = Request::from_parts(parts, body);
         let path = req.uri().path();
         let Some(normalized) = headers::normalize_path(path) else {
-            ctx.error = Some(Cow::Borrowed("bad_path"));
+            ctx.error = Some(Cow::Borrowed(errors::BAD_PATH.code));
             return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad_path",
+                &errors::BAD_PATH,
                 format!("path `{path}` climbs above the root"),
             ));
         };
@@ -477,10 +474,9 @@ impl Gateway {
                 Ok(req)
             }
             None => {
-                ctx.error = Some(Cow::Borrowed("route_not_found"));
+                ctx.error = Some(Cow::Borrowed(errors::ROUTE_NOT_FOUND.code));
                 Err(Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "route_not_found",
+                    &errors::ROUTE_NOT_FOUND,
                     format!(
                         "no route matches {} {}{}",
                         req.method(),
@@ -506,7 +502,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > route.max_body) {
-            ctx.error = Some(Cow::Borrowed("body_too_large"));
+            ctx.error = Some(Cow::Borrowed(errors::BODY_TOO_LARGE.code));
             return Err(crate::forward::body_too_large(route.max_body));
         }
         Ok(req)

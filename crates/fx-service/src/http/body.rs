@@ -11,9 +11,8 @@ use chrono::NaiveDate;
 use fx::exact::{write_decimal, write_decimal_bytes};
 use fx::query::{self, Interval, Resolved};
 use fx::CurrencyCode;
+use gateway_core::Problem;
 use serde_json::Value;
-
-use crate::error::ApiError;
 
 use super::params::rates_error;
 
@@ -161,7 +160,7 @@ pub(super) fn render_series(
     start: NaiveDate,
     end: NaiveDate,
     interval: Interval,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, Problem> {
     // Written by hand, as each point comes (no intermediate series): a
     // 25-year daily series is ~200k values, and every key and value here is
     // plain ASCII needing no escaping. Decimals go through

@@ -5,9 +5,10 @@ use axum::extract::State;
 use axum::response::Response;
 use fx::money::parse_amount;
 use fx::query::{self, ConvertRequest};
+use gateway_core::Problem;
 use http::HeaderMap;
 
-use crate::error::ApiError;
+use crate::error;
 
 use super::body::convert_body;
 use super::params::{currency, param_for, tier, Params, RawQuery};
@@ -18,12 +19,12 @@ pub(super) async fn convert(
     State(s): State<AppState>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let p = Params::new(q, &["from", "to", "amount", "date", "rounding", "tier"])?;
     let from = currency(p.required("from")?, "from")?;
     let to = currency(p.required("to")?, "to")?;
     let amount = parse_amount(p.required("amount")?, from, &s.limits())
-        .map_err(|e| ApiError::fx(e.into(), Some("amount")))?;
+        .map_err(|e| error::fx(e.into(), Some("amount")))?;
     let on = p.date("date")?;
     let rounding = p.rounding()?;
     let tier = tier(&s, &headers, p.get("tier"))?;
@@ -32,7 +33,7 @@ pub(super) async fn convert(
     let now = s.now();
     let limits = s.inner.cfg.staleness.convert.to_domain();
     let r = query::resolve(&t, on, now, &s.inner.calendar, &limits)
-        .map_err(|e| ApiError::fx(e, Some("date")))?;
+        .map_err(|e| error::fx(e, Some("date")))?;
     let conv = query::convert_on(
         &t,
         &r.day,
@@ -47,7 +48,7 @@ pub(super) async fn convert(
     )
     .map_err(|e| {
         let param = param_for(&e, &[(from, "from"), (to, "to")], "amount");
-        ApiError::fx(e, Some(param))
+        error::fx(e, Some(param))
     })?;
     Ok(cacheable(
         &headers,

@@ -31,9 +31,7 @@ mod state;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use http::StatusCode;
-
-use crate::error::ApiError;
+use gateway_core::{errors, Problem};
 
 pub(crate) use params::parse_json;
 pub use params::TIER_HEADER;
@@ -71,18 +69,16 @@ fn api_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError(gateway_core::Problem::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
+async fn not_found() -> Problem {
+    Problem::new(
+        &errors::ROUTE_NOT_FOUND,
         "no such endpoint; see /v1/currencies, /v1/rates, /v1/convert, /v1/quotes",
-    ))
+    )
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError(gateway_core::Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        &errors::METHOD_NOT_ALLOWED,
         "this endpoint does not accept that method",
-    ))
+    )
 }

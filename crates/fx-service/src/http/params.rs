@@ -7,10 +7,11 @@ use axum::extract::{Path, Query};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use fx::{CurrencyCode, FxError, RoundingMode};
-use http::{HeaderMap, StatusCode};
+use gateway_core::{errors, Problem};
+use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error;
 
 use super::state::AppState;
 
@@ -23,11 +24,10 @@ pub(super) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 pub(super) type PathParam = Result<Path<String>, PathRejection>;
 
-pub(super) fn path_param(p: PathParam, name: &str) -> Result<String, ApiError> {
+pub(super) fn path_param(p: PathParam, name: &str) -> Result<String, Problem> {
     p.map(|Path(v)| v).map_err(|e| {
-        ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "malformed_path",
+        error::param(
+            &errors::MALFORMED_PATH,
             name,
             format!("the `{name}` path segment cannot be decoded: {e}"),
         )
@@ -35,19 +35,17 @@ pub(super) fn path_param(p: PathParam, name: &str) -> Result<String, ApiError> {
 }
 
 impl Params {
-    pub(super) fn new(q: RawQuery, allowed: &[&str]) -> Result<Params, ApiError> {
+    pub(super) fn new(q: RawQuery, allowed: &[&str]) -> Result<Params, Problem> {
         let Query(pairs) = q.map_err(|e| {
-            ApiError(gateway_core::Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_query",
+            Problem::new(
+                &errors::MALFORMED_QUERY,
                 format!("the query string cannot be decoded: {e}"),
-            ))
+            )
         })?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&k.as_str()) {
-                return Err(ApiError::param(
-                    StatusCode::BAD_REQUEST,
-                    "unknown_parameter",
+                return Err(error::param(
+                    &errors::UNKNOWN_PARAMETER,
                     k,
                     format!(
                         "unknown parameter `{}`; accepted: {}",
@@ -57,9 +55,8 @@ impl Params {
                 ));
             }
             if pairs[..i].iter().any(|(k2, _)| k2 == k) {
-                return Err(ApiError::param(
-                    StatusCode::BAD_REQUEST,
-                    "duplicate_parameter",
+                return Err(error::param(
+                    &errors::DUPLICATE_PARAMETER,
                     k,
                     format!("parameter `{k}` is given more than once"),
                 ));
@@ -75,23 +72,22 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(super) fn required(&self, name: &str) -> Result<&str, ApiError> {
+    pub(super) fn required(&self, name: &str) -> Result<&str, Problem> {
         match self.get(name) {
             Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => Err(ApiError::param(
-                StatusCode::BAD_REQUEST,
-                "missing_parameter",
+            _ => Err(error::param(
+                &errors::MISSING_PARAMETER,
                 name,
                 format!("parameter `{name}` is required"),
             )),
         }
     }
 
-    pub(super) fn currency(&self, name: &str) -> Result<Option<CurrencyCode>, ApiError> {
+    pub(super) fn currency(&self, name: &str) -> Result<Option<CurrencyCode>, Problem> {
         self.get(name).map(|v| currency(v, name)).transpose()
     }
 
-    pub(super) fn symbols(&self) -> Result<Vec<CurrencyCode>, ApiError> {
+    pub(super) fn symbols(&self) -> Result<Vec<CurrencyCode>, Problem> {
         let Some(v) = self.get("symbols") else {
             return Ok(Vec::new());
         };
@@ -99,9 +95,8 @@ impl Params {
         for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             out.push(currency(s, "symbols")?);
             if out.len() > 200 {
-                return Err(ApiError::param(
-                    StatusCode::BAD_REQUEST,
-                    "too_many_symbols",
+                return Err(error::param(
+                    &errors::TOO_MANY_SYMBOLS,
                     "symbols",
                     "at most 200 symbols",
                 ));
@@ -110,36 +105,35 @@ impl Params {
         Ok(out)
     }
 
-    pub(super) fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    pub(super) fn date(&self, name: &str) -> Result<Option<NaiveDate>, Problem> {
         self.get(name).map(|v| date(v, name)).transpose()
     }
 
-    pub(super) fn flag(&self, name: &str) -> Result<bool, ApiError> {
+    pub(super) fn flag(&self, name: &str) -> Result<bool, Problem> {
         match self.get(name) {
             None => Ok(false),
             Some("true" | "1" | "") => Ok(true),
             Some("false" | "0") => Ok(false),
-            Some(_) => Err(ApiError::param(
-                StatusCode::BAD_REQUEST,
-                "malformed_flag",
+            Some(_) => Err(error::param(
+                &errors::MALFORMED_FLAG,
                 name,
                 format!("`{name}` must be true or false"),
             )),
         }
     }
 
-    pub(super) fn rounding(&self) -> Result<RoundingMode, ApiError> {
+    pub(super) fn rounding(&self) -> Result<RoundingMode, Problem> {
         match self.get("rounding") {
             None => Ok(RoundingMode::default()),
-            Some(v) => v.parse().map_err(|e: String| {
-                ApiError::param(StatusCode::BAD_REQUEST, "unknown_rounding", "rounding", e)
-            }),
+            Some(v) => v
+                .parse()
+                .map_err(|e: String| error::param(&errors::UNKNOWN_ROUNDING, "rounding", e)),
         }
     }
 }
 
-pub(super) fn currency(v: &str, name: &str) -> Result<CurrencyCode, ApiError> {
-    CurrencyCode::parse(v).map_err(|e| ApiError::fx(e.into(), Some(name)))
+pub(super) fn currency(v: &str, name: &str) -> Result<CurrencyCode, Problem> {
+    CurrencyCode::parse(v).map_err(|e| error::fx(e.into(), Some(name)))
 }
 
 /// `YYYY-MM-DD` read directly; chrono's `parse_from_str` re-parses its
@@ -158,14 +152,13 @@ pub(super) fn iso_date(v: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
-pub(super) fn date(v: &str, name: &str) -> Result<NaiveDate, ApiError> {
+pub(super) fn date(v: &str, name: &str) -> Result<NaiveDate, Problem> {
     if let Some(d) = iso_date(v.trim()) {
         return Ok(d);
     }
     NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| {
-        ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "malformed_date",
+        error::param(
+            &errors::MALFORMED_DATE,
             name,
             format!(
                 "`{}` is not a date; use YYYY-MM-DD",
@@ -179,7 +172,7 @@ pub(super) fn tier(
     state: &AppState,
     headers: &HeaderMap,
     given: Option<&str>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Problem> {
     let from_header = headers.get(TIER_HEADER).and_then(|v| v.to_str().ok());
     let (t, name) = match (given, from_header) {
         (Some(t), _) => (t, "tier"),
@@ -187,9 +180,8 @@ pub(super) fn tier(
         (None, None) => return Ok(None),
     };
     if !state.inner.cfg.spread.has_tier(t) {
-        return Err(ApiError::param(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_tier",
+        return Err(error::param(
+            &errors::UNKNOWN_TIER,
             name,
             format!(
                 "tier `{}` is not configured",
@@ -216,24 +208,21 @@ pub(super) fn param_for(
 
 /// A rates query's error, naming `base` or `symbols` as the parameter at
 /// fault.
-pub(super) fn rates_error(e: FxError, base: CurrencyCode, symbols: &[CurrencyCode]) -> ApiError {
+pub(super) fn rates_error(e: FxError, base: CurrencyCode, symbols: &[CurrencyCode]) -> Problem {
     let pairs: Vec<_> = std::iter::once((base, "base"))
         .chain(symbols.iter().map(|c| (*c, "symbols")))
         .collect();
     let param = param_for(&e, &pairs, "symbols");
-    ApiError::fx(e, Some(param))
+    error::fx(e, Some(param))
 }
 
-pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Problem> {
     gateway_core::json::from_slice(body).map_err(|e| {
-        ApiError(
-            gateway_core::Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_body",
-                format!("request body is not valid: {e}"),
-            )
-            .with("parameter", "body"),
+        Problem::new(
+            &errors::MALFORMED_BODY,
+            format!("request body is not valid: {e}"),
         )
+        .with("parameter", "body")
     })
 }
 

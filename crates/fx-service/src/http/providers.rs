@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use gateway_core::Problem;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error;
 
 use super::params::{currency, date, Params, RawQuery};
 use super::respond::{cacheable, json_body, no_store};
@@ -20,10 +21,7 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     )
 }
 
-pub(super) async fn providers(
-    State(s): State<AppState>,
-    q: RawQuery,
-) -> Result<Response, ApiError> {
+pub(super) async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<Response, Problem> {
     Params::new(q, &[])?;
     let list = s.inner.health.snapshot(s.now(), &s.inner.calendar);
     let t = s.engine().table();
@@ -49,7 +47,7 @@ pub(super) async fn raw_rates(
     State(s): State<AppState>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let p = Params::new(q, &["date", "currency"])?;
     let on = date(p.required("date")?, "date")?;
     let c = currency(p.required("currency")?, "currency")?;
@@ -58,7 +56,7 @@ pub(super) async fn raw_rates(
         .store()
         .raw_values(on, c)
         .await
-        .map_err(|e| ApiError::fx(e, None))?;
+        .map_err(|e| error::fx(e, None))?;
     let list: Vec<Value> = values
         .iter()
         .map(|v| json!({"provider": v.provider, "base": v.base, "rate": v.rate.to_string()}))

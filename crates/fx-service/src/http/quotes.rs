@@ -7,11 +7,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fx::money::parse_amount;
 use fx::{FxError, RoundingMode};
+use gateway_core::{errors, Problem};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error;
 
 use super::params::{currency, param_for, parse_json, path_param, tier, PathParam};
 use super::respond::no_store;
@@ -42,7 +43,7 @@ pub(super) async fn create_quote(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let b: QuoteBody = parse_json(&body)?;
     let from = currency(&b.from, "from")?;
     let to = currency(&b.to, "to")?;
@@ -65,7 +66,7 @@ pub(super) async fn create_quote(
         .await
         .map_err(|e| {
             let param = param_for(&e, &[(from, "from"), (to, "to")], "from");
-            ApiError::fx(e, Some(param))
+            error::fx(e, Some(param))
         })?;
     let mut res = no_store(StatusCode::CREATED, &quote_json(&q, s.now()));
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/quotes/{}", q.id)) {
@@ -74,11 +75,10 @@ pub(super) async fn create_quote(
     Ok(res)
 }
 
-pub(super) fn check_quote_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn check_quote_id(id: &str) -> Result<(), Problem> {
     if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "malformed_quote_id",
+        return Err(error::param(
+            &errors::MALFORMED_QUOTE_ID,
             "id",
             "quote ids are letters, digits and `_`",
         ));
@@ -89,7 +89,7 @@ pub(super) fn check_quote_id(id: &str) -> Result<(), ApiError> {
 pub(super) async fn get_quote(
     State(s): State<AppState>,
     id: PathParam,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id = path_param(id, "id")?;
     check_quote_id(&id)?;
     let q = s
@@ -97,8 +97,8 @@ pub(super) async fn get_quote(
         .store()
         .get_quote(&id)
         .await
-        .map_err(|e| ApiError::fx(e, None))?
-        .ok_or_else(|| ApiError::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
+        .map_err(|e| error::fx(e, None))?
+        .ok_or_else(|| error::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
     Ok(no_store(StatusCode::OK, &quote_json(&q, s.now())))
 }
 
@@ -114,7 +114,7 @@ pub(super) async fn convert_quote(
     State(s): State<AppState>,
     id: PathParam,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id = path_param(id, "id")?;
     check_quote_id(&id)?;
     let b: QuoteConvertBody = parse_json(&body)?;
@@ -126,19 +126,19 @@ pub(super) async fn convert_quote(
     };
     let rounding = match b.rounding.as_deref() {
         None => RoundingMode::default(),
-        Some(r) => r.parse().map_err(|e: String| {
-            ApiError::param(StatusCode::BAD_REQUEST, "unknown_rounding", "rounding", e)
-        })?,
+        Some(r) => r
+            .parse()
+            .map_err(|e: String| error::param(&errors::UNKNOWN_ROUNDING, "rounding", e))?,
     };
     let quote = s
         .engine()
         .store()
         .get_quote(&id)
         .await
-        .map_err(|e| ApiError::fx(e, None))?
-        .ok_or_else(|| ApiError::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
+        .map_err(|e| error::fx(e, None))?
+        .ok_or_else(|| error::fx(FxError::QuoteNotFound(id.clone()), Some("id")))?;
     let amount = parse_amount(&text, quote.from, &s.limits())
-        .map_err(|e| ApiError::fx(e.into(), Some("amount")))?;
+        .map_err(|e| error::fx(e.into(), Some("amount")))?;
     let c = s
         .engine()
         .convert_quote(&id, amount, rounding)
@@ -149,7 +149,7 @@ pub(super) async fn convert_quote(
             } else {
                 "id"
             };
-            ApiError::fx(e, Some(param))
+            error::fx(e, Some(param))
         })?;
     let body = json!({
         "quote_id": c.quote.id, "from": c.quote.from, "to": c.quote.to, "amount": c.amount.to_string(),

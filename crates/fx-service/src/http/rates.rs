@@ -9,10 +9,11 @@ use chrono::NaiveDate;
 use fx::query::{self, Interval};
 use fx::staleness::StalenessLimits;
 use fx::{CurrencyCode, FxError};
-use http::{HeaderMap, StatusCode};
+use gateway_core::{errors, Problem};
+use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::error;
 
 use super::body::{rates_body, render_series, staleness_json};
 use super::params::{date, path_param, rates_error, Params, PathParam, RawQuery};
@@ -23,7 +24,7 @@ pub(super) async fn currencies(
     State(s): State<AppState>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Params::new(q, &[])?;
     let t = s.engine().table();
     let now = s.now();
@@ -37,7 +38,7 @@ pub(super) async fn currencies(
             hard: None,
         },
     )
-    .map_err(|e| ApiError::fx(e, None))?;
+    .map_err(|e| error::fx(e, None))?;
     let latest = r.day.date;
     let list: Vec<Value> = t
         .currencies()
@@ -65,7 +66,7 @@ pub(super) async fn rates_latest(
     State(s): State<AppState>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     rates(s, None, q, headers).await
 }
 
@@ -74,7 +75,7 @@ pub(super) async fn rates_on_date(
     d: PathParam,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let d = date(&path_param(d, "date")?, "date")?;
     rates(s, Some(d), q, headers).await
 }
@@ -84,7 +85,7 @@ pub(super) async fn rates(
     on: Option<NaiveDate>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let p = Params::new(q, &["base", "symbols", "sources"])?;
     let base = p.currency("base")?.unwrap_or(CurrencyCode::EUR);
     let symbols = p.symbols()?;
@@ -93,7 +94,7 @@ pub(super) async fn rates(
     let now = s.now();
     let limits = s.inner.cfg.staleness.rates.to_domain();
     let r = query::resolve(&t, on, now, &s.inner.calendar, &limits)
-        .map_err(|e| ApiError::fx(e, Some("date")))?;
+        .map_err(|e| error::fx(e, Some("date")))?;
     let ans =
         query::rates_on(&t, &r.day, base, &symbols).map_err(|e| rates_error(e, base, &symbols))?;
     // `Day::providers_of` without its Vec per currency.
@@ -151,7 +152,7 @@ pub(super) async fn rates_series(
     State(s): State<AppState>,
     q: RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let p = Params::new(q, &["start", "end", "base", "symbols", "interval"])?;
     let start = date(p.required("start")?, "start")?;
     let now = s.now();
@@ -162,29 +163,28 @@ pub(super) async fn rates_series(
     let interval = match p.get("interval") {
         None => Interval::Day,
         Some(v) => Interval::parse(v).ok_or_else(|| {
-            ApiError::param(
-                StatusCode::BAD_REQUEST,
-                "unknown_interval",
+            error::param(
+                &errors::UNKNOWN_INTERVAL,
                 "interval",
                 "interval must be day, week or month",
             )
         })?,
     };
     if start > end {
-        return Err(ApiError::fx(
+        return Err(error::fx(
             FxError::StartAfterEnd { start, end },
             Some("start"),
         ));
     }
     if end > today {
-        return Err(ApiError::fx(
+        return Err(error::fx(
             FxError::FutureDate { date: end, today },
             Some("end"),
         ));
     }
     let days = (end - start).num_days() + 1;
     if days > s.inner.cfg.max_range_days {
-        return Err(ApiError::fx(
+        return Err(error::fx(
             FxError::RangeTooLong {
                 days,
                 max: s.inner.cfg.max_range_days,
@@ -195,9 +195,9 @@ pub(super) async fn rates_series(
     let t = s.engine().table();
     let first = t
         .first_date()
-        .ok_or_else(|| ApiError::fx(FxError::NoData, None))?;
+        .ok_or_else(|| error::fx(FxError::NoData, None))?;
     if start < first {
-        return Err(ApiError::fx(
+        return Err(error::fx(
             FxError::BeforeFirstFixing { date: start, first },
             Some("start"),
         ));

@@ -1,9 +1,9 @@
-//! [`ServiceError`]: every refused admin operation, with its public code
-//! and HTTP status.
+//! [`ServiceError`]: every refused admin operation, with its entry of the
+//! error table.
 
 use chrono::{DateTime, Utc};
-use gateway_core::Problem;
-use http::StatusCode;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Problem, ToProblem};
 
 use crate::key::KeyId;
 use crate::scope::ScopeError;
@@ -75,36 +75,25 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-impl ServiceError {
-    /// Stable public code.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for ServiceError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
-            Self::KeyNotFound(_) => "key_not_found",
-            Self::ConsumerNotFound(_) => "consumer_not_found",
-            Self::InvalidScope(_) => "invalid_scope",
-            Self::UnknownScope(_) => "unknown_scope",
-            Self::UnknownPlan(_) => "unknown_plan",
-            Self::InvalidField { .. } => "invalid_request",
-            Self::GraceTooLong { .. } => "grace_too_long",
-            Self::GraceExceedsExpiry { .. } => "grace_exceeds_expiry",
-            Self::WrongState { .. } => "key_state_conflict",
-            Self::ConsumerExists(_) => "consumer_exists",
-            Self::Store(_) => "key_store_unavailable",
+            Self::KeyNotFound(_) => &errors::KEY_NOT_FOUND,
+            Self::ConsumerNotFound(_) => &errors::CONSUMER_NOT_FOUND,
+            Self::InvalidScope(_) => &errors::INVALID_SCOPE,
+            Self::UnknownScope(_) => &errors::UNKNOWN_SCOPE,
+            Self::UnknownPlan(_) => &errors::UNKNOWN_PLAN,
+            Self::InvalidField { .. } => &errors::INVALID_REQUEST,
+            Self::GraceTooLong { .. } => &errors::GRACE_TOO_LONG,
+            Self::GraceExceedsExpiry { .. } => &errors::GRACE_EXCEEDS_EXPIRY,
+            Self::WrongState { .. } => &errors::KEY_STATE_CONFLICT,
+            Self::ConsumerExists(_) => &errors::CONSUMER_EXISTS,
+            Self::Store(_) => &errors::KEY_STORE_UNAVAILABLE,
         }
     }
 
-    /// HTTP status.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::KeyNotFound(_) | Self::ConsumerNotFound(_) => StatusCode::NOT_FOUND,
-            Self::WrongState { .. } | Self::ConsumerExists(_) => StatusCode::CONFLICT,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// The problem+json body. Store internals are logged, not shown.
-    pub fn problem(&self) -> Problem {
+    /// Store internals are logged, not shown; a bad field is named.
+    fn to_problem(&self) -> Problem {
         let detail = match self {
             Self::Store(e) => {
                 tracing::error!(error = %e, "key store failure");
@@ -112,7 +101,7 @@ impl ServiceError {
             }
             other => other.to_string(),
         };
-        let mut p = Problem::new(self.status(), self.code(), detail);
+        let mut p = Problem::new(self.code(), detail);
         if let Self::InvalidField { field, .. } = self {
             p = p.with("field", *field);
         }
