@@ -25,14 +25,14 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use fx::review::CorrectionMeta;
 use fx::{CurrencyCode, FxError};
-use gateway_core::Problem;
+use gateway_core::{errors, Problem};
 use http::{header, HeaderValue, StatusCode};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::error;
 use crate::http::{parse_json, AppState};
 
 /// The admin routes, behind the token check (merged into the API router).
@@ -45,11 +45,10 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = s.config().admin_token.as_ref() else {
-        return ApiError(Problem::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
+        return Problem::new(
+            &errors::ADMIN_DISABLED,
             "the fx admin endpoints are disabled: set `admin_token` or GATEHOUSE_FX_ADMIN_TOKEN",
-        ))
+        )
         .into_response();
     };
     let presented = req
@@ -60,11 +59,10 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         .unwrap_or("");
     let ok: bool = presented.as_bytes().ct_eq(token.0.as_bytes()).into();
     if !ok || presented.is_empty() {
-        let mut res = ApiError(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "admin_unauthorized",
+        let mut res = Problem::new(
+            &errors::ADMIN_UNAUTHORIZED,
             "the fx admin endpoints need `Authorization: Bearer <admin token>`",
-        ))
+        )
         .into_response();
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -87,13 +85,13 @@ fn ok_json(status: StatusCode, v: &serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn quarantine(State(s): State<AppState>) -> Result<Response, ApiError> {
+async fn quarantine(State(s): State<AppState>) -> Result<Response, Problem> {
     let list = s
         .engine()
         .store()
         .open_quarantine()
         .await
-        .map_err(|e| ApiError::fx(e, None))?;
+        .map_err(|e| error::fx(e, None))?;
     Ok(ok_json(StatusCode::OK, &json!({ "quarantined": list })))
 }
 
@@ -107,11 +105,10 @@ struct HistoryQuery {
 async fn corrections(
     State(s): State<AppState>,
     q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let Query(q) = q.map_err(|e| {
-        ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
+        error::param(
+            &errors::INVALID_PARAMETER,
             "query",
             format!("expected provider= and date=YYYY-MM-DD: {e}"),
         )
@@ -121,7 +118,7 @@ async fn corrections(
         .store()
         .corrections(q.provider.as_deref(), q.date, q.date)
         .await
-        .map_err(|e| ApiError::fx(e, None))?;
+        .map_err(|e| error::fx(e, None))?;
     Ok(ok_json(StatusCode::OK, &json!({ "corrections": list })))
 }
 
@@ -136,11 +133,10 @@ struct CorrectionBody {
     reason: String,
 }
 
-fn required(value: &str, field: &str) -> Result<(), ApiError> {
+fn required(value: &str, field: &str) -> Result<(), Problem> {
     if value.trim().is_empty() {
-        return Err(ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
+        return Err(error::param(
+            &errors::MISSING_FIELD,
             field,
             format!("`{field}` must not be empty"),
         ));
@@ -148,17 +144,16 @@ fn required(value: &str, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let b: CorrectionBody = parse_json(&body)?;
     required(&b.provider, "provider")?;
     required(&b.actor, "actor")?;
     required(&b.reason, "reason")?;
     let currency = CurrencyCode::parse(&b.currency)
-        .map_err(|e| ApiError::fx(FxError::Currency(e), Some("currency")))?;
+        .map_err(|e| error::fx(FxError::Currency(e), Some("currency")))?;
     let rate: Decimal = b.rate.trim().parse().map_err(|_| {
-        ApiError::param(
-            StatusCode::BAD_REQUEST,
-            "invalid_rate",
+        error::param(
+            &errors::INVALID_RATE_SYNTAX,
             "rate",
             format!(
                 "`{}` is not a decimal rate",
@@ -180,7 +175,7 @@ async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Api
                 FxError::InvalidRate(_) => Some("rate"),
                 _ => None,
             };
-            ApiError::fx(e, field)
+            error::fx(e, field)
         })?;
     let Some(record) = record else {
         return Ok(ok_json(

@@ -23,6 +23,7 @@ use fx::{CurrencyCode, Format, RoundingMode};
 
 use fx::review::{CorrectionMeta, ImportMode};
 use fx::store::IngestReport;
+use gateway_core::config_issue::render;
 use gateway_core::Clock;
 
 use crate::config::{FxServiceConfig, Secret, DEFAULT_DATABASE_URL};
@@ -130,7 +131,7 @@ fn load_config(db: &DbArgs) -> anyhow::Result<FxServiceConfig> {
         cfg.admin_token = Some(Secret(t));
     }
     cfg.validate()
-        .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
+        .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
     Ok(cfg)
 }
 

@@ -14,6 +14,7 @@ use fx::consensus::ConsensusConfig;
 use fx::plausibility::PlausibilityConfig;
 use fx::spread::SpreadConfig;
 use fx::Format;
+use gateway_core::config_issue::{finish, nested, render, ConfigIssue};
 use serde::{Deserialize, Serialize};
 
 /// Default listen address of the standalone service.
@@ -265,14 +266,19 @@ impl FxServiceConfig {
                     _ => anyhow::anyhow!("{path}: {inner}"),
                 }
             })?;
-        cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+        cfg.validate()
+            .map_err(|issues| anyhow::anyhow!(render(&issues)))?;
         Ok(cfg)
     }
 
-    /// Checks every setting; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        fx::store::Backend::from_url(&self.database_url)
-            .map_err(|e| format!("database_url: {e}"))?;
+    /// Checks every setting and reports every problem, each with the key
+    /// path it concerns.
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        let mut bad = |path: &str, message: String| issues.push(ConfigIssue::new(path, message));
+        if let Err(e) = fx::store::Backend::from_url(&self.database_url) {
+            bad("database_url", e.to_string());
+        }
         let path_ok = self.base_path.is_empty()
             || (self.base_path.starts_with('/')
                 && !self.base_path.ends_with('/')
@@ -280,17 +286,18 @@ impl FxServiceConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
         if !path_ok {
-            return Err(format!(
-                "base_path must look like /fx (leading slash, no trailing slash), got `{}`",
-                self.base_path
-            ));
+            bad(
+                "base_path",
+                format!(
+                    "must look like /fx (leading slash, no trailing slash), got `{}`",
+                    self.base_path
+                ),
+            );
         }
-        self.consensus.validate()?;
-        self.spread.validate()?;
         if self.admin_token.as_ref().is_some_and(|t| t.0.is_empty()) {
-            return Err(
-                "admin_token: must not be empty (leave it out to disable the admin endpoints)"
-                    .into(),
+            bad(
+                "admin_token",
+                "must not be empty (leave it out to disable the admin endpoints)".into(),
             );
         }
         for (name, l) in [
@@ -299,19 +306,20 @@ impl FxServiceConfig {
             ("quotes", self.staleness.quotes),
         ] {
             if l.hard.is_some_and(|h| h < l.soft) {
-                return Err(format!(
-                    "staleness.{name}: hard limit is shorter than soft limit"
-                ));
+                bad(
+                    &format!("staleness.{name}"),
+                    "hard limit is shorter than soft limit".into(),
+                );
             }
         }
         if self.quote_ttl.is_zero() || self.quote_ttl > Duration::from_secs(7 * 24 * 3600) {
-            return Err("quote_ttl must be between 1s and 7 days".into());
+            bad("quote_ttl", "must be between 1s and 7 days".into());
         }
         if !(1..=100_000).contains(&self.max_range_days) {
-            return Err("max_range_days must be between 1 and 100000".into());
+            bad("max_range_days", "must be between 1 and 100000".into());
         }
         if !(1..=20).contains(&self.max_amount_digits) {
-            return Err("max_amount_digits must be between 1 and 20".into());
+            bad("max_amount_digits", "must be between 1 and 20".into());
         }
         if let Some(url) = &self.redis_url {
             let redacted = gateway_redis::RedisConfig::new(url.as_str()).redacted_url();
@@ -320,12 +328,12 @@ impl FxServiceConfig {
                 .any(|s| url.starts_with(s))
                 || url.trim() != url
             {
-                return Err(format!(
-                    "redis_url must be a redis://, rediss:// or redis+unix:// URL, got `{redacted}`"
-                ));
-            }
-            if let Err(e) = redis::Client::open(url.as_str()) {
-                return Err(format!("redis_url `{redacted}` is not usable: {e}"));
+                bad(
+                    "redis_url",
+                    format!("must be a redis://, rediss:// or redis+unix:// URL, got `{redacted}`"),
+                );
+            } else if let Err(e) = redis::Client::open(url.as_str()) {
+                bad("redis_url", format!("`{redacted}` is not usable: {e}"));
             }
         }
         if self.redis_prefix.is_empty()
@@ -335,38 +343,43 @@ impl FxServiceConfig {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(format!(
-                "redis_prefix must be 1 to 64 characters without spaces, got `{}`",
-                self.redis_prefix.escape_debug()
-            ));
+            bad(
+                "redis_prefix",
+                format!(
+                    "must be 1 to 64 characters without spaces, got `{}`",
+                    self.redis_prefix.escape_debug()
+                ),
+            );
         }
         let mut names = BTreeSet::new();
         for (i, p) in self.providers.iter().enumerate() {
-            let at = format!("providers[{i}]");
+            let at = |key: &str| format!("providers[{i}].{key}");
             if p.name.is_empty()
                 || !p
                     .name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(format!("{at}.name must be letters, digits, '-' or '_'"));
-            }
-            if !names.insert(p.name.clone()) {
-                return Err(format!("{at}.name `{}` is used twice", p.name));
+                bad(&at("name"), "must be letters, digits, '-' or '_'".into());
+            } else if !names.insert(p.name.clone()) {
+                bad(&at("name"), format!("`{}` is used twice", p.name));
             }
             if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-                return Err(format!("{at}.url must be an http(s) URL"));
+                bad(&at("url"), "must be an http(s) URL".into());
             }
-            if p.interval < Duration::from_secs(1) || p.timeout.is_zero() {
-                return Err(format!(
-                    "{at}: interval must be at least 1s and timeout above 0"
-                ));
+            if p.interval < Duration::from_secs(1) {
+                bad(&at("interval"), "must be at least 1s".into());
+            }
+            if p.timeout.is_zero() {
+                bad(&at("timeout"), "must be greater than zero".into());
             }
             if p.retries > 10 {
-                return Err(format!("{at}.retries must be at most 10"));
+                bad(&at("retries"), "must be at most 10".into());
             }
         }
-        Ok(())
+        issues.extend(nested("consensus", self.consensus.validate()));
+        issues.extend(nested("spread", self.spread.validate()));
+        finish(issues)
     }
 }
 

@@ -44,7 +44,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::config::FxServiceConfig;
-use crate::ingest::HealthRegistry;
+use crate::health::HealthRegistry;
 
 /// Bus name of rate changes (channel `{redis_prefix}fx:rates`).
 pub const RATES_BUS: &str = "rates";

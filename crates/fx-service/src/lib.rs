@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod health;
 pub mod http;
 pub mod ingest;
 
@@ -25,14 +26,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use fx::{EngineConfig, FxEngine, RateStore, SqlStore};
+use gateway_core::config_issue::render;
 use gateway_core::Clock;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{FxServiceConfig, ProviderConfig};
 pub use fleet::Fleet;
+pub use health::HealthRegistry;
 pub use http::{router, AppState};
-pub use ingest::{Fetcher, HealthRegistry};
+pub use ingest::Fetcher;
 
 /// Entry points of the service.
 #[derive(Debug)]
@@ -66,7 +69,7 @@ impl FxService {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<FxEngine>> {
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
+            .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
         ensure_sqlite_dir(&cfg.database_url)?;
         let store = SqlStore::connect(&cfg.database_url, cfg.database_schema.as_deref())
             .await
@@ -113,7 +116,7 @@ impl FxService {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<RunningFx> {
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("invalid fx configuration: {e}"))?;
+            .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
         let providers = cfg.providers.clone();
         let listen = cfg.listen;
         let fleet = Fleet::connect(&cfg).await?;

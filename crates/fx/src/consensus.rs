@@ -7,6 +7,7 @@
 //! With only two providers that disagree there is no majority to side with:
 //! both are kept, and the result is marked `disputed` instead.
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -59,22 +60,24 @@ impl Default for ConsensusConfig {
 }
 
 impl ConsensusConfig {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings; paths are relative to the `[consensus]` table.
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
         if let ConsensusMethod::TrimmedMean { trim_percent } = self.method {
             if trim_percent >= 50 {
-                return Err(format!(
-                    "consensus.trim_percent must be below 50, got {trim_percent}"
+                issues.push(ConfigIssue::new(
+                    "trim_percent",
+                    format!("must be below 50, got {trim_percent}"),
                 ));
             }
         }
         if self.tolerance_bps == 0 || self.tolerance_bps > 10_000 {
-            return Err(format!(
-                "consensus.tolerance_bps must be between 1 and 10000, got {}",
-                self.tolerance_bps
+            issues.push(ConfigIssue::new(
+                "tolerance_bps",
+                format!("must be between 1 and 10000, got {}", self.tolerance_bps),
             ));
         }
-        Ok(())
+        finish(issues)
     }
 }
 

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::ToProblem;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A validated ISO 4217 alphabetic code that is present in [`CURRENCIES`].
@@ -40,12 +42,11 @@ pub enum CurrencyError {
     Unknown(String),
 }
 
-impl CurrencyError {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for CurrencyError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
-            CurrencyError::Malformed(_) => "malformed_currency",
-            CurrencyError::Unknown(_) => "unknown_currency",
+            CurrencyError::Malformed(_) => &errors::MALFORMED_CURRENCY,
+            CurrencyError::Unknown(_) => &errors::UNKNOWN_CURRENCY,
         }
     }
 }

@@ -1,31 +1,16 @@
 //! The error vocabulary of the currency service.
 //!
-//! Every variant has a stable `code()` (documented in `docs/fx.md`) and a
-//! [`ErrorClass`] from which the HTTP adapter picks a status, so the domain
-//! stays free of HTTP while clients always get the same code for the same
-//! problem.
+//! Every variant names its entry of the error table
+//! ([`gateway_core::errors`], documented in `docs/errors.md`) through
+//! [`ToProblem::code`]: the code clients get and its status. The domain
+//! knows which public error it is, not how it is served.
 
 use chrono::NaiveDate;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::ToProblem;
 
 use crate::currency::{CurrencyCode, CurrencyError};
 use crate::money::AmountError;
-
-/// Broad classes an adapter maps to statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The request is malformed (400).
-    BadRequest,
-    /// The thing asked for does not exist (404).
-    NotFound,
-    /// It existed but is gone (410), e.g. an expired quote.
-    Gone,
-    /// Well-formed but cannot be served as asked (422).
-    Unprocessable,
-    /// The service cannot answer right now (503), e.g. rates too stale.
-    Unavailable,
-    /// A fault on our side (500); details go to the logs only.
-    Internal,
-}
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -136,50 +121,26 @@ fn quoted_range(first: &Option<NaiveDate>, last: &Option<NaiveDate>) -> String {
     }
 }
 
-impl FxError {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+/// Each variant's entry of the error table (code and HTTP status).
+impl ToProblem for FxError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
             FxError::Currency(e) => e.code(),
             FxError::Amount(e) => e.code(),
-            FxError::NoData => "no_rates_loaded",
-            FxError::BeforeFirstFixing { .. } => "date_before_first_fixing",
-            FxError::FutureDate { .. } => "date_in_future",
-            FxError::NotQuoted { .. } => "currency_not_quoted",
-            FxError::StartAfterEnd { .. } => "start_after_end",
-            FxError::RangeTooLong { .. } => "range_too_long",
-            FxError::TooStale { .. } => "rates_too_stale",
-            FxError::Overflow => "amount_too_large",
-            FxError::QuoteNotFound(_) => "quote_not_found",
-            FxError::QuoteExpired { .. } => "quote_expired",
-            FxError::Store(_) => "storage_error",
-            FxError::InvalidRate(_) => "invalid_rate",
-            FxError::FixingsRefused(_) => "fixings_refused",
-            FxError::FixingNotFound { .. } => "fixing_not_found",
-        }
-    }
-
-    /// The class, from which an adapter picks a status.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            FxError::Currency(CurrencyError::Malformed(_)) => ErrorClass::BadRequest,
-            FxError::Currency(CurrencyError::Unknown(_)) => ErrorClass::NotFound,
-            FxError::Amount(AmountError::Empty | AmountError::Malformed(_)) => {
-                ErrorClass::BadRequest
-            }
-            FxError::Amount(_) => ErrorClass::Unprocessable,
-            FxError::NoData | FxError::TooStale { .. } => ErrorClass::Unavailable,
-            FxError::BeforeFirstFixing { .. }
-            | FxError::FutureDate { .. }
-            | FxError::NotQuoted { .. }
-            | FxError::StartAfterEnd { .. }
-            | FxError::RangeTooLong { .. }
-            | FxError::Overflow => ErrorClass::Unprocessable,
-            FxError::QuoteNotFound(_) => ErrorClass::NotFound,
-            FxError::QuoteExpired { .. } => ErrorClass::Gone,
-            FxError::Store(_) => ErrorClass::Internal,
-            FxError::InvalidRate(_) | FxError::FixingsRefused(_) => ErrorClass::Unprocessable,
-            FxError::FixingNotFound { .. } => ErrorClass::NotFound,
+            FxError::NoData => &errors::NO_RATES_LOADED,
+            FxError::BeforeFirstFixing { .. } => &errors::DATE_BEFORE_FIRST_FIXING,
+            FxError::FutureDate { .. } => &errors::DATE_IN_FUTURE,
+            FxError::NotQuoted { .. } => &errors::CURRENCY_NOT_QUOTED,
+            FxError::StartAfterEnd { .. } => &errors::START_AFTER_END,
+            FxError::RangeTooLong { .. } => &errors::RANGE_TOO_LONG,
+            FxError::TooStale { .. } => &errors::RATES_TOO_STALE,
+            FxError::Overflow => &errors::AMOUNT_TOO_LARGE,
+            FxError::QuoteNotFound(_) => &errors::QUOTE_NOT_FOUND,
+            FxError::QuoteExpired { .. } => &errors::QUOTE_EXPIRED,
+            FxError::Store(_) => &errors::STORAGE_ERROR,
+            FxError::InvalidRate(_) => &errors::INVALID_RATE,
+            FxError::FixingsRefused(_) => &errors::FIXINGS_REFUSED,
+            FxError::FixingNotFound { .. } => &errors::FIXING_NOT_FOUND,
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod validity;
 
 pub use currency::CurrencyCode;
 pub use engine::{EngineConfig, FxEngine};
-pub use error::{ErrorClass, FxError};
+pub use error::FxError;
 pub use money::{AmountLimits, RoundingMode};
 pub use parse::{Batch, Fixing, Format, ParseError};
 pub use store::{RateStore, SqlStore};

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::ToProblem;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -68,14 +70,13 @@ pub enum AmountError {
     NotPositive,
 }
 
-impl AmountError {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for AmountError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
-            AmountError::Empty | AmountError::Malformed(_) => "malformed_amount",
-            AmountError::TooLarge { .. } => "amount_too_large",
-            AmountError::TooManyDecimals { .. } => "too_many_decimals",
-            AmountError::NotPositive => "amount_not_positive",
+            AmountError::Empty | AmountError::Malformed(_) => &errors::MALFORMED_AMOUNT,
+            AmountError::TooLarge { .. } => &errors::AMOUNT_TOO_LARGE,
+            AmountError::TooManyDecimals { .. } => &errors::TOO_MANY_DECIMALS,
+            AmountError::NotPositive => &errors::AMOUNT_NOT_POSITIVE,
         }
     }
 }

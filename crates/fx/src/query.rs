@@ -2,9 +2,11 @@
 //! conversions.
 //!
 //! All arithmetic is `Decimal`. A cross rate is `mid(to) / mid(from)` (both
-//! per 1 EUR) rounded to [`RATE_SIGNIFICANT_DIGITS`]; a converted amount is
-//! `amount × rate` with that very rate, rounded once to the target's minor
-//! units, so anyone can reproduce the result from the numbers shown.
+//! per 1 EUR) rounded to [`RATE_SIGNIFICANT_DIGITS`]; a converted amount
+//! is `amount × rate` with that very rate, rounded once to the target's
+//! minor units, so anyone can reproduce the result from the numbers shown.
+//!
+//! [`RATE_SIGNIFICANT_DIGITS`]: crate::exact::RATE_SIGNIFICANT_DIGITS
 //!
 //! Date rules: no date means the latest fixing; a date falls back to the
 //! latest fixing on or before it (weekends, holidays, gaps) and the answer
@@ -19,11 +21,11 @@ use rust_decimal::Decimal;
 
 use crate::currency::CurrencyCode;
 use crate::error::FxError;
-use crate::exact::{div_rate_by, Divisor};
+use crate::exact::{div_rate_by, round_rate, Divisor};
 use crate::money::RoundingMode;
 use crate::spread::customer_rate;
 use crate::staleness::{FixingCalendar, StalenessLimits};
-use crate::table::{round_rate, Day, RateTable, PIVOT};
+use crate::table::{Day, RateTable, PIVOT};
 
 /// The fixing chosen for a request, and how fresh it is.
 #[derive(Debug, Clone)]
@@ -500,7 +502,7 @@ pub fn convert_on(
 
 /// Documented precision, for responses and docs (on every conversion, so
 /// a constant rather than a string formatted per request; a test checks it
-/// names [`crate::table::RATE_SIGNIFICANT_DIGITS`]).
+/// names [`crate::exact::RATE_SIGNIFICANT_DIGITS`]).
 pub const PRECISION_NOTE: &str =
     "rates carry 15 significant digits; amounts are rounded once, to the target currency's minor units";
 
@@ -546,7 +548,7 @@ mod tests {
     fn precision_note_names_the_significant_digits() {
         assert_eq!(
             PRECISION_NOTE,
-            format!("rates carry {} significant digits; amounts are rounded once, to the target currency's minor units", crate::table::RATE_SIGNIFICANT_DIGITS)
+            format!("rates carry {} significant digits; amounts are rounded once, to the target currency's minor units", crate::exact::RATE_SIGNIFICANT_DIGITS)
         );
     }
 
@@ -576,6 +578,63 @@ mod tests {
                     let g: Vec<_> = g.rates.iter().map(|r| (r.0, r.1)).collect();
                     assert_eq!(&g, rates, "{base} on {date}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn series_over_an_incrementally_published_table_equal_a_rebuilt_ones() {
+        use crate::parse::{Batch, Fixing};
+        use std::str::FromStr;
+        let c = |s: &str| CurrencyCode::parse(s).unwrap();
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        let date = |s: &str| NaiveDate::from_str(s).unwrap();
+        let history = crate::bundled::ecb_history().unwrap();
+        let mut book = RateBook::new(ConsensusConfig::default());
+        book.apply("ecb", &history, Utc::now());
+        // A second provider on a few days, old and new, out of order, one
+        // of them a new date and one bringing a currency never seen before.
+        let days = [
+            (
+                "2026-11-02",
+                vec![(c("USD"), d("1.16")), (c("KES"), d("150.2"))],
+            ),
+            ("2010-05-04", vec![(c("USD"), d("1.3"))]),
+            (
+                "2001-01-03",
+                vec![(c("JPY"), d("109.1")), (c("CYP"), d("0.57"))],
+            ),
+        ];
+        let batch = Batch {
+            base: PIVOT,
+            fixings: days
+                .iter()
+                .map(|(day, rates)| Fixing {
+                    date: date(day),
+                    rates: rates.clone(),
+                })
+                .collect(),
+        };
+        let (t, _) = book.apply("oxr", &batch, Utc::now());
+        // Series over the incrementally published table equal those of a
+        // book built from scratch with the same data.
+        let mut fresh = RateBook::new(ConsensusConfig::default());
+        fresh.apply("ecb", &history, Utc::now());
+        let rebuilt = fresh.apply("oxr", &batch, Utc::now()).0;
+        for base in ["USD", "EUR", "KES", "CYP"] {
+            for interval in [Interval::Day, Interval::Month] {
+                let s = |t: &RateTable| {
+                    series(
+                        t,
+                        c(base),
+                        &[],
+                        date("2000-12-01"),
+                        date("2026-11-02"),
+                        interval,
+                    )
+                };
+                assert_eq!(s(&t), s(&rebuilt), "{base} {interval:?}");
+                assert!(s(&t).is_ok_and(|v| !v.is_empty()), "{base}");
             }
         }
     }

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::currency::CurrencyCode;
-use crate::table::round_rate;
+use crate::exact::round_rate;
 
 /// The most a spread may be: 10% — anything beyond is a configuration slip.
 pub const MAX_SPREAD_BPS: u32 = 1_000;
@@ -55,42 +56,63 @@ fn pair_key(from: CurrencyCode, to: CurrencyCode) -> String {
     format!("{from}/{to}")
 }
 
-fn check_pairs(at: &str, pairs: &BTreeMap<String, u32>) -> Result<(), String> {
+/// Checks pair keys and markups; `at` is the path of the table holding
+/// `pairs`, relative to `[spread]` (empty for `[spread]` itself).
+fn check_pairs(at: &str, pairs: &BTreeMap<String, u32>, issues: &mut Vec<ConfigIssue>) {
+    let prefix = if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}.")
+    };
     for (k, bps) in pairs {
-        let (a, b) = k
-            .split_once('/')
-            .ok_or_else(|| format!("{at}.pairs: `{k}` must be written FROM/TO, e.g. EUR/USD"))?;
-        CurrencyCode::parse(a).map_err(|e| format!("{at}.pairs.{k}: {e}"))?;
-        CurrencyCode::parse(b).map_err(|e| format!("{at}.pairs.{k}: {e}"))?;
+        let path = format!("{prefix}pairs.{k}");
+        let Some((a, b)) = k.split_once('/') else {
+            issues.push(ConfigIssue::new(
+                format!("{prefix}pairs"),
+                format!("`{k}` must be written FROM/TO, e.g. EUR/USD"),
+            ));
+            continue;
+        };
+        for code in [a, b] {
+            if let Err(e) = CurrencyCode::parse(code) {
+                issues.push(ConfigIssue::new(&path, e.to_string()));
+            }
+        }
         if *bps > MAX_SPREAD_BPS {
-            return Err(format!(
-                "{at}.pairs.{k}: {bps} bps exceeds the {MAX_SPREAD_BPS} bps maximum"
+            issues.push(ConfigIssue::new(
+                path,
+                format!("{bps} bps exceeds the {MAX_SPREAD_BPS} bps maximum"),
             ));
         }
     }
-    Ok(())
 }
 
 impl SpreadConfig {
-    /// Checks every pair key and bound.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every pair key and bound; paths are relative to the
+    /// `[spread]` table.
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
         if self.default_bps > MAX_SPREAD_BPS {
-            return Err(format!(
-                "spread.default_bps: {} exceeds the {MAX_SPREAD_BPS} bps maximum",
-                self.default_bps
+            issues.push(ConfigIssue::new(
+                "default_bps",
+                format!(
+                    "{} exceeds the {MAX_SPREAD_BPS} bps maximum",
+                    self.default_bps
+                ),
             ));
         }
-        check_pairs("spread", &self.pairs)?;
+        check_pairs("", &self.pairs, &mut issues);
         for (name, t) in &self.tiers {
-            let at = format!("spread.tiers.{name}");
+            let at = format!("tiers.{name}");
             if t.default_bps.is_some_and(|b| b > MAX_SPREAD_BPS) {
-                return Err(format!(
-                    "{at}.default_bps exceeds the {MAX_SPREAD_BPS} bps maximum"
+                issues.push(ConfigIssue::new(
+                    format!("{at}.default_bps"),
+                    format!("exceeds the {MAX_SPREAD_BPS} bps maximum"),
                 ));
             }
-            check_pairs(&at, &t.pairs)?;
+            check_pairs(&at, &t.pairs, &mut issues);
         }
-        Ok(())
+        finish(issues)
     }
 
     /// Whether `tier` is configured.
@@ -150,7 +172,9 @@ mod tests {
     fn bad_spread_config_is_refused() {
         let mut cfg = SpreadConfig::default();
         cfg.pairs.insert("EURUSD".into(), 10);
-        assert!(cfg.validate().unwrap_err().contains("FROM/TO"));
+        let issues = cfg.validate().unwrap_err();
+        assert_eq!(issues[0].path, "pairs");
+        assert!(issues[0].message.contains("FROM/TO"));
         let mut cfg = SpreadConfig::default();
         cfg.pairs.insert("EUR/XXX".into(), 10);
         assert!(cfg.validate().is_err());

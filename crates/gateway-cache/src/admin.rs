@@ -10,11 +10,9 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gateway_core::Problem;
-use http::StatusCode;
+use gateway_core::{errors, Problem};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{HttpCache, Purge, PurgeTarget};
@@ -76,40 +74,14 @@ pub fn router(cache: HttpCache) -> Router {
         .with_state(cache)
 }
 
-struct ProblemResponse(Problem);
-
-impl IntoResponse for ProblemResponse {
-    fn into_response(self) -> Response {
-        let res: http::Response<bytes::Bytes> = self.0.into_response();
-        res.map(axum::body::Body::from).into_response()
-    }
-}
-
 async fn purge(
     State(cache): State<HttpCache>,
     body: Result<Json<PurgeRequest>, JsonRejection>,
-) -> Result<Json<crate::cache::PurgeResult>, ProblemResponse> {
-    let Json(req) = body.map_err(|e| {
-        ProblemResponse(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "cache_purge_invalid",
-            format!("invalid purge body: {}", e.body_text()),
-        ))
-    })?;
-    let purge = req.into_purge().map_err(|msg| {
-        ProblemResponse(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "cache_purge_invalid",
-            msg,
-        ))
-    })?;
-    cache.purge_everywhere(&purge).map(Json).map_err(|e| {
-        ProblemResponse(Problem::new(
-            StatusCode::BAD_REQUEST,
-            e.code(),
-            e.to_string(),
-        ))
-    })
+) -> Result<Json<crate::cache::PurgeResult>, Problem> {
+    let invalid = |detail: String| Problem::new(&errors::CACHE_PURGE_INVALID, detail);
+    let Json(req) = body.map_err(|e| invalid(format!("invalid purge body: {}", e.body_text())))?;
+    let purge = req.into_purge().map_err(|msg| invalid(msg.to_string()))?;
+    Ok(Json(cache.purge_everywhere(&purge)?))
 }
 
 async fn stats(State(cache): State<HttpCache>) -> Json<crate::stats::CacheStats> {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// Default memory bound for all stored responses: 256 MiB.
@@ -24,30 +25,6 @@ pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default time a coalesced request waits for the leader before going to
 /// the origin on its own.
 pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A configuration problem, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigIssue {
-    /// Dotted key path, e.g. `cache.max_object_bytes`.
-    pub path: String,
-    /// What is wrong and what would be accepted.
-    pub message: String,
-}
-
-impl ConfigIssue {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 /// The global `[cache]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,66 +75,56 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Checks the values serde cannot; reports every issue with its path
-    /// relative to `cache.`.
+    /// relative to the `[cache]` table.
     pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if self.max_bytes == 0 {
-            issues.push(ConfigIssue::new(
-                "cache.max_bytes",
-                "must be greater than 0",
-            ));
+            issues.push(ConfigIssue::new("max_bytes", "must be greater than 0"));
         }
         if self.max_object_bytes == 0 {
             issues.push(ConfigIssue::new(
-                "cache.max_object_bytes",
+                "max_object_bytes",
                 "must be greater than 0",
             ));
         } else if self.max_object_bytes > self.max_bytes {
             issues.push(ConfigIssue::new(
-                "cache.max_object_bytes",
+                "max_object_bytes",
                 format!(
                     "must not exceed cache.max_bytes ({} > {})",
                     self.max_object_bytes, self.max_bytes
                 ),
             ));
         } else if self.max_object_bytes > u64::from(u32::MAX) / 2 {
-            issues.push(ConfigIssue::new(
-                "cache.max_object_bytes",
-                "must be below 2GiB",
-            ));
+            issues.push(ConfigIssue::new("max_object_bytes", "must be below 2GiB"));
         }
         if self.max_variants == 0 {
-            issues.push(ConfigIssue::new("cache.max_variants", "must be at least 1"));
+            issues.push(ConfigIssue::new("max_variants", "must be at least 1"));
         }
         check_globs(
-            "cache.ignore_query_params",
+            "ignore_query_params",
             &self.ignore_query_params,
             &mut issues,
         );
         if http::HeaderName::from_bytes(self.tag_header.as_bytes()).is_err() {
             issues.push(ConfigIssue::new(
-                "cache.tag_header",
+                "tag_header",
                 format!("`{}` is not a valid header name", self.tag_header),
             ));
         }
         if !(self.heuristic_fraction.is_finite() && (0.0..=1.0).contains(&self.heuristic_fraction))
         {
             issues.push(ConfigIssue::new(
-                "cache.heuristic_fraction",
+                "heuristic_fraction",
                 "must be between 0.0 and 1.0",
             ));
         }
         if self.coalesce_timeout.is_zero() {
             issues.push(ConfigIssue::new(
-                "cache.coalesce_timeout",
+                "coalesce_timeout",
                 "must be greater than 0 (e.g. \"10s\")",
             ));
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
+        finish(issues)
     }
 }
 
@@ -203,28 +170,24 @@ impl Default for RouteCacheConfig {
 }
 
 impl RouteCacheConfig {
-    /// Checks the values serde cannot; `prefix` is this table's key path,
-    /// e.g. `routes[2].cache`.
-    pub fn validate(&self, prefix: &str) -> Result<(), Vec<ConfigIssue>> {
+    /// Checks the values serde cannot; paths are relative to the route's
+    /// `cache` table.
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         for (i, h) in self.key_headers.iter().enumerate() {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 issues.push(ConfigIssue::new(
-                    format!("{prefix}.key_headers[{i}]"),
+                    format!("key_headers[{i}]"),
                     format!("`{h}` is not a valid header name"),
                 ));
             }
         }
         check_globs(
-            &format!("{prefix}.ignore_query_params"),
+            "ignore_query_params",
             &self.ignore_query_params,
             &mut issues,
         );
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
+        finish(issues)
     }
 }
 
@@ -345,17 +308,17 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "cache.max_object_bytes",
-                "cache.max_variants",
-                "cache.tag_header",
-                "cache.heuristic_fraction"
+                "max_object_bytes",
+                "max_variants",
+                "tag_header",
+                "heuristic_fraction"
             ]
         );
         let route = RouteCacheConfig {
             key_headers: vec!["ok".into(), "not ok".into()],
             ..RouteCacheConfig::default()
         };
-        let issues = route.validate("routes[1].cache").unwrap_err();
-        assert_eq!(issues[0].path, "routes[1].cache.key_headers[1]");
+        let issues = route.validate().unwrap_err();
+        assert_eq!(issues[0].path, "key_headers[1]");
     }
 }

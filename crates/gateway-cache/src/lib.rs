@@ -39,7 +39,7 @@ pub use cache::{
     origin_fn, HttpCache, Origin, OriginError, Purge, PurgeError, PurgeFanout, PurgeResult,
     PurgeTarget, RouteCacheContext, CACHE_STATUS,
 };
-pub use config::{CacheConfig, ConfigIssue, RouteCacheConfig};
+pub use config::{CacheConfig, RouteCacheConfig};
 pub use stats::{CacheStats, RouteStats};
 pub use status::{CacheDecision, CacheStatus, Fwd, NotStoredReason};
 pub use storage::{CachedResponse, MemoryStorage, Storage, StorageUsage};

@@ -40,9 +40,9 @@ pub struct LoadedConfig {
 impl LoadedConfig {
     /// An error for problems found after loading, when the config is built
     /// into running parts (a TLS file that cannot be read, a JWT key that
-    /// does not parse): each `(key path, message)` is located in this
-    /// config's source like a validation issue.
-    pub fn issues_error(&self, issues: Vec<(String, String)>) -> ConfigError {
+    /// does not parse): each issue, its path from the document root, is
+    /// located in this config's source like a validation issue.
+    pub fn issues_error(&self, issues: Vec<gateway_core::ConfigIssue>) -> ConfigError {
         ConfigError::Invalid {
             file: self.origin.clone(),
             issues: locate::locate_all(&self.source, issues),

@@ -1,10 +1,10 @@
 //! Maps key paths (`routes[2].cluster`) back to lines in the source text, so
 //! validation errors point where the operator must look.
 
+use gateway_core::ConfigIssue;
 use toml_edit::{ImDocument, Item};
 
 use crate::error::Issue;
-use crate::validate::RawIssue;
 
 /// 1-based line and column of byte `offset` in `source`.
 pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
@@ -15,11 +15,11 @@ pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-pub(crate) fn locate_all(source: &str, raw: Vec<RawIssue>) -> Vec<Issue> {
+pub(crate) fn locate_all(source: &str, raw: Vec<ConfigIssue>) -> Vec<Issue> {
     let doc = ImDocument::parse(source).ok();
     let mut issues: Vec<Issue> = raw
         .into_iter()
-        .map(|(path, message)| {
+        .map(|ConfigIssue { path, message }| {
             let (line, column) = doc
                 .as_ref()
                 .and_then(|d| span_of(d, &path))

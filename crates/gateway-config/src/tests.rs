@@ -244,3 +244,22 @@ fn zero_or_absurd_client_timeouts_are_refused_with_their_line() {
     let src = format!("[gateway]\nheader_read_timeout = \"1s\"\nidle_timeout = \"24h\"\n{GOOD}");
     load_str(&src, "gh.toml").expect("the bounds themselves are accepted");
 }
+
+#[test]
+fn each_section_reports_its_issues_once_under_its_own_path() {
+    let source = format!(
+        "{GOOD}\n[keys]\ndefault_plan = \"gold\"\n\n[plans.basic]\nrate_per_second = 5\nburst = 0\n\n[cache]\nmax_variants = 0\n"
+    );
+    let err = load_str(&source, "gh.toml").expect_err("config should be rejected");
+    let paths: Vec<&str> = err.issues().iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "keys.default_plan",
+            "plans.basic.burst",
+            "cache.max_variants"
+        ],
+        "{err}"
+    );
+    assert!(err.issues().iter().all(|i| i.line > 0), "{err}");
+}

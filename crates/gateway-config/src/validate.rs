@@ -1,9 +1,13 @@
-//! Cross-field validation. Returns every issue as `(key path, message)`;
-//! [`crate::locate`] turns paths into lines.
+//! Cross-field validation. Returns every issue with its key path from the
+//! document root; [`crate::locate`] turns paths into lines. Each section
+//! owned by a system (`[keys]`, `[plans.*]`, `[cache]`, `[clusters.*]`,
+//! a route's `auth` and `cache`, `[[dark_launches]]`) validates itself
+//! with paths relative to its table; this module prefixes them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use gateway_core::config_issue::{nested, ConfigIssue};
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::model::{
@@ -11,11 +15,9 @@ use crate::model::{
     MAX_SHUTDOWN_GRACE, MIN_CLIENT_TIMEOUT,
 };
 
-pub(crate) type RawIssue = (String, String);
-
-pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
+pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
-    let mut push = |path: String, message: String| issues.push((path, message));
+    let mut push = |path: String, message: String| issues.push(ConfigIssue::new(path, message));
 
     if config.listeners.is_empty() {
         push(
@@ -137,22 +139,13 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         _ => {}
     }
 
-    if let Err(errs) = config.keys.validate_with_plans(&config.plans) {
-        for e in errs {
-            push(format!("keys.{}", e.path), e.message);
-        }
-    }
+    let mut sections = nested("keys", config.keys.validate_with_plans(&config.plans));
     for (name, plan) in &config.plans {
-        if let Err(errs) = plan.validate() {
-            for e in errs {
-                push(format!("plans.{name}.{}", e.path), e.message);
-            }
-        }
+        sections.extend(nested(&format!("plans.{name}"), plan.validate()));
     }
-    if let Err(errs) = config.cache.validate() {
-        for e in errs {
-            push(e.path, e.message);
-        }
+    sections.extend(nested("cache", config.cache.validate()));
+    for e in sections {
+        push(e.path, e.message);
     }
     for (name, cluster) in &config.clusters {
         if !is_identifier(name) {
@@ -161,10 +154,8 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
                 "cluster names may only contain letters, digits, `-` and `_`".into(),
             );
         }
-        if let Err(errs) = cluster.validate() {
-            for e in errs {
-                push(format!("clusters.{name}.{}", e.path), e.message);
-            }
+        for e in nested(&format!("clusters.{name}"), cluster.validate()) {
+            push(e.path, e.message);
         }
     }
 
@@ -278,17 +269,13 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
         check_rules(&mut push, &at("request_headers"), &route.request_headers);
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
         if let Some(auth) = &route.auth {
-            if let Err(errs) = auth.validate() {
-                for e in errs {
-                    push(at(&format!("auth.{}", e.path)), e.message);
-                }
+            for e in nested(&at("auth"), auth.validate()) {
+                push(e.path, e.message);
             }
         }
         if let Some(cache) = &route.cache {
-            if let Err(errs) = cache.validate(&at("cache")) {
-                for e in errs {
-                    push(e.path, e.message);
-                }
+            for e in nested(&at("cache"), cache.validate()) {
+                push(e.path, e.message);
             }
         }
         if route.timeout.is_zero() {
@@ -310,10 +297,8 @@ pub(crate) fn validate(config: &Config) -> Vec<RawIssue> {
     let mut launch_names = HashMap::new();
     for (i, launch) in config.dark_launches.iter().enumerate() {
         let at = |key: &str| format!("dark_launches[{i}].{key}");
-        if let Err(errs) = launch.validate_at(&format!("dark_launches[{i}]")) {
-            for e in errs {
-                push(e.path, e.message);
-            }
+        for e in nested(&format!("dark_launches[{i}]"), launch.validate()) {
+            push(e.path, e.message);
         }
         if let Some(prev) = launch_names.insert(launch.name.as_str(), i) {
             push(

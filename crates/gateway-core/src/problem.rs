@@ -1,9 +1,9 @@
 //! `application/problem+json` bodies (RFC 9457).
 //!
 //! Every error a client sees from Gatehouse, whatever the stage that produced
-//! it, is a [`Problem`]: an HTTP status, a stable machine-readable `code`
-//! (documented in `docs/errors.md`), a short title and a detail sentence that
-//! says what and where. Internals (stack traces, SQL, secrets) never go here;
+//! it, is a [`Problem`]: an entry of the [error table](crate::errors) (a
+//! stable machine-readable `code`, its HTTP status and title, documented in
+//! `docs/errors.md`) and a detail sentence that says what and where. Internals (stack traces, SQL, secrets) never go here;
 //! they go to the logs.
 
 use bytes::Bytes;
@@ -11,37 +11,33 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::errors::ErrorCode;
+
 /// The media type of problem details.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-/// A problem details object.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A problem details object: an entry of the [error table](crate::errors)
+/// and what went wrong this time.
+///
+/// Serialized as `type`, `title`, `status`, `detail`, `code`, then the
+/// extension members.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    /// A URI reference naming the problem type; `about:blank` style tags here.
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    /// A short summary, the same for every occurrence of this code.
-    pub title: String,
-    /// The HTTP status code, repeated in the body as RFC 9457 recommends.
-    pub status: u16,
+    /// The table entry: code, status, title and owning system.
+    pub error: &'static ErrorCode,
     /// What went wrong this time, in one sentence.
     pub detail: String,
-    /// Stable machine-readable error code, e.g. `upstream_unavailable`.
-    pub code: String,
     /// Extension members (e.g. `upstream`, `parameter`, `request_id`).
-    #[serde(flatten)]
     pub extensions: Map<String, Value>,
 }
 
 impl Problem {
-    /// A problem with the given status, stable code and detail sentence.
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    /// A problem of kind `error` (an entry of [`crate::errors`]) with a
+    /// detail sentence.
+    pub fn new(error: &'static ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            type_uri: format!("https://gatehouse.dev/problems/{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
-            status: status.as_u16(),
+            error,
             detail: detail.into(),
-            code: code.to_string(),
             extensions: Map::new(),
         }
     }
@@ -52,15 +48,24 @@ impl Problem {
         self
     }
 
-    /// Replaces the title.
-    pub fn titled(mut self, title: impl Into<String>) -> Self {
-        self.title = title.into();
-        self
+    /// The stable machine-readable code, e.g. `upstream_unavailable`.
+    pub fn code(&self) -> &'static str {
+        self.error.code
+    }
+
+    /// The short summary of this kind of problem.
+    pub fn title(&self) -> &'static str {
+        self.error.title
+    }
+
+    /// The URI naming the problem type.
+    pub fn type_uri(&self) -> String {
+        format!("{TYPE_BASE}{}", self.error.code)
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        self.error.status
     }
 
     /// The serialized JSON body.
@@ -83,6 +88,34 @@ impl Problem {
     }
 }
 
+/// Where problem type URIs start; the code follows.
+pub const TYPE_BASE: &str = "https://gatehouse.dev/problems/";
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type")]
+            type_uri: String,
+            title: &'a str,
+            status: u16,
+            detail: &'a str,
+            code: &'a str,
+            #[serde(flatten)]
+            extensions: &'a Map<String, Value>,
+        }
+        Wire {
+            type_uri: self.type_uri(),
+            title: self.error.title,
+            status: self.error.status.as_u16(),
+            detail: &self.detail,
+            code: self.error.code,
+            extensions: &self.extensions,
+        }
+        .serialize(s)
+    }
+}
+
 impl Problem {
     /// Renders the problem as a response with the pipeline's body type.
     pub fn response(self) -> Response<crate::Body> {
@@ -92,7 +125,48 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.code, self.detail)
+        write!(
+            f,
+            "{} {}: {}",
+            self.error.status.as_u16(),
+            self.error.code,
+            self.detail
+        )
+    }
+}
+
+/// An error a client may see: it names its entry of the error table, and
+/// renders as a [`Problem`].
+///
+/// This is the one way an error becomes a problem: implement `code` (and
+/// `to_problem` when the detail must hide internals or the problem needs
+/// extension members); `?` then converts the error into a `Problem`.
+pub trait ToProblem: std::fmt::Display {
+    /// Its entry of the error table.
+    fn code(&self) -> &'static ErrorCode;
+
+    /// The HTTP status clients get (the entry's).
+    fn status(&self) -> StatusCode {
+        self.code().status
+    }
+
+    /// The problem+json. Default: the entry and the error's `Display` text
+    /// as the detail.
+    fn to_problem(&self) -> Problem {
+        Problem::new(self.code(), self.to_string())
+    }
+}
+
+impl<E: ToProblem> From<E> for Problem {
+    fn from(e: E) -> Problem {
+        e.to_problem()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Problem {
+    fn into_response(self) -> axum::response::Response {
+        Problem::into_response::<axum::body::Body>(self)
     }
 }
 
@@ -103,8 +177,7 @@ mod tests {
     #[test]
     fn renders_rfc9457_body_with_extensions() {
         let p = Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_connect_failed",
+            &crate::errors::UPSTREAM_CONNECT_FAILED,
             "connection refused",
         )
         .with("upstream", "fx");
@@ -115,6 +188,14 @@ mod tests {
         assert_eq!(v["status"], 502);
         assert_eq!(v["code"], "upstream_connect_failed");
         assert_eq!(v["upstream"], "fx");
-        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["title"], "Upstream connection failed");
+        assert_eq!(
+            v["type"],
+            "https://gatehouse.dev/problems/upstream_connect_failed"
+        );
+        assert_eq!(
+            std::str::from_utf8(res.body()).unwrap(),
+            r#"{"type":"https://gatehouse.dev/problems/upstream_connect_failed","title":"Upstream connection failed","status":502,"detail":"connection refused","code":"upstream_connect_failed","upstream":"fx"}"#
+        );
     }
 }

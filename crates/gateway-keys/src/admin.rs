@@ -25,15 +25,15 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use gateway_core::Problem;
+use gateway_core::{errors, Problem};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey, ServiceError};
+use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey};
 
 /// Header naming the admin actor for the audit log.
 pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
@@ -52,30 +52,12 @@ pub fn router(service: KeyService) -> Router {
         .with_state(service)
 }
 
-struct ApiError(Problem);
-
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        ApiError(e.problem())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.0.into_response::<Body>()
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
+/// Every handler's result: service errors convert with `?`.
+type ApiResult = Result<Response, Problem>;
 
 fn ok<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
-    let body = serde_json::to_vec(value).map_err(|e| {
-        ApiError(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        ))
-    })?;
+    let body =
+        serde_json::to_vec(value).map_err(|e| Problem::new(&errors::INTERNAL, e.to_string()))?;
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -90,38 +72,30 @@ fn ok<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
     Ok(res)
 }
 
-fn bad_request(code: &str, detail: String) -> ApiError {
-    ApiError(Problem::new(StatusCode::BAD_REQUEST, code, detail))
+fn bad_request(detail: String) -> Problem {
+    Problem::new(&errors::INVALID_REQUEST, detail)
 }
 
 /// Parses a JSON body; an empty body means "all defaults" when allowed.
 fn parse_body<T: DeserializeOwned + Default>(
     body: &Bytes,
     allow_empty: bool,
-) -> Result<T, ApiError> {
+) -> Result<T, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return if allow_empty {
             Ok(T::default())
         } else {
-            Err(bad_request(
-                "invalid_request",
-                "a JSON body is required".into(),
-            ))
+            Err(bad_request("a JSON body is required".into()))
         };
     }
-    gateway_core::json::from_slice(body)
-        .map_err(|e| bad_request("invalid_request", format!("invalid JSON body: {e}")))
+    gateway_core::json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn parse_query<T>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|e| {
-        bad_request(
-            "invalid_request",
-            format!("invalid query: {}", e.body_text()),
-        )
-    })
+) -> Result<T, Problem> {
+    q.map(|Query(v)| v)
+        .map_err(|e| bad_request(format!("invalid query: {}", e.body_text())))
 }
 
 fn actor(headers: &HeaderMap) -> String {

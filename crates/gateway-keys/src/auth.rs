@@ -21,104 +21,29 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use gateway_core::Problem;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Problem, ToProblem};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use serde::Serialize;
 
 use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
-use crate::key::{ApiKey, KeyHash, KeyId};
+use crate::key::{ApiKey, KeyHash};
 use crate::keyring::{KeyEntry, VerifyFailure};
-use crate::model::{Consumer, KeyRecord, KeyStatus};
+use crate::model::KeyStatus;
 use crate::ratelimit::{LimitKind, Limited};
 use crate::scope::{check_access, Scope};
 use crate::service::KeyService;
+
+// The identity types live in `identity`; these paths stay for callers.
+use crate::identity::IdentityHeaders;
+pub use crate::identity::{Identity, IdentityKind};
 
 /// The client address, inserted into request extensions by the listener.
 /// (A plain `SocketAddr` extension or axum's `ConnectInfo<SocketAddr>` is
 /// also understood.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-/// How a request was authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdentityKind {
-    /// By API key.
-    ApiKey,
-    /// By JWT.
-    Jwt,
-    /// Not at all (route allows anonymous access).
-    Anonymous,
-}
-
-impl IdentityKind {
-    /// Stable identifier.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::Jwt => "jwt",
-            Self::Anonymous => "anonymous",
-        }
-    }
-}
-
-/// Who is calling, as established by the authentication stage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Identity {
-    /// How.
-    pub kind: IdentityKind,
-    /// Consumer id (`con_...`), or the JWT consumer claim.
-    pub consumer_id: Option<Arc<str>>,
-    /// Consumer name.
-    pub consumer_name: Option<Arc<str>>,
-    /// Key id (API keys only).
-    pub key_id: Option<KeyId>,
-    /// Key state (`active` or `retiring`).
-    pub key_status: Option<KeyStatus>,
-    /// Plan whose limits apply.
-    pub plan: Option<Arc<str>>,
-    /// Consumer group.
-    pub group: Option<Arc<str>>,
-}
-
-impl Identity {
-    /// A key's identity while it works (its state then is `retiring` once
-    /// it has a successor, else `active`): built with the keyring entry and
-    /// shared, so a request takes one reference count for all of it.
-    pub(crate) fn for_key(record: &KeyRecord, consumer: &Consumer) -> Self {
-        Identity {
-            kind: IdentityKind::ApiKey,
-            consumer_id: Some(consumer.id.as_str().into()),
-            consumer_name: Some(consumer.name.as_str().into()),
-            key_id: Some(record.id.clone()),
-            key_status: Some(if record.successor.is_some() {
-                KeyStatus::Retiring
-            } else {
-                KeyStatus::Active
-            }),
-            plan: record
-                .plan
-                .as_deref()
-                .or(consumer.plan.as_deref())
-                .map(Arc::from),
-            group: consumer.group.as_deref().map(Arc::from),
-        }
-    }
-
-    fn anonymous() -> Self {
-        Identity {
-            kind: IdentityKind::Anonymous,
-            consumer_id: None,
-            consumer_name: None,
-            key_id: None,
-            key_status: None,
-            plan: None,
-            group: None,
-        }
-    }
-}
 
 /// Why authentication failed, as data for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +114,7 @@ pub struct AuthError {
 impl AuthError {
     fn new(
         outcome: AuthOutcome,
-        status: StatusCode,
-        code: &str,
+        code: &'static ErrorCode,
         detail: impl Into<String>,
         challenge: String,
     ) -> Self {
@@ -200,7 +124,7 @@ impl AuthError {
         }
         AuthError {
             outcome,
-            problem: Problem::new(status, code, detail),
+            problem: Problem::new(code, detail),
             headers,
         }
     }
@@ -208,7 +132,7 @@ impl AuthError {
     fn limited(l: Limited) -> Self {
         AuthError {
             outcome: AuthOutcome::IpLimited,
-            problem: l.problem(),
+            problem: l.to_problem(),
             headers: l.headers(),
         }
     }
@@ -335,7 +259,7 @@ struct PreparedRoute {
     /// `jwt` table, so its claim headers are still stripped.
     jwt: Option<(JwtConfig, Arc<JwtVerifier>)>,
     /// Why the current `jwt` table has no verifier yet.
-    jwt_issues: Option<Vec<crate::config::ConfigIssue>>,
+    jwt_issues: Option<Vec<gateway_core::ConfigIssue>>,
     /// `required_scopes`, parsed.
     required: Vec<Scope>,
     /// Names of the consumer id, consumer name, key id and plan headers
@@ -433,39 +357,6 @@ fn header_name(name: &str) -> Option<HeaderName> {
     HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
-/// Values of the identity headers forwarded upstream, in
-/// [`ForwardHeaders`](crate::config::ForwardHeaders) order: consumer id,
-/// consumer name, key id, plan. `None` when there is no value or it is not
-/// a valid header value (then the header is not set). For API keys the
-/// keyring builds these once per key, so a request only clones them
-/// (`HeaderValue` is reference-counted).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct IdentityHeaders([Option<HeaderValue>; 4]);
-
-impl IdentityHeaders {
-    pub(crate) fn new(
-        consumer_id: Option<&str>,
-        consumer_name: Option<&str>,
-        key_id: Option<&str>,
-        plan: Option<&str>,
-    ) -> Self {
-        Self(
-            [consumer_id, consumer_name, key_id, plan]
-                .map(|v| v.and_then(|v| HeaderValue::from_str(v).ok())),
-        )
-    }
-
-    /// The headers a key's identity forwards (see `key_path`).
-    pub(crate) fn for_key(record: &KeyRecord, consumer: &Consumer) -> Self {
-        Self::new(
-            Some(consumer.id.as_str()),
-            Some(&consumer.name),
-            Some(record.id.as_str()),
-            record.plan.as_deref().or(consumer.plan.as_deref()),
-        )
-    }
-}
-
 /// A route's prepared authentication state, for a router to keep with the
 /// route it belongs to (see [`Authenticator::prepared_auth`]), so a request
 /// does not look it up by name. Cheap to clone.
@@ -482,7 +373,7 @@ impl PreparedAuth {
         route_name: &str,
         cfg: &RouteAuthConfig,
         previous: Option<&PreparedAuth>,
-    ) -> Result<Self, Vec<crate::config::ConfigIssue>> {
+    ) -> Result<Self, Vec<gateway_core::ConfigIssue>> {
         cfg.validate()?;
         let prepared = PreparedRoute::build(route_name, cfg, previous.map(|p| &*p.0), false);
         if let Some(issues) = prepared.jwt_issues {
@@ -558,7 +449,7 @@ impl Authenticator {
         &self,
         route_name: &str,
         cfg: &RouteAuthConfig,
-    ) -> Result<(), Vec<crate::config::ConfigIssue>> {
+    ) -> Result<(), Vec<gateway_core::ConfigIssue>> {
         let prepared = PreparedAuth::build(route_name, cfg, self.route_state(route_name).as_ref())?;
         self.routes.insert(route_name.to_string(), prepared.0);
         Ok(())
@@ -791,8 +682,7 @@ impl Authenticator {
             tracing::debug!(route = route_name, client_ip = ?ip, "request without credentials");
             return Err(AuthError::new(
                 AuthOutcome::Missing,
-                StatusCode::UNAUTHORIZED,
-                "missing_credentials",
+                &errors::MISSING_CREDENTIALS,
                 missing_detail(route),
                 challenge(None),
             ));
@@ -814,8 +704,7 @@ impl Authenticator {
         } else {
             Err(AuthError::new(
                 AuthOutcome::InvalidToken,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                &errors::INVALID_TOKEN,
                 "this route accepts JWT bearer tokens only",
                 challenge(Some(("invalid_token", "expected a JWT"))),
             ))
@@ -877,8 +766,7 @@ impl Authenticator {
             tracing::info!(route = route_name, client_ip = ?ip, reason = e.as_str(), "malformed API key refused");
             AuthError::new(
                 AuthOutcome::Malformed,
-                StatusCode::UNAUTHORIZED,
-                "malformed_api_key",
+                &errors::MALFORMED_API_KEY,
                 format!("the API key is malformed: {e}"),
                 challenge(Some(("invalid_token", "malformed API key"))),
             )
@@ -886,11 +774,11 @@ impl Authenticator {
         let verified = self.service.verify_hash(&hash).map_err(|f| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = f.as_str(), "API key refused");
             let (outcome, code, detail) = match f {
-                VerifyFailure::Unknown => (AuthOutcome::Unknown, "unknown_api_key", "the API key is not valid"),
-                VerifyFailure::Expired => (AuthOutcome::Expired, "expired_api_key", "the API key has expired"),
-                VerifyFailure::Revoked => (AuthOutcome::Revoked, "revoked_api_key", "the API key has been revoked"),
+                VerifyFailure::Unknown => (AuthOutcome::Unknown, &errors::UNKNOWN_API_KEY, "the API key is not valid"),
+                VerifyFailure::Expired => (AuthOutcome::Expired, &errors::EXPIRED_API_KEY, "the API key has expired"),
+                VerifyFailure::Revoked => (AuthOutcome::Revoked, &errors::REVOKED_API_KEY, "the API key has been revoked"),
             };
-            AuthError::new(outcome, StatusCode::UNAUTHORIZED, code, detail, challenge(Some(("invalid_token", detail))))
+            AuthError::new(outcome, code, detail, challenge(Some(("invalid_token", detail))))
         })?;
         let rec = &verified.entry.record;
         if let Err(denial) = check_access(
@@ -906,8 +794,7 @@ impl Authenticator {
             let scope_hint = route.required_scopes.join(" ");
             let mut e = AuthError::new(
                 AuthOutcome::ScopeDenied,
-                StatusCode::FORBIDDEN,
-                "key_scope_denied",
+                &errors::KEY_SCOPE_DENIED,
                 denial.describe(route_name, &parts.method),
                 format!(
                     "Bearer realm=\"{REALM}\", error=\"insufficient_scope\"{}",
@@ -946,8 +833,7 @@ impl Authenticator {
         let invalid = |msg: String| {
             AuthError::new(
                 AuthOutcome::InvalidToken,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                &errors::INVALID_TOKEN,
                 msg.clone(),
                 challenge(Some(("invalid_token", &msg))),
             )
@@ -971,8 +857,7 @@ impl Authenticator {
             if !held.contains(r) && !held.contains(&Scope::All) {
                 return Err(AuthError::new(
                     AuthOutcome::ScopeDenied,
-                    StatusCode::FORBIDDEN,
-                    "token_scope_denied",
+                    &errors::TOKEN_SCOPE_DENIED,
                     format!("route `{route_name}` requires scope `{r}`"),
                     format!(
                         "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{r}\""
@@ -1012,8 +897,7 @@ fn misconfigured() -> AuthError {
     AuthError {
         outcome: AuthOutcome::Misconfigured,
         problem: Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "auth_misconfigured",
+            &errors::AUTH_MISCONFIGURED,
             "this route's authentication is misconfigured",
         ),
         headers: HeaderMap::new(),

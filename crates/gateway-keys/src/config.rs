@@ -14,12 +14,13 @@
 //! Paths in [`ConfigIssue`]s are relative to the table validated (e.g.
 //! `rotation.warn_before`); the gateway prefixes them with where it found
 //! the table (`keys.`, `plans.gold.`, `routes[2].auth.`) using
-//! [`ConfigIssue::under`].
+//! [`gateway_core::config_issue::nested`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway_core::config_issue::{finish, nested, ConfigIssue};
 use serde::{Deserialize, Serialize};
 
 use crate::key::is_valid_environment;
@@ -33,47 +34,6 @@ pub const DEFAULT_MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default header read for API keys (besides `Authorization: Bearer`).
 pub const DEFAULT_KEY_HEADER: &str = "x-api-key";
-
-/// One problem found in a config table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigIssue {
-    /// Dotted key path, relative to the validated table.
-    pub path: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl ConfigIssue {
-    /// A new issue at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The same issue with `prefix.` prepended to its path.
-    pub fn under(mut self, prefix: &str) -> Self {
-        if !prefix.is_empty() {
-            self.path = format!("{prefix}.{}", self.path);
-        }
-        self
-    }
-}
-
-impl std::fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-fn finish(issues: Vec<ConfigIssue>) -> Result<(), Vec<ConfigIssue>> {
-    if issues.is_empty() {
-        Ok(())
-    } else {
-        Err(issues)
-    }
-}
 
 /// The global `[keys]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,16 +133,12 @@ impl KeysConfig {
                 issues.push(ConfigIssue::new("database", "must not be empty when set"));
             }
         }
-        if let Err(e) = self.rotation.validate() {
-            issues.extend(e.into_iter().map(|i| i.under("rotation")));
-        }
+        issues.extend(nested("rotation", self.rotation.validate()));
         for (name, lim) in [
             ("failed_auth_per_ip", &self.failed_auth_per_ip),
             ("unauthenticated_per_ip", &self.unauthenticated_per_ip),
         ] {
-            if let Err(e) = lim.validate() {
-                issues.extend(e.into_iter().map(|i| i.under(name)));
-            }
+            issues.extend(nested(name, lim.validate()));
         }
         for (i, s) in self.custom_scopes.iter().enumerate() {
             if let Err(e) = s.parse::<Scope>() {
@@ -204,7 +160,9 @@ impl KeysConfig {
         finish(issues)
     }
 
-    /// Checks the table and that `default_plan` names a configured plan.
+    /// Checks the table and that `default_plan` names a plan in `plans`.
+    /// The plans are tables of their own: each checks itself with
+    /// [`PlanConfig::validate`] (paths relative to `[plans.NAME]`).
     pub fn validate_with_plans(
         &self,
         plans: &BTreeMap<String, PlanConfig>,
@@ -216,11 +174,6 @@ impl KeysConfig {
                     "default_plan",
                     format!("plan `{p}` is not defined under [plans]"),
                 ));
-            }
-        }
-        for (name, plan) in plans {
-            if let Err(e) = plan.validate() {
-                issues.extend(e.into_iter().map(|i| i.under(&format!("plans.{name}"))));
             }
         }
         finish(issues)
@@ -494,19 +447,13 @@ impl RouteAuthConfig {
                 ));
             }
         }
-        if let Err(e) = self.forward.validate() {
-            issues.extend(e.into_iter().map(|i| i.under("forward")));
-        }
+        issues.extend(nested("forward", self.forward.validate()));
         match (&self.jwt, self.methods.contains(&AuthMethodKind::Jwt)) {
             (None, true) => issues.push(ConfigIssue::new(
                 "jwt",
                 "`methods` contains `jwt` but there is no [jwt] table",
             )),
-            (Some(j), _) => {
-                if let Err(e) = j.validate() {
-                    issues.extend(e.into_iter().map(|i| i.under("jwt")));
-                }
-            }
+            (Some(j), _) => issues.extend(nested("jwt", j.validate())),
             (None, false) => {}
         }
         finish(issues)

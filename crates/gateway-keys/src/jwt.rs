@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use gateway_core::ConfigIssue;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigIssue, JwtAlgorithm, JwtConfig};
+use crate::config::{JwtAlgorithm, JwtConfig};
 
 /// Verified claims.
 pub type Claims = Map<String, Value>;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::auth::{Identity, IdentityHeaders};
+use crate::identity::{Identity, IdentityHeaders};
 use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
 use crate::model::{Consumer, KeyRecord, KeyStatus};
 
@@ -313,5 +313,45 @@ impl Keyring {
             KeyStatus::Expired => Err(VerifyFailure::Expired),
             status => Ok(f(entry, status)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::model::tests::record;
+
+    /// The record's status at `at`, checked against the keyring entry's
+    /// (which the request path uses) at the same instant and just before.
+    fn status(r: &KeyRecord, at: DateTime<Utc>) -> KeyStatus {
+        let consumer = Consumer {
+            id: r.consumer_id.clone(),
+            name: "c".into(),
+            plan: None,
+            group: None,
+            created_at: at,
+        };
+        let entry = KeyEntry::new(r.clone(), Arc::new(consumer));
+        for t in [at, at - Duration::microseconds(1)] {
+            assert_eq!(entry.status_at(t.timestamp_micros()), r.status(t), "at {t}");
+        }
+        r.status(at)
+    }
+
+    #[test]
+    fn status_follows_revocation_expiry_and_grace() {
+        let now = Utc::now();
+        let mut r = record(now);
+        assert_eq!(status(&r, now), KeyStatus::Active);
+        r.successor = Some(KeyId::generate());
+        r.grace_until = Some(now + Duration::hours(1));
+        assert_eq!(status(&r, now), KeyStatus::Retiring);
+        assert_eq!(status(&r, now + Duration::hours(1)), KeyStatus::Expired);
+        r.expires_at = Some(now + Duration::minutes(5));
+        assert_eq!(status(&r, now + Duration::minutes(5)), KeyStatus::Expired);
+        r.revoked_at = Some(now);
+        assert_eq!(status(&r, now), KeyStatus::Revoked);
     }
 }

@@ -16,8 +16,11 @@
 //! Code map: [`key`] (secret format, ids, hashing), [`scope`], [`model`]
 //! (records, lifecycle states, audit actions), [`config`], [`store`]
 //! (SQLite/PostgreSQL), [`keyring`] (in-memory snapshot), [`feed`] (change
-//! propagation), [`ratelimit`], [`jwt`], [`service`] (the facade),
-//! [`auth`], [`admin`], [`cli`].
+//! propagation), [`ratelimit`], [`jwt`], [`identity`] (who is calling,
+//! shared by the keyring, the service and the authentication stage),
+//! [`service`] (the facade: state, hot path, admin operations, background
+//! loop, one module each), [`auth`], [`admin`], [`cli`]. No two modules
+//! use each other.
 //!
 //! Architecture invariants:
 //! - The secret exists only in [`key::ApiKey`], in the response that issues
@@ -34,6 +37,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod feed;
+pub mod identity;
 pub mod jwt;
 pub mod key;
 pub mod keyring;
@@ -43,9 +47,10 @@ pub mod scope;
 pub mod service;
 pub mod store;
 
-pub use auth::{AuthError, Authenticator, ClientIp, Identity, IdentityKind};
-pub use config::{ConfigIssue, KeysConfig, PlanConfig, RouteAuthConfig};
+pub use auth::{AuthError, Authenticator, ClientIp};
+pub use config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use feed::{ChangeFeed, InProcessFeed, KeyEvent};
+pub use identity::{Identity, IdentityKind};
 pub use key::{ApiKey, ConsumerId, KeyId};
 pub use keyring::Keyring;
 pub use model::{Consumer, KeyRecord, KeyStatus};

@@ -264,11 +264,10 @@ pub struct AuditEntry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use chrono::Duration;
 
-    fn record(now: DateTime<Utc>) -> KeyRecord {
+    pub(crate) fn record(now: DateTime<Utc>) -> KeyRecord {
         KeyRecord {
             id: KeyId::generate(),
             consumer_id: ConsumerId::generate(),
@@ -289,38 +288,6 @@ mod tests {
             expiry_noted_at: None,
             hash: KeyHash::of("x"),
         }
-    }
-
-    /// The record's status at `at`, checked against the keyring entry's
-    /// (which the request path uses) at the same instant and just before.
-    fn status(r: &KeyRecord, at: DateTime<Utc>) -> KeyStatus {
-        let consumer = Consumer {
-            id: r.consumer_id.clone(),
-            name: "c".into(),
-            plan: None,
-            group: None,
-            created_at: at,
-        };
-        let entry = crate::keyring::KeyEntry::new(r.clone(), std::sync::Arc::new(consumer));
-        for t in [at, at - Duration::microseconds(1)] {
-            assert_eq!(entry.status_at(t.timestamp_micros()), r.status(t), "at {t}");
-        }
-        r.status(at)
-    }
-
-    #[test]
-    fn status_follows_revocation_expiry_and_grace() {
-        let now = Utc::now();
-        let mut r = record(now);
-        assert_eq!(status(&r, now), KeyStatus::Active);
-        r.successor = Some(KeyId::generate());
-        r.grace_until = Some(now + Duration::hours(1));
-        assert_eq!(status(&r, now), KeyStatus::Retiring);
-        assert_eq!(status(&r, now + Duration::hours(1)), KeyStatus::Expired);
-        r.expires_at = Some(now + Duration::minutes(5));
-        assert_eq!(status(&r, now + Duration::minutes(5)), KeyStatus::Expired);
-        r.revoked_at = Some(now);
-        assert_eq!(status(&r, now), KeyStatus::Revoked);
     }
 
     #[test]

@@ -23,8 +23,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use dashmap::DashMap;
-use gateway_core::Problem;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Problem, ToProblem};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use crate::config::{IpLimitConfig, PlanConfig};
 use crate::store::QuotaUsage;
@@ -213,11 +214,16 @@ pub enum LimitKind {
 impl LimitKind {
     /// Stable identifier (also the problem `code`).
     pub fn as_str(&self) -> &'static str {
+        self.code().code
+    }
+
+    /// The entry of the error table a refusal by this limit answers with.
+    pub fn code(&self) -> &'static ErrorCode {
         match self {
-            Self::Rate => "rate_limited",
-            Self::Quota => "quota_exhausted",
-            Self::UnauthenticatedIp => "ip_rate_limited",
-            Self::FailedAuthIp => "too_many_failed_attempts",
+            Self::Rate => &errors::RATE_LIMITED,
+            Self::Quota => &errors::QUOTA_EXHAUSTED,
+            Self::UnauthenticatedIp => &errors::IP_RATE_LIMITED,
+            Self::FailedAuthIp => &errors::TOO_MANY_FAILED_ATTEMPTS,
         }
     }
 }
@@ -280,9 +286,9 @@ pub struct Limited {
     pub info: RateLimitInfo,
 }
 
-impl Limited {
-    /// The problem body.
-    pub fn problem(&self) -> Problem {
+/// The detail sentence of the 429.
+impl std::fmt::Display for Limited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let detail = match (self.kind, self.retry_after_secs) {
             (LimitKind::Quota, None) => {
                 "the consumer has used every request its plan allows".to_string()
@@ -303,13 +309,26 @@ impl Limited {
                 self.retry_after_secs.unwrap_or(1)
             ),
         };
-        let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, self.kind.as_str(), detail);
+        f.write_str(&detail)
+    }
+}
+
+/// A 429 problem+json, with `retry_after` when waiting will help.
+impl ToProblem for Limited {
+    fn code(&self) -> &'static ErrorCode {
+        self.kind.code()
+    }
+
+    fn to_problem(&self) -> Problem {
+        let mut p = Problem::new(self.code(), self.to_string());
         if let Some(s) = self.retry_after_secs {
             p = p.with("retry_after", s);
         }
         p
     }
+}
 
+impl Limited {
     /// Headers to add to the 429: `Retry-After` and RateLimit-*.
     pub fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -322,7 +341,7 @@ impl Limited {
 
     /// The full 429 response.
     pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
-        let mut res = self.problem().into_response();
+        let mut res = self.to_problem().into_response();
         res.headers_mut().extend(self.headers());
         res
     }

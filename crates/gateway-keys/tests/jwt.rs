@@ -126,7 +126,7 @@ async fn hs256_tokens_are_checked_and_claims_forwarded() {
         }
         let err = auth_with(&auth, &route, &hs(c), &[]).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(err.problem.code, "invalid_token");
+        assert_eq!(err.problem.code(), "invalid_token");
         assert!(
             err.problem.detail.contains(want),
             "{} vs {want}",

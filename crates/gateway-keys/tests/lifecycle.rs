@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use gateway_core::{Clock, ManualClock};
+use gateway_core::{Clock, ManualClock, ToProblem};
 use gateway_keys::auth::{Authenticator, ClientIp, Decision, Identity, PreparedAuth};
 use gateway_keys::config::{ForwardHeaders, KeysConfig, PlanConfig, RouteAuthConfig};
 use gateway_keys::key::{ApiKey, KeyId};
@@ -122,7 +122,7 @@ async fn lifecycle_create_use_rotate_grace_revoke_expire() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(err.problem.code, "expired_api_key");
+    assert_eq!(err.problem.code(), "expired_api_key");
     assert!(err.headers["www-authenticate"]
         .to_str()
         .unwrap()
@@ -147,7 +147,7 @@ async fn lifecycle_create_use_rotate_grace_revoke_expire() {
         .authenticate(&mut p, &route, "orders")
         .await
         .unwrap_err();
-    assert_eq!(err.problem.code, "revoked_api_key");
+    assert_eq!(err.problem.code(), "revoked_api_key");
     assert_eq!(
         svc.get(rotated.key.record.id.as_str())
             .await
@@ -177,7 +177,7 @@ async fn lifecycle_create_use_rotate_grace_revoke_expire() {
             .await
             .unwrap_err()
             .problem
-            .code,
+            .code(),
         "expired_api_key"
     );
 }
@@ -276,7 +276,7 @@ async fn scopes_give_403_with_challenge_and_are_audited() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::FORBIDDEN);
-    assert_eq!(err.problem.code, "key_scope_denied");
+    assert_eq!(err.problem.code(), "key_scope_denied");
     assert!(err.headers["www-authenticate"]
         .to_str()
         .unwrap()
@@ -321,7 +321,7 @@ async fn malformed_missing_and_unknown_keys_get_401_and_typos_never_reach_the_st
     let mut p = req(Method::GET, "/", &[]);
     let err = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
     assert_eq!(
-        (err.status(), err.problem.code.as_str()),
+        (err.status(), err.problem.code()),
         (StatusCode::UNAUTHORIZED, "missing_credentials")
     );
     assert_eq!(
@@ -336,7 +336,7 @@ async fn malformed_missing_and_unknown_keys_get_401_and_typos_never_reach_the_st
     let typo = String::from_utf8(typo).unwrap();
     let mut p = req(Method::GET, "/", &[("authorization", &bearer(&typo))]);
     let err = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
-    assert_eq!(err.problem.code, "malformed_api_key");
+    assert_eq!(err.problem.code(), "malformed_api_key");
     assert!(
         err.problem.detail.contains("checksum"),
         "{}",
@@ -355,7 +355,7 @@ async fn malformed_missing_and_unknown_keys_get_401_and_typos_never_reach_the_st
             .await
             .unwrap_err()
             .problem
-            .code,
+            .code(),
         "unknown_api_key"
     );
 
@@ -419,7 +419,7 @@ async fn failed_verifications_per_ip_are_limited_and_the_burst_audited() {
     let mut p = req(Method::GET, "/", &[("authorization", &good)]);
     let err = auth.authenticate(&mut p, &route, "r").await.unwrap_err();
     assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(err.problem.code, "too_many_failed_attempts");
+    assert_eq!(err.problem.code(), "too_many_failed_attempts");
     assert_eq!(err.headers["retry-after"], "10");
     assert_eq!(failure_bursts_audited(&svc).await, 1);
     clock.advance(chrono::Duration::seconds(10));
@@ -738,7 +738,7 @@ async fn unauthenticated_traffic_is_limited_per_ip() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(err.problem.code, "ip_rate_limited");
+    assert_eq!(err.problem.code(), "ip_rate_limited");
     assert_eq!(err.headers["retry-after"], "1");
     assert_eq!(err.headers["ratelimit-policy"], "2;w=2");
     // Another address is unaffected; the same one recovers with time.
@@ -875,7 +875,7 @@ async fn a_valid_key_is_decided_at_once_like_the_full_path_and_refusals_are_left
         .await
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(err.problem.code, "malformed_api_key", "{:?}", err.problem);
+    assert_eq!(err.problem.code(), "malformed_api_key", "{:?}", err.problem);
 
     let mut p = req(Method::GET, "/orders", &[("authorization", &s)]);
     assert!(decided_now(&auth, &mut p, &orders, ip).is_none());
@@ -884,7 +884,7 @@ async fn a_valid_key_is_decided_at_once_like_the_full_path_and_refusals_are_left
         .await
         .unwrap_err();
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(err.problem.code, "revoked_api_key");
+    assert_eq!(err.problem.code(), "revoked_api_key");
 }
 
 /// Last-used tracking without a write per request: a key in steady use is

@@ -23,10 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use gateway_core::Problem;
+use gateway_core::{errors, Problem};
 
 use crate::config::LaunchConfig;
-use crate::engine::{EngineError, MirrorEngine};
+use crate::engine::MirrorEngine;
 
 /// The admin routes, with the engine as state.
 pub fn router(engine: Arc<MirrorEngine>) -> Router {
@@ -40,35 +40,16 @@ pub fn router(engine: Arc<MirrorEngine>) -> Router {
         .with_state(engine)
 }
 
-struct ApiError(Problem);
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        if let EngineError::Store(inner) = &e {
-            tracing::error!(error = %inner, "dark-launch store error");
-        }
-        Self(e.to_problem())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let res: http::Response<axum::body::Body> = self.0.into_response();
-        res
-    }
-}
-
 async fn list(State(e): State<Arc<MirrorEngine>>) -> impl IntoResponse {
     Json(serde_json::json!({ "launches": e.list() }))
 }
 
-async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Response, ApiError> {
+async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Response, Problem> {
     let cfg: LaunchConfig = gateway_core::json::from_slice(&body).map_err(|err| {
-        ApiError(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "shadow_bad_request",
+        Problem::new(
+            &errors::SHADOW_BAD_REQUEST,
             format!("request body is not a launch definition: {err}"),
-        ))
+        )
     })?;
     let summary = e.create(cfg).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
@@ -77,34 +58,34 @@ async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Respo
 async fn report(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(Json(e.report(&name)?).into_response())
 }
 
 async fn config(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(Json(e.config(&name)?).into_response())
 }
 
 async fn pause(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(Json(e.pause(&name).await?).into_response())
 }
 
 async fn resume(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(Json(e.resume(&name).await?).into_response())
 }
 
 async fn stop(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(Json(e.stop(&name).await?).into_response())
 }

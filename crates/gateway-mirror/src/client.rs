@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use gateway_core::body::{drain, read_capped, Capped};
 use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
@@ -133,23 +134,22 @@ impl HttpShadowClient {
             fail(kind, format!("{e}"))
         })?;
         let (parts, mut body) = response.into_parts();
-        let mut buf = BytesMut::new();
-        let mut over = false;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| fail(ErrorKind::Reset, format!("body: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                // Keep reading past the cap so latency covers the whole
-                // response, but keep no more than the cap in memory.
-                if !over && buf.len() + data.len() <= req.max_body_bytes {
-                    buf.extend_from_slice(&data);
-                } else {
-                    over = true;
-                    buf.clear();
-                }
-            }
+        let body_err = |e: hyper::Error| fail(ErrorKind::Reset, format!("body: {e}"));
+        let kept = read_capped(&mut body, req.max_body_bytes)
+            .await
+            .map_err(body_err)?;
+        let over = kept == Capped::TooLarge;
+        if over {
+            // Keep reading past the cap so latency covers the whole
+            // response, but keep no more than the cap in memory.
+            drain(&mut body).await.map_err(body_err)?;
         }
-        let mut obs =
-            Observation::response(parts.status, parts.headers, buf.freeze(), start.elapsed());
+        let mut obs = Observation::response(
+            parts.status,
+            parts.headers,
+            kept.into_bytes().unwrap_or_default(),
+            start.elapsed(),
+        );
         if over {
             obs.body = None;
         }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use http::{HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
@@ -250,21 +251,6 @@ pub struct RecordConfig {
     pub max_records: u64,
 }
 
-/// One problem found by [`LaunchConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigIssue {
-    /// Key path, e.g. `dark_launches.checkout.sample_percent`.
-    pub path: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
 fn default_sample_percent() -> f64 {
     DEFAULT_SAMPLE_PERCENT
 }
@@ -367,20 +353,11 @@ impl LaunchConfig {
         }
     }
 
-    /// Checks the launch; `prefix` is the key path of this launch in its
-    /// document (e.g. `dark_launches[0]`), used in every issue.
-    pub fn validate_at(&self, prefix: &str) -> Result<(), Vec<ConfigIssue>> {
+    /// Checks the launch; paths are relative to the launch's table (the
+    /// gateway prefixes them with `dark_launches[i]`).
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            issues.push(ConfigIssue {
-                path: if prefix.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{prefix}.{field}")
-                },
-                message,
-            })
-        };
+        let mut bad = |field: &str, message: String| issues.push(ConfigIssue::new(field, message));
         if !valid_name(&self.name) {
             bad(
                 "name",
@@ -542,16 +519,7 @@ impl LaunchConfig {
                 );
             }
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
-    }
-
-    /// Checks the launch with key paths relative to the launch itself.
-    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
-        self.validate_at("")
+        finish(issues)
     }
 
     /// The methods mirrored, parsed; invalid entries are skipped (they are
@@ -611,7 +579,7 @@ candidate = "fx-v2"
         c.methods = vec!["POST".into()];
         c.compare.ignore_paths = vec!["rates.JPY".into()];
         c.thresholds.confidence = 1.0;
-        let issues = c.validate_at("dark_launches[0]").unwrap_err();
+        let issues = gateway_core::config_issue::nested("dark_launches[0]", c.validate());
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -656,7 +624,7 @@ mod doc_tests {
         let end = start + md[start..].find("```").expect("closed block");
         let doc: Doc = toml::from_str(&md[start..end]).unwrap();
         let l = &doc.dark_launches[0];
-        l.validate_at("dark_launches[0]").unwrap();
+        l.validate().unwrap();
         assert_eq!(l.secondary.as_deref(), Some("fx-v1-shadow"));
         assert_eq!(l.sample_by, SampleBy::Consumer);
         assert_eq!(l.compare.ignore_paths.len(), 3);

@@ -27,13 +27,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use gateway_core::{Clock, Problem};
-use http::StatusCode;
+use gateway_core::config_issue::nested;
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{Clock, ConfigIssue, Problem, ToProblem};
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::client::ShadowClient;
-use crate::config::{ConfigIssue, LaunchConfig};
+use crate::config::LaunchConfig;
 use crate::launch::Core;
 use crate::outcome::{LaunchOrigin, LaunchState};
 use crate::plan::Launch;
@@ -96,35 +97,28 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-impl EngineError {
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
+impl ToProblem for EngineError {
+    fn code(&self) -> &'static ErrorCode {
         match self {
-            Self::NotFound(_) => "shadow_not_found",
-            Self::AlreadyExists(_) => "shadow_exists",
-            Self::Invalid(_) => "shadow_invalid",
-            Self::Conflict { .. } => "shadow_state_conflict",
-            Self::Store(_) => "shadow_store_unavailable",
+            Self::NotFound(_) => &errors::SHADOW_NOT_FOUND,
+            Self::AlreadyExists(_) => &errors::SHADOW_EXISTS,
+            Self::Invalid(_) => &errors::SHADOW_INVALID,
+            Self::Conflict { .. } => &errors::SHADOW_STATE_CONFLICT,
+            Self::Store(_) => &errors::SHADOW_STORE_UNAVAILABLE,
         }
     }
 
-    /// HTTP status for the admin API.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::AlreadyExists(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The problem+json body (store internals are not exposed).
-    pub fn to_problem(&self) -> Problem {
+    /// Store internals are logged, not shown; an invalid launch lists its
+    /// `issues`.
+    fn to_problem(&self) -> Problem {
         let detail = match self {
-            Self::Store(_) => "the dark-launch store is unavailable".to_string(),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "dark-launch store error");
+                "the dark-launch store is unavailable".to_string()
+            }
             other => other.to_string(),
         };
-        let mut p = Problem::new(self.status(), self.code(), detail);
+        let mut p = Problem::new(self.code(), detail);
         if let Self::Invalid(issues) = self {
             p = p.with(
                 "issues",
@@ -585,17 +579,15 @@ fn paused_or_active(paused: bool) -> LaunchState {
 fn validate_configured(configured: &[LaunchConfig]) -> Result<(), EngineError> {
     let mut issues = Vec::new();
     for (i, c) in configured.iter().enumerate() {
-        if let Err(mut e) = c.validate_at(&format!("dark_launches[{i}]")) {
-            issues.append(&mut e);
-        }
+        issues.extend(nested(&format!("dark_launches[{i}]"), c.validate()));
     }
     let mut seen = std::collections::HashSet::new();
     for (i, c) in configured.iter().enumerate() {
         if !seen.insert(c.name.clone()) {
-            issues.push(ConfigIssue {
-                path: format!("dark_launches[{i}].name"),
-                message: format!("duplicate launch name {:?}", c.name),
-            });
+            issues.push(ConfigIssue::new(
+                format!("dark_launches[{i}].name"),
+                format!("duplicate launch name {:?}", c.name),
+            ));
         }
     }
     if issues.is_empty() {

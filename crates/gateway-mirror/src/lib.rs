@@ -48,7 +48,7 @@ mod worker;
 
 pub use client::{HttpShadowClient, ShadowClient, ShadowRequest};
 pub use compare::{Comparator, DefaultComparator, Diff, ErrorKind, Observation, ObservationError};
-pub use config::{CompareConfig, ConfigIssue, LaunchConfig, RecordConfig, SampleBy, Thresholds};
+pub use config::{CompareConfig, LaunchConfig, RecordConfig, SampleBy, Thresholds};
 pub use engine::{EngineError, EngineOptions, LaunchSummary, MirrorEngine, MirrorPlan};
 pub use outcome::{
     DiffCategory, DiffKind, DropReason, LaunchOrigin, LaunchState, MirrorOutcome, SkipReason,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use gateway_core::ToProblem;
 use gateway_mirror::{
     DiffCategory, DropReason, ErrorKind, LaunchState, MirrorOutcome, Observation, Verdict,
 };

@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gateway_core::Problem;
+use gateway_core::{errors, Problem};
 use subtle::ConstantTimeEq;
 
 use crate::gateway::Gateway;
@@ -69,8 +69,7 @@ pub fn router(
         .merge(protected)
         .fallback(|| async {
             problem(Problem::new(
-                StatusCode::NOT_FOUND,
-                "admin_not_found",
+                &errors::ADMIN_NOT_FOUND,
                 "no such admin endpoint",
             ))
         })
@@ -96,8 +95,7 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
     let ok: bool = presented.as_bytes().ct_eq(state.token.as_bytes()).into();
     if !ok || presented.is_empty() {
         let mut res = problem(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "admin_unauthorized",
+            &errors::ADMIN_UNAUTHORIZED,
             "the admin API needs `Authorization: Bearer <admin token>`",
         ));
         res.headers_mut().insert(
@@ -161,11 +159,7 @@ async fn running_config(State(state): State<AdminState>) -> Response {
 async fn reload(State(state): State<AdminState>) -> Response {
     match state.gateway.reload_from_file().await {
         Ok(()) => Json(serde_json::json!({"reloaded": true})).into_response(),
-        Err(e) => problem(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "config_rejected",
-            e.to_string(),
-        )),
+        Err(e) => problem(Problem::new(&errors::CONFIG_REJECTED, e.to_string())),
     }
 }
 

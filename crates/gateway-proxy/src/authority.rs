@@ -10,10 +10,10 @@
 //! and reduces the request target to origin-form: from here on the request
 //! carries exactly one authority, and the connection's scheme is the scheme.
 
-use gateway_core::Problem;
+use gateway_core::{errors, Problem};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, Uri};
-use http::{request, StatusCode, Version};
+use http::{request, Version};
 
 /// The authority every later stage uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,7 @@ fn parse_host(value: &HeaderValue) -> Result<Authority, Problem> {
 }
 
 fn bad_host(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "bad_host", detail)
+    Problem::new(&errors::BAD_HOST, detail)
 }
 
 #[cfg(test)]
@@ -138,8 +138,8 @@ mod tests {
                 Ok((a.host, host))
             }
             Err(p) => {
-                assert_eq!(p.code, "bad_host");
-                assert_eq!(p.status, 400);
+                assert_eq!(p.code(), "bad_host");
+                assert_eq!(p.status(), 400);
                 Err(p.detail)
             }
         }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gateway_config::{ConfigError, LoadedConfig};
+use gateway_core::config_issue::{nested, ConfigIssue};
 use gateway_keys::auth::PreparedAuth;
 use gateway_keys::service::ScopeCatalog;
 use gateway_upstream::{ClusterPlan, Upstreams};
@@ -47,7 +48,7 @@ pub(crate) fn build(
     previous: Option<Previous<'_>>,
 ) -> Result<Built, ConfigError> {
     let config = &loaded.config;
-    let mut issues: Vec<(String, String)> = Vec::new();
+    let mut issues: Vec<ConfigIssue> = Vec::new();
 
     let mut auth = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
@@ -61,11 +62,7 @@ pub(crate) fn build(
             Ok(prepared) => {
                 auth.insert(route.name.clone(), prepared);
             }
-            Err(found) => issues.extend(
-                found
-                    .into_iter()
-                    .map(|e| (format!("routes[{i}].auth.{}", e.path), e.message)),
-            ),
+            Err(found) => issues.extend(nested(&format!("routes[{i}].auth"), Err(found))),
         }
     }
 
@@ -76,12 +73,11 @@ pub(crate) fn build(
     let clusters = match planned {
         Ok(plan) => Some(plan),
         Err(e) => {
-            issues.extend(e.issues.into_iter().map(|i| {
-                (
-                    format!("clusters.{}.{}", i.cluster, i.issue.path),
-                    i.issue.message,
-                )
-            }));
+            issues.extend(
+                e.issues
+                    .into_iter()
+                    .map(|i| i.issue.under(&format!("clusters.{}", i.cluster))),
+            );
             None
         }
     };

@@ -337,9 +337,9 @@ pub fn admin_token(config: &LoadedConfig, from_env: Option<String>) -> anyhow::R
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             config
-                .issues_error(vec![(
-                    "admin.token".into(),
-                    "no admin token: set `[admin] token` or GATEHOUSE_ADMIN_TOKEN; the gateway does not start without one".into(),
+                .issues_error(vec![gateway_core::ConfigIssue::new(
+                    "admin.token",
+                    "no admin token: set `[admin] token` or GATEHOUSE_ADMIN_TOKEN; the gateway does not start without one",
                 )])
                 .into()
         })

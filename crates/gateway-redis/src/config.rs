@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use serde::{Deserialize, Serialize};
-
-use crate::error::RedisError;
 
 /// Default key prefix: every key and channel this crate touches starts with
 /// it, so several deployments (or test runs) can share one Redis.
@@ -59,25 +58,28 @@ impl RedisConfig {
         }
     }
 
-    /// Rejects settings that cannot work. The URL itself is checked by
-    /// [`crate::RedisState::connect`] (parsing it is the client's job).
-    pub fn validate(&self) -> Result<(), RedisError> {
-        let bad = |field: &'static str, msg: &str| {
-            Err(RedisError::InvalidConfig(format!("redis.{field}: {msg}")))
-        };
+    /// Rejects settings that cannot work; paths are relative to the Redis
+    /// settings (the caller prefixes them, e.g. `redis.`). The URL itself
+    /// is checked by [`crate::RedisState::connect`] (parsing it is the
+    /// client's job).
+    pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
         if self.url.trim().is_empty() {
-            return bad("url", "must not be empty");
+            issues.push(ConfigIssue::new("url", "must not be empty"));
         }
         if self.op_timeout.is_zero() {
-            return bad("op_timeout", "must be greater than zero");
+            issues.push(ConfigIssue::new("op_timeout", "must be greater than zero"));
         }
         if self.heartbeat < Duration::from_millis(10) {
-            return bad("heartbeat", "must be at least 10ms");
+            issues.push(ConfigIssue::new("heartbeat", "must be at least 10ms"));
         }
         if self.node_id.is_empty() || self.node_id.chars().any(|c| c.is_whitespace()) {
-            return bad("node_id", "must be non-empty and contain no whitespace");
+            issues.push(ConfigIssue::new(
+                "node_id",
+                "must be non-empty and contain no whitespace",
+            ));
         }
-        Ok(())
+        finish(issues)
     }
 
     /// The URL with any password replaced by `***`, for logs and errors.
@@ -128,7 +130,7 @@ mod tests {
     fn validate_rejects_nonsense() {
         let mut c = RedisConfig::new("redis://h");
         c.op_timeout = Duration::ZERO;
-        assert!(c.validate().unwrap_err().to_string().contains("op_timeout"));
+        assert_eq!(c.validate().unwrap_err()[0].path, "op_timeout");
         let mut c = RedisConfig::new("redis://h");
         c.node_id = "a b".into();
         assert!(c.validate().is_err());

@@ -19,9 +19,9 @@ pub enum RedisError {
         /// What the client library said.
         reason: String,
     },
-    /// A setting that cannot work.
-    #[error("invalid Redis config: {0}")]
-    InvalidConfig(String),
+    /// Settings that cannot work, each with its path (`redis.op_timeout`).
+    #[error("invalid Redis config: {}", gateway_core::config_issue::render(.0))]
+    InvalidConfig(Vec<gateway_core::ConfigIssue>),
     /// Redis has not been reachable since this node started (no connection
     /// exists yet; the heartbeat keeps trying).
     #[error("Redis is not connected yet")]

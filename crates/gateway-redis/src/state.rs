@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use gateway_core::config_issue::nested;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use tokio_util::sync::CancellationToken;
@@ -106,7 +107,10 @@ impl RedisState {
     ///
     /// Must be called within a tokio runtime; background tasks run on it.
     pub async fn connect(cfg: RedisConfig) -> Result<RedisState, RedisError> {
-        cfg.validate()?;
+        let issues = nested("redis", cfg.validate());
+        if !issues.is_empty() {
+            return Err(RedisError::InvalidConfig(issues));
+        }
         let client = redis::Client::open(cfg.url.as_str()).map_err(|e| RedisError::InvalidUrl {
             url: cfg.redacted_url(),
             reason: e.to_string(),

@@ -17,12 +17,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::body::{boxed, empty, full};
-use gateway_core::Body;
+use gateway_core::body::{boxed, empty, full, read_capped, Capped};
+use gateway_core::{Body, ConfigIssue};
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -30,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balancer::Balancer;
 use crate::breaker::{Admission, Breaker, CircuitState};
-use crate::config::{ClusterConfig, ConfigIssue, HashOn, Scheme, TargetAddr};
+use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
@@ -562,7 +561,8 @@ impl Cluster {
         match body.size_hint().exact() {
             Some(n) if n <= limit as u64 => {
                 // `ClientBody` gives the error a concrete type; see its docs.
-                let collect = Limited::new(crate::target::ClientBody(body), limit).collect();
+                let mut body = crate::target::ClientBody(body);
+                let collect = read_capped(&mut body, limit);
                 let collected = match deadline {
                     Some(d) => tokio::time::timeout_at(d, collect).await.map_err(|_| {
                         self.error(
@@ -575,17 +575,20 @@ impl Cluster {
                     })?,
                     None => collect.await,
                 };
-                let bytes = collected
-                    .map_err(|e| {
-                        self.error(
-                            UpstreamErrorKind::RequestBody,
-                            format!(
-                                "reading the request body for upstream `{}` failed: {e}",
-                                self.name
-                            ),
-                        )
-                    })?
-                    .to_bytes();
+                let failed = |e: &dyn std::fmt::Display| {
+                    self.error(
+                        UpstreamErrorKind::RequestBody,
+                        format!(
+                            "reading the request body for upstream `{}` failed: {e}",
+                            self.name
+                        ),
+                    )
+                };
+                let bytes = match collected.map_err(|e| failed(&e))? {
+                    Capped::Complete(bytes) => bytes,
+                    // The body is longer than it declared.
+                    Capped::TooLarge => return Err(failed(&"length limit exceeded")),
+                };
                 Ok(Payload::Replayable(bytes))
             }
             _ => Ok(Payload::Streaming(Some(body))),

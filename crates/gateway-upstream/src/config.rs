@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway_core::config_issue::{finish, ConfigIssue};
 use serde::{Deserialize, Serialize};
 
 /// Default time allowed to set up a connection (TCP connect plus TLS handshake).
@@ -366,26 +367,7 @@ impl ClusterConfig {
             );
         }
 
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(issues)
-        }
-    }
-}
-
-/// One problem in a cluster config, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Key path relative to the cluster, e.g. `targets[1]` or `health_check.interval`.
-    pub path: String,
-    /// What is wrong, in one sentence.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        finish(issues)
     }
 }
 

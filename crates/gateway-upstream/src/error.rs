@@ -4,14 +4,15 @@
 //! with a stable public code ([`UpstreamErrorKind::as_str`]) and an HTTP
 //! status; [`UpstreamError`] adds which cluster and target failed and the
 //! underlying cause, and renders as problem+json with
-//! [`UpstreamError::to_problem`]. Transport errors from the pooled client
+//! [`ToProblem::to_problem`]. Transport errors from the pooled client
 //! are classified here, once, so retries, outlier detection, metrics and
 //! responses share one vocabulary.
 
 use std::error::Error as StdError;
 use std::fmt;
 
-use gateway_core::{BoxError, Problem};
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::{BoxError, Problem, ToProblem};
 use http::StatusCode;
 
 /// What kind of failure happened. The codes are public and stable.
@@ -57,37 +58,31 @@ impl UpstreamErrorKind {
         Self::RequestBody,
     ];
 
+    /// The entry of the error table (problem `code` and HTTP status).
+    pub fn code(self) -> &'static ErrorCode {
+        match self {
+            Self::ConnectFailed => &errors::UPSTREAM_CONNECT_FAILED,
+            Self::ConnectTimeout => &errors::UPSTREAM_CONNECT_TIMEOUT,
+            Self::Tls => &errors::UPSTREAM_TLS_FAILED,
+            Self::Timeout => &errors::UPSTREAM_TIMEOUT,
+            Self::Reset => &errors::UPSTREAM_RESET,
+            Self::Protocol => &errors::UPSTREAM_PROTOCOL_ERROR,
+            Self::NoHealthyTargets => &errors::NO_HEALTHY_UPSTREAM,
+            Self::CircuitOpen => &errors::CIRCUIT_OPEN,
+            Self::Overloaded => &errors::OVERLOADED,
+            Self::UnknownCluster => &errors::UNKNOWN_UPSTREAM,
+            Self::RequestBody => &errors::REQUEST_BODY_FAILED,
+        }
+    }
+
     /// The stable public code (problem `code`, metric `outcome` label).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConnectFailed => "upstream_connect_failed",
-            Self::ConnectTimeout => "upstream_connect_timeout",
-            Self::Tls => "upstream_tls_failed",
-            Self::Timeout => "upstream_timeout",
-            Self::Reset => "upstream_reset",
-            Self::Protocol => "upstream_protocol_error",
-            Self::NoHealthyTargets => "no_healthy_upstream",
-            Self::CircuitOpen => "circuit_open",
-            Self::Overloaded => "overloaded",
-            Self::UnknownCluster => "unknown_upstream",
-            Self::RequestBody => "request_body_failed",
-        }
+        self.code().code
     }
 
     /// The HTTP status the client gets.
     pub fn status(self) -> StatusCode {
-        match self {
-            Self::ConnectFailed
-            | Self::Tls
-            | Self::Reset
-            | Self::Protocol
-            | Self::UnknownCluster => StatusCode::BAD_GATEWAY,
-            Self::ConnectTimeout | Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NoHealthyTargets | Self::CircuitOpen | Self::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::RequestBody => StatusCode::BAD_REQUEST,
-        }
+        self.code().status
     }
 
     /// Whether this failure says something about the target's health
@@ -192,18 +187,6 @@ impl UpstreamError {
         &self.detail
     }
 
-    /// Renders the error for the client. `cluster` is the name the route
-    /// used; the detail names the cluster and target and says why, and the
-    /// `upstream` and `target` extension members carry them as data.
-    pub fn to_problem(&self, cluster: &str) -> Problem {
-        let mut p = Problem::new(self.status(), self.as_str(), self.detail.clone())
-            .with("upstream", cluster);
-        if let Some(t) = &self.target {
-            p = p.with("target", t.as_str());
-        }
-        p
-    }
-
     /// Classifies an error from the pooled client.
     pub(crate) fn from_client(
         cluster: &str,
@@ -219,6 +202,24 @@ impl UpstreamError {
             format!("upstream `{cluster}` target {target} {what}: {cause}"),
         )
         .with_source(err)
+    }
+}
+
+/// The client sees the detail, which names the cluster and target and
+/// says why, and the `upstream` and `target` extension members carrying
+/// them as data.
+impl ToProblem for UpstreamError {
+    fn code(&self) -> &'static ErrorCode {
+        self.kind.code()
+    }
+
+    fn to_problem(&self) -> Problem {
+        let mut p =
+            Problem::new(self.code(), self.detail.clone()).with("upstream", self.cluster.as_str());
+        if let Some(t) = &self.target {
+            p = p.with("target", t.as_str());
+        }
+        p
     }
 }
 
@@ -333,14 +334,14 @@ mod tests {
             Some("http://10.0.0.1:80".into()),
             "upstream `fx` target http://10.0.0.1:80 could not be connected to: refused",
         );
-        let p = e.to_problem("fx");
-        assert_eq!(p.status, 502);
-        assert_eq!(p.code, "upstream_connect_failed");
+        let p = e.to_problem();
+        assert_eq!(p.status(), 502);
+        assert_eq!(p.code(), "upstream_connect_failed");
         assert_eq!(p.extensions["upstream"], "fx");
         assert_eq!(p.extensions["target"], "http://10.0.0.1:80");
         assert!(p.detail.contains("fx") && p.detail.contains("10.0.0.1:80"));
-        let p = UpstreamError::unknown_cluster("nope").to_problem("nope");
+        let p = UpstreamError::unknown_cluster("nope").to_problem();
         assert!(!p.extensions.contains_key("target"));
-        assert_eq!(p.code, "unknown_upstream");
+        assert_eq!(p.code(), "unknown_upstream");
     }
 }

@@ -35,7 +35,7 @@ mod target;
 pub use balancer::{hash_key, VNODES_PER_WEIGHT};
 pub use breaker::CircuitState;
 pub use cluster::{is_idempotent, Cluster, ClusterStatus, SendOptions};
-pub use config::{ClusterConfig, ConfigIssue};
+pub use config::ClusterConfig;
 pub use error::{UpstreamError, UpstreamErrorKind};
 pub use health::HEALTH_CHECK_USER_AGENT;
 pub use registry::{BuildError, ClusterIssue, ClusterMap, ClusterPlan, Upstreams};

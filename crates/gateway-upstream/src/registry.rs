@@ -17,12 +17,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use gateway_core::Body;
+use gateway_core::{Body, ConfigIssue};
 use http::{Request, Response};
 use parking_lot::Mutex;
 
 use crate::cluster::{Cluster, ClusterStatus, SendOptions};
-use crate::config::{ClusterConfig, ConfigIssue};
+use crate::config::ClusterConfig;
 use crate::error::UpstreamError;
 
 /// The cluster map, as seen by one reader.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::Body;
+use gateway_core::{Body, ConfigIssue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{ClusterConfig, ConfigIssue, Protocol, Scheme, TargetAddr};
+use crate::config::{ClusterConfig, Protocol, Scheme, TargetAddr};
 use crate::connector::{ConnStats, CountingConnector, SetupTimeout};
 
 pub(crate) type HttpClient = Client<SetupTimeout<HttpsConnector<CountingConnector>>, ClientBody>;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::body::{boxed, empty, full};
-use gateway_core::Body;
+use gateway_core::{Body, ToProblem};
 use gateway_upstream::config::{HealthCheckConfig, LoadBalancing, Protocol};
 use gateway_upstream::{
     CircuitState, Cluster, ClusterConfig, SendOptions, TargetState, UpstreamError,
@@ -246,8 +246,8 @@ async fn dead_upstream_is_502_then_ejected_then_readmitted_by_health_check() {
     let err = get(&c, "/").await.unwrap_err();
     assert_eq!(err.kind(), UpstreamErrorKind::ConnectFailed);
     assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
-    let p = err.to_problem("api");
-    assert_eq!(p.code, "upstream_connect_failed");
+    let p = err.to_problem();
+    assert_eq!(p.code(), "upstream_connect_failed");
     assert_eq!(p.extensions["upstream"], "api");
     assert_eq!(p.extensions["target"], format!("http://{addr}"));
     assert!(
@@ -717,7 +717,7 @@ async fn circuit_opens_rejects_fast_half_opens_and_closes_on_success() {
     assert_eq!(c.circuit_state(), CircuitState::Open);
     let err = get(&c, "/").await.unwrap_err();
     assert_eq!(err.kind(), UpstreamErrorKind::CircuitOpen);
-    assert_eq!(err.to_problem("api").code, "circuit_open");
+    assert_eq!(err.to_problem().code(), "circuit_open");
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(origin.requests(), 3, "rejected without reaching the origin");
 
@@ -766,7 +766,7 @@ async fn max_concurrent_and_max_pending_give_503_overloaded() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let err = get(&c, "/").await.unwrap_err();
     assert_eq!(err.kind(), UpstreamErrorKind::Overloaded);
-    assert_eq!(err.to_problem("api").code, "overloaded");
+    assert_eq!(err.to_problem().code(), "overloaded");
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
     for r in running {
         assert_eq!(r.await.unwrap().unwrap(), 200);

@@ -178,21 +178,6 @@ impl HttpCache {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes; `None` when it is larger
-/// or fails.
-pub(crate) async fn collect_limited(mut body: Body, limit: usize) -> Option<Bytes> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.ok()?.into_data() {
-            if buf.len() + data.len() > limit {
-                return None;
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Some(buf.freeze())
-}
-
 /// Header fields a cache never stores or forwards from storage: hop-by-hop
 /// fields (RFC 9110 §7.6.1), `Age` (recomputed on every use) and upstream
 /// `Cache-Status` (describes a past request).

@@ -4,6 +4,8 @@
 //! Plain data (serde) so purges can travel between nodes and through the
 //! admin API; applying them is in `invalidate.rs`.
 
+use gateway_core::errors::{self, ErrorCode};
+use gateway_core::ToProblem;
 use serde::{Deserialize, Serialize};
 
 use crate::key;
@@ -65,9 +67,8 @@ pub enum PurgeError {
     EmptyTag,
 }
 
-impl PurgeError {
-    /// The stable problem code.
-    pub fn code(&self) -> &'static str {
-        "cache_purge_invalid"
+impl ToProblem for PurgeError {
+    fn code(&self) -> &'static ErrorCode {
+        &errors::CACHE_PURGE_INVALID
     }
 }

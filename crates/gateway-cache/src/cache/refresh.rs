@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use gateway_core::body::read_capped;
 use http::{request, Method, StatusCode};
 
-use super::admission::collect_limited;
 use super::lookup::{key_primary, key_vary};
 use super::origin::Origin;
 use super::route::RouteCacheContext;
@@ -66,7 +66,7 @@ impl HttpCache {
                 }
                 Ok(res) => {
                     let rd = RequestDirectives::from_headers(&parts.headers);
-                    let (res_parts, res_body) = res.into_parts();
+                    let (res_parts, mut res_body) = res.into_parts();
                     match this.plan_store(
                         &parts,
                         &route,
@@ -79,7 +79,8 @@ impl HttpCache {
                         Ok(plan) => {
                             let limit = usize::try_from(this.inner.cfg.max_object_bytes)
                                 .unwrap_or(usize::MAX);
-                            match collect_limited(res_body, limit).await {
+                            let read = read_capped(&mut res_body, limit).await;
+                            match read.ok().and_then(|r| r.into_bytes()) {
                                 Some(bytes) => {
                                     let (key, vary, obj) = plan.into_object(bytes);
                                     this.inner.storage.put(key, vary, obj);

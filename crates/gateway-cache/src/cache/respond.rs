@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use gateway_core::{body, Body, Problem};
+use gateway_core::{body, errors, Body, Problem};
 use http::{header, request, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::origin::{Origin, OriginError};
@@ -87,8 +87,7 @@ impl HttpCache {
         d.detail = Some("only-if-cached");
         let _ = fwd;
         let problem = Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "cache_only_if_cached_miss",
+            &errors::CACHE_ONLY_IF_CACHED_MISS,
             "the request said only-if-cached and no usable stored response exists",
         );
         self.finish(problem_response(problem), route, d)

@@ -177,8 +177,7 @@ impl Origin for SocketOrigin {
             match fut.await {
                 Ok(res) => Ok(res.map(body::boxed)),
                 Err(e) => Err(OriginError::new(Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_connect_failed",
+                    &gateway_core::errors::UPSTREAM_CONNECT_FAILED,
                     format!("origin unreachable: {e}"),
                 ))),
             }
@@ -222,8 +221,7 @@ impl Origin for FnOrigin {
 
 pub fn origin_down() -> OriginError {
     OriginError::new(Problem::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_connect_failed",
+        &gateway_core::errors::UPSTREAM_CONNECT_FAILED,
         "connection refused",
     ))
 }

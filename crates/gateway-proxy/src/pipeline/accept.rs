@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
+use gateway_core::errors;
 use gateway_core::Problem;
 use http::header::{self, HeaderValue};
-use http::{Request, StatusCode};
+use http::Request;
 
-use super::context::{ConnInfo, RequestContext};
+use super::context::{ConnInfo, Refusal, RequestContext};
 use crate::gateway::Snapshot;
 use crate::headers::{self, TraceContext};
 
@@ -32,10 +33,9 @@ pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) 
 }
 
 /// The answer when the gateway is at its in-flight limit.
-pub(super) fn overloaded() -> super::Refusal {
-    let mut refusal = super::Refusal::from(Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
+pub(super) fn overloaded() -> Refusal {
+    let mut refusal = Refusal::from(Problem::new(
+        &errors::OVERLOADED,
         "the gateway is at its in-flight request limit; retry shortly",
     ));
     refusal

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_core::Problem;
+use gateway_core::{Problem, ToProblem};
 use gateway_keys::auth::{AuthError, Identity};
 use gateway_keys::ratelimit::{Limited, RateLimitInfo};
 use http::header::HeaderValue;
@@ -127,7 +127,7 @@ impl From<AuthError> for Refusal {
 impl From<Limited> for Refusal {
     fn from(limited: Limited) -> Self {
         Self {
-            problem: limited.problem(),
+            problem: limited.to_problem(),
             headers: limited.headers(),
         }
     }

@@ -116,8 +116,7 @@ impl Mirroring {
     /// comparison still counts it.
     pub(super) fn submit_failed(self, problem: &Problem, started: Instant) {
         if let Some(request_body) = self.request.lock().take() {
-            let obs =
-                Observation::failed(ErrorKind::Other, problem.code.clone(), started.elapsed());
+            let obs = Observation::failed(ErrorKind::Other, problem.code(), started.elapsed());
             let _ = self.plan.submit(request_body, obs);
         }
     }

@@ -13,7 +13,7 @@ use crate::headers;
 /// A refusal as a problem+json response carrying the request id.
 pub(super) fn refusal(refusal: Refusal, ctx: &mut RequestContext) -> Response<Body> {
     if ctx.error.is_none() {
-        ctx.error = Some(Cow::Owned(refusal.problem.code.clone()));
+        ctx.error = Some(Cow::Borrowed(refusal.problem.code()));
     }
     let mut res = refusal
         .problem

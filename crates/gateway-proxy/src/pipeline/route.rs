@@ -4,9 +4,9 @@
 
 use std::borrow::Cow;
 
-use gateway_core::{Body, Problem};
+use gateway_core::{errors, Body, Problem};
 use http::header;
-use http::{Request, StatusCode, Uri, Version};
+use http::{Request, Uri, Version};
 
 use super::context::{RequestContext, Routed};
 use super::upstream::body_too_large;
@@ -23,7 +23,7 @@ pub(super) fn route(
     match crate::authority::settle(&mut parts) {
         Ok(authority) => ctx.host = authority.host,
         Err(problem) => {
-            ctx.error = Some(Cow::Borrowed("bad_host"));
+            ctx.error = Some(Cow::Borrowed(errors::BAD_HOST.code));
             return Err(problem);
         }
     }
@@ -35,10 +35,9 @@ pub(super) fn route(
 
     let path = parts.uri.path();
     let Some(normalized) = headers::normalize_path(path) else {
-        ctx.error = Some(Cow::Borrowed("bad_path"));
+        ctx.error = Some(Cow::Borrowed(errors::BAD_PATH.code));
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
+            &errors::BAD_PATH,
             format!("path `{path}` climbs above the root"),
         ));
     };
@@ -58,10 +57,9 @@ pub(super) fn route(
             .routes
             .find(&ctx.host, parts.uri.path(), &parts.method, &parts.headers)
     else {
-        ctx.error = Some(Cow::Borrowed("route_not_found"));
+        ctx.error = Some(Cow::Borrowed(errors::ROUTE_NOT_FOUND.code));
         return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
+            &errors::ROUTE_NOT_FOUND,
             format!(
                 "no route matches {} {}{}",
                 parts.method,
@@ -78,7 +76,7 @@ pub(super) fn route(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > matched.route.max_body) {
-        ctx.error = Some(Cow::Borrowed("body_too_large"));
+        ctx.error = Some(Cow::Borrowed(errors::BODY_TOO_LARGE.code));
         return Err(body_too_large(matched.route.max_body));
     }
     Ok((

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
-use gateway_core::{Body, Problem};
+use gateway_core::{errors, Body, Problem, ToProblem};
 use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -108,7 +108,7 @@ impl Forward {
         } = prepared;
         let route = &self.matched.route;
         let Some(cluster) = &self.cluster else {
-            return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem(&route.cluster));
+            return Err(UpstreamError::unknown_cluster(&route.cluster).to_problem());
         };
         let opts = SendOptions {
             preserve_host: route.preserve_host,
@@ -127,7 +127,7 @@ impl Forward {
                     error = %e,
                     "upstream request failed"
                 );
-                return Err(e.to_problem(&route.cluster));
+                return Err(e.to_problem());
             }
         };
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -173,8 +173,7 @@ pub(super) fn upstream_uri(matched: &RouteMatch, uri: &Uri) -> Result<Uri, Probl
             };
             pq.parse().map_err(|_| {
                 Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_path",
+                    &errors::BAD_PATH,
                     format!("rewritten path `{pq}` is not a valid URI"),
                 )
             })
@@ -184,8 +183,7 @@ pub(super) fn upstream_uri(matched: &RouteMatch, uri: &Uri) -> Result<Uri, Probl
 
 pub(super) fn body_too_large(limit: u64) -> Problem {
     Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        &errors::BODY_TOO_LARGE,
         format!("request body exceeds this route's limit of {limit} bytes"),
     )
 }

@@ -19,7 +19,8 @@ targets = ["{addr}"]
 retry = {{ attempts = 1 }}
 passive = {{ consecutive_failures = 1, base_ejection_time = "30s", trial_interval = "30s" }}
 panic_threshold = 0
-health_check = {{ path = "/healthz", interval = "100ms", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
+# Slow enough that the first request after the stop dials the dead target.
+health_check = {{ path = "/healthz", interval = "2s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
 
 [[routes]]
 name = "svc"

@@ -1,0 +1,80 @@
+//! Reading keys and the audit log, with uses not yet flushed shown.
+
+use crate::key::KeyId;
+use crate::model::{AuditEntry, KeyRecord, KeyView};
+use crate::store::AuditQuery;
+
+use super::error::ServiceError;
+use super::requests::KeyFilter;
+use super::state::KeyService;
+
+impl KeyService {
+    pub(super) async fn get_record(&self, id: &str) -> Result<KeyRecord, ServiceError> {
+        let kid: KeyId = id
+            .parse()
+            .map_err(|_| ServiceError::KeyNotFound(id.to_string()))?;
+        self.inner
+            .store
+            .get_key(&kid)
+            .await?
+            .ok_or_else(|| ServiceError::KeyNotFound(id.to_string()))
+    }
+
+    /// One key's metadata and status.
+    pub async fn get(&self, id: &str) -> Result<KeyView, ServiceError> {
+        let now = self.inner.clock.now();
+        let mut rec = self.get_record(id).await?;
+        // Show uses not yet flushed, so `last_used_at` is current.
+        if let Some(n) = self.inner.uses.get(&rec.id) {
+            if rec.last_used_at.is_none_or(|t| t < n.at) {
+                rec.last_used_at = Some(n.at);
+            }
+        }
+        Ok(rec.view(now))
+    }
+
+    /// Keys, optionally filtered.
+    pub async fn list(&self, filter: &KeyFilter) -> Result<Vec<KeyView>, ServiceError> {
+        let now = self.inner.clock.now();
+        let consumer = match &filter.consumer {
+            Some(c) => Some(self.consumer(c).await?.id),
+            None => None,
+        };
+        let keys = self.inner.store.list_keys(consumer.as_ref()).await?;
+        Ok(keys
+            .into_iter()
+            .map(|mut k| {
+                if let Some(n) = self.inner.uses.get(&k.id) {
+                    if k.last_used_at.is_none_or(|t| t < n.at) {
+                        k.last_used_at = Some(n.at);
+                    }
+                }
+                k.view(now)
+            })
+            .filter(|v| filter.status.is_none_or(|s| v.status == s))
+            .collect())
+    }
+
+    /// Audit entries, newest first; of one key when `key` is given.
+    pub async fn audit(
+        &self,
+        key: Option<&str>,
+        limit: u32,
+        before_id: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        let key_id = match key {
+            Some(k) => Some(self.get_record(k).await?.id),
+            None => None,
+        };
+        Ok(self
+            .inner
+            .store
+            .audit(&AuditQuery {
+                key_id,
+                consumer_id: None,
+                before_id,
+                limit,
+            })
+            .await?)
+    }
+}

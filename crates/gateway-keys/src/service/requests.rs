@@ -1,0 +1,105 @@
+//! The admin operations' request and response bodies.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::ApiKey;
+use crate::model::{KeyStatus, KeyView};
+
+/// Create-key request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Consumer id (`con_...`) or name. A name that does not exist yet
+    /// creates the consumer (with `plan`).
+    pub owner: String,
+    /// Label; defaults to `default`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Lifetime, e.g. `90d`.
+    #[serde(default, with = "humantime_serde")]
+    pub expires_in: Option<Duration>,
+    /// Plan override for this key (or the new consumer's plan).
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Consumer group, when the consumer is created here.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Environment segment; defaults to `keys.environment`.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// Rotate request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old key keeps working; defaults to `keys.default_grace`.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    /// Lifetime of the successor; defaults to the old key's lifetime, or the
+    /// rotation policy.
+    #[serde(default, with = "humantime_serde")]
+    pub expires_in: Option<Duration>,
+}
+
+/// Create-consumer request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConsumer {
+    /// Unique name.
+    pub name: String,
+    /// Plan.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Group sharing quotas.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// A new key and its secret, shown exactly once.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    /// The key's metadata.
+    pub key: KeyView,
+    /// The secret.
+    pub secret: ApiKey,
+    /// For rotations: the old key, now retiring.
+    pub previous: Option<KeyView>,
+}
+
+impl Serialize for IssuedKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            key: &'a KeyView,
+            secret: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            previous: &'a Option<KeyView>,
+            notice: &'static str,
+        }
+        Out {
+            key: &self.key,
+            secret: self.secret.expose_secret(),
+            previous: &self.previous,
+            notice: "store this secret now: it is shown only once",
+        }
+        .serialize(s)
+    }
+}
+
+/// Filter for [`KeyService::list`](super::KeyService::list).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFilter {
+    /// Consumer id or name.
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Only keys in this state.
+    #[serde(default)]
+    pub status: Option<KeyStatus>,
+}
