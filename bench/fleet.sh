@@ -109,7 +109,7 @@ wrk_one() { # conns url key -> "rps p50 p99"
   echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
 }
 
-echo "wrk -c$CONNS -d${DURATION}s; nodes, Redis and upstream on CPU 1, wrk on CPU 0; $(date -u +%F)"
+echo "wrk -c$CONNS -d${DURATION}s; nodes and upstream on CPU 1, wrk on CPU 0, Redis and PostgreSQL unpinned; $(date -u +%F)"
 echo
 echo "| case | requests/s | p50 | p99 |"
 echo "| --- | ---: | ---: | ---: |"

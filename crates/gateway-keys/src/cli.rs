@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-/// Default admin API address.
-pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9901";
+/// Default admin API address (the admin listener's default, `[admin] listen`).
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9090";
 
 /// `gatehouse keys` with its connection options.
 #[derive(Debug, Clone, Args)]

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use gateway_core::body::{drain, read_capped, Capped};
 use gateway_mirror::{ErrorKind, Observation, ShadowClient, ShadowRequest};
 use gateway_upstream::{SendOptions, UpstreamErrorKind, Upstreams};
 use http::Request;
-use http_body_util::BodyExt as _;
 
 /// Sends shadow requests to named clusters of the running config.
 pub(crate) struct UpstreamShadowClient {
@@ -55,37 +54,30 @@ impl ShadowClient for UpstreamShadowClient {
         let (parts, mut body) = res.into_parts();
         // Read the whole body (the connection stays reusable) but keep at
         // most the cap; over it, the body is not compared.
-        let mut kept = BytesMut::new();
-        let mut over = false;
-        loop {
-            match tokio::time::timeout_at(deadline, body.frame()).await {
-                Err(_) => {
-                    return Observation::failed(
-                        ErrorKind::Timeout,
-                        "response body did not finish in time",
-                        started.elapsed(),
-                    )
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Observation::failed(ErrorKind::Reset, e.to_string(), started.elapsed())
-                }
-                Ok(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        if !over && kept.len() + data.len() <= request.max_body_bytes {
-                            kept.extend_from_slice(data);
-                        } else {
-                            over = true;
-                            kept.clear();
-                        }
-                    }
-                }
+        let read = async {
+            match read_capped(&mut body, request.max_body_bytes).await? {
+                Capped::Complete(kept) => Ok(Some(kept)),
+                Capped::TooLarge => drain(&mut body).await.map(|_| None),
             }
-        }
+        };
+        let kept = match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => {
+                return Observation::failed(
+                    ErrorKind::Timeout,
+                    "response body did not finish in time",
+                    started.elapsed(),
+                )
+            }
+            Ok(Err(e)) => {
+                return Observation::failed(ErrorKind::Reset, e.to_string(), started.elapsed())
+            }
+            Ok(Ok(kept)) => kept,
+        };
+        let over = kept.is_none();
         let mut obs = Observation::response(
             parts.status,
             parts.headers,
-            kept.freeze(),
+            kept.unwrap_or_default(),
             started.elapsed(),
         );
         if over {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use gateway_core::errors::{self, ErrorCode};
 use gateway_core::Body;
 use http::{Response, Version};
 use http_body_util::BodyExt as _;
@@ -73,15 +74,16 @@ pub(super) fn on_end(
 }
 
 fn is_upstream_error(code: &str) -> bool {
-    !matches!(
-        code,
-        "route_not_found"
-            | "bad_host"
-            | "bad_path"
-            | "body_too_large"
-            | "overloaded"
-            | "unknown_upstream"
-    )
+    // Refusals decided before any upstream was chosen.
+    const BEFORE_UPSTREAM: [&ErrorCode; 6] = [
+        &errors::ROUTE_NOT_FOUND,
+        &errors::BAD_HOST,
+        &errors::BAD_PATH,
+        &errors::BODY_TOO_LARGE,
+        &errors::OVERLOADED,
+        &errors::UNKNOWN_UPSTREAM,
+    ];
+    !BEFORE_UPSTREAM.iter().any(|e| e.code == code)
 }
 
 struct Finish {
