@@ -128,7 +128,7 @@ where
             skipped
         };
         let upgrading = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade_tx.is_some();
-        let framing = response_framing(&exchange, &parts, &body);
+        let (framing, with_body) = response_framing(&exchange, &parts, &body);
         let drainable = {
             let inb = inbound.lock();
             match inb.decoder {
@@ -157,7 +157,14 @@ where
         } else {
             encode::response_head(&mut out, parts.status, &parts.headers, framing, persistence);
         }
-        let complete = write_body(&mut write, &mut out, &mut body, framing).await?;
+        let complete = if with_body {
+            write_body(&mut write, &mut out, &mut body, framing).await?
+        } else {
+            write.write_all(&out).await?;
+            write.flush().await?;
+            out.clear();
+            true
+        };
         drop(body);
 
         if let (true, Some(tx)) = (upgrading, upgrade_tx) {
@@ -322,18 +329,18 @@ where
     }
 }
 
-/// The framing of a response (RFC 9112 6.3): none for 1xx and 204, the
-/// declared length (without a body) for HEAD and 304, else the declared
-/// length, the body's exact size, chunked for HTTP/1.1 clients, or the
-/// connection's end for HTTP/1.0 clients.
+/// The framing of a response (RFC 9112 6.3) and whether a body follows
+/// the head: none for 1xx and 204, the declared length without a body for
+/// HEAD and 304, else the declared length, the body's exact size, chunked
+/// for HTTP/1.1 clients, or the connection's end for HTTP/1.0 clients.
 fn response_framing<B: http_body::Body>(
     exchange: &Exchange,
     parts: &http::response::Parts,
     body: &B,
-) -> Framing {
+) -> (Framing, bool) {
     let status = parts.status;
     if status.is_informational() || status == StatusCode::NO_CONTENT {
-        return Framing::None;
+        return (Framing::None, false);
     }
     let declared = parts
         .headers
@@ -341,16 +348,16 @@ fn response_framing<B: http_body::Body>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if exchange.head || status == StatusCode::NOT_MODIFIED {
-        return declared.map_or(Framing::None, Framing::Length);
+        return (declared.map_or(Framing::None, Framing::Length), false);
     }
-    if let Some(n) = declared.or(body.size_hint().exact()) {
-        return Framing::Length(n);
-    }
-    if exchange.version == Version::HTTP_11 {
+    let framing = if let Some(n) = declared.or(body.size_hint().exact()) {
+        Framing::Length(n)
+    } else if exchange.version == Version::HTTP_11 {
         Framing::Chunked
     } else {
         Framing::Close
-    }
+    };
+    (framing, true)
 }
 
 /// Writes a 101's head: its fields as they are, `Connection` included.
@@ -382,71 +389,69 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    // Bytes still owed under a Content-Length; unbounded otherwise.
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => u64::MAX,
     };
-    let with_body = !matches!(framing, Framing::None) && left > 0;
-    let complete = if !with_body || matches!(framing, Framing::Length(_)) && left == 0 {
-        !with_body
-    } else {
-        loop {
-            // What is ready now joins what waits to be written; only when
-            // the body makes us wait is the buffer written.
-            let frame = match body.frame().now_or_never() {
-                Some(frame) => frame,
-                None => {
+    let bounded = matches!(framing, Framing::Length(_));
+    let complete = loop {
+        if bounded && left == 0 {
+            break true;
+        }
+        // What is ready now joins what waits to be written; only when the
+        // body makes us wait is the buffer written.
+        let frame = match body.frame().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                flush_out(write, out).await?;
+                write.flush().await?;
+                body.frame().await
+            }
+        };
+        let frame = match frame {
+            // The body ended: complete unless it owed bytes.
+            None => break !bounded,
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                tracing::debug!(error = %e, "response body failed; the response is cut short");
+                break false;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let (Framing::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
+                    encode::last_chunk(out, Some(&trailers));
                     flush_out(write, out).await?;
-                    body.frame().await
+                    write.flush().await?;
+                    return Ok(true);
                 }
-            };
-            let frame = match frame {
-                None => break framing != Framing::Length(0) && left == u64::MAX || left == 0,
-                Some(Err(e)) => {
-                    let e: BoxError = e.into();
-                    tracing::debug!(error = %e, "response body failed; the response is cut short");
-                    break false;
-                }
-                Some(Ok(frame)) => frame,
-            };
-            let frame = match frame.into_data() {
-                Ok(data) => data,
-                Err(frame) => {
-                    if let (Framing::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
-                        encode::last_chunk(out, Some(&trailers));
-                        flush_out(write, out).await?;
-                        write.flush().await?;
-                        return Ok(true);
-                    }
-                    continue;
-                }
-            };
-            if frame.is_empty() {
                 continue;
             }
-            let mut data = frame;
-            if let Framing::Length(_) = framing {
-                if data.len() as u64 > left {
-                    data.truncate(left as usize);
-                    put(write, out, data).await?;
-                    tracing::debug!("response body longer than its Content-Length; cut short");
-                    break false;
-                }
-                left -= data.len() as u64;
-            }
-            if framing == Framing::Chunked {
-                encode::chunk_start(out, data.len());
-                put(write, out, data).await?;
-                encode::chunk_end(out);
-            } else {
-                put(write, out, data).await?;
-            }
-            if framing != Framing::Chunked && matches!(framing, Framing::Length(_)) && left == 0 {
-                break true;
-            }
-            if out.len() >= WRITE_MAX {
-                flush_out(write, out).await?;
-            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if bounded && data.len() as u64 > left {
+            data.truncate(left as usize);
+            put(write, out, data).await?;
+            tracing::debug!("response body longer than its Content-Length; cut short");
+            break false;
+        }
+        if bounded {
+            left -= data.len() as u64;
+        }
+        if framing == Framing::Chunked {
+            encode::chunk_start(out, data.len());
+            put(write, out, data).await?;
+            encode::chunk_end(out);
+        } else {
+            put(write, out, data).await?;
+        }
+        if out.len() >= WRITE_MAX {
+            flush_out(write, out).await?;
         }
     };
     if complete && framing == Framing::Chunked {
