@@ -29,4 +29,4 @@ pub use framing::{RequestBody, ResponseBody};
 pub use head::{
     parse_request_head, parse_response_head, HeadLimits, Parsed, RequestHead, ResponseHead,
 };
-pub use server::{serve_connection, OnUpgrade, Prefixed, ServerOptions, Upgraded};
+pub use server::{serve_connection, BodyObserver, OnUpgrade, Prefixed, ServerOptions, Upgraded};

@@ -1,7 +1,8 @@
 //! Listeners: accept connections within the connection limits, terminate
-//! TLS, speak HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or ALPN over
-//! TLS), close connections that stay silent past their deadlines (see
-//! [`crate::connection`]), and drain on shutdown.
+//! TLS, speak HTTP/1.1 (the native engine of `gateway-http1`, or hyper's
+//! by `[gateway] http1_engine`) and HTTP/2 on hyper (h2c by prior
+//! knowledge, or ALPN over TLS), close connections that stay silent past
+//! their deadlines (see [`crate::connection`]), and drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -393,6 +394,7 @@ async fn serve_native<S>(
     let opts = ServerOptions {
         limits,
         shutdown: graceful,
+        observer: Some(shared.2.clone()),
     };
     let service = move |req: http::Request<gateway_core::Body>| {
         let guard = shared.2.begin(req.version());
@@ -438,7 +440,7 @@ async fn watch_deadlines(
                 }
                 match watch.expired(&deadlines, tokio::time::Instant::now()) {
                     None => {}
-                    Some(why @ (Expired::FirstByte | Expired::Head)) => {
+                    Some(why @ (Expired::FirstByte | Expired::Head | Expired::BodyProgress)) => {
                         closed(why);
                         return;
                     }

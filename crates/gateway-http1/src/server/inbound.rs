@@ -56,6 +56,10 @@ pub(crate) struct Inbound<S> {
     pub driver: Option<Waker>,
     /// The body, waiting for the 100 to be written.
     pub body: Option<Waker>,
+    /// Told when body bytes become owed and stop being owed.
+    pub observer: Option<Arc<dyn super::BodyObserver>>,
+    /// What the observer was last told.
+    pub pending: bool,
 }
 
 /// Why a request body failed.
@@ -85,7 +89,21 @@ impl<S: AsyncRead> Inbound<S> {
         } else {
             Continue::No
         };
+        // Under `Expect: 100-continue` nothing is owed before the 100.
+        let owed = matches!(self.decoder, Decoder::Length(_) | Decoder::Chunked(_))
+            && self.cont == Continue::No;
+        self.set_pending(owed);
         self.generation
+    }
+
+    /// Tells the observer, on a change, whether body bytes are owed.
+    pub fn set_pending(&mut self, pending: bool) {
+        if self.pending != pending {
+            self.pending = pending;
+            if let Some(o) = &self.observer {
+                o.body_pending(pending);
+            }
+        }
     }
 
     /// Reads more bytes into the buffer: `Ok(0)` at end of file.
@@ -98,6 +116,17 @@ impl<S: AsyncRead> Inbound<S> {
 
     /// The next frame of the current body.
     pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = self.poll_body_inner(cx);
+        if self.pending && matches!(self.decoder, Decoder::Done | Decoder::Failed) {
+            self.set_pending(false);
+        }
+        polled
+    }
+
+    fn poll_body_inner(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {

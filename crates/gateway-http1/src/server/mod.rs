@@ -62,12 +62,32 @@ const COPY_MAX: usize = 16 * 1024;
 const WRITE_MAX: usize = 64 * 1024;
 
 /// What a connection is served with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServerOptions {
     /// Size limits on request heads.
     pub limits: HeadLimits,
     /// Fires for a graceful close.
     pub shutdown: CancellationToken,
+    /// Told when the client owes request body bytes, so the caller can
+    /// keep a body-progress deadline.
+    pub observer: Option<Arc<dyn BodyObserver>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("limits", &self.limits)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Follows whether the connection waits for request body bytes from the
+/// client: from the head (or the 100 Continue) until the body's end, its
+/// failure, or the response going out without the body being asked for.
+pub trait BodyObserver: Send + Sync {
+    /// `true`: body bytes are owed from now; `false`: no longer.
+    fn body_pending(&self, pending: bool);
 }
 
 /// Serves HTTP/1.x on `io` until the client closes, `shutdown` fires, an
@@ -96,6 +116,8 @@ where
         body_read: 0,
         driver: None,
         body: None,
+        observer: opts.observer.clone(),
+        pending: false,
     }));
     let mut out = BytesMut::with_capacity(8 * 1024);
     loop {
@@ -121,6 +143,7 @@ where
             let skipped = inb.cont != Continue::No;
             if skipped {
                 inb.cont = Continue::No;
+                inb.set_pending(false);
                 if let Some(w) = inb.body.take() {
                     w.wake();
                 }
@@ -294,6 +317,7 @@ async fn call<S, W, Fut, B>(
     fut: Fut,
 ) -> std::io::Result<Response<B>>
 where
+    S: AsyncRead,
     W: AsyncWrite + Unpin,
     Fut: Future<Output = Response<B>>,
 {
@@ -321,6 +345,8 @@ where
                 out.clear();
                 let mut inb = inbound.lock();
                 inb.cont = Continue::No;
+                // The client was told to send: from now on it owes the body.
+                inb.set_pending(true);
                 if let Some(w) = inb.body.take() {
                     w.wake();
                 }
