@@ -325,8 +325,8 @@ pub struct ConnWatch {
     idle_since: AtomicU64,
     /// The first byte read since the connection went idle, `NONE` if none.
     head_started: AtomicU64,
-    /// Whether the client owes request body bytes (as the HTTP/1.1 engine
-    /// reports through [`gateway_http1::BodyObserver`]).
+    /// Whether reading a request body waits on the client (as the HTTP/1.1
+    /// engine reports through [`gateway_http1::BodyObserver`]).
     body_pending: AtomicBool,
     /// When bytes last arrived while a body was owed.
     body_progress: AtomicU64,
@@ -396,8 +396,8 @@ impl ConnWatch {
     /// The deadline that applies in the current state, if any.
     fn deadline(&self, d: &Deadlines) -> Option<(Instant, Expired)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            // Serving: only a request body the client owes is timed, by
-            // how long it has gone without a byte.
+            // Serving: only a request body read waiting on the client is
+            // timed, by how long it has gone without a byte.
             return self.body_pending.load(Ordering::Relaxed).then(|| {
                 (
                     self.at(self.body_progress.load(Ordering::Relaxed), d.head),
@@ -439,9 +439,9 @@ impl ConnWatch {
     }
 }
 
-/// The HTTP/1.1 engine says when the client owes body bytes; from then on
-/// each pause between them may last `header_read_timeout`. A change sets
-/// a deadline at least `head` away, so `next_wake` misses none.
+/// The HTTP/1.1 engine says when reading a request body waits on the
+/// client; such a wait may last `header_read_timeout`. A change sets a
+/// deadline at least `head` away, so `next_wake` misses none.
 impl gateway_http1::BodyObserver for ConnWatch {
     fn body_pending(&self, pending: bool) {
         if pending {

@@ -56,7 +56,7 @@ pub(crate) struct Inbound<S> {
     pub driver: Option<Waker>,
     /// The body, waiting for the 100 to be written.
     pub body: Option<Waker>,
-    /// Told when body bytes become owed and stop being owed.
+    /// Told when the body reader starts and stops waiting on the client.
     pub observer: Option<Arc<dyn super::BodyObserver>>,
     /// What the observer was last told.
     pub pending: bool,
@@ -89,14 +89,12 @@ impl<S: AsyncRead> Inbound<S> {
         } else {
             Continue::No
         };
-        // Under `Expect: 100-continue` nothing is owed before the 100.
-        let owed = matches!(self.decoder, Decoder::Length(_) | Decoder::Chunked(_))
-            && self.cont == Continue::No;
-        self.set_pending(owed);
+        self.set_pending(false);
         self.generation
     }
 
-    /// Tells the observer, on a change, whether body bytes are owed.
+    /// Tells the observer, on a change, whether the body reader waits on
+    /// the client.
     pub fn set_pending(&mut self, pending: bool) {
         if self.pending != pending {
             self.pending = pending;
@@ -120,9 +118,10 @@ impl<S: AsyncRead> Inbound<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = self.poll_body_inner(cx);
-        if self.pending && matches!(self.decoder, Decoder::Done | Decoder::Failed) {
-            self.set_pending(false);
-        }
+        // Pending only ever means waiting on the socket for body bytes:
+        // that wait, and only that, is what a body-progress deadline times
+        // (a body nobody reads yet is not the client's delay).
+        self.set_pending(polled.is_pending());
         polled
     }
 

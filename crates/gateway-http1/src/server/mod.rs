@@ -68,8 +68,8 @@ pub struct ServerOptions {
     pub limits: HeadLimits,
     /// Fires for a graceful close.
     pub shutdown: CancellationToken,
-    /// Told when the client owes request body bytes, so the caller can
-    /// keep a body-progress deadline.
+    /// Told when reading a request body waits on the client, so the
+    /// caller can keep a body-progress deadline.
     pub observer: Option<Arc<dyn BodyObserver>>,
 }
 
@@ -82,11 +82,13 @@ impl std::fmt::Debug for ServerOptions {
     }
 }
 
-/// Follows whether the connection waits for request body bytes from the
-/// client: from the head (or the 100 Continue) until the body's end, its
-/// failure, or the response going out without the body being asked for.
+/// Follows whether reading a request body waits on the client: `true`
+/// when a read of body bytes finds the socket empty, `false` when bytes
+/// come, the body ends or fails. A body the service has not asked for yet
+/// is not waiting on the client.
 pub trait BodyObserver: Send + Sync {
-    /// `true`: body bytes are owed from now; `false`: no longer.
+    /// `true`: the body reader waits for the client from now; `false`: no
+    /// longer.
     fn body_pending(&self, pending: bool);
 }
 
@@ -143,7 +145,6 @@ where
             let skipped = inb.cont != Continue::No;
             if skipped {
                 inb.cont = Continue::No;
-                inb.set_pending(false);
                 if let Some(w) = inb.body.take() {
                     w.wake();
                 }
@@ -345,8 +346,6 @@ where
                 out.clear();
                 let mut inb = inbound.lock();
                 inb.cont = Continue::No;
-                // The client was told to send: from now on it owes the body.
-                inb.set_pending(true);
                 if let Some(w) = inb.body.take() {
                     w.wake();
                 }
