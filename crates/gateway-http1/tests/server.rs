@@ -343,3 +343,54 @@ async fn shutdown_closes_an_idle_connection() {
         .unwrap()
         .unwrap();
 }
+
+/// Records what the driver says about waiting on the client for body bytes.
+#[derive(Default)]
+struct Waits(Mutex<Vec<bool>>);
+
+impl gateway_http1::BodyObserver for Waits {
+    fn body_pending(&self, pending: bool) {
+        self.0.lock().unwrap().push(pending);
+    }
+}
+
+#[tokio::test]
+async fn the_observer_hears_when_a_body_read_waits_on_the_client() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let waits = Arc::new(Waits::default());
+    let opts = ServerOptions {
+        observer: Some(waits.clone()),
+        ..Default::default()
+    };
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    tokio::spawn(serve_connection(
+        server,
+        BytesMut::new(),
+        opts,
+        move |req| service(req, seen2.clone()),
+    ));
+    client
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        *waits.0.lock().unwrap(),
+        [true],
+        "waiting for the last two bytes"
+    );
+    client.write_all(b"cd").await.unwrap();
+    let mut buf = vec![0u8; ok(4, "abcd").len()];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), ok(4, "abcd"));
+    assert_eq!(*waits.0.lock().unwrap(), [true, false], "the body ended");
+    // A request without a body never waits on the client.
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; ok(2, "ok").len()];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(*waits.0.lock().unwrap(), [true, false]);
+}
