@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gateway throughput and latency: a local upstream (nginx serving static
 # files) measured directly, through nginx as a reverse proxy, and through
-# Gatehouse, in one run, with wrk.
+# Gatehouse (its native HTTP/1.1 engine and, for comparison, hyper's), in
+# one run, with wrk.
 #
 #   bench/proxy.sh [duration-seconds] [connections]
 #
@@ -24,6 +25,8 @@ UP=127.0.0.1:18081
 NGX=127.0.0.1:18082
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
+GH_HYPER=127.0.0.1:18085
+GH_HYPER_ADMIN=127.0.0.1:18095
 FLOOR=127.0.0.1:18084
 
 build_gatehouse
@@ -48,14 +51,18 @@ nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
       proxy_buffering on;
     }
   }"
-cat > "$WORK/gatehouse.toml" <<CONF
+gatehouse_conf() { # engine listen admin
+cat <<CONF
 [gateway]
 watch_config = false
+http1_engine = "$1"
 [[listeners]]
-bind = "$GH"
+bind = "$2"
 [admin]
-bind = "$GH_ADMIN"
+bind = "$3"
 token = "bench"
+[storage]
+data_dir = "$WORK/gh-$1"
 [telemetry]
 access_log = "off"
 log_level = "warn"
@@ -65,15 +72,21 @@ targets = ["$UP"]
 name = "all"
 cluster = "up"
 CONF
+}
+gatehouse_conf native "$GH" "$GH_ADMIN" > "$WORK/gatehouse.toml"
+gatehouse_conf hyper "$GH_HYPER" "$GH_HYPER_ADMIN" > "$WORK/gatehouse-hyper.toml"
 
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse-hyper.toml" >/dev/null 2>&1 &
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR" "$UP" >/dev/null 2>&1 &
-for _ in $(seq 1 50); do curl -sf "http://$GH/small" >/dev/null && break; sleep 0.1; done
+for gh in "$GH" "$GH_HYPER"; do
+  for _ in $(seq 1 50); do curl -sf "http://$gh/small" >/dev/null && break; sleep 0.1; done
+done
 wait_http "http://$FLOOR/small"
 
-for base in "http://$UP" "http://$NGX" "http://$FLOOR" "http://$GH"; do expect "$base/small" 64; expect "$base/64k" 65536; done
+for base in "http://$UP" "http://$NGX" "http://$FLOOR" "http://$GH" "http://$GH_HYPER"; do expect "$base/small" 64; expect "$base/64k" 65536; done
 
 run() { # label url body
   local rps p50 p99
@@ -89,5 +102,6 @@ for body in small 64k; do
   run "upstream direct" "http://$UP/$body" "$body"
   run "nginx proxy" "http://$NGX/$body" "$body"
   run "minimal hyper proxy (floor)" "http://$FLOOR/$body" "$body"
-  run "gatehouse" "http://$GH/$body" "$body"
+  run "gatehouse, native HTTP/1.1" "http://$GH/$body" "$body"
+  run "gatehouse, hyper HTTP/1.1" "http://$GH_HYPER/$body" "$body"
 done

@@ -43,6 +43,14 @@ pub const MIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_HEAD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Longest accepted `idle_timeout`.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default longest request line (HTTP/1.1 engine): 414 beyond.
+pub const DEFAULT_MAX_REQUEST_LINE: ByteSize = ByteSize::kib(8);
+/// Default largest request head (HTTP/1.1 engine): 431 beyond.
+pub const DEFAULT_MAX_REQUEST_HEAD: ByteSize = ByteSize::kib(64);
+/// Default most header fields in a request (HTTP/1.1 engine): 431 beyond.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Most header fields `max_request_headers` may allow.
+pub const MAX_REQUEST_HEADERS: usize = 256;
 /// Longest accepted `shutdown_grace`.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60 * 60);
 
@@ -136,6 +144,29 @@ pub struct GatewaySettings {
     /// nothing else wants and does not preempt busy workers. `false`: a
     /// normal thread at `shadow_nice`. Read at start-up only.
     pub shadow_idle: bool,
+    /// Which HTTP/1.1 implementation serves client connections: the
+    /// native engine (`gateway-http1`) or hyper. HTTP/2 is served by
+    /// hyper either way. Read at start-up.
+    pub http1_engine: Http1Engine,
+    /// Longest request line the native engine reads (414 beyond).
+    pub max_request_line: ByteSize,
+    /// Largest request head the native engine reads, request line
+    /// included (431 beyond).
+    pub max_request_head: ByteSize,
+    /// Most header fields in a request the native engine reads (431
+    /// beyond); at most 256.
+    pub max_request_headers: usize,
+}
+
+/// The HTTP/1.1 implementation of the public listeners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1Engine {
+    /// `gateway-http1`: strict framing, no connection task per upstream.
+    #[default]
+    Native,
+    /// hyper's HTTP/1.1 server, for comparison.
+    Hyper,
 }
 
 impl Default for GatewaySettings {
@@ -152,6 +183,10 @@ impl Default for GatewaySettings {
             watch_config: true,
             shadow_nice: DEFAULT_SHADOW_NICE,
             shadow_idle: DEFAULT_SHADOW_IDLE,
+            http1_engine: Http1Engine::default(),
+            max_request_line: DEFAULT_MAX_REQUEST_LINE,
+            max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
         }
     }
 }

@@ -245,6 +245,54 @@ fn zero_or_absurd_client_timeouts_are_refused_with_their_line() {
     load_str(&src, "gh.toml").expect("the bounds themselves are accepted");
 }
 
+/// The HTTP/1.1 engine's switch and limits are checked where they are
+/// written; an unknown engine names the two there are.
+#[test]
+fn http1_engine_and_head_limits_are_validated() {
+    let src = format!(
+        "[gateway]\nmax_request_line = \"100B\"\nmax_request_head = \"2MiB\"\nmax_request_headers = 0\n{GOOD}"
+    );
+    check_err(
+        &src,
+        &[
+            "gh.toml:2:1: gateway.max_request_line: must be between 256 B and 64 KiB (got 100 bytes)",
+            "gh.toml:3:1: gateway.max_request_head: must be between 1 KiB and 1 MiB (got 2097152 bytes)",
+            "gh.toml:4:1: gateway.max_request_headers: must be between 1 and 256 (got 0)",
+        ],
+    );
+    let src =
+        format!("[gateway]\nmax_request_line = \"16KiB\"\nmax_request_head = \"8KiB\"\n{GOOD}");
+    check_err(
+        &src,
+        &["gh.toml:3:1: gateway.max_request_head: must be at least gateway.max_request_line (8192 < 16384 bytes)"],
+    );
+    let err = load_str(
+        &format!("[gateway]\nhttp1_engine = \"nginx\"\n{GOOD}"),
+        "gh.toml",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("gh.toml:2:"), "{text}");
+    assert!(
+        text.contains("`native`") && text.contains("`hyper`"),
+        "{text}"
+    );
+    let loaded = load_str(
+        &format!("[gateway]\nhttp1_engine = \"hyper\"\n{GOOD}"),
+        "gh.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.gateway.http1_engine,
+        crate::Http1Engine::Hyper
+    );
+    let loaded = load_str(GOOD, "gh.toml").unwrap();
+    assert_eq!(
+        loaded.config.gateway.http1_engine,
+        crate::Http1Engine::Native
+    );
+}
+
 #[test]
 fn each_section_reports_its_issues_once_under_its_own_path() {
     let source = format!(

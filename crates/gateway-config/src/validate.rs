@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::model::{
     Config, HeaderRules, PathMatch, RouteConfig, MAX_HEAD_TIMEOUT, MAX_IDLE_TIMEOUT,
-    MAX_SHUTDOWN_GRACE, MIN_CLIENT_TIMEOUT,
+    MAX_REQUEST_HEADERS, MAX_SHUTDOWN_GRACE, MIN_CLIENT_TIMEOUT,
 };
 
 pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
@@ -110,6 +110,42 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         if let Some(message) = check_between(value, MIN_CLIENT_TIMEOUT, max) {
             push(format!("gateway.{key}"), message);
         }
+    }
+    if !(256..=64 * 1024).contains(&g.max_request_line.bytes()) {
+        push(
+            "gateway.max_request_line".into(),
+            format!(
+                "must be between 256 B and 64 KiB (got {} bytes)",
+                g.max_request_line.bytes()
+            ),
+        );
+    }
+    if !(1024..=1024 * 1024).contains(&g.max_request_head.bytes()) {
+        push(
+            "gateway.max_request_head".into(),
+            format!(
+                "must be between 1 KiB and 1 MiB (got {} bytes)",
+                g.max_request_head.bytes()
+            ),
+        );
+    } else if g.max_request_head.bytes() < g.max_request_line.bytes() {
+        push(
+            "gateway.max_request_head".into(),
+            format!(
+                "must be at least gateway.max_request_line ({} < {} bytes)",
+                g.max_request_head.bytes(),
+                g.max_request_line.bytes()
+            ),
+        );
+    }
+    if !(1..=MAX_REQUEST_HEADERS).contains(&g.max_request_headers) {
+        push(
+            "gateway.max_request_headers".into(),
+            format!(
+                "must be between 1 and {MAX_REQUEST_HEADERS} (got {})",
+                g.max_request_headers
+            ),
+        );
     }
     if g.shutdown_grace > MAX_SHUTDOWN_GRACE {
         push(

@@ -139,6 +139,18 @@ error_codes! {
     CIRCUIT_OPEN = ("circuit_open", SERVICE_UNAVAILABLE, "Circuit open", Gateway);
     /// Reading the client's request body failed while forwarding it.
     REQUEST_BODY_FAILED = ("request_body_failed", BAD_REQUEST, "Request body failed", Gateway);
+    /// The HTTP/1.1 request is malformed or its framing is ambiguous
+    /// (answered by the HTTP/1.1 engine, which then closes the connection).
+    MALFORMED_REQUEST = ("malformed_request", BAD_REQUEST, "Malformed request", Gateway);
+    /// The request line is longer than `max_request_line`.
+    REQUEST_LINE_TOO_LONG = ("request_line_too_long", URI_TOO_LONG, "Request line too long", Gateway);
+    /// The request head is larger than `max_request_head`, or has more
+    /// than `max_request_headers` fields.
+    HEADERS_TOO_LARGE = ("headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large", Gateway);
+    /// A `Transfer-Encoding` other than `chunked`.
+    UNSUPPORTED_TRANSFER_CODING = ("unsupported_transfer_coding", NOT_IMPLEMENTED, "Unsupported transfer coding", Gateway);
+    /// An HTTP version other than 1.0 and 1.1 on an HTTP/1 connection.
+    VERSION_NOT_SUPPORTED = ("version_not_supported", HTTP_VERSION_NOT_SUPPORTED, "HTTP version not supported", Gateway);
 
     // === keys ===
     /// No credential on a route that needs one.

@@ -290,6 +290,9 @@ pub enum Expired {
     Head,
     /// No request for `idle_timeout`.
     Idle,
+    /// A request body owed by the client paused longer than
+    /// `header_read_timeout` (native HTTP/1.1 engine).
+    BodyProgress,
 }
 
 impl Expired {
@@ -298,6 +301,7 @@ impl Expired {
         match self {
             Expired::FirstByte => "first_byte_timeout",
             Expired::Head => "header_read_timeout",
+            Expired::BodyProgress => "body_progress",
             Expired::Idle => "idle_timeout",
         }
     }
@@ -321,6 +325,11 @@ pub struct ConnWatch {
     idle_since: AtomicU64,
     /// The first byte read since the connection went idle, `NONE` if none.
     head_started: AtomicU64,
+    /// Whether reading a request body waits on the client (as the HTTP/1.1
+    /// engine reports through [`gateway_http1::BodyObserver`]).
+    body_pending: AtomicBool,
+    /// When bytes last arrived while a body was owed.
+    body_progress: AtomicU64,
 }
 
 impl ConnWatch {
@@ -334,6 +343,8 @@ impl ConnWatch {
             multiplexed: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
+            body_pending: AtomicBool::new(false),
+            body_progress: AtomicU64::new(0),
         })
     }
 
@@ -347,6 +358,11 @@ impl ConnWatch {
 
     /// Bytes arrived from the client.
     fn on_read(&self) {
+        if self.body_pending.load(Ordering::Relaxed) {
+            self.body_progress
+                .store(self.ms_at(Instant::now()), Ordering::Relaxed);
+            return;
+        }
         if self.head_started.load(Ordering::Relaxed) == NONE
             && self.in_flight.load(Ordering::Acquire) == 0
             && !self.multiplexed.load(Ordering::Relaxed)
@@ -380,7 +396,14 @@ impl ConnWatch {
     /// The deadline that applies in the current state, if any.
     fn deadline(&self, d: &Deadlines) -> Option<(Instant, Expired)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            // Serving: only a request body read waiting on the client is
+            // timed, by how long it has gone without a byte.
+            return self.body_pending.load(Ordering::Relaxed).then(|| {
+                (
+                    self.at(self.body_progress.load(Ordering::Relaxed), d.head),
+                    Expired::BodyProgress,
+                )
+            });
         }
         let head = self.head_started.load(Ordering::Relaxed);
         Some(if head != NONE {
@@ -413,6 +436,19 @@ impl ConnWatch {
             None => soonest_new,
             Some((at, _)) => at.min(soonest_new),
         }
+    }
+}
+
+/// The HTTP/1.1 engine says when reading a request body waits on the
+/// client; such a wait may last `header_read_timeout`. A change sets a
+/// deadline at least `head` away, so `next_wake` misses none.
+impl gateway_http1::BodyObserver for ConnWatch {
+    fn body_pending(&self, pending: bool) {
+        if pending {
+            self.body_progress
+                .store(self.ms_at(Instant::now()), Ordering::Relaxed);
+        }
+        self.body_pending.store(pending, Ordering::Relaxed);
     }
 }
 
@@ -596,6 +632,23 @@ mod tests {
         w.idle_since.store(idle_since, Ordering::Relaxed);
         w.served.store(served, Ordering::Relaxed);
         w
+    }
+
+    #[test]
+    fn an_owed_request_body_is_timed_by_its_pauses() {
+        use gateway_http1::BodyObserver as _;
+        let secs = Duration::from_secs;
+        let w = watch(NONE, 0, true);
+        let t0 = w.born;
+        let _guard = w.begin(http::Version::HTTP_11);
+        assert_eq!(w.expired(&D, t0 + secs(500)), None, "serving, nothing owed");
+        w.body_progress.store(2000, Ordering::Relaxed);
+        w.body_pending.store(true, Ordering::Relaxed);
+        assert_eq!(w.expired(&D, t0 + secs(11)), None);
+        assert_eq!(w.expired(&D, t0 + secs(12)), Some(Expired::BodyProgress));
+        // The body ended: the response may take as long as it takes.
+        w.body_pending(false);
+        assert_eq!(w.expired(&D, t0 + secs(500)), None);
     }
 
     #[test]

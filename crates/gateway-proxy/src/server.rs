@@ -1,7 +1,8 @@
 //! Listeners: accept connections within the connection limits, terminate
-//! TLS, speak HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or ALPN over
-//! TLS), close connections that stay silent past their deadlines (see
-//! [`crate::connection`]), and drain on shutdown.
+//! TLS, speak HTTP/1.1 (the native engine of `gateway-http1`, or hyper's
+//! by `[gateway] http1_engine`) and HTTP/2 on hyper (h2c by prior
+//! knowledge, or ALPN over TLS), close connections that stay silent past
+//! their deadlines (see [`crate::connection`]), and drain on shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use gateway_config::{ListenerConfig, TlsListenerConfig};
+use bytes::BytesMut;
+use gateway_config::{Http1Engine, ListenerConfig, TlsListenerConfig};
+use gateway_http1::{HeadLimits, Prefixed, ServerOptions};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -120,6 +123,14 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
     let snapshot = ctx.gateway.snapshot();
     let settings = &snapshot.config.config.gateway;
     let deadlines = Deadlines::from_settings(settings);
+    let engine = Engine {
+        http1: settings.http1_engine,
+        limits: HeadLimits {
+            max_line: usize::try_from(settings.max_request_line.bytes()).unwrap_or(usize::MAX),
+            max_head: usize::try_from(settings.max_request_head.bytes()).unwrap_or(usize::MAX),
+            max_headers: settings.max_request_headers,
+        },
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Request heads and idle connections are timed by `ConnWatch` (see
     // `drive`), not by hyper: its HTTP/1 header timer also runs while a
@@ -188,9 +199,9 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
                         else {
                             return;
                         };
-                        drive(tls_stream, builder, &ctx, conn, slot, deadlines).await
+                        drive(tls_stream, builder, &ctx, conn, slot, deadlines, engine).await
                     }
-                    None => drive(stream, builder, &ctx, conn, slot, deadlines).await,
+                    None => drive(stream, builder, &ctx, conn, slot, deadlines, engine).await,
                 }
             };
             // An evicted connection has not sent a request: there is
@@ -248,25 +259,83 @@ fn closed(why: Expired) {
     tracing::debug!(reason = why.as_str(), "client connection closed");
 }
 
+/// How client connections speak HTTP/1.1.
+#[derive(Debug, Clone, Copy)]
+struct Engine {
+    http1: Http1Engine,
+    limits: HeadLimits,
+}
+
+/// A client stream: plain TCP or TLS, as the listener says.
+trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// Whether TLS negotiated HTTP/2 (ALPN `h2`).
+    fn alpn_h2(&self) -> bool;
+}
+
+impl ClientStream for TcpStream {
+    fn alpn_h2(&self) -> bool {
+        false
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn alpn_h2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+}
+
+/// The HTTP/2 connection preface: a plain connection starting with it is
+/// HTTP/2 by prior knowledge (h2c).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Serves one connection until it ends, the gateway stops (then it closes
 /// gracefully), or one of its deadlines passes: the first byte or a request
 /// head late (closed at once: there is nothing to finish), or idle too long
 /// (closed gracefully: an HTTP/2 client gets a GOAWAY).
-async fn drive<S>(
+async fn drive<S: ClientStream>(
     stream: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
     ctx: &ServeContext,
     conn: ConnInfo,
     slot: Arc<Slot>,
     deadlines: Deadlines,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+    engine: Engine,
+) {
     let watch = ConnWatch::new(Some(slot));
-    let io = TokioIo::new(Watched::new(stream, watch.clone()));
+    let h2 = stream.alpn_h2();
+    let io = Watched::new(stream, watch.clone());
     // The gateway, the connection facts and the watch travel together, so
     // a request clones one `Arc` rather than each of them.
     let shared = Arc::new((ctx.gateway.clone(), conn, watch.clone()));
+    // Fires for a graceful close (shutdown, idle).
+    let graceful = CancellationToken::new();
+    let connection: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match engine
+        .http1
+    {
+        Http1Engine::Hyper => Box::pin(serve_hyper(io, builder, shared, graceful.clone())),
+        Http1Engine::Native if h2 => Box::pin(serve_hyper(io, builder, shared, graceful.clone())),
+        Http1Engine::Native => Box::pin(serve_native(
+            io,
+            builder,
+            shared,
+            graceful.clone(),
+            engine.limits,
+        )),
+    };
+    watch_deadlines(connection, ctx, &watch, deadlines, &graceful).await;
+}
+
+type Shared = Arc<(Gateway, ConnInfo, Arc<ConnWatch>)>;
+
+/// Serves a connection with hyper (HTTP/1.1 or, by its preface, HTTP/2).
+async fn serve_hyper<S>(
+    io: S,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Shared,
+    graceful: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = shared.2.begin(req.version());
         let shared = shared.clone();
@@ -280,7 +349,76 @@ async fn drive<S>(
         });
         fut
     });
-    let connection = builder.serve_connection_with_upgrades(io, service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = graceful.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Serves a connection with the native HTTP/1.1 engine, or with hyper when
+/// it opens with the HTTP/2 preface (h2c by prior knowledge).
+async fn serve_native<S>(
+    mut io: Watched<S>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Shared,
+    graceful: CancellationToken,
+    limits: HeadLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt as _;
+    let mut first = BytesMut::with_capacity(8 * 1024);
+    // Enough of the first bytes to tell HTTP/2's preface from a request.
+    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
+        let read = tokio::select! {
+            read = io.read_buf(&mut first) => read,
+            _ = graceful.cancelled(), if first.is_empty() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    if first.starts_with(H2_PREFACE) {
+        let io = Prefixed::new(first.freeze(), io);
+        return serve_hyper(io, builder, shared, graceful).await;
+    }
+    let opts = ServerOptions {
+        limits,
+        shutdown: graceful,
+        observer: Some(shared.2.clone()),
+    };
+    let service = move |req: http::Request<gateway_core::Body>| {
+        let guard = shared.2.begin(req.version());
+        let shared = shared.clone();
+        async move {
+            let (gateway, conn, _) = &*shared;
+            let res = gateway.handle(req, conn).await;
+            res.map(|body| TrackedBody::new(body, guard))
+        }
+    };
+    if let Err(e) = gateway_http1::serve_connection(io, first, opts, service).await {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Runs `connection` until it ends, the gateway stops (a graceful close),
+/// or one of its deadlines passes.
+async fn watch_deadlines(
+    connection: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ctx: &ServeContext,
+    watch: &ConnWatch,
+    deadlines: Deadlines,
+    graceful: &CancellationToken,
+) {
     tokio::pin!(connection);
     let mut closing = false;
     let mut give_up: Option<tokio::time::Instant> = None;
@@ -291,15 +429,10 @@ async fn drive<S>(
             None => watch.next_wake(&deadlines, now),
         };
         tokio::select! {
-            ended = connection.as_mut() => {
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                return;
-            }
+            () = connection.as_mut() => return,
             _ = ctx.stop.cancelled(), if !closing => {
                 closing = true;
-                connection.as_mut().graceful_shutdown();
+                graceful.cancel();
             }
             _ = tokio::time::sleep_until(wake) => {
                 if give_up.is_some() {
@@ -307,7 +440,7 @@ async fn drive<S>(
                 }
                 match watch.expired(&deadlines, tokio::time::Instant::now()) {
                     None => {}
-                    Some(why @ (Expired::FirstByte | Expired::Head)) => {
+                    Some(why @ (Expired::FirstByte | Expired::Head | Expired::BodyProgress)) => {
                         closed(why);
                         return;
                     }
@@ -315,7 +448,7 @@ async fn drive<S>(
                         closed(why);
                         if !closing {
                             closing = true;
-                            connection.as_mut().graceful_shutdown();
+                            graceful.cancel();
                         }
                         give_up = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                     }

@@ -65,7 +65,14 @@ impl Forward {
         let route = &self.matched.route;
         let (mut parts, body) = req.into_parts();
         let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
-            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+            // The native HTTP/1.1 engine or hyper, whichever serves the client.
+            match parts.extensions.remove::<gateway_http1::OnUpgrade>() {
+                Some(native) => Some(ClientUpgrade::Native(native)),
+                None => parts
+                    .extensions
+                    .remove::<hyper::upgrade::OnUpgrade>()
+                    .map(ClientUpgrade::Hyper),
+            }
         } else {
             None
         };
@@ -146,7 +153,7 @@ impl Forward {
 struct Prepared {
     req: Request<Body>,
     /// The client side of a protocol upgrade, if the request asks for one.
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrade: Option<ClientUpgrade>,
     /// Set when the request body went over the route's limit.
     tripped: Arc<AtomicBool>,
 }
@@ -188,18 +195,42 @@ pub(super) fn body_too_large(limit: u64) -> Problem {
     )
 }
 
+/// The client connection of an upgrade, from the engine serving it.
+enum ClientUpgrade {
+    Native(gateway_http1::OnUpgrade),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
 /// Copies bytes both ways between an upgraded client and upstream connection.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+async fn tunnel(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let upstream = match upstream.await {
+        Ok(upstream) => upstream,
         Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
+            tracing::debug!(error = %e, "upstream upgrade failed");
             return;
         }
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
     let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    let copied = match client {
+        ClientUpgrade::Native(client) => match client.upgraded().await {
+            Ok(mut client) => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "client upgrade failed");
+                return;
+            }
+        },
+        ClientUpgrade::Hyper(client) => match client.await {
+            Ok(client) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "client upgrade failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = copied {
         tracing::debug!(error = %e, "upgraded connection closed with an error");
     }
 }

@@ -224,3 +224,50 @@ async fn idle_and_slow_head_connections_close_at_their_own_deadlines() {
     split.read_to_end(&mut out).await.unwrap();
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
 }
+
+/// Native HTTP/1.1 engine: a request body the client stops sending is
+/// closed once it has paused for `header_read_timeout`, while a body that
+/// keeps coming, however slowly, is served.
+#[tokio::test]
+async fn a_stalled_request_body_is_closed_at_header_read_timeout() {
+    let origin = Origin::start(Handler::echo()).await;
+    let gw = TestGateway::start(&config(
+        &origin,
+        "http1_engine = \"native\"\nheader_read_timeout = \"2s\"\nidle_timeout = \"60s\"",
+    ))
+    .await;
+    // Bytes every second for three seconds: each pause is under the limit.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /slow HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for b in [b"a", b"b", b"c", b"d"] {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        s.write_all(b).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Three bytes of ten, then nothing: closed about 2 s later.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /stall HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(15))
+        .await
+        .expect("a stalled body is closed");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "not before the deadline: {took:?}"
+    );
+}

@@ -46,6 +46,8 @@ access_log = "off"
 
 impl TestGateway {
     pub async fn start(config: &str) -> Self {
+        let config = with_engine(config);
+        let config = config.as_str();
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gatehouse.toml");
         // Each gateway keeps its state (the key store) in its own temp dir.
@@ -103,6 +105,25 @@ impl TestGateway {
             .json()
             .await
             .unwrap()
+    }
+}
+
+/// The HTTP/1.1 engine every test gateway runs: `GATEHOUSE_TEST_HTTP1_ENGINE`
+/// (`native` or `hyper`) when set, so the whole suite runs on either;
+/// otherwise the config's default. A test that sets `http1_engine` itself
+/// keeps its choice.
+fn with_engine(config: &str) -> String {
+    let Ok(engine) = std::env::var("GATEHOUSE_TEST_HTTP1_ENGINE") else {
+        return config.to_string();
+    };
+    if config.contains("http1_engine") {
+        return config.to_string();
+    }
+    let line = format!("http1_engine = \"{engine}\"");
+    if config.contains("[gateway]") {
+        config.replacen("[gateway]", &format!("[gateway]\n{line}"), 1)
+    } else {
+        format!("[gateway]\n{line}\n{config}")
     }
 }
 
