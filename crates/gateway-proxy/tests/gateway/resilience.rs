@@ -19,8 +19,9 @@ targets = ["{addr}"]
 retry = {{ attempts = 1 }}
 passive = {{ consecutive_failures = 1, base_ejection_time = "30s", trial_interval = "30s" }}
 panic_threshold = 0
-# Slow enough that the first request after the stop dials the dead target.
-health_check = {{ path = "/healthz", interval = "2s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
+# Slow enough that the first request after the stop dials the dead target
+# even on a loaded machine.
+health_check = {{ path = "/healthz", interval = "5s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
 
 [[routes]]
 name = "svc"
@@ -56,7 +57,7 @@ cluster = "svc"
         .addr(addr)
         .start()
         .await;
-    let recovered = eventually(Duration::from_secs(10), || async {
+    let recovered = eventually(Duration::from_secs(15), || async {
         let res = http.get(gw.url("/")).send().await.unwrap();
         res.status() == 200
     })
