@@ -57,6 +57,10 @@ pub enum KeyError {
     /// The URL has no scheme and host and none were supplied.
     #[error("`{0}` is not an absolute http(s) URL")]
     NotAbsolute(String),
+    /// Nothing of the authority is left once userinfo, the default port and
+    /// trailing dots are taken off (`.`, `u@`, `:443`).
+    #[error("`{0}` names no host")]
+    NoHost(String),
     /// The scheme is neither http nor https.
     #[error("unsupported scheme `{0}` (only http and https are cached)")]
     Scheme(String),
@@ -77,8 +81,8 @@ pub fn normalize_url(
         _ => return Err(KeyError::Scheme(scheme)),
     };
     // Userinfo never identifies the resource; drop it.
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut host = authority.to_ascii_lowercase();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut host = host_port.to_ascii_lowercase();
     if let Some((h, port)) = host.rsplit_once(':') {
         // `[::1]` has colons inside brackets: only strip a real port.
         if !port.contains(']') && (port == default_port || port.is_empty()) {
@@ -86,6 +90,11 @@ pub fn normalize_url(
         }
     }
     let host = host.trim_end_matches('.');
+    if host.is_empty() {
+        // Such a key could not be written as a URL again, so no purge
+        // could reach it; the request is not cached instead.
+        return Err(KeyError::NoHost(authority.to_string()));
+    }
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -402,6 +411,25 @@ mod tests {
             normalize_url("ftp", "h", "/", &[]),
             Err(KeyError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn an_authority_without_a_host_gives_no_key() {
+        // Found by the cache_key fuzz target: the authority `.` became the
+        // key `https:///`, which normalising again (as a purge does)
+        // refuses, so the stored entry could never be purged.
+        for authority in [".", "..", "u@", ":443", "u@.:443"] {
+            assert_eq!(
+                normalize_url("https", authority, "/x", &[]),
+                Err(KeyError::NoHost(authority.to_string())),
+                "{authority}"
+            );
+        }
+        assert!(normalize_absolute("https://./x", &[]).is_err());
+        assert_eq!(
+            normalize_url("https", "h.", "/x", &[]).unwrap(),
+            "https://h/x"
+        );
     }
 
     #[test]

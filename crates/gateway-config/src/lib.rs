@@ -78,9 +78,9 @@ pub fn load_str(source: &str, origin: &str) -> Result<LoadedConfig, ConfigError>
         .map_err(|e| {
             let path = e.path().to_string();
             let e = e.into_inner();
-            let (line, column) = e
-                .span()
-                .map(|span| locate::line_col(source, span.start))
+            let start = e.span().map(|span| span.start);
+            let (line, column) = start
+                .map(|start| locate::line_col(source, start))
                 .unwrap_or((0, 0));
             ConfigError::Invalid {
                 file: origin.to_string(),
@@ -89,7 +89,7 @@ pub fn load_str(source: &str, origin: &str) -> Result<LoadedConfig, ConfigError>
                     column,
                     // `.` is the root: a syntax error, or a missing top-level key.
                     path: if path == "." { String::new() } else { path },
-                    message: e.message().trim().to_string(),
+                    message: syntax_message(e.message(), source, start),
                 }],
             }
         })?;
@@ -106,6 +106,26 @@ pub fn load_str(source: &str, origin: &str) -> Result<LoadedConfig, ConfigError>
         origin: origin.to_string(),
         source: source.to_string(),
     })
+}
+
+/// The parser's message, or, when it gives none (a control character in a
+/// comment), what is at the error's position.
+fn syntax_message(message: &str, source: &str, at: Option<usize>) -> String {
+    let message = message.trim();
+    if !message.is_empty() {
+        return message.to_string();
+    }
+    match at
+        .and_then(|i| source.get(i..))
+        .and_then(|s| s.chars().next())
+    {
+        Some(c) if c.is_control() => format!(
+            "U+{:04X} is a control character, which TOML allows nowhere but as a tab",
+            u32::from(c)
+        ),
+        Some(c) => format!("unexpected {c:?}"),
+        None => "unexpected end of the file".to_string(),
+    }
 }
 
 /// Key names whose values are secrets, matched case-insensitively as suffixes.

@@ -311,3 +311,20 @@ fn each_section_reports_its_issues_once_under_its_own_path() {
     );
     assert!(err.issues().iter().all(|i| i.line > 0), "{err}");
 }
+
+#[test]
+fn a_control_character_is_named_with_its_line() {
+    // Found by the config fuzz target: the TOML parser reports a control
+    // character in a comment with an empty message.
+    check_err(
+        "[gateway]\n# a comment\u{0} with a NUL\n",
+        &["gh.toml:2:12: ", "U+0000", "control character"],
+    );
+    for src in ["# a\u{1}b\n", "[gateway]\nmax_in_flight = 1 # \u{7f}\n"] {
+        let err = load_str(src, "gh.toml").unwrap_err();
+        assert!(
+            err.issues().iter().all(|i| !i.message.trim().is_empty()),
+            "{err:?}"
+        );
+    }
+}

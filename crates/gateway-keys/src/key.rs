@@ -238,9 +238,11 @@ impl KeyHash {
         s
     }
 
-    /// Parses 64 hex characters.
+    /// Parses 64 hex characters (either case). Nothing else is accepted:
+    /// `u8::from_str_radix` alone would also take a sign (`+f`), and a hash
+    /// that does not print back as it was given cannot be matched.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -479,6 +481,23 @@ mod tests {
         let h = KeyHash::of("x");
         assert_eq!(KeyHash::from_hex(&h.to_hex()), Some(h));
         assert_eq!(KeyHash::from_hex("zz"), None);
+        assert_eq!(
+            KeyHash::from_hex(&h.to_hex().to_uppercase()),
+            Some(h),
+            "either case"
+        );
+    }
+
+    #[test]
+    fn hash_hex_refuses_signs() {
+        // Found by the api_key fuzz target: `u8::from_str_radix` takes
+        // `+f` as 15, so a 64-character string with a sign parsed into a
+        // hash that prints back differently.
+        let hex = KeyHash::of("x").to_hex();
+        let signed = format!("+{}", &hex[1..]);
+        assert_eq!(KeyHash::from_hex(&signed), None);
+        let signed = format!("{}+{}", &hex[..6], &hex[7..]);
+        assert_eq!(KeyHash::from_hex(&signed), None);
     }
 
     #[test]
