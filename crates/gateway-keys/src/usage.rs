@@ -100,7 +100,9 @@ struct KeyUsageRing {
 pub struct UsageHour {
     /// Start of the hour, Unix seconds.
     pub t: u64,
-    /// Requests the key made that were let through authentication.
+    /// Requests the key authenticated (including those then refused for
+    /// scope or plan limits; revoked and expired uses count only as
+    /// refusals).
     pub requests: u64,
     /// Requests refused, by reason.
     pub refusals: std::collections::BTreeMap<&'static str, u64>,

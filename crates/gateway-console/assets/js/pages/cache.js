@@ -13,7 +13,7 @@ export async function render(root, ctx) {
 
   const form = h("form", { class: "inline", id: "purge-form" },
     field("purge-kind", "Purge by", { tag: "select", options: [["url", "URL"], ["prefix", "URL prefix"], ["tag", "tag"]] }),
-    field("purge-value", "Value", { required: true, placeholder: "http://127.0.0.1:8080/v1/fx/rates/latest" }),
+    field("purge-value", "Value", { required: true, placeholder: "a full URL as clients ask for it, or its start" }),
     h("div", {}, h("label", { for: "purge-mode" }, "Mode"),
       h("select", { id: "purge-mode" }, h("option", { value: "soft" }, "soft (mark stale, revalidate)"), h("option", { value: "hard" }, "hard (remove)"))),
     h("button", { type: "submit", id: "purge", "data-change": true }, "Purge"));
