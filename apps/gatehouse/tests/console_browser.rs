@@ -77,7 +77,8 @@ fn start_gatehouse(data_dir: &Path) -> (Proc, String, String, String) {
     let proc = Proc(child);
     let mut key = None;
     let mut console = false;
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if line.trim_start().starts_with("console") {
             assert!(
@@ -93,6 +94,8 @@ fn start_gatehouse(data_dir: &Path) -> (Proc, String, String, String) {
             break;
         }
     }
+    // Keep reading, so the server never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     assert!(console, "`gatehouse up` prints the console's address");
     (
         proc,
@@ -124,6 +127,8 @@ fn start_chromedriver() -> (Proc, u16) {
 }
 
 async fn browser(port: u16, profile: &Path) -> Client {
+    // One TLS provider for the WebDriver client (it speaks plain HTTP here).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let caps = json!({
         "goog:chromeOptions": {
             "binary": find("chromium").unwrap(),
@@ -135,7 +140,7 @@ async fn browser(port: u16, profile: &Path) -> Client {
             ]
         }
     });
-    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    let caps: serde_json::Map<String, Value> = caps.as_object().unwrap().clone();
     let deadline = Instant::now() + WAIT;
     loop {
         match ClientBuilder::rustls()
@@ -326,7 +331,7 @@ async fn the_console_in_a_real_browser() {
     go(&c, &admin, &format!("#/keys/{key_id}")).await;
     fill(&c, "#revoke-reason", "leaked in a test log").await;
     click(&c, "#revoke-key").await;
-    text_of(&c, "h1", "revoked").await;
+    text_of(&c, "#page h1", "revoked").await;
     text_of(&c, "#audit", "key.revoke").await;
     screenshot(&c, "key").await;
     let res = http
