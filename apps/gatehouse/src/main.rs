@@ -160,6 +160,7 @@ fn main() -> ExitCode {
                     gateway_proxy::StartOptions {
                         config_path: Some(config),
                         admin_token: token,
+                        viewer_token: std::env::var("GATEHOUSE_VIEWER_TOKEN").ok(),
                         ..Default::default()
                     },
                 )

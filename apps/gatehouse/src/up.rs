@@ -145,6 +145,7 @@ sample_percent = 100.0
         gateway_proxy::StartOptions {
             config_path: Some(config_path.clone()),
             admin_token: Some(token.clone()),
+            viewer_token: std::env::var("GATEHOUSE_VIEWER_TOKEN").ok(),
             ..Default::default()
         },
     )
@@ -168,7 +169,7 @@ sample_percent = 100.0
         .context("cannot create the demo API key")?;
     let key = issued.secret.expose_secret().to_string();
     println!(
-        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  admin API  http://{admin}/  (token: {token})\n  API key    {key}  (shown once; `gatehouse keys create --owner NAME` makes more)\n  config     {config}\n\nTry:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100'\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/rates/latest?base=GBP&symbols=EUR,USD'\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
+        "\nGatehouse is up.\n\n  gateway    http://{gw}/\n  console    http://{admin}/  (sign in with the admin token)\n  admin API  http://{admin}/  (token: {token})\n  API key    {key}  (shown once; `gatehouse keys create --owner NAME` makes more)\n  config     {config}\n\nTry:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100'\n  curl -s -H 'Authorization: Bearer {key}' 'http://{gw}/v1/fx/rates/latest?base=GBP&symbols=EUR,USD'\n  curl -s -H 'Authorization: Bearer {token}' http://{admin}/metrics | head\n",
         config = config_path.display(),
     );
     running.run_until_signal().await

@@ -244,6 +244,14 @@ pub struct AdminConfig {
     /// `/readyz`. `GATEHOUSE_ADMIN_TOKEN` overrides it. Without either, the
     /// admin API refuses to start on a non-loopback address.
     pub token: Option<String>,
+    /// Read-only bearer token: with it (on the admin API or signed in to
+    /// the console) a caller can read everything and change nothing.
+    /// `GATEHOUSE_VIEWER_TOKEN` overrides it. Optional.
+    pub viewer_token: Option<String>,
+    /// The cluster the console's FX page reads rates from (`GET` on the
+    /// fx service's public endpoints only). Default: the cluster named
+    /// `fx`, when there is one.
+    pub fx_cluster: Option<String>,
 }
 
 impl Default for AdminConfig {
@@ -251,6 +259,8 @@ impl Default for AdminConfig {
         Self {
             bind: DEFAULT_ADMIN_LISTEN.parse().expect("valid default address"),
             token: None,
+            viewer_token: None,
+            fx_cluster: None,
         }
     }
 }

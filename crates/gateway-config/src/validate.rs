@@ -54,6 +54,18 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
             );
         }
     }
+    if let Some(c) = &config.admin.fx_cluster {
+        if !config.clusters.contains_key(c) {
+            push("admin.fx_cluster".into(), format!("no cluster named `{c}`"));
+        }
+    }
+    if config.admin.viewer_token.is_some() && config.admin.viewer_token == config.admin.token {
+        // The same token cannot mean both "everything" and "read only".
+        push(
+            "admin.viewer_token".into(),
+            "must differ from `admin.token`".into(),
+        );
+    }
     if let Some(url) = &config.storage.database_url {
         if !["postgres://", "postgresql://", "sqlite:"]
             .iter()

@@ -307,6 +307,18 @@ error_codes! {
     /// No or wrong admin bearer token (the gateway's and the fx service's
     /// admin endpoints).
     ADMIN_UNAUTHORIZED = ("admin_unauthorized", UNAUTHORIZED, "Admin token required", Admin);
+    /// The viewer token (or a viewer's console session) asked to change
+    /// something: viewers can read everything and change nothing.
+    ADMIN_READ_ONLY = ("admin_read_only", FORBIDDEN, "Read-only access", Admin);
+    /// A state-changing admin call from a console session without the
+    /// session's CSRF token, or from another site (`Origin`,
+    /// `Sec-Fetch-Site`).
+    ADMIN_CSRF_REJECTED = ("admin_csrf_rejected", FORBIDDEN, "Cross-site request refused", Admin);
+    /// `POST /v1/console/session` with a token that is neither the admin
+    /// nor the viewer token.
+    CONSOLE_SIGN_IN_FAILED = ("console_sign_in_failed", UNAUTHORIZED, "Sign-in failed", Admin);
+    /// `GET /v1/history` for a series or window that does not exist.
+    HISTORY_NOT_FOUND = ("history_not_found", NOT_FOUND, "No such history series", Admin);
     /// `POST /v1/config/reload` with a config that does not build.
     CONFIG_REJECTED = ("config_rejected", UNPROCESSABLE_ENTITY, "Config rejected", Admin);
 }

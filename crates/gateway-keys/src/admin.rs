@@ -11,6 +11,8 @@
 //! | POST | `/v1/keys` | [`CreateKey`] | 201, key + secret (once) |
 //! | GET | `/v1/keys?consumer=&status=` | | 200 `{keys}` |
 //! | GET | `/v1/keys/{id}` | | 200 key |
+//! | PATCH | `/v1/keys/{id}` | [`UpdateKey`] | 200 key (audited as `key.update`) |
+//! | GET | `/v1/keys/{id}/usage` | | 200 requests and refusals per hour, last 24 h (this node) |
 //! | POST | `/v1/keys/{id}/rotate` | [`RotateKey`] (optional) | 201, successor + secret |
 //! | POST | `/v1/keys/{id}/revoke` | `{"reason"}` (optional) | 200 key |
 //! | GET | `/v1/keys/{id}/audit?limit=&before=` | | 200 `{entries}` |
@@ -33,7 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey};
+use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey, UpdateKey};
 
 /// Header naming the admin actor for the audit log.
 pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
@@ -42,7 +44,8 @@ pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
 pub fn router(service: KeyService) -> Router {
     Router::new()
         .route("/v1/keys", post(create_key).get(list_keys))
-        .route("/v1/keys/{id}", get(get_key))
+        .route("/v1/keys/{id}", get(get_key).patch(update_key))
+        .route("/v1/keys/{id}/usage", get(key_usage))
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/keys/{id}/audit", get(key_audit))
@@ -125,6 +128,23 @@ async fn list_keys(
 
 async fn get_key(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
     ok(StatusCode::OK, &svc.get(&id).await?)
+}
+
+async fn update_key(
+    State(svc): State<KeyService>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let req: UpdateKey = parse_body(&body, false)?;
+    ok(
+        StatusCode::OK,
+        &svc.update(&id, req, &actor(&headers)).await?,
+    )
+}
+
+async fn key_usage(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
+    ok(StatusCode::OK, &svc.usage(&id).await?)
 }
 
 async fn rotate_key(

@@ -86,6 +86,32 @@ pub enum KeysCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Edit a key's name, scopes, plan, expiry or metadata (audited).
+    Update {
+        /// Key id.
+        id: String,
+        /// New label.
+        #[arg(long)]
+        name: Option<String>,
+        /// New scopes, comma-separated (replacing the old ones; `""` for none).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        scopes: Option<Vec<String>>,
+        /// New plan override (`none` to fall back to the consumer's plan).
+        #[arg(long)]
+        plan: Option<String>,
+        /// New expiry, RFC 3339 (`2027-01-01T00:00:00Z`), or `never`.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Metadata entry `KEY=VALUE` (repeatable); replaces the whole
+        /// metadata object with the entries given.
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// Remove all metadata.
+        #[arg(long, conflicts_with = "meta")]
+        clear_meta: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Rotate a key: issue a successor, keep the old one for a grace period.
     Rotate {
         /// Key id.
@@ -262,6 +288,26 @@ pub async fn run_to(
             )?;
             Ok(())
         }
+        KeysCommand::Update {
+            id,
+            name,
+            scopes,
+            plan,
+            expires_at,
+            meta,
+            clear_meta,
+            out,
+        } => {
+            let body = update_body(name, scopes, plan, expires_at, &meta, clear_meta)?;
+            let v = client
+                .send("PATCH", &format!("/v1/keys/{}", seg(&id)), Some(body))
+                .await?;
+            if out.json {
+                return print_json(w, &v);
+            }
+            writeln!(w, "updated {}", text(&v["id"]))?;
+            print_key(w, &v)
+        }
         KeysCommand::Revoke { id, reason, out } => {
             let body = strip_nulls(json!({ "reason": reason }));
             let v = client
@@ -336,6 +382,7 @@ impl Client {
         let url = format!("{}{}", self.base, path);
         let mut req = match method {
             "POST" => self.http.post(&url),
+            "PATCH" => self.http.patch(&url),
             _ => self.http.get(&url),
         };
         if let Some(t) = &self.token {
@@ -385,16 +432,67 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The `PATCH /v1/keys/{id}` body for `keys update`: only what was given.
+fn update_body(
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    plan: Option<String>,
+    expires_at: Option<String>,
+    meta: &[String],
+    clear_meta: bool,
+) -> anyhow::Result<Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(n) = name {
+        body.insert("name".into(), json!(n));
+    }
+    if let Some(s) = scopes {
+        let s: Vec<String> = s.into_iter().filter(|s| !s.is_empty()).collect();
+        body.insert("scopes".into(), json!(s));
+    }
+    if let Some(p) = plan {
+        body.insert(
+            "plan".into(),
+            if p == "none" { Value::Null } else { json!(p) },
+        );
+    }
+    if let Some(e) = expires_at {
+        body.insert(
+            "expires_at".into(),
+            if e == "never" { Value::Null } else { json!(e) },
+        );
+    }
+    if clear_meta {
+        body.insert("metadata".into(), json!({}));
+    } else if !meta.is_empty() {
+        let mut m = serde_json::Map::new();
+        for kv in meta {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--meta `{kv}`: expected KEY=VALUE"))?;
+            m.insert(k.to_string(), json!(v));
+        }
+        body.insert("metadata".into(), Value::Object(m));
+    }
+    if body.is_empty() {
+        anyhow::bail!("nothing to change: give --name, --scopes, --plan, --expires-at or --meta");
+    }
+    Ok(Value::Object(body))
+}
+
 fn key_row(k: &Value) -> Vec<String> {
     let scopes = k["scopes"]
         .as_array()
         .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "*".into());
+    let consumer = match k["consumer_name"].as_str() {
+        Some(name) => format!("{name} ({})", text(&k["consumer_id"])),
+        None => text(&k["consumer_id"]),
+    };
     vec![
         text(&k["id"]),
         text(&k["name"]),
-        text(&k["consumer_id"]),
+        consumer,
         text(&k["status"]),
         scopes,
         text(&k["expires_at"]),

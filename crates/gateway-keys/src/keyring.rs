@@ -287,6 +287,17 @@ impl Keyring {
     /// [`Self::verify_hash_at`] lending the entry to `f` instead of
     /// returning a counted reference to it (the request path's variant:
     /// one reference-count update and its release fewer per request).
+    /// The id of the key with this hash, whatever its state (for counting
+    /// refusals of known keys; not on the success path).
+    pub(crate) fn key_id_of(&self, hash: &KeyHash) -> Option<crate::key::KeyId> {
+        let snap = self.snap.load();
+        snap.by_index
+            .get(&hash.index())?
+            .iter()
+            .find(|c| c.record.hash.ct_eq(hash))
+            .map(|c| c.record.id.clone())
+    }
+
     pub(crate) fn lend_hash_at<R>(
         &self,
         hash: &KeyHash,

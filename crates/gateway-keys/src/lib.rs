@@ -18,6 +18,7 @@
 //! (SQLite/PostgreSQL), [`keyring`] (in-memory snapshot), [`feed`] (change
 //! propagation), [`ratelimit`], [`jwt`], [`identity`] (who is calling,
 //! shared by the keyring, the service and the authentication stage),
+//! [`usage`] (per-key requests and refusals per hour, in memory),
 //! [`service`] (the facade: state, hot path, admin operations, background
 //! loop, one module each), [`auth`], [`admin`], [`cli`]. No two modules
 //! use each other.
@@ -46,6 +47,7 @@ pub mod ratelimit;
 pub mod scope;
 pub mod service;
 pub mod store;
+pub mod usage;
 
 pub use auth::{AuthError, Authenticator, ClientIp};
 pub use config::{KeysConfig, PlanConfig, RouteAuthConfig};

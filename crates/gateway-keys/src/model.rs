@@ -114,6 +114,8 @@ pub struct KeyRecord {
     /// When the sweeper noted the expiry in the audit log (internal).
     #[serde(skip)]
     pub expiry_noted_at: Option<DateTime<Utc>>,
+    /// Free-form metadata (a JSON object), never a secret by convention.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// SHA-256 of the secret; never serialized.
     #[serde(skip)]
     pub hash: KeyHash,
@@ -146,6 +148,7 @@ impl KeyRecord {
     pub fn view(&self, now: DateTime<Utc>) -> KeyView {
         KeyView {
             status: self.status(now),
+            consumer_name: None,
             record: self.clone(),
         }
     }
@@ -156,6 +159,9 @@ impl KeyRecord {
 pub struct KeyView {
     /// State at the time of the response.
     pub status: KeyStatus,
+    /// The owner's name, where the response shows it (lists, reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer_name: Option<String>,
     /// Metadata.
     #[serde(flatten)]
     pub record: KeyRecord,
@@ -176,6 +182,9 @@ pub enum AuditAction {
     /// A key was revoked.
     #[serde(rename = "key.revoke")]
     KeyRevoked,
+    /// A key's name, scopes, plan, expiry or metadata was changed.
+    #[serde(rename = "key.update")]
+    KeyUpdated,
     /// A key passed its expiry or grace end (noted by the sweeper).
     #[serde(rename = "key.expire")]
     KeyExpired,
@@ -201,6 +210,7 @@ impl AuditAction {
             Self::KeyCreated => "key.create",
             Self::KeyRotated => "key.rotate",
             Self::KeyRevoked => "key.revoke",
+            Self::KeyUpdated => "key.update",
             Self::KeyExpired => "key.expire",
             Self::KeyExpiring => "key.expiring",
             Self::UsedInGrace => "key.used_in_grace",
@@ -216,6 +226,7 @@ impl AuditAction {
             Self::KeyCreated,
             Self::KeyRotated,
             Self::KeyRevoked,
+            Self::KeyUpdated,
             Self::KeyExpired,
             Self::KeyExpiring,
             Self::UsedInGrace,
@@ -286,6 +297,7 @@ pub(crate) mod tests {
             grace_until: None,
             warned_at: None,
             expiry_noted_at: None,
+            metadata: Default::default(),
             hash: KeyHash::of("x"),
         }
     }

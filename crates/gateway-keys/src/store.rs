@@ -117,6 +117,9 @@ pub trait KeyStore: Send + Sync + 'static {
         reason: Option<&str>,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError>;
+    /// Writes a key's editable fields (name, scopes, plan, expiry,
+    /// metadata) from `k`, with its audit entry. `NotFound` if missing.
+    async fn update_key(&self, k: &KeyRecord, audit: &NewAuditEntry) -> Result<(), StoreError>;
     /// A key by id.
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
     /// Keys, optionally of one consumer, oldest first.
@@ -330,7 +333,7 @@ fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StoreError
 const CONSUMER_COLS: &str = "id, name, plan, consumer_group, created_at";
 const KEY_COLS: &str = "id, hash, consumer_id, name, environment, scopes, plan, created_at, created_by, \
      expires_at, revoked_at, revoked_reason, last_used_at, predecessor_id, successor_id, grace_until, \
-     warned_at, expiry_noted_at";
+     warned_at, expiry_noted_at, metadata";
 
 fn consumer_from_row(r: &AnyRow) -> Result<Consumer, StoreError> {
     Ok(Consumer {
@@ -376,7 +379,16 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRecord, StoreError> {
         grace_until: from_opt_ms(r.try_get(15)?)?,
         warned_at: from_opt_ms(r.try_get(16)?)?,
         expiry_noted_at: from_opt_ms(r.try_get(17)?)?,
+        metadata: match r.try_get::<Option<String>, _>(18)? {
+            Some(text) => serde_json::from_str(&text).map_err(corrupt("metadata"))?,
+            None => serde_json::Map::new(),
+        },
     })
+}
+
+/// Metadata as stored: `NULL` when empty.
+fn metadata_text(m: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    (!m.is_empty()).then(|| serde_json::Value::Object(m.clone()).to_string())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -415,7 +427,7 @@ where
 {
     let scopes = serde_json::to_string(&k.scopes).map_err(corrupt("scopes"))?;
     sqlx::query(&format!(
-        "INSERT INTO gk_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        "INSERT INTO gk_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(k.id.as_str().to_string())
     .bind(k.hash.to_hex())
@@ -435,6 +447,7 @@ where
     .bind(opt_ms(k.grace_until))
     .bind(opt_ms(k.warned_at))
     .bind(opt_ms(k.expiry_noted_at))
+    .bind(metadata_text(&k.metadata))
     .execute(exec)
     .await
     .map_err(|e| {
@@ -572,6 +585,28 @@ impl KeyStore for SqlStore {
             } else {
                 StoreError::NotFound(format!("key {id}"))
             });
+        }
+        insert_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_key(&self, k: &KeyRecord, audit: &NewAuditEntry) -> Result<(), StoreError> {
+        let scopes = serde_json::to_string(&k.scopes).map_err(corrupt("scopes"))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE gk_keys SET name = $1, scopes = $2, plan = $3, expires_at = $4, metadata = $5 WHERE id = $6",
+        )
+        .bind(k.name.clone())
+        .bind(scopes)
+        .bind(k.plan.clone())
+        .bind(opt_ms(k.expires_at))
+        .bind(metadata_text(&k.metadata))
+        .bind(k.id.as_str().to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("key {}", k.id)));
         }
         insert_audit(&mut *tx, audit).await?;
         tx.commit().await?;

@@ -1,11 +1,12 @@
 //! The admin API, on its own listener.
 //!
 //! `/healthz` and `/readyz` are open (load balancers and orchestrators probe
-//! them); everything else needs `Authorization: Bearer <admin token>`,
-//! compared in constant time. Other systems (keys, cache, dark launch) add
-//! their routers through [`AdminExtensions`].
-
-use std::sync::Arc;
+//! them), and so are the console's page and sign-in. Everything else sits
+//! behind one check, [`gateway_console::access::authorize`]: the admin
+//! token (or an admin's console session) may do everything, the viewer
+//! token (or a viewer's session) may only read. Other systems (keys, cache,
+//! dark launch, the console's history) add their routers through
+//! [`AdminExtensions`], and so are behind the same check.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -13,8 +14,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gateway_console::ConsoleState;
 use gateway_core::{errors, Problem};
-use subtle::ConstantTimeEq;
 
 use crate::gateway::Gateway;
 use crate::stores::Stores;
@@ -37,35 +38,41 @@ impl AdminExtensions {
 struct AdminState {
     gateway: Gateway,
     stores: Stores,
-    token: Arc<str>,
+    console: ConsoleState,
 }
 
-/// Builds the admin router.
+/// Builds the admin router. `console` holds the tokens and the console's
+/// sessions, which every protected endpoint is checked against.
 pub fn router(
     gateway: Gateway,
     stores: Stores,
-    token: Arc<str>,
+    console: ConsoleState,
     extensions: AdminExtensions,
 ) -> Router {
     let state = AdminState {
-        gateway,
+        gateway: gateway.clone(),
         stores,
-        token,
+        console: console.clone(),
     };
     let mut protected = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/config", get(running_config))
         .route("/v1/config/reload", post(reload))
         .route("/v1/upstreams", get(upstreams))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(crate::console::router(gateway));
     for r in extensions.routers {
         protected = protected.merge(r);
     }
-    let protected = protected.layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let protected = protected.layer(middleware::from_fn_with_state(
+        state.clone(),
+        require_access,
+    ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(gateway_console::public_router(console))
         .merge(protected)
         .fallback(|| async {
             problem(Problem::new(
@@ -85,25 +92,37 @@ fn problem(p: Problem) -> Response {
         .into_response()
 }
 
-async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let ok: bool = presented.as_bytes().ct_eq(state.token.as_bytes()).into();
-    if !ok || presented.is_empty() {
-        let mut res = problem(Problem::new(
-            &errors::ADMIN_UNAUTHORIZED,
-            "the admin API needs `Authorization: Bearer <admin token>`",
-        ));
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
-        );
-        return res;
+/// The one access check of every protected endpoint. The caller's actor
+/// name goes to the routers in `X-Gatehouse-Actor` (for the audit log):
+/// a session's is always set here; a token's caller may name itself.
+async fn require_access(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
+    let c = &state.console;
+    let caller = match gateway_console::access::authorize(
+        req.method(),
+        req.headers(),
+        &c.tokens,
+        &c.sessions,
+    ) {
+        Ok(caller) => caller,
+        Err(p) => {
+            let unauthorized = p.status() == StatusCode::UNAUTHORIZED;
+            let mut res = problem(p);
+            if unauthorized {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
+                );
+            }
+            return res;
+        }
+    };
+    let actor_header = header::HeaderName::from_static(gateway_keys::admin::ACTOR_HEADER);
+    if caller.via == "session" || !req.headers().contains_key(&actor_header) {
+        if let Ok(v) = header::HeaderValue::from_str(&caller.actor()) {
+            req.headers_mut().insert(actor_header, v);
+        }
     }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

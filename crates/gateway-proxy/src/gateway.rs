@@ -62,6 +62,10 @@ struct Inner {
     /// through the same clusters.
     upstreams: Arc<Upstreams>,
     access_log: AccessLog,
+    /// The traffic history the console draws (fed by the log stage).
+    history: gateway_console::History,
+    /// Dark-launch scores over time (sampled by `console::sample_launches`).
+    launch_history: gateway_console::launches::LaunchHistory,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     draining: AtomicBool,
@@ -121,6 +125,8 @@ impl Gateway {
                 mirror,
                 upstreams,
                 access_log,
+                history: gateway_console::History::new(),
+                launch_history: Default::default(),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(max_in_flight),
                 draining: AtomicBool::new(false),
@@ -160,6 +166,16 @@ impl Gateway {
     /// The API key service.
     pub fn keys(&self) -> &KeyService {
         self.inner.auth.service()
+    }
+
+    /// The traffic history of this gateway since it started.
+    pub fn history(&self) -> &gateway_console::History {
+        &self.inner.history
+    }
+
+    /// Dark-launch scores and verdicts over time.
+    pub fn launch_history(&self) -> &gateway_console::launches::LaunchHistory {
+        &self.inner.launch_history
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {

@@ -16,6 +16,7 @@ mod authority;
 mod body;
 mod build;
 pub mod connection;
+mod console;
 pub mod gateway;
 pub mod headers;
 pub mod pipeline;
@@ -48,6 +49,9 @@ pub struct StartOptions {
     pub config_path: Option<PathBuf>,
     /// The admin token (`GATEHOUSE_ADMIN_TOKEN` or `[admin] token`).
     pub admin_token: Option<String>,
+    /// The read-only viewer token (`GATEHOUSE_VIEWER_TOKEN`; else
+    /// `[admin] viewer_token`).
+    pub viewer_token: Option<String>,
     /// Extra admin routers.
     pub admin_extensions: AdminExtensions,
 }
@@ -192,11 +196,26 @@ fn serve(
         .admin_extensions
         .mount(gateway_cache::admin::router(gateway.cache().clone()))
         .mount(gateway_keys::admin::router(gateway.keys().clone()))
-        .mount(gateway_mirror::admin::router(gateway.mirror().clone()));
-    let app = admin::router(gateway.clone(), stores.clone(), token.into(), extensions);
+        .mount(gateway_mirror::admin::router(gateway.mirror().clone()))
+        .mount(gateway_console::history_router(gateway.history().clone()));
+    let viewer = opts
+        .viewer_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| gateway.snapshot().config.config.admin.viewer_token.clone());
+    let console = gateway_console::ConsoleState {
+        tokens: gateway_console::Tokens::new(token, viewer),
+        sessions: Arc::new(gateway_console::Sessions::default()),
+        // The admin listener serves plain HTTP; behind a TLS proxy the
+        // cookie still gets `Secure` (`X-Forwarded-Proto: https`).
+        tls: false,
+    };
+    let app = admin::router(gateway.clone(), stores.clone(), console, extensions);
     // The admin listener has its own stop: it keeps answering through the
     // drain (`/readyz` says 503 `draining`) and stops after the listeners.
     let admin_stop = CancellationToken::new();
+    // Dark-launch scores for the console's chart, until the admin stops.
+    console::sample_launches(gateway.clone(), admin_stop.clone());
     let admin_stop_signal = admin_stop.clone();
     let admin_task = tokio::spawn(async move {
         let serve = axum::serve(admin_listener, app)

@@ -113,6 +113,7 @@ impl KeyServiceBuilder {
                 grace_audited: DashMap::new(),
                 audit_queue: Mutex::new(Vec::new()),
                 denials_seen: DashMap::new(),
+                usage: Default::default(),
                 blocked_ips: DashMap::new(),
                 blocked_count: AtomicUsize::new(0),
                 http: reqwest::Client::builder()

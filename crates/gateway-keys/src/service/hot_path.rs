@@ -13,7 +13,8 @@ use crate::identity::{Identity, IdentityKind};
 use crate::key::{ApiKey, ConsumerId, KeyHash, KeyId};
 use crate::keyring::{KeyEntry, Verified, VerifyFailure};
 use crate::model::{AuditAction, KeyStatus, NewAuditEntry};
-use crate::ratelimit::{LimitSubject, Limited, RateLimitInfo};
+use crate::ratelimit::{LimitKind, LimitSubject, Limited, RateLimitInfo};
+use crate::usage::RefusalReason;
 
 use super::state::{KeyService, UseNote, SYSTEM_ACTOR};
 
@@ -27,7 +28,11 @@ impl KeyService {
     /// [`KeyService::verify`] for a key already checked and hashed.
     pub(crate) fn verify_hash(&self, hash: &KeyHash) -> Result<Verified, VerifyFailure> {
         let now_us = self.now_micros();
-        let v = self.inner.keyring.verify_hash_at(hash, now_us)?;
+        let v = self
+            .inner
+            .keyring
+            .verify_hash_at(hash, now_us)
+            .inspect_err(|f| self.note_failure(hash, *f, now_us))?;
         self.note_use(&v.entry, v.status, now_us);
         Ok(v)
     }
@@ -42,7 +47,30 @@ impl KeyService {
         now_us: i64,
         f: impl FnOnce(&Arc<KeyEntry>, KeyStatus) -> R,
     ) -> Result<R, VerifyFailure> {
-        self.inner.keyring.lend_hash_at(hash, now_us, f)
+        self.inner
+            .keyring
+            .lend_hash_at(hash, now_us, f)
+            .inspect_err(|failure| self.note_failure(hash, *failure, now_us))
+    }
+
+    /// Counts a known key's refusal (revoked, expired) in its usage; an
+    /// unknown key has no usage to count in.
+    fn note_failure(&self, hash: &KeyHash, failure: VerifyFailure, now_us: i64) {
+        let reason = match failure {
+            VerifyFailure::Revoked => RefusalReason::Revoked,
+            VerifyFailure::Expired => RefusalReason::Expired,
+            VerifyFailure::Unknown => return,
+        };
+        if let Some(id) = self.inner.keyring.key_id_of(hash) {
+            self.inner.usage.refusal(&id, reason, secs(now_us));
+        }
+    }
+
+    /// Counts a refusal of `key` in its usage (scope and plan limits).
+    pub(crate) fn note_refusal(&self, key: &KeyId, reason: RefusalReason) {
+        self.inner
+            .usage
+            .refusal(key, reason, secs(self.now_micros()));
     }
 
     /// Records that a verified key was used at `now_us`, for the batched
@@ -50,6 +78,7 @@ impl KeyService {
     /// again at once if it starts retiring): the request path then only
     /// reads the entry's stamp, and `last_used_at` is exact to the second.
     pub(crate) fn note_use(&self, entry: &KeyEntry, status: KeyStatus, now_us: i64) {
+        self.inner.usage.request(&entry.record.id, secs(now_us));
         let retiring = status == KeyStatus::Retiring;
         let stamp = now_us.div_euclid(1_000_000) * 2 + i64::from(retiring);
         if entry.noted.load(Ordering::Relaxed) == stamp {
@@ -113,7 +142,15 @@ impl KeyService {
             rate_key,
             quota_key,
         };
-        self.inner.limits.check(&subject, plan).await
+        let result = self.inner.limits.check(&subject, plan).await;
+        if let (Err(limited), Some(key)) = (&result, &identity.key_id) {
+            match limited.kind {
+                LimitKind::Rate => self.note_refusal(key, RefusalReason::RateLimited),
+                LimitKind::Quota => self.note_refusal(key, RefusalReason::Quota),
+                LimitKind::UnauthenticatedIp | LimitKind::FailedAuthIp => {}
+            }
+        }
+        result
     }
 
     /// Queues an audit entry written by the next flush (for hot-path events).
@@ -133,6 +170,7 @@ impl KeyService {
         route: &str,
         reason: &str,
     ) {
+        self.note_refusal(key, RefusalReason::Scope);
         if self
             .inner
             .denials_seen
@@ -180,4 +218,9 @@ impl KeyService {
             });
         }
     }
+}
+
+/// Microseconds to whole seconds since the epoch.
+fn secs(now_us: i64) -> u64 {
+    u64::try_from(now_us.div_euclid(1_000_000)).unwrap_or(0)
 }

@@ -39,6 +39,7 @@ impl KeyService {
                 message: "a key name is at most 200 printable characters".into(),
             });
         }
+        super::update::check_metadata(&req.metadata)?;
         if req.owner.trim().is_empty() {
             return Err(ServiceError::InvalidField {
                 field: "owner",
@@ -78,6 +79,7 @@ impl KeyService {
             grace_until: None,
             warned_at: None,
             expiry_noted_at: None,
+            metadata: req.metadata.clone(),
             hash: secret.hash(),
         };
         let audit = NewAuditEntry {

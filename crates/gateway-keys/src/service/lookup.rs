@@ -30,7 +30,22 @@ impl KeyService {
                 rec.last_used_at = Some(n.at);
             }
         }
-        Ok(rec.view(now))
+        let mut view = rec.view(now);
+        view.consumer_name = self
+            .inner
+            .store
+            .get_consumer(&rec.consumer_id)
+            .await?
+            .map(|c| c.name);
+        Ok(view)
+    }
+
+    /// A key's requests and refusals per hour over the last day, on this
+    /// node.
+    pub async fn usage(&self, id: &str) -> Result<crate::usage::KeyUsageReport, ServiceError> {
+        let rec = self.get_record(id).await?;
+        let now = u64::try_from(self.inner.clock.now().timestamp()).unwrap_or(0);
+        Ok(self.inner.usage.report(&rec.id, now))
     }
 
     /// Keys, optionally filtered.
@@ -41,6 +56,15 @@ impl KeyService {
             None => None,
         };
         let keys = self.inner.store.list_keys(consumer.as_ref()).await?;
+        // Names by id, so each key shows whose it is.
+        let names: std::collections::HashMap<_, _> = self
+            .inner
+            .store
+            .list_consumers()
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
         Ok(keys
             .into_iter()
             .map(|mut k| {
@@ -49,7 +73,9 @@ impl KeyService {
                         k.last_used_at = Some(n.at);
                     }
                 }
-                k.view(now)
+                let mut view = k.view(now);
+                view.consumer_name = names.get(&k.consumer_id).cloned();
+                view
             })
             .filter(|v| filter.status.is_none_or(|s| v.status == s))
             .collect())

@@ -23,7 +23,7 @@
 //!   limits, scope denials and blocked addresses (memory only).
 //! - `checks`: admin requests checked against what exists (scopes through
 //!   the [`ScopeCatalog`] of `catalog`, plans, lifetimes).
-//! - `consumers`, `issue`, `rotate`, `revoke`, `lookup`: the admin
+//! - `consumers`, `issue`, `rotate`, `revoke`, `update`, `lookup`: the admin
 //!   operations, with their request types in `requests` and their one
 //!   error, [`ServiceError`], in `error`.
 //! - `sync`: the keyring kept in step with the store (publish, reload,
@@ -46,10 +46,12 @@ mod revoke;
 mod rotate;
 mod state;
 mod sync;
+mod update;
 
 pub use background::SweepReport;
 pub use builder::KeyServiceBuilder;
 pub use catalog::ScopeCatalog;
 pub use error::ServiceError;
-pub use requests::{CreateConsumer, CreateKey, IssuedKey, KeyFilter, RotateKey};
+pub use requests::{CreateConsumer, CreateKey, IssuedKey, KeyFilter, RotateKey, UpdateKey};
 pub use state::{BackgroundTasks, KeyService, SYSTEM_ACTOR};
+pub use update::MAX_METADATA_BYTES;

@@ -32,6 +32,53 @@ pub struct CreateKey {
     /// Environment segment; defaults to `keys.environment`.
     #[serde(default)]
     pub environment: Option<String>,
+    /// Free-form metadata (a JSON object).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Update request (`PATCH /v1/keys/{id}`): only the fields given change.
+/// `plan` and `expires_at` take `null` to clear them; `metadata` replaces
+/// the whole object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    /// New label.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New scopes (replacing the old ones).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New plan override; `null` falls back to the consumer's plan.
+    #[serde(default, with = "double_option")]
+    pub plan: Option<Option<String>>,
+    /// New expiry (RFC 3339); `null` for none.
+    #[serde(default, with = "double_option")]
+    pub expires_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// New metadata (replacing the old object).
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A field that may be absent (unchanged), `null` (cleared) or a value.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
 }
 
 /// Rotate request.

@@ -90,6 +90,7 @@ impl KeyService {
             grace_until: None,
             warned_at: None,
             expiry_noted_at: None,
+            metadata: old.metadata.clone(),
             hash: secret.hash(),
         };
         let audits = [

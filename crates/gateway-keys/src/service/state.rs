@@ -48,6 +48,8 @@ pub(super) struct Inner {
     pub(super) grace_audited: DashMap<KeyId, DateTime<Utc>>,
     pub(super) audit_queue: Mutex<Vec<NewAuditEntry>>,
     pub(super) denials_seen: DashMap<(KeyId, String), ()>,
+    /// Per-key requests and refusals per hour (this node, memory only).
+    pub(super) usage: crate::usage::UsageCounters,
     pub(super) blocked_ips: DashMap<IpAddr, ()>,
     /// `blocked_ips.len()`, without visiting every shard.
     pub(super) blocked_count: AtomicUsize,

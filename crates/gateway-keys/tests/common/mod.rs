@@ -120,6 +120,7 @@ fn key(consumer: &ConsumerId, text: &str) -> KeyRecord {
         grace_until: None,
         warned_at: None,
         expiry_noted_at: None,
+        metadata: Default::default(),
         hash: KeyHash::of(text),
     }
 }

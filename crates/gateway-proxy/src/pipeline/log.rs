@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_core::errors::{self, ErrorCode};
+use gateway_console::history::{CacheOutcome, Sample};
 use gateway_core::Body;
 use http::{Response, Version};
 use http_body_util::BodyExt as _;
@@ -24,9 +25,13 @@ pub(super) fn on_end(
     conn: &ConnInfo,
     in_flight: Option<InFlight>,
 ) -> Response<Body> {
-    let status = res.status().as_u16();
-    let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
     let route = ctx.route.clone();
+    let status = res.status().as_u16();
+    let cache = route
+        .as_ref()
+        .filter(|r| r.cache.is_some())
+        .and_then(|_| cache_outcome(res.headers()));
+    let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
     // The access-log line is only built when it goes somewhere.
     let record = gateway.access_log().enabled().then(|| AccessRecord {
         ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -65,12 +70,28 @@ pub(super) fn on_end(
         status,
         route,
         went_upstream,
-        // The gateway is only kept to hand the line to its access log.
-        record: record.map(|r| (r, gateway.clone())),
+        cache,
+        // Kept to hand the line to its access log and the request to the
+        // console's history.
+        gateway: gateway.clone(),
+        record,
         started: ctx.started,
         _in_flight: in_flight,
     };
     res.map(|b| ObservedBody::new(b, finish).boxed_unsync())
+}
+
+/// Whether a cached route's response came from the cache, from the
+/// `Cache-Status` the cache stage set (RFC 9211: `hit`, or `fwd=...`).
+fn cache_outcome(headers: &http::HeaderMap) -> Option<CacheOutcome> {
+    let v = headers.get(&gateway_cache::CACHE_STATUS)?.to_str().ok()?;
+    if v.contains("; hit") {
+        Some(CacheOutcome::Hit)
+    } else if v.contains("fwd=") {
+        Some(CacheOutcome::Miss)
+    } else {
+        None
+    }
 }
 
 fn is_upstream_error(code: &str) -> bool {
@@ -92,15 +113,18 @@ struct Finish {
     /// Whether the request went (or was meant to go) upstream: the
     /// `upstream` label is then the route's cluster.
     went_upstream: bool,
-    /// The access-log line and where it goes, when the access log is on.
-    record: Option<(AccessRecord, Gateway)>,
+    /// Whether the cache answered (cached routes only).
+    cache: Option<CacheOutcome>,
+    gateway: Gateway,
+    /// The access-log line, when the access log is on.
+    record: Option<AccessRecord>,
     started: Instant,
     _in_flight: Option<InFlight>,
 }
 
 impl Observer for Finish {
     fn data(&mut self, chunk: &bytes::Bytes) {
-        if let Some((r, _)) = &mut self.record {
+        if let Some(r) = &mut self.record {
             r.bytes_out += chunk.len() as u64;
         }
     }
@@ -115,10 +139,21 @@ impl Observer for Finish {
             ),
             None => RequestMetrics::unrouted().record(self.status, None, elapsed),
         }
-        if let Some((mut record, gateway)) = self.record {
+        self.gateway.history().record(Sample {
+            route: self.route.as_ref().map(|r| &*r.name),
+            upstream: self
+                .route
+                .as_ref()
+                .filter(|_| self.went_upstream)
+                .map(|r| &*r.cluster),
+            status: self.status,
+            elapsed,
+            cache: self.cache,
+        });
+        if let Some(mut record) = self.record {
             record.completed = completed;
             record.duration_ms = elapsed.as_secs_f64() * 1000.0;
-            gateway.access_log().log(record);
+            self.gateway.access_log().log(record);
         }
     }
 }

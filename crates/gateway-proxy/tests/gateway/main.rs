@@ -8,6 +8,7 @@ mod authority;
 mod cache;
 mod connections;
 mod framing;
+mod console;
 mod keys;
 mod protocols;
 mod reload;
