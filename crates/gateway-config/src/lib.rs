@@ -17,6 +17,7 @@
 //! The `clusters` section is owned by `gateway-upstream`, which validates it.
 
 mod error;
+mod ip;
 mod locate;
 mod model;
 mod validate;
@@ -24,6 +25,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, Issue};
+pub use ip::{cidr_issues, parse_cidr, IpRulesConfig};
 pub use model::*;
 
 /// A validated config and the text it came from.

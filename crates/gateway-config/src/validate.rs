@@ -139,7 +139,15 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         _ => {}
     }
 
-    let mut sections = nested("keys", config.keys.validate_with_plans(&config.plans));
+    for e in crate::cidr_issues("gateway.trusted_proxies", &g.trusted_proxies) {
+        push(e.path, e.message);
+    }
+
+    let mut sections = nested("ip_rules", config.ip_rules.validate());
+    sections.extend(nested(
+        "keys",
+        config.keys.validate_with_plans(&config.plans),
+    ));
     for (name, plan) in &config.plans {
         sections.extend(nested(&format!("plans.{name}"), plan.validate()));
     }
@@ -270,6 +278,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
         if let Some(auth) = &route.auth {
             for e in nested(&at("auth"), auth.validate()) {
+                push(e.path, e.message);
+            }
+        }
+        if let Some(rules) = &route.ip_rules {
+            for e in nested(&at("ip_rules"), rules.validate()) {
                 push(e.path, e.message);
             }
         }

@@ -111,6 +111,8 @@ error_codes! {
     /// No route matches host, path, method and headers (also the fx
     /// service's answer to an unknown endpoint).
     ROUTE_NOT_FOUND = ("route_not_found", NOT_FOUND, "Route not found", Gateway);
+    /// The client address is denied, or not in an allow list (`ip_rules`).
+    ADDRESS_FORBIDDEN = ("address_forbidden", FORBIDDEN, "Client address not allowed", Gateway);
     /// The request's authority is ambiguous or invalid.
     BAD_HOST = ("bad_host", BAD_REQUEST, "Ambiguous or invalid host", Gateway);
     /// The path climbs above the root, or a rewrite made an invalid URI.

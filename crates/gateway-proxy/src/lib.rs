@@ -1,6 +1,7 @@
 //! The Gatehouse data plane.
 //!
 //! - [`router`]: the route table and its precedence rules.
+//! - [`cidr`]: address sets: IP rules and trusted proxies.
 //! - [`pipeline`]: one request's trip through the stages, in order.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
@@ -15,6 +16,7 @@ pub mod admin;
 mod authority;
 mod body;
 mod build;
+pub mod cidr;
 pub mod connection;
 pub mod gateway;
 pub mod headers;

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use gateway_config::{HeaderRules, PathMatch, RouteAuthConfig, RouteConfig};
 use gateway_keys::auth::PreparedAuth;
+
+use crate::cidr::IpRules;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A compiled route.
@@ -52,6 +54,8 @@ pub struct Route {
     /// step (see [`auth_config`]), so no file is read and nothing is
     /// looked up by name on the request path.
     pub auth: Option<PreparedAuth>,
+    /// Client addresses allowed and denied on this route, prepared.
+    pub ip_rules: Option<Arc<IpRules>>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -241,6 +245,14 @@ impl CompiledRules {
     }
 }
 
+/// What the build step prepared for one route besides its authentication:
+/// nothing here is parsed on the request path.
+#[derive(Debug, Default, Clone)]
+pub struct RouteControls {
+    /// The route's `ip_rules`; `None` when absent or empty.
+    pub ip_rules: Option<Arc<IpRules>>,
+}
+
 /// A successful route lookup.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
@@ -251,7 +263,7 @@ pub struct RouteMatch {
 }
 
 impl Route {
-    fn compile(cfg: &RouteConfig, auth: Option<PreparedAuth>) -> Self {
+    fn compile(cfg: &RouteConfig, auth: Option<PreparedAuth>, controls: RouteControls) -> Self {
         let name: Arc<str> = cfg.name.as_str().into();
         Self {
             metrics: crate::telemetry::RequestMetrics::new(Some(name.clone())),
@@ -283,6 +295,7 @@ impl Route {
             response_headers: CompiledRules::compile(&cfg.response_headers),
             cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
             auth,
+            ip_rules: controls.ip_rules,
         }
     }
 
@@ -341,12 +354,21 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles validated route configs; `auth` holds the prepared
-    /// authentication of the routes that require it, by route name.
-    pub fn new(configs: &[RouteConfig], auth: &HashMap<String, PreparedAuth>) -> Self {
+    /// authentication of the routes that require it, `controls` the rest
+    /// of what the build step prepared, both by route name.
+    pub fn new(
+        configs: &[RouteConfig],
+        auth: &HashMap<String, PreparedAuth>,
+        controls: &HashMap<String, RouteControls>,
+    ) -> Self {
         let mut entries = Vec::new();
         let mut routes = Vec::new();
         for (order, cfg) in configs.iter().enumerate() {
-            let route = Arc::new(Route::compile(cfg, auth.get(&cfg.name).cloned()));
+            let route = Arc::new(Route::compile(
+                cfg,
+                auth.get(&cfg.name).cloned(),
+                controls.get(&cfg.name).cloned().unwrap_or_default(),
+            ));
             routes.push(route.clone());
             let hosts: Vec<HostMatch> = if cfg.hosts.is_empty() {
                 vec![HostMatch::Any]
@@ -429,7 +451,7 @@ mod tests {
     fn table(src: &str) -> RouteTable {
         let full = format!("[clusters.c]\ntargets = [\"127.0.0.1:1\"]\n{src}");
         let loaded = gateway_config::load_str(&full, "t.toml").unwrap();
-        RouteTable::new(&loaded.config.routes, &HashMap::new())
+        RouteTable::new(&loaded.config.routes, &HashMap::new(), &HashMap::new())
     }
 
     /// `check(table, [(host, method, path, expected route or "-")])`.

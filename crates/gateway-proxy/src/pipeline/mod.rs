@@ -2,9 +2,9 @@
 //! stage, in the order they run.
 //!
 //! ```text
-//!  client ─▶ accept ─▶ route ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
-//!                                                                                                      │
-//!  client ◀─ log ◀─ mirror submit ◀─ response ◀─────────────────────────────────────────────────────────┘
+//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
+//!                                                                                                                            │
+//!  client ◀─ log ◀─ mirror submit ◀─ response ◀───────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
@@ -23,6 +23,7 @@
 mod accept;
 mod cache;
 mod context;
+mod ip_rules;
 mod log;
 mod mirror;
 mod response;
@@ -66,7 +67,13 @@ impl Gateway {
         snapshot: &Snapshot,
         conn: &ConnInfo,
     ) -> Result<Response<Body>, Refusal> {
+        // ip rules (global): before routing, so a refused address learns
+        // nothing about the routes.
+        ip_rules::global(ctx, snapshot)?;
         let (req, mut routed) = route::route(req, ctx, snapshot)?;
+        // ip rules (route): before authentication, so a refused address
+        // costs no credential check and cannot probe keys.
+        ip_rules::route(ctx, &routed)?;
 
         // authenticate: decided at once for a valid API key; awaited only
         // when it must be (JWTs, refusals to count, limited addresses).
