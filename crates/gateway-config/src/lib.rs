@@ -16,6 +16,7 @@
 //! given; building runtime objects (TLS acceptors, clients) is the proxy's job.
 //! The `clusters` section is owned by `gateway-upstream`, which validates it.
 
+mod cors;
 mod error;
 mod ip;
 mod locate;
@@ -24,6 +25,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use cors::{OriginPattern, RouteCorsConfig, DEFAULT_CORS_MAX_AGE, DEFAULT_CORS_METHODS};
 pub use error::{ConfigError, Issue};
 pub use ip::{cidr_issues, parse_cidr, IpRulesConfig};
 pub use model::*;

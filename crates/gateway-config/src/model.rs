@@ -351,6 +351,10 @@ pub struct RouteConfig {
     /// the global `[ip_rules]` and before authentication.
     #[serde(default)]
     pub ip_rules: Option<crate::IpRulesConfig>,
+    /// Cross-origin requests from browsers: preflights answered by the
+    /// gateway, CORS headers on responses (see `docs/security.md`).
+    #[serde(default)]
+    pub cors: Option<crate::RouteCorsConfig>,
 }
 
 fn default_true() -> bool {

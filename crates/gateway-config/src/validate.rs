@@ -286,6 +286,11 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
                 push(e.path, e.message);
             }
         }
+        if let Some(cors) = &route.cors {
+            for e in nested(&at("cors"), cors.validate()) {
+                push(e.path, e.message);
+            }
+        }
         if let Some(cache) = &route.cache {
             for e in nested(&at("cache"), cache.validate()) {
                 push(e.path, e.message);

@@ -113,6 +113,9 @@ error_codes! {
     ROUTE_NOT_FOUND = ("route_not_found", NOT_FOUND, "Route not found", Gateway);
     /// The client address is denied, or not in an allow list (`ip_rules`).
     ADDRESS_FORBIDDEN = ("address_forbidden", FORBIDDEN, "Client address not allowed", Gateway);
+    /// A CORS preflight asked for an origin, method or header the route's
+    /// `cors` does not allow.
+    CORS_REFUSED = ("cors_refused", FORBIDDEN, "Cross-origin request refused", Gateway);
     /// The request's authority is ambiguous or invalid.
     BAD_HOST = ("bad_host", BAD_REQUEST, "Ambiguous or invalid host", Gateway);
     /// The path climbs above the root, or a rewrite made an invalid URI.

@@ -18,6 +18,7 @@ use gateway_keys::service::ScopeCatalog;
 use gateway_upstream::{ClusterPlan, Upstreams};
 
 use crate::cidr::{ClientAddress, IpRules};
+use crate::cors::Cors;
 use crate::router::{self, RouteControls, RouteTable};
 
 /// A config built and ready to swap in.
@@ -80,6 +81,7 @@ pub(crate) fn build(
                 Err(found) => issues.extend(nested(&format!("routes[{i}].ip_rules"), Err(found))),
             }
         }
+        prepared.cors = route.cors.as_ref().map(|c| Arc::new(Cors::build(c)));
         controls.insert(route.name.clone(), prepared);
     }
     let ip_rules = IpRules::build(&config.ip_rules)

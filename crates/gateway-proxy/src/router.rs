@@ -22,6 +22,7 @@ use gateway_config::{HeaderRules, PathMatch, RouteAuthConfig, RouteConfig};
 use gateway_keys::auth::PreparedAuth;
 
 use crate::cidr::IpRules;
+use crate::cors::Cors;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A compiled route.
@@ -56,6 +57,8 @@ pub struct Route {
     pub auth: Option<PreparedAuth>,
     /// Client addresses allowed and denied on this route, prepared.
     pub ip_rules: Option<Arc<IpRules>>,
+    /// Cross-origin policy, prepared.
+    pub cors: Option<Arc<Cors>>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -251,6 +254,8 @@ impl CompiledRules {
 pub struct RouteControls {
     /// The route's `ip_rules`; `None` when absent or empty.
     pub ip_rules: Option<Arc<IpRules>>,
+    /// The route's `cors`.
+    pub cors: Option<Arc<Cors>>,
 }
 
 /// A successful route lookup.
@@ -296,6 +301,7 @@ impl Route {
             cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
             auth,
             ip_rules: controls.ip_rules,
+            cors: controls.cors,
         }
     }
 
@@ -416,14 +422,38 @@ impl RouteTable {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<RouteMatch> {
+        self.find_with(host, path, Some(method), headers)
+    }
+
+    /// The most specific route matching host, path and headers, whatever
+    /// its methods: the route a CORS preflight for a method it does not
+    /// list is about, so its policy can say so.
+    pub fn find_any_method(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<RouteMatch> {
+        self.find_with(host, path, None, headers)
+    }
+
+    fn find_with(
+        &self,
+        host: &str,
+        path: &str,
+        method: Option<&Method>,
+        headers: &HeaderMap,
+    ) -> Option<RouteMatch> {
         let mut params = Vec::new();
         for entry in &self.entries {
             let route = &entry.route;
             if !entry.host.matches(host) {
                 continue;
             }
-            if !route.methods.is_empty() && !route.methods.contains(method) {
-                continue;
+            if let Some(method) = method {
+                if !route.methods.is_empty() && !route.methods.contains(method) {
+                    continue;
+                }
             }
             if !route
                 .headers

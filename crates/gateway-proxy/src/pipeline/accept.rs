@@ -26,6 +26,8 @@ pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) 
         route: None,
         error: None,
         rate_limit: None,
+        cors_origin: None,
+        cors_preflight: false,
         method: req.method().clone(),
         path_and_query: req.uri().path_and_query().cloned(),
         version: req.version(),

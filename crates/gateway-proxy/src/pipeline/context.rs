@@ -67,6 +67,11 @@ pub struct RequestContext {
     pub error: Option<Cow<'static, str>>,
     /// Plan limit state, returned as `RateLimit-*` headers.
     pub rate_limit: Option<RateLimitInfo>,
+    /// On a route with `cors`: the request's `Origin`, for the response's
+    /// CORS headers (`None` for a preflight, which is answered whole).
+    pub cors_origin: Option<HeaderValue>,
+    /// The request was a CORS preflight answered by the gateway.
+    pub cors_preflight: bool,
     // For the access log; shared with the request, copied only when a
     // line is written.
     pub(super) method: Method,

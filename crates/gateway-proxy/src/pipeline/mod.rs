@@ -2,9 +2,9 @@
 //! stage, in the order they run.
 //!
 //! ```text
-//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
-//!                                                                                                                            │
-//!  client ◀─ log ◀─ mirror submit ◀─ response ◀───────────────────────────────────────────────────────────────────────────────┘
+//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ cors ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
+//!                                                                                                                                     │
+//!  client ◀─ log ◀─ mirror submit ◀─ response ◀────────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
@@ -23,6 +23,7 @@
 mod accept;
 mod cache;
 mod context;
+mod cors;
 mod ip_rules;
 mod log;
 mod mirror;
@@ -74,6 +75,12 @@ impl Gateway {
         // ip rules (route): before authentication, so a refused address
         // costs no credential check and cannot probe keys.
         ip_rules::route(ctx, &routed)?;
+        // cors: a preflight is answered here, before authentication
+        // (browsers send it without credentials) and never upstream.
+        if let Some(answer) = cors::preflight_or_note(&req, &routed, ctx) {
+            ctx.cors_preflight = true;
+            return answer;
+        }
 
         // authenticate: decided at once for a valid API key; awaited only
         // when it must be (JWTs, refusals to count, limited addresses).

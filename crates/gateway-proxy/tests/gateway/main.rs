@@ -7,6 +7,7 @@ mod admin;
 mod authority;
 mod cache;
 mod connections;
+mod cors;
 mod ip_rules;
 mod keys;
 mod protocols;
