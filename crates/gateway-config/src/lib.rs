@@ -21,6 +21,7 @@ mod error;
 mod ip;
 mod locate;
 mod model;
+mod mtls;
 mod validate;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use cors::{OriginPattern, RouteCorsConfig, DEFAULT_CORS_MAX_AGE, DEFAULT_COR
 pub use error::{ConfigError, Issue};
 pub use ip::{cidr_issues, parse_cidr, IpRulesConfig};
 pub use model::*;
+pub use mtls::{ClientAuthMode, RouteClientCertConfig};
 
 /// A validated config and the text it came from.
 #[derive(Debug, Clone)]

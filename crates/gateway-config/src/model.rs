@@ -207,6 +207,15 @@ pub struct TlsListenerConfig {
     pub cert: PathBuf,
     /// PEM private key file.
     pub key: PathBuf,
+    /// PEM file of the CAs that sign client certificates: with it, the
+    /// listener asks clients for a certificate and verifies it (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `"required"` (default) refuses the handshake
+    /// without a valid certificate; `"optional"` serves clients without
+    /// one (routes with `client_cert` still refuse them).
+    #[serde(default)]
+    pub client_auth: Option<crate::ClientAuthMode>,
 }
 
 /// The admin API (`[admin]`).
@@ -355,6 +364,10 @@ pub struct RouteConfig {
     /// gateway, CORS headers on responses (see `docs/security.md`).
     #[serde(default)]
     pub cors: Option<crate::RouteCorsConfig>,
+    /// Serve only connections with a verified TLS client certificate
+    /// (mutual TLS), optionally only these subjects or names.
+    #[serde(default)]
+    pub client_cert: Option<crate::RouteClientCertConfig>,
 }
 
 fn default_true() -> bool {

@@ -116,6 +116,9 @@ error_codes! {
     /// A CORS preflight asked for an origin, method or header the route's
     /// `cors` does not allow.
     CORS_REFUSED = ("cors_refused", FORBIDDEN, "Cross-origin request refused", Gateway);
+    /// The route requires a verified TLS client certificate (`client_cert`)
+    /// and the connection presented none, or not an accepted one.
+    CLIENT_CERT_REQUIRED = ("client_cert_required", FORBIDDEN, "Client certificate required", Gateway);
     /// The request's authority is ambiguous or invalid.
     BAD_HOST = ("bad_host", BAD_REQUEST, "Ambiguous or invalid host", Gateway);
     /// The path climbs above the root, or a rewrite made an invalid URI.

@@ -59,6 +59,8 @@ pub struct Route {
     pub ip_rules: Option<Arc<IpRules>>,
     /// Cross-origin policy, prepared.
     pub cors: Option<Arc<Cors>>,
+    /// Required client certificate (mutual TLS).
+    pub client_cert: Option<gateway_config::RouteClientCertConfig>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -302,6 +304,7 @@ impl Route {
             auth,
             ip_rules: controls.ip_rules,
             cors: controls.cors,
+            client_cert: cfg.client_cert.clone(),
         }
     }
 

@@ -2,9 +2,9 @@
 //! stage, in the order they run.
 //!
 //! ```text
-//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ cors ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
-//!                                                                                                                                     │
-//!  client ◀─ log ◀─ mirror submit ◀─ response ◀────────────────────────────────────────────────────────────────────────────────────────┘
+//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ cors ─▶ client cert ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
+//!                                                                                                                                                    │
+//!  client ◀─ log ◀─ mirror submit ◀─ response ◀───────────────────────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
@@ -22,6 +22,7 @@
 
 mod accept;
 mod cache;
+mod client_cert;
 mod context;
 mod cors;
 mod ip_rules;
@@ -81,6 +82,12 @@ impl Gateway {
             ctx.cors_preflight = true;
             return answer;
         }
+
+        // client cert: the verified certificate headers (the client's
+        // copies removed) for every request that goes on; a route's
+        // requirement for one, before authentication.
+        let mut req = req;
+        client_cert::forward_and_require(&mut req, &routed, conn)?;
 
         // authenticate: decided at once for a valid API key; awaited only
         // when it must be (JWTs, refusals to count, limited addresses).

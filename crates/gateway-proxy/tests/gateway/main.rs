@@ -10,6 +10,7 @@ mod connections;
 mod cors;
 mod ip_rules;
 mod keys;
+mod mtls;
 mod protocols;
 mod reload;
 mod resilience;
