@@ -167,6 +167,9 @@ error_codes! {
     TOKEN_SCOPE_DENIED = ("token_scope_denied", FORBIDDEN, "Outside the token's scopes", Keys);
     /// The route's authentication cannot work (e.g. unreadable JWT key).
     AUTH_MISCONFIGURED = ("auth_misconfigured", INTERNAL_SERVER_ERROR, "Authentication misconfigured", Keys);
+    /// The route's identity provider (`jwks_url`, `oidc_issuer`) has never
+    /// answered with its signing keys.
+    SIGNING_KEYS_UNAVAILABLE = ("signing_keys_unavailable", SERVICE_UNAVAILABLE, "Signing keys unavailable", Keys);
     /// The consumer's rate limit is exceeded.
     RATE_LIMITED = ("rate_limited", TOO_MANY_REQUESTS, "Rate limit exceeded", Keys);
     /// The consumer's quota is used up.

@@ -11,6 +11,7 @@ mod cors;
 mod ip_rules;
 mod keys;
 mod mtls;
+mod oidc;
 mod protocols;
 mod reload;
 mod resilience;
