@@ -16,15 +16,21 @@
 //! given; building runtime objects (TLS acceptors, clients) is the proxy's job.
 //! The `clusters` section is owned by `gateway-upstream`, which validates it.
 
+mod cors;
 mod error;
+mod ip;
 mod locate;
 mod model;
+mod mtls;
 mod validate;
 
 use std::path::Path;
 
+pub use cors::{OriginPattern, RouteCorsConfig, DEFAULT_CORS_MAX_AGE, DEFAULT_CORS_METHODS};
 pub use error::{ConfigError, Issue};
+pub use ip::{cidr_issues, parse_cidr, IpRulesConfig};
 pub use model::*;
+pub use mtls::{ClientAuthMode, RouteClientCertConfig};
 
 /// A validated config and the text it came from.
 #[derive(Debug, Clone)]

@@ -85,6 +85,10 @@ pub struct Config {
     /// Upstream clusters by name (see `docs/upstreams.md`).
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Client addresses allowed and denied on every route, checked before
+    /// routing (see `docs/security.md`).
+    #[serde(default)]
+    pub ip_rules: crate::IpRulesConfig,
     /// Routes, matched by the precedence in `docs/config.md`.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -133,6 +137,11 @@ pub struct GatewaySettings {
     /// Whether to trust `X-Forwarded-For` from clients (only behind a trusted
     /// load balancer); otherwise the peer address starts the chain.
     pub trust_forwarded_headers: bool,
+    /// Proxies (CIDR blocks or addresses) whose `X-Forwarded-For` is
+    /// believed: from a peer in this list, the client address is the
+    /// rightmost `X-Forwarded-For` entry that is not itself in the list.
+    /// With `trust_forwarded_headers` every peer is believed for one hop.
+    pub trusted_proxies: Vec<String>,
     /// Reload the config when the file changes (SIGHUP always reloads).
     pub watch_config: bool,
     /// Nice value (0–19) of the thread that sends and compares dark-launch
@@ -180,6 +189,7 @@ impl Default for GatewaySettings {
             max_connections: None,
             max_connections_per_client: None,
             trust_forwarded_headers: false,
+            trusted_proxies: Vec::new(),
             watch_config: true,
             shadow_nice: DEFAULT_SHADOW_NICE,
             shadow_idle: DEFAULT_SHADOW_IDLE,
@@ -232,6 +242,15 @@ pub struct TlsListenerConfig {
     pub cert: PathBuf,
     /// PEM private key file.
     pub key: PathBuf,
+    /// PEM file of the CAs that sign client certificates: with it, the
+    /// listener asks clients for a certificate and verifies it (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `"required"` (default) refuses the handshake
+    /// without a valid certificate; `"optional"` serves clients without
+    /// one (routes with `client_cert` still refuse them).
+    #[serde(default)]
+    pub client_auth: Option<crate::ClientAuthMode>,
 }
 
 /// The admin API (`[admin]`).
@@ -382,6 +401,18 @@ pub struct RouteConfig {
     /// responses pass through uncached.
     #[serde(default)]
     pub cache: Option<RouteCacheConfig>,
+    /// Client addresses allowed and denied on this route, checked after
+    /// the global `[ip_rules]` and before authentication.
+    #[serde(default)]
+    pub ip_rules: Option<crate::IpRulesConfig>,
+    /// Cross-origin requests from browsers: preflights answered by the
+    /// gateway, CORS headers on responses (see `docs/security.md`).
+    #[serde(default)]
+    pub cors: Option<crate::RouteCorsConfig>,
+    /// Serve only connections with a verified TLS client certificate
+    /// (mutual TLS), optionally only these subjects or names.
+    #[serde(default)]
+    pub client_cert: Option<crate::RouteClientCertConfig>,
 }
 
 fn default_true() -> bool {

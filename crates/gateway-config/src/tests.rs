@@ -328,3 +328,29 @@ fn a_control_character_is_named_with_its_line() {
         );
     }
 }
+
+#[test]
+fn bad_cidrs_are_named_with_their_line() {
+    check_err(
+        r#"
+[gateway]
+trusted_proxies = ["10.0.0.0/8", "lb.internal"]
+
+[ip_rules]
+deny = ["192.0.2.1/24"]
+
+[clusters.c]
+targets = ["127.0.0.1:7001"]
+
+[[routes]]
+name = "r"
+cluster = "c"
+ip_rules = { allow = ["10.0.0.0/33"] }
+"#,
+        &[
+            "gh.toml:3:34: gateway.trusted_proxies[1]: `lb.internal` is not a CIDR block or an IP address",
+            "gh.toml:6:9: ip_rules.deny[0]: `192.0.2.1/24` has host bits set: did you mean `192.0.2.0/24`?",
+            "gh.toml:14:23: routes[0].ip_rules.allow[0]: `10.0.0.0/33` is not a CIDR block",
+        ],
+    );
+}

@@ -37,6 +37,14 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
                 ),
             );
         }
+        if let Some(tls) = &l.tls {
+            if tls.client_auth.is_some() && tls.client_ca.is_none() {
+                push(
+                    format!("listeners[{i}].tls.client_auth"),
+                    "needs `client_ca`, the CAs that sign client certificates".into(),
+                );
+            }
+        }
         // Port 0 asks the OS for a free port, so it never collides.
         if l.bind.port() == 0 {
             continue;
@@ -187,7 +195,15 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         _ => {}
     }
 
-    let mut sections = nested("keys", config.keys.validate_with_plans(&config.plans));
+    for e in crate::cidr_issues("gateway.trusted_proxies", &g.trusted_proxies) {
+        push(e.path, e.message);
+    }
+
+    let mut sections = nested("ip_rules", config.ip_rules.validate());
+    sections.extend(nested(
+        "keys",
+        config.keys.validate_with_plans(&config.plans),
+    ));
     for (name, plan) in &config.plans {
         sections.extend(nested(&format!("plans.{name}"), plan.validate()));
     }
@@ -318,6 +334,32 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
         if let Some(auth) = &route.auth {
             for e in nested(&at("auth"), auth.validate()) {
+                push(e.path, e.message);
+            }
+        }
+        if let Some(rules) = &route.ip_rules {
+            for e in nested(&at("ip_rules"), rules.validate()) {
+                push(e.path, e.message);
+            }
+        }
+        if let Some(rule) = &route.client_cert {
+            for e in nested(&at("client_cert"), rule.validate()) {
+                push(e.path, e.message);
+            }
+            let asks = config
+                .listeners
+                .iter()
+                .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
+            if !asks {
+                push(
+                    at("client_cert"),
+                    "no listener asks for client certificates: set `tls.client_ca` on a listener"
+                        .into(),
+                );
+            }
+        }
+        if let Some(cors) = &route.cors {
+            for e in nested(&at("cors"), cors.validate()) {
                 push(e.path, e.message);
             }
         }

@@ -111,6 +111,14 @@ error_codes! {
     /// No route matches host, path, method and headers (also the fx
     /// service's answer to an unknown endpoint).
     ROUTE_NOT_FOUND = ("route_not_found", NOT_FOUND, "Route not found", Gateway);
+    /// The client address is denied, or not in an allow list (`ip_rules`).
+    ADDRESS_FORBIDDEN = ("address_forbidden", FORBIDDEN, "Client address not allowed", Gateway);
+    /// A CORS preflight asked for an origin, method or header the route's
+    /// `cors` does not allow.
+    CORS_REFUSED = ("cors_refused", FORBIDDEN, "Cross-origin request refused", Gateway);
+    /// The route requires a verified TLS client certificate (`client_cert`)
+    /// and the connection presented none, or not an accepted one.
+    CLIENT_CERT_REQUIRED = ("client_cert_required", FORBIDDEN, "Client certificate required", Gateway);
     /// The request's authority is ambiguous or invalid.
     BAD_HOST = ("bad_host", BAD_REQUEST, "Ambiguous or invalid host", Gateway);
     /// The path climbs above the root, or a rewrite made an invalid URI.
@@ -171,6 +179,9 @@ error_codes! {
     TOKEN_SCOPE_DENIED = ("token_scope_denied", FORBIDDEN, "Outside the token's scopes", Keys);
     /// The route's authentication cannot work (e.g. unreadable JWT key).
     AUTH_MISCONFIGURED = ("auth_misconfigured", INTERNAL_SERVER_ERROR, "Authentication misconfigured", Keys);
+    /// The route's identity provider (`jwks_url`, `oidc_issuer`) has never
+    /// answered with its signing keys.
+    SIGNING_KEYS_UNAVAILABLE = ("signing_keys_unavailable", SERVICE_UNAVAILABLE, "Signing keys unavailable", Keys);
     /// The consumer's rate limit is exceeded.
     RATE_LIMITED = ("rate_limited", TOO_MANY_REQUESTS, "Rate limit exceeded", Keys);
     /// The consumer's quota is used up.

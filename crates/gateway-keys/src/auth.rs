@@ -838,8 +838,17 @@ impl Authenticator {
                 challenge(Some(("invalid_token", &msg))),
             )
         };
-        let claims = verifier.verify(token).map_err(|e| {
+        let claims = verifier.verify(token).await.map_err(|e| {
             tracing::info!(route = route_name, client_ip = ?ip, reason = e.reason, "JWT refused");
+            if e.reason == crate::jwt::KEYS_UNAVAILABLE {
+                // Not the caller's fault: the provider has never answered.
+                return AuthError::new(
+                    AuthOutcome::Misconfigured,
+                    &errors::SIGNING_KEYS_UNAVAILABLE,
+                    format!("{} (route `{route_name}`); retry later", e.message),
+                    challenge(None),
+                );
+            }
             invalid(e.message.clone())
         })?;
         let consumer = verifier.consumer(&claims).ok_or_else(|| {

@@ -560,6 +560,28 @@ pub struct JwtConfig {
     /// JWKS file (JSON) with RS256/ES256 public keys, picked by `kid`.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// URL of a JWKS document with RS256/ES256 public keys: fetched when
+    /// the first token arrives, then refreshed (see `docs/security.md`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// OpenID Connect issuer: keys come from the `jwks_uri` of its
+    /// discovery document (`{issuer}/.well-known/openid-configuration`),
+    /// and `iss` must be this issuer unless `issuer` says otherwise.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// With `jwks_url` or `oidc_issuer`: time between scheduled refreshes.
+    #[serde(default = "default_jwks_refresh_interval", with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// Shortest time between two refreshes caused by tokens naming an
+    /// unknown `kid` (or arriving while no key was ever fetched).
+    #[serde(
+        default = "default_jwks_min_refresh_interval",
+        with = "humantime_serde"
+    )]
+    pub jwks_min_refresh_interval: Duration,
+    /// Bound on one request to the provider.
+    #[serde(default = "default_jwks_timeout", with = "humantime_serde")]
+    pub jwks_timeout: Duration,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -585,6 +607,25 @@ fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
 
+/// Default `jwks_refresh_interval`.
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Default `jwks_min_refresh_interval`.
+pub const DEFAULT_JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Default `jwks_timeout`.
+pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn default_jwks_refresh_interval() -> Duration {
+    DEFAULT_JWKS_REFRESH_INTERVAL
+}
+
+fn default_jwks_min_refresh_interval() -> Duration {
+    DEFAULT_JWKS_MIN_REFRESH_INTERVAL
+}
+
+fn default_jwks_timeout() -> Duration {
+    DEFAULT_JWKS_TIMEOUT
+}
+
 fn default_consumer_claim() -> String {
     "sub".into()
 }
@@ -602,18 +643,28 @@ impl JwtConfig {
                         "HS256 needs `secret` or `secret_env`",
                     ));
                 }
-                if self.public_key_file.is_some() || self.jwks_file.is_some() {
+                if self.public_key_file.is_some()
+                    || self.jwks_file.is_some()
+                    || self.jwks_url.is_some()
+                    || self.oidc_issuer.is_some()
+                {
                     issues.push(ConfigIssue::new(
                         "algorithm",
-                        "HS256 uses a shared secret; `public_key_file`/`jwks_file` are for RS256/ES256",
+                        "HS256 uses a shared secret; `public_key_file`, `jwks_file`, `jwks_url` and `oidc_issuer` are for RS256/ES256",
                     ));
                 }
             }
             JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
-                if self.public_key_file.is_none() == self.jwks_file.is_none() {
+                let sources = [
+                    self.public_key_file.is_some(),
+                    self.jwks_file.is_some(),
+                    self.jwks_url.is_some(),
+                    self.oidc_issuer.is_some(),
+                ];
+                if sources.iter().filter(|s| **s).count() != 1 {
                     issues.push(ConfigIssue::new(
                         "public_key_file",
-                        "set exactly one of `public_key_file` or `jwks_file`",
+                        "set exactly one of `public_key_file`, `jwks_file`, `jwks_url` or `oidc_issuer`",
                     ));
                 }
                 if self.secret.is_some() || self.secret_env.is_some() {
@@ -623,6 +674,39 @@ impl JwtConfig {
                     ));
                 }
             }
+        }
+        for (key, value) in [
+            ("jwks_url", &self.jwks_url),
+            ("oidc_issuer", &self.oidc_issuer),
+        ] {
+            let Some(value) = value else { continue };
+            match url::Url::parse(value) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
+                _ => issues.push(ConfigIssue::new(
+                    key,
+                    format!("`{value}` is not an https:// (or http://) URL"),
+                )),
+            }
+        }
+        if let (Some(iss), Some(oidc)) = (&self.issuer, &self.oidc_issuer) {
+            if iss != oidc {
+                issues.push(ConfigIssue::new(
+                    "issuer",
+                    format!("`{iss}` differs from `oidc_issuer` (`{oidc}`), whose discovery document names the issuer; leave `issuer` out"),
+                ));
+            }
+        }
+        if self.jwks_refresh_interval < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                "jwks_refresh_interval",
+                "must be at least 1s",
+            ));
+        }
+        if self.jwks_timeout.is_zero() {
+            issues.push(ConfigIssue::new(
+                "jwks_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.consumer_claim.is_empty() {
             issues.push(ConfigIssue::new("consumer_claim", "must not be empty"));

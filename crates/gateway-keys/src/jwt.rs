@@ -2,10 +2,12 @@
 //!
 //! A [`JwtVerifier`] is built once per route from its [`JwtConfig`]: the key
 //! material (an HS256 secret, a PEM public key, or a JWKS file) is read at
-//! build time, so verification on the hot path does no I/O. Only the one
-//! configured algorithm is accepted. `exp` is required; `nbf`, `iss` and
-//! `aud` are checked when present or configured, with the configured
-//! leeway for clock skew.
+//! build time, so verification on the hot path does no I/O. Keys from a
+//! JWKS URL or an OpenID Connect provider are fetched and cached by
+//! [`crate::jwks::RemoteKeys`]; a request waits only for the first fetch
+//! or a refresh for an unknown `kid`. Only the one configured algorithm is
+//! accepted. `exp` is required; `nbf`, `iss` and `aud` are checked when
+//! present or configured, with the configured leeway for clock skew.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::{JwtAlgorithm, JwtConfig};
+use crate::jwks::{self, KeyList, KeySource, KeysError, RefreshPolicy, RemoteKeys};
 
 /// Verified claims.
 pub type Claims = Map<String, Value>;
@@ -38,9 +41,17 @@ impl JwtError {
     }
 }
 
+/// Where a verifier's keys are.
+enum Keys {
+    /// Read when the config was built.
+    Fixed(KeyList),
+    /// Fetched from the provider and cached.
+    Remote(RemoteKeys),
+}
+
 /// Verifies tokens for one route.
 pub struct JwtVerifier {
-    keys: Vec<(Option<String>, DecodingKey)>,
+    keys: Keys,
     validation: Validation,
     consumer_claim: String,
     claims_to_headers: BTreeMap<String, String>,
@@ -50,7 +61,13 @@ pub struct JwtVerifier {
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("keys", &self.keys.len())
+            .field(
+                "keys",
+                &match &self.keys {
+                    Keys::Fixed(k) => format!("{} fixed", k.len()),
+                    Keys::Remote(r) => format!("{r:?}"),
+                },
+            )
             .field("algorithms", &self.validation.algorithms)
             .finish_non_exhaustive()
     }
@@ -80,7 +97,7 @@ impl JwtVerifier {
                         "an HS256 secret must be at least 32 bytes".into(),
                     ));
                 }
-                vec![(None, DecodingKey::from_secret(secret.as_bytes()))]
+                Keys::Fixed(vec![(None, DecodingKey::from_secret(secret.as_bytes()))])
             }
             JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
                 if let Some(path) = &cfg.public_key_file {
@@ -105,7 +122,7 @@ impl JwtVerifier {
                             ),
                         )
                     })?;
-                    vec![(None, key)]
+                    Keys::Fixed(vec![(None, key)])
                 } else if let Some(path) = &cfg.jwks_file {
                     let text = std::fs::read_to_string(path).map_err(|e| {
                         issue("jwks_file", format!("cannot read {}: {e}", path.display()))
@@ -116,32 +133,29 @@ impl JwtVerifier {
                             format!("{} is not a JWKS document: {e}", path.display()),
                         )
                     })?;
-                    let mut keys = Vec::new();
-                    for jwk in &set.keys {
-                        let matches = match cfg.algorithm {
-                            JwtAlgorithm::RS256 => matches!(
-                                jwk.algorithm,
-                                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
-                            ),
-                            _ => matches!(
-                                jwk.algorithm,
-                                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
-                            ),
-                        };
-                        if !matches {
-                            continue;
-                        }
-                        if let Ok(k) = DecodingKey::from_jwk(jwk) {
-                            keys.push((jwk.common.key_id.clone(), k));
-                        }
-                    }
+                    let keys = jwks::usable_keys(&set, cfg.algorithm);
                     if keys.is_empty() {
                         return Err(issue(
                             "jwks_file",
                             format!("{} holds no usable {:?} key", path.display(), cfg.algorithm),
                         ));
                     }
-                    keys
+                    Keys::Fixed(keys)
+                } else if let Some(source) = remote_source(cfg) {
+                    let policy = RefreshPolicy {
+                        interval: cfg.jwks_refresh_interval,
+                        min_interval: cfg.jwks_min_refresh_interval,
+                        timeout: cfg.jwks_timeout,
+                    };
+                    let key = if cfg.jwks_url.is_some() {
+                        "jwks_url"
+                    } else {
+                        "oidc_issuer"
+                    };
+                    Keys::Remote(
+                        RemoteKeys::new(source, cfg.algorithm, policy)
+                            .map_err(|e| issue(key, e))?,
+                    )
                 } else {
                     unreachable_config()?
                 }
@@ -152,7 +166,7 @@ impl JwtVerifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         let mut required = vec!["exp"];
-        if let Some(iss) = &cfg.issuer {
+        if let Some(iss) = cfg.issuer.as_ref().or(cfg.oidc_issuer.as_ref()) {
             validation.set_issuer(&[iss]);
             required.push("iss");
         }
@@ -172,8 +186,10 @@ impl JwtVerifier {
         })
     }
 
-    /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    /// Verifies `token` and returns its claims. With remote keys this may
+    /// wait for the provider: the first fetch, or a refresh for a `kid`
+    /// the cached set does not hold.
+    pub async fn verify(&self, token: &str) -> Result<Claims, JwtError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| JwtError::new("malformed", "the token is not a well-formed JWT"))?;
         if !self.validation.algorithms.contains(&header.alg) {
@@ -182,24 +198,23 @@ impl JwtVerifier {
                 format!("tokens signed with {:?} are not accepted here", header.alg),
             ));
         }
-        let key = match (&header.kid, self.keys.len()) {
-            (_, 1) if self.keys[0].0.is_none() => &self.keys[0].1,
-            (Some(kid), _) => self
-                .keys
-                .iter()
-                .find(|(k, _)| k.as_deref() == Some(kid.as_str()))
-                .map(|(_, k)| k)
-                .ok_or_else(|| {
-                    JwtError::new("unknown_kid", "the token's signing key (kid) is not known")
-                })?,
-            (None, 1) => &self.keys[0].1,
-            (None, _) => {
-                return Err(JwtError::new(
-                    "missing_kid",
-                    "the token has no kid and several keys are configured",
-                ))
+        let kid = header.kid.as_deref();
+        match &self.keys {
+            Keys::Fixed(keys) => self.decode(token, pick(keys, kid)?),
+            Keys::Remote(remote) => {
+                let set = remote.for_kid(kid).await.map_err(|e| match e {
+                    KeysError::Unavailable => JwtError::new(
+                        KEYS_UNAVAILABLE,
+                        "the identity provider's signing keys could not be fetched",
+                    ),
+                    KeysError::UnknownKid => unknown_kid(),
+                })?;
+                self.decode(token, pick(&set.keys, kid)?)
             }
-        };
+        }
+    }
+
+    fn decode(&self, token: &str, key: &DecodingKey) -> Result<Claims, JwtError> {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
@@ -260,6 +275,33 @@ impl JwtVerifier {
     /// The plan for JWT consumers on this route.
     pub fn plan(&self) -> Option<&str> {
         self.plan.as_deref()
+    }
+}
+
+/// [`JwtError::reason`] when a remote provider's keys were never fetched.
+pub const KEYS_UNAVAILABLE: &str = "keys_unavailable";
+
+fn unknown_kid() -> JwtError {
+    JwtError::new("unknown_kid", "the token's signing key (kid) is not known")
+}
+
+/// The key for a token naming `kid`, or why there is none.
+fn pick<'a>(keys: &'a KeyList, kid: Option<&str>) -> Result<&'a DecodingKey, JwtError> {
+    jwks::pick(keys, kid).ok_or_else(|| match kid {
+        Some(_) => unknown_kid(),
+        None => JwtError::new(
+            "missing_kid",
+            "the token has no kid and several keys are configured",
+        ),
+    })
+}
+
+/// Where remote keys come from, when the config names a provider.
+fn remote_source(cfg: &JwtConfig) -> Option<KeySource> {
+    match (&cfg.jwks_url, &cfg.oidc_issuer) {
+        (Some(url), _) => Some(KeySource::JwksUrl(url.clone())),
+        (None, Some(issuer)) => Some(KeySource::Discovery(issuer.clone())),
+        (None, None) => None,
     }
 }
 

@@ -39,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod feed;
 pub mod identity;
+pub mod jwks;
 pub mod jwt;
 pub mod key;
 pub mod keyring;

@@ -17,7 +17,9 @@ use gateway_keys::auth::PreparedAuth;
 use gateway_keys::service::ScopeCatalog;
 use gateway_upstream::{ClusterPlan, Upstreams};
 
-use crate::router::{self, RouteTable};
+use crate::cidr::{ClientAddress, IpRules};
+use crate::cors::Cors;
+use crate::router::{self, RouteControls, RouteTable};
 
 /// A config built and ready to swap in.
 pub struct Built {
@@ -31,6 +33,10 @@ pub struct Built {
     pub(crate) clusters: ClusterPlan,
     /// Scopes that exist, for validating admin requests.
     pub(crate) catalog: ScopeCatalog,
+    /// `[ip_rules]`, prepared.
+    pub(crate) ip_rules: Option<IpRules>,
+    /// `[gateway] trust_forwarded_headers` and `trusted_proxies`, prepared.
+    pub(crate) client_address: ClientAddress,
 }
 
 /// What a build can start from: the parts of a running gateway whose state
@@ -66,6 +72,28 @@ pub(crate) fn build(
         }
     }
 
+    let mut controls: HashMap<String, RouteControls> = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let mut prepared = RouteControls::default();
+        if let Some(rules) = &route.ip_rules {
+            match IpRules::build(rules) {
+                Ok(rules) => prepared.ip_rules = rules.map(Arc::new),
+                Err(found) => issues.extend(nested(&format!("routes[{i}].ip_rules"), Err(found))),
+            }
+        }
+        prepared.cors = route.cors.as_ref().map(|c| Arc::new(Cors::build(c)));
+        controls.insert(route.name.clone(), prepared);
+    }
+    let ip_rules = IpRules::build(&config.ip_rules)
+        .map_err(|found| issues.extend(nested("ip_rules", Err(found))))
+        .ok()
+        .flatten();
+    let gateway = &config.gateway;
+    let client_address =
+        ClientAddress::build(gateway.trust_forwarded_headers, &gateway.trusted_proxies)
+            .map_err(|found| issues.extend(nested("gateway", Err(found))))
+            .unwrap_or_default();
+
     let planned = match &previous {
         Some(p) => p.upstreams.plan(config.clusters.clone()),
         None => Upstreams::default().plan(config.clusters.clone()),
@@ -86,7 +114,7 @@ pub(crate) fn build(
         return Err(loaded.issues_error(issues));
     };
 
-    let routes = RouteTable::new(&config.routes, &auth);
+    let routes = RouteTable::new(&config.routes, &auth, &controls);
     let mut catalog = ScopeCatalog::from_routes(
         config
             .routes
@@ -102,6 +130,8 @@ pub(crate) fn build(
         auth,
         clusters,
         catalog,
+        ip_rules,
+        client_address,
     })
 }
 

@@ -64,7 +64,7 @@ pub fn effective_limits(settings: &GatewaySettings, nofile: Option<u64>) -> (usi
         .max_connections
         .unwrap_or_else(|| default_max_connections(nofile));
     let per_client = settings.max_connections_per_client.unwrap_or({
-        if settings.trust_forwarded_headers {
+        if settings.trust_forwarded_headers || !settings.trusted_proxies.is_empty() {
             max
         } else {
             (max / 4).max(1)

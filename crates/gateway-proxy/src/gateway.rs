@@ -18,6 +18,7 @@ use gateway_mirror::MirrorEngine;
 use gateway_upstream::{ClusterMap, Upstreams};
 
 use crate::build::{self, Built, Previous};
+use crate::cidr::{ClientAddress, IpRules};
 use crate::router::RouteTable;
 use crate::telemetry::AccessLog;
 
@@ -30,6 +31,10 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// The clusters the routes send to, swapped together with them.
     pub clusters: Arc<ClusterMap>,
+    /// `[ip_rules]`, prepared; `None` when both lists are empty.
+    pub ip_rules: Option<IpRules>,
+    /// How the client address is found (`trusted_proxies`).
+    pub client_address: ClientAddress,
 }
 
 /// Why a reload was refused.
@@ -119,6 +124,8 @@ impl Gateway {
                     clusters: built.cluster_map(),
                     config: built.loaded.clone(),
                     routes: RouteTable::default(),
+                    ip_rules: None,
+                    client_address: ClientAddress::default(),
                 }),
                 cache,
                 auth,
@@ -282,6 +289,8 @@ impl Gateway {
             auth,
             clusters,
             catalog,
+            ip_rules,
+            client_address,
         } = built;
         self.inner.auth.install_routes(auth);
         let service = self.inner.auth.service();
@@ -297,6 +306,8 @@ impl Gateway {
             config: loaded,
             routes,
             clusters: cluster_map,
+            ip_rules,
+            client_address,
         }));
     }
 }

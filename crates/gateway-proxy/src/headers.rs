@@ -23,7 +23,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// W3C trace context header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -165,22 +165,6 @@ pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
     let _ = write!(cursor, "{ip}");
     let n = cursor.position() as usize;
     HeaderValue::from_bytes(&buf[..n]).expect("an IP address is a valid header value")
-}
-
-/// The client address to log: the first `X-Forwarded-For` entry when the
-/// gateway is told to trust it, else the peer.
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_forwarded: bool) -> IpAddr {
-    if trust_forwarded {
-        if let Some(ip) = headers
-            .get(X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-    }
-    peer
 }
 
 /// The request id: the client's if it is sane, else a new UUIDv7.
@@ -436,9 +420,6 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_FORWARDED_HOST], "api.example.com");
-        let peer = "10.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(&h, peer, true).to_string(), "203.0.113.9");
-        assert_eq!(client_ip(&h, peer, false), peer);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The Gatehouse data plane.
 //!
 //! - [`router`]: the route table and its precedence rules.
+//! - [`cidr`]: address sets: IP rules and trusted proxies.
+//! - [`cors`]: a route's CORS policy (preflights, response headers).
+//! - [`client_cert`]: mutual TLS: verified client certificates, forwarded and required.
 //! - [`pipeline`]: one request's trip through the stages, in order.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
@@ -15,8 +18,11 @@ pub mod admin;
 mod authority;
 mod body;
 mod build;
+pub mod cidr;
+pub mod client_cert;
 pub mod connection;
 mod console;
+pub mod cors;
 pub mod gateway;
 pub mod headers;
 pub mod pipeline;

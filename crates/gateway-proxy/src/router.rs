@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use gateway_config::{HeaderRules, PathMatch, RouteAuthConfig, RouteConfig};
 use gateway_keys::auth::PreparedAuth;
+
+use crate::cidr::IpRules;
+use crate::cors::Cors;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A compiled route.
@@ -52,6 +55,12 @@ pub struct Route {
     /// step (see [`auth_config`]), so no file is read and nothing is
     /// looked up by name on the request path.
     pub auth: Option<PreparedAuth>,
+    /// Client addresses allowed and denied on this route, prepared.
+    pub ip_rules: Option<Arc<IpRules>>,
+    /// Cross-origin policy, prepared.
+    pub cors: Option<Arc<Cors>>,
+    /// Required client certificate (mutual TLS).
+    pub client_cert: Option<gateway_config::RouteClientCertConfig>,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -241,6 +250,16 @@ impl CompiledRules {
     }
 }
 
+/// What the build step prepared for one route besides its authentication:
+/// nothing here is parsed on the request path.
+#[derive(Debug, Default, Clone)]
+pub struct RouteControls {
+    /// The route's `ip_rules`; `None` when absent or empty.
+    pub ip_rules: Option<Arc<IpRules>>,
+    /// The route's `cors`.
+    pub cors: Option<Arc<Cors>>,
+}
+
 /// A successful route lookup.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
@@ -251,7 +270,7 @@ pub struct RouteMatch {
 }
 
 impl Route {
-    fn compile(cfg: &RouteConfig, auth: Option<PreparedAuth>) -> Self {
+    fn compile(cfg: &RouteConfig, auth: Option<PreparedAuth>, controls: RouteControls) -> Self {
         let name: Arc<str> = cfg.name.as_str().into();
         Self {
             metrics: crate::telemetry::RequestMetrics::new(Some(name.clone())),
@@ -283,6 +302,9 @@ impl Route {
             response_headers: CompiledRules::compile(&cfg.response_headers),
             cache: cfg.cache.clone().filter(|c| c.enabled).map(Arc::new),
             auth,
+            ip_rules: controls.ip_rules,
+            cors: controls.cors,
+            client_cert: cfg.client_cert.clone(),
         }
     }
 
@@ -341,12 +363,21 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles validated route configs; `auth` holds the prepared
-    /// authentication of the routes that require it, by route name.
-    pub fn new(configs: &[RouteConfig], auth: &HashMap<String, PreparedAuth>) -> Self {
+    /// authentication of the routes that require it, `controls` the rest
+    /// of what the build step prepared, both by route name.
+    pub fn new(
+        configs: &[RouteConfig],
+        auth: &HashMap<String, PreparedAuth>,
+        controls: &HashMap<String, RouteControls>,
+    ) -> Self {
         let mut entries = Vec::new();
         let mut routes = Vec::new();
         for (order, cfg) in configs.iter().enumerate() {
-            let route = Arc::new(Route::compile(cfg, auth.get(&cfg.name).cloned()));
+            let route = Arc::new(Route::compile(
+                cfg,
+                auth.get(&cfg.name).cloned(),
+                controls.get(&cfg.name).cloned().unwrap_or_default(),
+            ));
             routes.push(route.clone());
             let hosts: Vec<HostMatch> = if cfg.hosts.is_empty() {
                 vec![HostMatch::Any]
@@ -394,14 +425,38 @@ impl RouteTable {
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<RouteMatch> {
+        self.find_with(host, path, Some(method), headers)
+    }
+
+    /// The most specific route matching host, path and headers, whatever
+    /// its methods: the route a CORS preflight for a method it does not
+    /// list is about, so its policy can say so.
+    pub fn find_any_method(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<RouteMatch> {
+        self.find_with(host, path, None, headers)
+    }
+
+    fn find_with(
+        &self,
+        host: &str,
+        path: &str,
+        method: Option<&Method>,
+        headers: &HeaderMap,
+    ) -> Option<RouteMatch> {
         let mut params = Vec::new();
         for entry in &self.entries {
             let route = &entry.route;
             if !entry.host.matches(host) {
                 continue;
             }
-            if !route.methods.is_empty() && !route.methods.contains(method) {
-                continue;
+            if let Some(method) = method {
+                if !route.methods.is_empty() && !route.methods.contains(method) {
+                    continue;
+                }
             }
             if !route
                 .headers
@@ -429,7 +484,7 @@ mod tests {
     fn table(src: &str) -> RouteTable {
         let full = format!("[clusters.c]\ntargets = [\"127.0.0.1:1\"]\n{src}");
         let loaded = gateway_config::load_str(&full, "t.toml").unwrap();
-        RouteTable::new(&loaded.config.routes, &HashMap::new())
+        RouteTable::new(&loaded.config.routes, &HashMap::new(), &HashMap::new())
     }
 
     /// `check(table, [(host, method, path, expected route or "-")])`.

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::BytesMut;
-use gateway_config::{Http1Engine, ListenerConfig, TlsListenerConfig};
+use gateway_config::{ClientAuthMode, Http1Engine, ListenerConfig, TlsListenerConfig};
 use gateway_http1::{HeadLimits, Prefixed, ServerOptions};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+use crate::client_cert::ClientCert;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,15 +87,54 @@ pub(crate) fn tls_acceptor(
     ))
     .with_context(|| format!("cannot parse TLS key {}", key_path.display()))?
     .with_context(|| format!("no private key found in {}", key_path.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("certificate and key do not match")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &cfg.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(
+            &base_dir.join(ca),
+            cfg.client_auth.unwrap_or_default(),
+            provider,
+        )?),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Verifies client certificates against the CAs in `ca_path` (mutual TLS).
+fn client_verifier(
+    ca_path: &Path,
+    mode: ClientAuthMode,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let pem = std::fs::read(ca_path)
+        .with_context(|| format!("cannot open client CA file {}", ca_path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert =
+            cert.with_context(|| format!("cannot parse client CA file {}", ca_path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("unusable CA certificate in {}", ca_path.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!(
+            "no certificate found in client CA file {}",
+            ca_path.display()
+        );
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = match mode {
+        ClientAuthMode::Required => builder,
+        ClientAuthMode::Optional => builder.allow_unauthenticated(),
+    };
+    builder
+        .build()
+        .with_context(|| format!("cannot verify clients with {}", ca_path.display()))
 }
 
 /// What every connection of a listener shares.
@@ -198,6 +240,12 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
                             handshake(acceptor, stream, &deadlines, &ctx.stop).await
                         else {
                             return;
+                        };
+                        // The certificate rustls verified, read once for
+                        // every request of the connection.
+                        let conn = match tls_stream.get_ref().1.peer_certificates() {
+                            Some([leaf, ..]) => conn.with_client_cert(ClientCert::from_der(leaf)),
+                            _ => conn,
                         };
                         drive(tls_stream, builder, &ctx, conn, slot, deadlines, engine).await
                     }

@@ -233,10 +233,25 @@ impl ClusterConfig {
                 );
             }
         }
-        if let Some(path) = &self.tls.ca_file {
-            if path.as_os_str().is_empty() {
-                issue("tls.ca_file".into(), "must not be empty".into());
+        for (key, path) in [
+            ("ca_file", &self.tls.ca_file),
+            ("client_cert_file", &self.tls.client_cert_file),
+            ("client_key_file", &self.tls.client_key_file),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                issue(format!("tls.{key}"), "must not be empty".into());
             }
+        }
+        match (&self.tls.client_cert_file, &self.tls.client_key_file) {
+            (Some(_), None) => issue(
+                "tls.client_cert_file".into(),
+                "needs `client_key_file`, the certificate's private key".into(),
+            ),
+            (None, Some(_)) => issue(
+                "tls.client_key_file".into(),
+                "needs `client_cert_file`, the certificate it belongs to".into(),
+            ),
+            _ => {}
         }
 
         if let Some(hc) = &self.health_check {
@@ -645,6 +660,13 @@ pub struct TlsConfig {
     /// Accept any certificate. For tests only: it disables server authentication.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// PEM certificate chain presented to targets that ask for a client
+    /// certificate (mutual TLS); needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Active health checking.

@@ -441,11 +441,12 @@ fn tls_config(cfg: &ClusterConfig) -> Result<rustls::ClientConfig, ConfigIssue> 
             path: "tls".into(),
             message: format!("no usable TLS versions: {e}"),
         })?;
+    let client_cert = client_cert(cfg)?;
     if cfg.tls.insecure_skip_verify {
-        return Ok(builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_no_client_auth());
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())));
+        return with_client_cert(builder, client_cert);
     }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -471,7 +472,69 @@ fn tls_config(cfg: &ClusterConfig) -> Result<rustls::ClientConfig, ConfigIssue> 
             )));
         }
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    with_client_cert(builder.with_root_certificates(roots), client_cert)
+}
+
+/// A certificate chain and its key.
+type ClientCert = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// `tls.client_cert_file` and `client_key_file`, read, when given.
+fn client_cert(cfg: &ClusterConfig) -> Result<Option<ClientCert>, ConfigIssue> {
+    let (Some(cert_path), Some(key_path)) = (&cfg.tls.client_cert_file, &cfg.tls.client_key_file)
+    else {
+        return Ok(None);
+    };
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ConfigIssue {
+            path: format!("tls.{key}"),
+            message: format!("cannot read `{}`: {e}", path.display()),
+        })
+    };
+    let cert_issue = |message: String| ConfigIssue {
+        path: "tls.client_cert_file".into(),
+        message,
+    };
+    let pem = read("client_cert_file", cert_path)?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_issue(format!("`{}` is not valid PEM: {e}", cert_path.display())))?;
+    if chain.is_empty() {
+        return Err(cert_issue(format!(
+            "`{}` contains no PEM certificates",
+            cert_path.display()
+        )));
+    }
+    let pem = read("client_key_file", key_path)?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| ConfigIssue {
+            path: "tls.client_key_file".into(),
+            message: format!(
+                "`{}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                key_path.display()
+            ),
+        })?;
+    Ok(Some((chain, key)))
+}
+
+/// Finishes a client config with the client certificate, when there is one.
+fn with_client_cert(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    cert: Option<ClientCert>,
+) -> Result<rustls::ClientConfig, ConfigIssue> {
+    match cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| ConfigIssue {
+                path: "tls.client_key_file".into(),
+                message: format!("the key does not fit the certificate: {e}"),
+            }),
+    }
 }
 
 /// Accepts any server certificate (`tls.insecure_skip_verify`, tests only).

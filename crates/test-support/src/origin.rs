@@ -253,10 +253,18 @@ impl State {
 pub struct OriginBuilder {
     handler: Handler,
     certs: Option<Arc<TestCerts>>,
+    client_ca: Option<Arc<TestCerts>>,
     addr: Option<SocketAddr>,
 }
 
 impl OriginBuilder {
+    /// With TLS, refuses handshakes from clients without a certificate
+    /// signed by `client_ca` (mutual TLS).
+    pub fn require_client_cert(mut self, client_ca: Arc<TestCerts>) -> Self {
+        self.client_ca = Some(client_ca);
+        self
+    }
+
     /// Serves TLS with freshly generated certificates (see [`Origin::certs`]).
     pub fn tls(mut self) -> Self {
         self.certs = Some(Arc::new(TestCerts::generate()));
@@ -291,10 +299,12 @@ impl OriginBuilder {
             count: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
         });
-        let acceptor = self
-            .certs
-            .as_ref()
-            .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+        let acceptor = self.certs.as_ref().map(|c| {
+            tokio_rustls::TlsAcceptor::from(match &self.client_ca {
+                Some(ca) => c.server_config_requiring_clients(ca),
+                None => c.server_config(),
+            })
+        });
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, state.clone(), acceptor, rx));
         Ok(Origin {
@@ -383,6 +393,7 @@ impl Origin {
         OriginBuilder {
             handler,
             certs: None,
+            client_ca: None,
             addr: None,
         }
     }

@@ -13,18 +13,21 @@ use crate::gateway::Snapshot;
 use crate::headers::{self, TraceContext};
 
 /// The request's context as it arrives: request id, trace context, client
-/// address (the trusted `X-Forwarded-For` hop when configured).
+/// address (from `X-Forwarded-For` only when the peer is a trusted proxy).
 pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) -> RequestContext {
-    let trust = snapshot.config.config.gateway.trust_forwarded_headers;
     RequestContext {
         started: Instant::now(),
         request_id: headers::request_id(req.headers()),
         trace: TraceContext::from_headers(req.headers()),
-        client_ip: headers::client_ip(req.headers(), conn.peer.ip(), trust),
+        client_ip: snapshot
+            .client_address
+            .resolve(req.headers(), conn.peer.ip()),
         host: String::new(),
         route: None,
         error: None,
         rate_limit: None,
+        cors_origin: None,
+        cors_preflight: false,
         method: req.method().clone(),
         path_and_query: req.uri().path_and_query().cloned(),
         version: req.version(),

@@ -12,6 +12,7 @@ use gateway_keys::ratelimit::{Limited, RateLimitInfo};
 use http::header::HeaderValue;
 use http::{Method, Version};
 
+use crate::client_cert::ClientCert;
 use crate::headers::{self, TraceContext};
 use crate::router::{Route, RouteMatch};
 
@@ -27,6 +28,9 @@ pub struct ConnInfo {
     /// The peer's IP as it goes into `X-Forwarded-For`: formatted once per
     /// connection, shared by its requests.
     forwarded_for: HeaderValue,
+    /// The TLS client certificate the connection presented, verified
+    /// against the listener's `client_ca`.
+    client_cert: Option<Arc<ClientCert>>,
 }
 
 impl ConnInfo {
@@ -37,7 +41,19 @@ impl ConnInfo {
             listener,
             scheme,
             forwarded_for: headers::ip_header_value(peer.ip()),
+            client_cert: None,
         }
+    }
+
+    /// The connection presented (and the handshake verified) `cert`.
+    pub fn with_client_cert(mut self, cert: ClientCert) -> Self {
+        self.client_cert = Some(Arc::new(cert));
+        self
+    }
+
+    /// The verified client certificate, if any.
+    pub fn client_cert(&self) -> Option<&ClientCert> {
+        self.client_cert.as_deref()
     }
 
     /// The peer's IP as a header value.
@@ -67,6 +83,11 @@ pub struct RequestContext {
     pub error: Option<Cow<'static, str>>,
     /// Plan limit state, returned as `RateLimit-*` headers.
     pub rate_limit: Option<RateLimitInfo>,
+    /// On a route with `cors`: the request's `Origin`, for the response's
+    /// CORS headers (`None` for a preflight, which is answered whole).
+    pub cors_origin: Option<HeaderValue>,
+    /// The request was a CORS preflight answered by the gateway.
+    pub cors_preflight: bool,
     // For the access log; shared with the request, copied only when a
     // line is written.
     pub(super) method: Method,

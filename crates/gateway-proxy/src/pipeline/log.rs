@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_core::errors::{self, ErrorCode};
 use gateway_console::history::{CacheOutcome, Sample};
+use gateway_core::errors::{self, ErrorCode};
 use gateway_core::Body;
 use http::{Response, Version};
 use http_body_util::BodyExt as _;

@@ -2,9 +2,9 @@
 //! stage, in the order they run.
 //!
 //! ```text
-//!  client ─▶ accept ─▶ route ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
-//!                                                                                                      │
-//!  client ◀─ log ◀─ mirror submit ◀─ response ◀─────────────────────────────────────────────────────────┘
+//!  client ─▶ accept ─▶ ip rules ─▶ route ─▶ ip rules ─▶ cors ─▶ client cert ─▶ authenticate ─▶ limit ─▶ mirror plan ─▶ cache ─▶ upstream request ─▶ upstream
+//!                                                                                                                                                    │
+//!  client ◀─ log ◀─ mirror submit ◀─ response ◀───────────────────────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
@@ -22,7 +22,10 @@
 
 mod accept;
 mod cache;
+mod client_cert;
 mod context;
+mod cors;
+mod ip_rules;
 mod log;
 mod mirror;
 mod response;
@@ -66,7 +69,25 @@ impl Gateway {
         snapshot: &Snapshot,
         conn: &ConnInfo,
     ) -> Result<Response<Body>, Refusal> {
+        // ip rules (global): before routing, so a refused address learns
+        // nothing about the routes.
+        ip_rules::global(ctx, snapshot)?;
         let (req, mut routed) = route::route(req, ctx, snapshot)?;
+        // ip rules (route): before authentication, so a refused address
+        // costs no credential check and cannot probe keys.
+        ip_rules::route(ctx, &routed)?;
+        // cors: a preflight is answered here, before authentication
+        // (browsers send it without credentials) and never upstream.
+        if let Some(answer) = cors::preflight_or_note(&req, &routed, ctx) {
+            ctx.cors_preflight = true;
+            return answer;
+        }
+
+        // client cert: the verified certificate headers (the client's
+        // copies removed) for every request that goes on; a route's
+        // requirement for one, before authentication.
+        let mut req = req;
+        client_cert::forward_and_require(&mut req, &routed, conn)?;
 
         // authenticate: decided at once for a valid API key; awaited only
         // when it must be (JWTs, refusals to count, limited addresses).

@@ -28,6 +28,10 @@ pub(super) fn decorate(mut res: Response<Body>, ctx: &RequestContext) -> Respons
     let upgrading = res.status() == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(res.headers_mut(), upgrading);
     if let Some(route) = &ctx.route {
+        // CORS headers after the cache: each request's own origin.
+        if let (Some(cors), false) = (&route.cors, ctx.cors_preflight) {
+            cors.decorate(res.headers_mut(), ctx.cors_origin.as_ref());
+        }
         route.response_headers.apply(res.headers_mut());
     }
     res.headers_mut()

@@ -52,11 +52,25 @@ pub(super) fn route(
             parts.uri = uri;
         }
     }
-    let Some(matched) =
-        snapshot
-            .routes
-            .find(&ctx.host, parts.uri.path(), &parts.method, &parts.headers)
-    else {
+    // A CORS preflight is routed as the request it asks about (a route
+    // for `PUT` answers the `OPTIONS` before a `PUT`), or, asking for a
+    // method no route takes, by host and path alone (so the route's policy
+    // refuses it by name); when that route has `cors`. Otherwise it is
+    // routed as the `OPTIONS` it is.
+    let routes = &snapshot.routes;
+    let found = crate::cors::preflight_method(&parts.method, &parts.headers)
+        .and_then(|asked| {
+            routes
+                .find(&ctx.host, parts.uri.path(), &asked, &parts.headers)
+                .or_else(|| routes.find_any_method(&ctx.host, parts.uri.path(), &parts.headers))
+        })
+        .filter(|m| m.route.cors.is_some())
+        .or_else(|| {
+            snapshot
+                .routes
+                .find(&ctx.host, parts.uri.path(), &parts.method, &parts.headers)
+        });
+    let Some(matched) = found else {
         ctx.error = Some(Cow::Borrowed(errors::ROUTE_NOT_FOUND.code));
         return Err(Problem::new(
             &errors::ROUTE_NOT_FOUND,
