@@ -17,40 +17,11 @@ use gateway_core::{errors, Problem};
 use http::{header, HeaderMap, Method};
 use subtle::ConstantTimeEq;
 
+pub use crate::role::{is_safe, Access};
 use crate::session::{Sessions, SESSION_COOKIE};
 
 /// Header carrying the session's CSRF token on state-changing calls.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Access {
-    /// Everything.
-    Admin,
-    /// Read everything, change nothing.
-    Viewer,
-}
-
-impl Access {
-    /// Stable name, for the audit log and the console.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Viewer => "viewer",
-        }
-    }
-
-    /// Whether this access may make a request with `method`.
-    pub fn allows(&self, method: &Method) -> bool {
-        matches!(self, Self::Admin) || is_safe(method)
-    }
-}
-
-/// `GET`, `HEAD` and `OPTIONS` change nothing.
-pub fn is_safe(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
 
 /// The admin and (optional) viewer tokens.
 #[derive(Clone)]

@@ -5,9 +5,10 @@
 //!   `/console/...`: no Node, npm or network at build or run time.
 //! - [`session`]: sign-in with the admin or viewer token, exchanged for a
 //!   session cookie; sign-out.
-//! - [`access`]: [`Access`] (admin or viewer) and [`access::authorize`],
-//!   the one check every admin endpoint sits behind (bearer token or
-//!   session, CSRF and origin checks for sessions).
+//! - [`role`]: [`Access`], admin or viewer, and what each may do.
+//! - [`access`]: `access::authorize`, the one check every admin endpoint
+//!   sits behind (bearer token or session, CSRF and origin checks for
+//!   sessions).
 //! - [`history`]: the in-process traffic history the charts draw from.
 //! - [`launches`]: dark-launch score and verdict over time.
 //! - [`routes`]: the console's HTTP endpoints (pages, session, history).
@@ -20,10 +21,12 @@ pub mod access;
 pub mod assets;
 pub mod history;
 pub mod launches;
+pub mod role;
 pub mod routes;
 pub mod session;
 
-pub use access::{Access, Caller, Tokens};
+pub use access::{Caller, Tokens};
 pub use history::History;
+pub use role::Access;
 pub use routes::{history_router, public_router, ConsoleState};
 pub use session::Sessions;

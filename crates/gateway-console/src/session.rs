@@ -11,7 +11,7 @@ use base64::Engine as _;
 use parking_lot::Mutex;
 use rand::RngCore as _;
 
-use crate::access::Access;
+use crate::role::Access;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "gatehouse_session";
