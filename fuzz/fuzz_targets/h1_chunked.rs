@@ -23,8 +23,13 @@ struct Outcome {
 fn decode(reads: &[&[u8]], max_data: usize) -> Outcome {
     let mut decoder = ChunkedDecoder::new();
     let mut buf = BytesMut::new();
-    let mut out = Outcome { data: Vec::new(), ended: false, refused: false, left: Bytes::new() };
-    for read in reads {
+    let mut out = Outcome {
+        data: Vec::new(),
+        ended: false,
+        refused: false,
+        left: Bytes::new(),
+    };
+    for (i, read) in reads.iter().enumerate() {
         buf.extend_from_slice(read);
         loop {
             match decoder.decode(&mut buf, max_data) {
@@ -36,6 +41,10 @@ fn decode(reads: &[&[u8]], max_data: usize) -> Outcome {
                 Ok(Some(Chunk::End)) => {
                     assert!(decoder.is_done());
                     out.ended = true;
+                    // What follows the body, including reads not yet fed.
+                    for later in &reads[i + 1..] {
+                        buf.extend_from_slice(later);
+                    }
                     out.left = buf.split().freeze();
                     return out;
                 }

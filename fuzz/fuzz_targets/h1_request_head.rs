@@ -7,7 +7,8 @@
 #![no_main]
 
 use bytes::BytesMut;
-use gateway_http1::{parse_request_head, take_request_head, HeadLimits, Parsed};
+use gateway_http1::head::take_request_head;
+use gateway_http1::{parse_request_head, HeadLimits, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
