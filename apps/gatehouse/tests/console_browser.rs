@@ -363,7 +363,19 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     click(&c, "#purge").await;
+    // The USD/JPY conversions above are stored: the purge reaches them.
     text_of(&c, "#purge-result", "marked stale").await;
+    let result = c
+        .find(Locator::Css("#purge-result"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !result.contains(": 0 stored"),
+        "the soft purge reached nothing: {result}"
+    );
     screenshot(&c, "cache").await;
 
     // --- Routes and upstreams. ---

@@ -18,8 +18,13 @@ use http::{request, Version};
 /// The authority every later stage uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RequestAuthority {
-    /// Host without port, lower-cased, for routing and the cache key.
+    /// Host without port, lower-cased, for routing (routes match hosts,
+    /// not ports).
     pub host: String,
+    /// Host and port as the client gave them, lower-cased: the authority of
+    /// the target URI, which the cache keys on (a default port is dropped
+    /// there), so a purge of the URL the client asked for reaches it.
+    pub authority: String,
 }
 
 /// Settles the request's authority and makes the request agree with it:
@@ -61,6 +66,7 @@ pub(crate) fn settle(parts: &mut request::Parts) -> Result<RequestAuthority, Pro
         (None, None) if parts.version == Version::HTTP_10 || parts.version == Version::HTTP_09 => {
             return Ok(RequestAuthority {
                 host: String::new(),
+                authority: String::new(),
             });
         }
         (None, None) => return Err(bad_host("the request has no `Host` header")),
@@ -95,6 +101,7 @@ pub(crate) fn settle(parts: &mut request::Parts) -> Result<RequestAuthority, Pro
     }
     Ok(RequestAuthority {
         host: authority.host().to_ascii_lowercase(),
+        authority: authority.as_str().to_ascii_lowercase(),
     })
 }
 

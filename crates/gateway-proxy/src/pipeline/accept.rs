@@ -23,6 +23,7 @@ pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) 
             .client_address
             .resolve(req.headers(), conn.peer.ip()),
         host: String::new(),
+        authority: String::new(),
         route: None,
         error: None,
         rate_limit: None,

@@ -25,7 +25,7 @@ pub(super) async fn cache_or_forward(
         // An upgrade is a GET but never a cacheable one.
         Some(cfg) if !headers::is_upgrade(req.headers()) => {
             let mut rctx = RouteCacheContext::new(route.name.clone(), cfg.clone())
-                .with_authority(conn.scheme, ctx.host.clone());
+                .with_authority(conn.scheme, ctx.authority.clone());
             if let Some(consumer) = routed.consumer() {
                 rctx = rctx.with_consumer(consumer);
             }

@@ -76,6 +76,9 @@ pub struct RequestContext {
     /// The request's one authority: host without port, lower-cased (empty
     /// until `route` has settled it).
     pub host: String,
+    /// The same authority with its port, as in the target URI (empty until
+    /// `route`): what the cache keys on.
+    pub authority: String,
     /// The route, once matched: its response headers and metrics apply
     /// to the answer, refusals included.
     pub route: Option<Arc<Route>>,

@@ -21,7 +21,10 @@ pub(super) fn route(
 ) -> Result<(Request<Body>, Routed), Problem> {
     let (mut parts, body) = req.into_parts();
     match crate::authority::settle(&mut parts) {
-        Ok(authority) => ctx.host = authority.host,
+        Ok(authority) => {
+            ctx.host = authority.host;
+            ctx.authority = authority.authority;
+        }
         Err(problem) => {
             ctx.error = Some(Cow::Borrowed(errors::BAD_HOST.code));
             return Err(problem);

@@ -92,6 +92,30 @@ cluster = "fx"
     assert!(status.contains("miss"), "purged by tag: {status}");
     assert_eq!(origin.requests(), 4);
 
+    // Purges by the URL the client asked for, port and all, reach the
+    // stored response: the key is the target URI's authority, not the host.
+    for purge in [
+        serde_json::json!({"url": gw.url("/fx/latest?a=1&b=2")}),
+        serde_json::json!({"prefix": gw.url("/fx/")}),
+    ] {
+        let res = http
+            .post(gw.admin_url("/v1/cache/purge"))
+            .bearer_auth(TOKEN)
+            .json(&purge)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["purged"], 1, "{purge}: {body}");
+        let again = http.get(gw.url("/fx/latest?a=1&b=2")).send().await.unwrap();
+        let status = again.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(status.contains("miss"), "{purge}: {status}");
+    }
+    assert_eq!(origin.requests(), 6);
+
     let stats = gw.admin_json("/v1/cache/stats").await;
     assert!(stats.is_object(), "{stats}");
 }
