@@ -64,6 +64,9 @@ pub enum KeyError {
     /// The scheme is neither http nor https.
     #[error("unsupported scheme `{0}` (only http and https are cached)")]
     Scheme(String),
+    /// What follows the host's last `:` is not a port number.
+    #[error("the port of `{0}` is not a number")]
+    BadPort(String),
 }
 
 /// Normalises `scheme://authority/path?query` into the URL layer of a key,
@@ -82,19 +85,27 @@ pub fn normalize_url(
     };
     // Userinfo never identifies the resource; drop it.
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut host = host_port.to_ascii_lowercase();
-    if let Some((h, port)) = host.rsplit_once(':') {
-        // `[::1]` has colons inside brackets: only strip a real port.
-        if !port.contains(']') && (port == default_port || port.is_empty()) {
-            host = h.to_string();
-        }
+    let host_port = host_port.to_ascii_lowercase();
+    // `[::1]` has colons inside brackets: only a colon after them starts a port.
+    let (name, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p),
+        _ => (host_port.as_str(), ""),
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(KeyError::BadPort(authority.to_string()));
     }
-    let host = host.trim_end_matches('.');
-    if host.is_empty() {
+    let name = name.trim_end_matches('.');
+    if name.is_empty() {
         // Such a key could not be written as a URL again, so no purge
         // could reach it; the request is not cached instead.
         return Err(KeyError::NoHost(authority.to_string()));
     }
+    let host = if port.is_empty() || port == default_port {
+        name.to_string()
+    } else {
+        format!("{name}:{port}")
+    };
+    let host = host.as_str();
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
@@ -411,6 +422,23 @@ mod tests {
             normalize_url("ftp", "h", "/", &[]),
             Err(KeyError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn an_authority_with_no_host_before_its_port_or_a_bad_port_gives_no_key() {
+        // Found by the cache_key fuzz target: `:.` once became `https://:/`.
+        assert!(matches!(
+            normalize_url("https", ":.", "/", &[]),
+            Err(KeyError::BadPort(_))
+        ));
+        assert!(matches!(
+            normalize_url("https", ".:8080", "/", &[]),
+            Err(KeyError::NoHost(_))
+        ));
+        assert_eq!(
+            normalize_url("http", "Example.COM.:8080", "/a", &[]).unwrap(),
+            "http://example.com:8080/a"
+        );
     }
 
     #[test]
