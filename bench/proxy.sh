@@ -1,33 +1,55 @@
 #!/usr/bin/env bash
-# Gateway throughput and latency: a local upstream (nginx serving static
-# files) measured directly, through nginx as a reverse proxy, and through
-# Gatehouse (its native HTTP/1.1 engine and, for comparison, hyper's), in
-# one run, with wrk.
+# Gateway throughput, latency and CPU per request: a local upstream (nginx
+# serving static files) measured directly, through nginx, HAProxy and Caddy
+# as reverse proxies, through the smallest proxy on hyper (the floor), and
+# through Gatehouse (its native HTTP/1.1 engine, with and without API-key
+# auth, and hyper's engine), in one run, with wrk.
 #
-#   bench/proxy.sh [duration-seconds] [connections]
+#   [ROUNDS=1] [BASELINE_BIN=path] bench/proxy.sh [duration-seconds] [connections]
+#
+# BASELINE_BIN adds a row for another Gatehouse build (an older commit, say)
+# on the plain route with the config that build understands (no
+# `http1_engine`: the build's own default).
 #
 # Pinning: wrk runs on CPU 0; upstream and proxies on CPU 1 (one worker
-# each: nginx worker_processes 1, Gatehouse TOKIO_WORKER_THREADS=1), so the
-# comparison is one core of proxy against one core of proxy. Not part of CI.
+# each: nginx worker_processes 1, HAProxy nbthread 1, Caddy GOMAXPROCS=1,
+# Gatehouse workers = 1 and TOKIO_WORKER_THREADS=1), so the comparison is
+# one core of proxy against one core of proxy. CPU per request is the
+# proxy's own user + system time over the measured run (from
+# /proc/PID/stat, the upstream's excluded) divided by the requests wrk
+# completed. With ROUNDS > 1 the cases run in interleaved rounds and each
+# cell is the median. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 
 DURATION=${1:-10}
 CONNS=${2:-64}
+ROUNDS=${ROUNDS:-1}
 bench_workdir
-trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null; nginx -p "$WORK/px" -c "$WORK/px/nginx.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  for d in up px; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light
+need haproxy haproxy
+need caddy caddy
 
 UP=127.0.0.1:18081
 NGX=127.0.0.1:18082
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
+FLOOR=127.0.0.1:18084
 GH_HYPER=127.0.0.1:18085
 GH_HYPER_ADMIN=127.0.0.1:18095
-FLOOR=127.0.0.1:18084
+HAPROXY=127.0.0.1:18086
+CADDY=127.0.0.1:18087
+GH_BASE=127.0.0.1:18088
+GH_BASE_ADMIN=127.0.0.1:18098
 
 build_gatehouse
 # The stack's floor: the smallest proxy on hyper-util + tokio + mimalloc.
@@ -51,57 +73,167 @@ nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
       proxy_buffering on;
     }
   }"
-gatehouse_conf() { # engine listen admin
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  option forwardfor
+  http-reuse always
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend proxy
+  bind $HAPROXY
+  default_backend up
+backend up
+  server up $UP
+CONF
+cat > "$WORK/Caddyfile" <<CONF
+{
+  admin off
+  auto_https off
+  persist_config off
+}
+http://$CADDY {
+  reverse_proxy $UP
+}
+CONF
+gatehouse_conf() { # listen admin data-dir [http1_engine]
+local engine=""
+[ -n "${4:-}" ] && engine="http1_engine = \"$4\""
 cat <<CONF
 [gateway]
 watch_config = false
-http1_engine = "$1"
+workers = 1
+$engine
 [[listeners]]
-bind = "$2"
+bind = "$1"
 [admin]
-bind = "$3"
+bind = "$2"
 token = "bench"
 [storage]
-data_dir = "$WORK/gh-$1"
+data_dir = "$WORK/$3"
 [telemetry]
 access_log = "off"
 log_level = "warn"
 [clusters.up]
 targets = ["$UP"]
 [[routes]]
+name = "auth"
+path_prefix = "/auth"
+cluster = "up"
+strip_prefix = "/auth"
+auth = { methods = ["api_key"] }
+[[routes]]
 name = "all"
 cluster = "up"
 CONF
 }
-gatehouse_conf native "$GH" "$GH_ADMIN" > "$WORK/gatehouse.toml"
-gatehouse_conf hyper "$GH_HYPER" "$GH_HYPER_ADMIN" > "$WORK/gatehouse-hyper.toml"
+gatehouse_conf "$GH" "$GH_ADMIN" gh-native native > "$WORK/gatehouse.toml"
+gatehouse_conf "$GH_HYPER" "$GH_HYPER_ADMIN" gh-hyper hyper > "$WORK/gatehouse-hyper.toml"
+# The baseline build may predate `workers` and `http1_engine`.
+gatehouse_conf "$GH_BASE" "$GH_BASE_ADMIN" gh-base | grep -v '^workers' > "$WORK/gatehouse-base.toml"
 
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/px" -c "$WORK/px/nginx.conf"
+taskset -c 1 haproxy -f "$WORK/haproxy.cfg" >/dev/null 2>&1 &
+HAPROXY_PID=$!
+GOMAXPROCS=1 taskset -c 1 caddy run --config "$WORK/Caddyfile" --adapter caddyfile >/dev/null 2>&1 &
+CADDY_PID=$!
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse.toml" >/dev/null 2>&1 &
+GH_PID=$!
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gatehouse-hyper.toml" >/dev/null 2>&1 &
+GH_HYPER_PID=$!
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR" "$UP" >/dev/null 2>&1 &
-for gh in "$GH" "$GH_HYPER"; do
-  for _ in $(seq 1 50); do curl -sf "http://$gh/small" >/dev/null && break; sleep 0.1; done
+FLOOR_PID=$!
+BASE_PID=
+if [ -n "${BASELINE_BIN:-}" ]; then
+  TOKIO_WORKER_THREADS=1 taskset -c 1 "$BASELINE_BIN" serve --config "$WORK/gatehouse-base.toml" >/dev/null 2>&1 &
+  BASE_PID=$!
+fi
+for gh in "$GH" "$GH_HYPER" ${BASELINE_BIN:+"$GH_BASE"}; do
+  for _ in $(seq 1 100); do curl -sf "http://$gh/small" >/dev/null && break; sleep 0.1; done
 done
-wait_http "http://$FLOOR/small"
+for url in "http://$FLOOR/small" "http://$HAPROXY/small" "http://$CADDY/small"; do wait_http "$url"; done
+KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
+  -d '{"owner":"bench"}' "http://$GH_ADMIN/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
+[ -n "$KEY" ] || { echo "could not create a key"; exit 1; }
+AUTH="Authorization: Bearer $KEY"
 
-for base in "http://$UP" "http://$NGX" "http://$FLOOR" "http://$GH" "http://$GH_HYPER"; do expect "$base/small" 64; expect "$base/64k" 65536; done
+NGX_PIDS="$(cat "$WORK/px/nginx.pid") $(pgrep -P "$(cat "$WORK/px/nginx.pid")" | tr '\n' ' ')"
+# case: label|url base|pids|header
+CASES=(
+  "upstream direct (no proxy)|http://$UP||"
+  "nginx|http://$NGX|$NGX_PIDS|"
+  "HAProxy|http://$HAPROXY|$HAPROXY_PID|"
+  "Caddy|http://$CADDY|$CADDY_PID|"
+  "minimal hyper proxy (floor)|http://$FLOOR|$FLOOR_PID|"
+  "gatehouse, native HTTP/1.1|http://$GH|$GH_PID|"
+  "gatehouse, native, API key auth|http://$GH/auth|$GH_PID|$AUTH"
+  "gatehouse, hyper HTTP/1.1|http://$GH_HYPER|$GH_HYPER_PID|"
+)
+[ -n "$BASE_PID" ] && CASES+=("gatehouse, baseline build|http://$GH_BASE|$BASE_PID|")
 
-run() { # label url body
-  local rps p50 p99
-  read -r rps p50 p99 <<<"$(measure "$CONNS" "$2")"
-  row "$1" "$3" "$rps" "$p50" "$p99"
+for c in "${CASES[@]}"; do
+  IFS='|' read -r _ base _ hdr <<<"$c"
+  expect "$base/small" 64 "$hdr"
+  expect "$base/64k" 65536 "$hdr"
+done
+
+# ticks PIDS...: user + system clock ticks used so far by those processes.
+ticks() {
+  local sum=0 pid
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
+
+# one LABEL URL PIDS HEADER -> "rps p50 p99 cpu_us_per_request"
+one() {
+  local url=$2 pids=$3 hdr=() out before after reqs
+  [ -n "$4" ] && hdr=(-H "$4")
+  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$url" >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && before=$(ticks $pids)
+  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url")
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && after=$(ticks $pids)
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  local cpu="–"
+  [ -n "$pids" ] && cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu"
 }
 
-echo "wrk -t1 -c$CONNS -d${DURATION}s; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(date -u +%F)"
-echo
-echo "| path | body | requests/s | p50 | p99 |"
-echo "| --- | --- | ---: | ---: | ---: |"
+declare -A RPS P50 P99 CPU
+for r in $(seq 1 "$ROUNDS"); do
+  for body in small 64k; do
+    for c in "${CASES[@]}"; do
+      IFS='|' read -r label base pids hdr <<<"$c"
+      read -r rps p50 p99 cpu <<<"$(one "$label" "$base/$body" "$pids" "$hdr")"
+      k="$body|$label"
+      RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "; CPU[$k]+="$cpu "
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median_ms() { tr ' ' '\n' | grep . | awk '/us$/ {sub(/us/,""); print $1/1000; next} /ms$/ {sub(/ms/,""); print; next} /s$/ {sub(/s/,""); print $1*1000}' | median; }
+
+echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS round(s), medians; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(date -u +%F)"
 for body in small 64k; do
-  run "upstream direct" "http://$UP/$body" "$body"
-  run "nginx proxy" "http://$NGX/$body" "$body"
-  run "minimal hyper proxy (floor)" "http://$FLOOR/$body" "$body"
-  run "gatehouse, native HTTP/1.1" "http://$GH/$body" "$body"
-  run "gatehouse, hyper HTTP/1.1" "http://$GH_HYPER/$body" "$body"
+  echo
+  nginx_rps=$(median <<<"${RPS[$body|nginx]}")
+  echo "| $body | requests/s | vs nginx | CPU µs/request | p50 ms | p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r label _ _ _ <<<"$c"
+    k="$body|$label"
+    rps=$(median <<<"${RPS[$k]}")
+    row "$label" "$rps" "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f×", a / b}')" \
+      "$(median <<<"${CPU[$k]}")" "$(median_ms <<<"${P50[$k]}")" "$(median_ms <<<"${P99[$k]}")"
+  done
 done

@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_REQUEST_LINE: ByteSize = ByteSize::kib(8);
 pub const DEFAULT_MAX_REQUEST_HEAD: ByteSize = ByteSize::kib(64);
 /// Default most header fields in a request (HTTP/1.1 engine): 431 beyond.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Most worker threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
 /// Most header fields `max_request_headers` may allow.
 pub const MAX_REQUEST_HEADERS: usize = 256;
 /// Longest accepted `shutdown_grace`.
@@ -165,6 +167,10 @@ pub struct GatewaySettings {
     /// Most header fields in a request the native engine reads (431
     /// beyond); at most 256.
     pub max_request_headers: usize,
+    /// Worker threads serving the public listeners, each with its own
+    /// runtime and its own socket per listener (`SO_REUSEPORT`); absent:
+    /// one per CPU the process may run on. Read at start-up.
+    pub workers: Option<usize>,
 }
 
 /// The HTTP/1.1 implementation of the public listeners.
@@ -197,6 +203,7 @@ impl Default for GatewaySettings {
             max_request_line: DEFAULT_MAX_REQUEST_LINE,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            workers: None,
         }
     }
 }

@@ -293,6 +293,26 @@ fn http1_engine_and_head_limits_are_validated() {
     );
 }
 
+/// `workers` is a count of threads: zero or an absurd number is refused
+/// where it is written; absent means one per CPU.
+#[test]
+fn workers_are_validated() {
+    check_err(
+        &format!("[gateway]\nworkers = 0\n{GOOD}"),
+        &["gh.toml:2:1: gateway.workers: must be between 1 and 1024 (got 0)"],
+    );
+    check_err(
+        &format!("[gateway]\nworkers = 5000\n{GOOD}"),
+        &["gh.toml:2:1: gateway.workers: must be between 1 and 1024 (got 5000)"],
+    );
+    let loaded = load_str(&format!("[gateway]\nworkers = 3\n{GOOD}"), "gh.toml").unwrap();
+    assert_eq!(loaded.config.gateway.workers, Some(3));
+    assert_eq!(
+        load_str(GOOD, "gh.toml").unwrap().config.gateway.workers,
+        None
+    );
+}
+
 #[test]
 fn each_section_reports_its_issues_once_under_its_own_path() {
     let source = format!(

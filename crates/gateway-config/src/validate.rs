@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::model::{
     Config, HeaderRules, PathMatch, RouteConfig, MAX_HEAD_TIMEOUT, MAX_IDLE_TIMEOUT,
-    MAX_REQUEST_HEADERS, MAX_SHUTDOWN_GRACE, MIN_CLIENT_TIMEOUT,
+    MAX_REQUEST_HEADERS, MAX_SHUTDOWN_GRACE, MAX_WORKERS, MIN_CLIENT_TIMEOUT,
 };
 
 pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
@@ -157,6 +157,14 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
                 g.max_request_line.bytes()
             ),
         );
+    }
+    if let Some(n) = g.workers {
+        if !(1..=MAX_WORKERS).contains(&n) {
+            push(
+                "gateway.workers".into(),
+                format!("must be between 1 and {MAX_WORKERS} (got {n})"),
+            );
+        }
     }
     if !(1..=MAX_REQUEST_HEADERS).contains(&g.max_request_headers) {
         push(

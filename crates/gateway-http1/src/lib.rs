@@ -7,6 +7,8 @@
 //!   trailers included ([`chunked`]).
 //! - [`encode`]: heads and chunks written out, with a cached `Date`
 //!   ([`date`]).
+//! - [`client`]: one exchange on an upstream connection, driven in the
+//!   caller's task; 1xx heads it reads are relayed ([`interim`]).
 //! - [`server`]: a client connection driven end to end: requests read,
 //!   handed to a service as `http::Request<gateway_core::Body>`, responses
 //!   written with exact framing, keep-alive, pipelining, `Expect:
@@ -16,11 +18,13 @@
 //! be fuzzed and tested without sockets.
 
 pub mod chunked;
+pub mod client;
 pub mod date;
 pub mod encode;
 mod error;
 pub mod framing;
 pub mod head;
+pub mod interim;
 pub mod server;
 
 pub use chunked::{Chunk, ChunkedDecoder};

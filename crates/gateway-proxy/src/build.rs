@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gateway_config::{ConfigError, LoadedConfig};
+use gateway_config::{ConfigError, Http1Engine, LoadedConfig};
 use gateway_core::config_issue::{nested, ConfigIssue};
 use gateway_keys::auth::PreparedAuth;
 use gateway_keys::service::ScopeCatalog;
+use gateway_upstream::config::ClientEngine;
 use gateway_upstream::{ClusterPlan, Upstreams};
 
 use crate::cidr::{ClientAddress, IpRules};
@@ -45,6 +46,9 @@ pub struct Built {
 pub(crate) struct Previous<'a> {
     pub(crate) upstreams: &'a Upstreams,
     pub(crate) auth: &'a gateway_keys::auth::Authenticator,
+    /// The HTTP/1.1 engine the process runs (a reload does not change it:
+    /// it needs a restart); `None` when starting.
+    pub(crate) http1_engine: Option<Http1Engine>,
 }
 
 /// Builds `loaded`. Every problem found is reported at once, located in
@@ -94,9 +98,25 @@ pub(crate) fn build(
             .map_err(|found| issues.extend(nested("gateway", Err(found))))
             .unwrap_or_default();
 
+    // The HTTP/1.1 engine serves upstream connections as well as clients,
+    // and stays what the process started with.
+    let running = previous.as_ref().and_then(|p| p.http1_engine);
+    let engine = match running.unwrap_or(gateway.http1_engine) {
+        Http1Engine::Native => ClientEngine::Native,
+        Http1Engine::Hyper => ClientEngine::Hyper,
+    };
+    let cluster_configs = config
+        .clusters
+        .iter()
+        .map(|(name, c)| {
+            let mut c = c.clone();
+            c.client_engine = engine;
+            (name.clone(), c)
+        })
+        .collect();
     let planned = match &previous {
-        Some(p) => p.upstreams.plan(config.clusters.clone()),
-        None => Upstreams::default().plan(config.clusters.clone()),
+        Some(p) => p.upstreams.plan(cluster_configs),
+        None => Upstreams::default().plan(cluster_configs),
     };
     let clusters = match planned {
         Ok(plan) => Some(plan),
@@ -159,6 +179,14 @@ pub(crate) fn needs_restart(old: &LoadedConfig, new: &LoadedConfig) -> Vec<&'sta
                 || ga.max_connections_per_client != gb.max_connections_per_client,
         ),
         ("[gateway] watch_config", ga.watch_config != gb.watch_config),
+        (
+            "[gateway] workers, http1_engine, max_request_line, max_request_head, max_request_headers",
+            ga.workers != gb.workers
+                || ga.http1_engine != gb.http1_engine
+                || ga.max_request_line != gb.max_request_line
+                || ga.max_request_head != gb.max_request_head
+                || ga.max_request_headers != gb.max_request_headers,
+        ),
         (
             "[gateway] shadow_nice, shadow_idle",
             ga.shadow_nice != gb.shadow_nice || ga.shadow_idle != gb.shadow_idle,

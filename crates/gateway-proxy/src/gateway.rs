@@ -111,6 +111,7 @@ impl Gateway {
             Some(Previous {
                 upstreams: &upstreams,
                 auth: &auth,
+                http1_engine: None,
             }),
         )?;
         let cache = HttpCache::new(
@@ -253,6 +254,7 @@ impl Gateway {
             Some(Previous {
                 upstreams: &self.inner.upstreams,
                 auth: &self.inner.auth,
+                http1_engine: Some(self.snapshot().config.config.gateway.http1_engine),
             }),
         )?;
         let old = self.snapshot();

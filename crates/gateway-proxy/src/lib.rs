@@ -7,6 +7,8 @@
 //! - [`pipeline`]: one request's trip through the stages, in order.
 //! - [`headers`]: hop-by-hop, forwarding, request ids, trace context.
 //! - [`server`]: listeners, TLS, HTTP/1.1 + HTTP/2, draining.
+//! - `workers`: the data plane's threads, one runtime and one socket per
+//!   listener each (`SO_REUSEPORT`).
 //! - [`connection`]: connection limits and client deadlines.
 //! - [`admin`]: the admin API.
 //! - [`gateway`]: the config snapshot, clusters and reloads.
@@ -32,6 +34,7 @@ mod server;
 mod shadow;
 pub mod stores;
 pub mod telemetry;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,7 +77,7 @@ pub struct Running {
     pub stores: Stores,
     stop: CancellationToken,
     connections: TaskTracker,
-    accept_tasks: Vec<JoinHandle<()>>,
+    workers: workers::Workers,
     admin_stop: CancellationToken,
     admin_task: JoinHandle<()>,
     watch_task: Option<JoinHandle<()>>,
@@ -107,7 +110,7 @@ pub async fn start(config: LoadedConfig, opts: StartOptions) -> anyhow::Result<R
     // Every socket is bound before any is served: a taken port fails the start.
     let (bound, admin_listener) = bind(&gateway, &opts).await?;
     // Serve.
-    Ok(serve(gateway, stores, bound, admin_listener, token, opts))
+    serve(gateway, stores, bound, admin_listener, token, opts)
 }
 
 /// Starts the dark-launch engine: its store, its own lower-priority
@@ -148,9 +151,10 @@ async fn bind(
         .as_ref()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
+    let shared = workers::count(config.gateway.workers) > 1;
     let mut bound = Vec::new();
     for l in &config.listeners {
-        bound.push(server::BoundListener::bind(l, &base_dir).await?);
+        bound.push(server::BoundListener::bind(l, &base_dir, shared)?);
     }
     let admin_bind = config.admin.bind;
     let admin = tokio::net::TcpListener::bind(admin_bind)
@@ -168,7 +172,7 @@ fn serve(
     admin_listener: tokio::net::TcpListener,
     token: String,
     opts: StartOptions,
-) -> Running {
+) -> anyhow::Result<Running> {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
     let nofile = connection::open_files_limit();
@@ -190,10 +194,9 @@ fn serve(
     for (b, addr) in bound.iter().zip(&listeners) {
         tracing::info!(listener = b.name, addr = %addr, tls = b.tls.is_some(), "listening");
     }
-    let accept_tasks = bound
-        .into_iter()
-        .map(|b| tokio::spawn(server::serve(b, serve_ctx.clone())))
-        .collect();
+    let count = workers::count(gateway.snapshot().config.config.gateway.workers);
+    let workers = workers::Workers::start(count, bound, serve_ctx)?;
+    tracing::info!(workers = count, "serving");
 
     let admin_addr = admin_listener
         .local_addr()
@@ -241,18 +244,18 @@ fn serve(
         )),
         _ => None,
     };
-    Running {
+    Ok(Running {
         gateway,
         listeners,
         admin: admin_addr,
         stores,
         stop,
         connections,
-        accept_tasks,
+        workers,
         admin_stop,
         admin_task,
         watch_task,
-    }
+    })
 }
 
 impl Running {
@@ -263,9 +266,8 @@ impl Running {
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.gateway.set_draining();
         self.stop.cancel();
-        for t in self.accept_tasks {
-            let _ = t.await;
-        }
+        let mut workers = self.workers;
+        workers.stopped_accepting().await;
         if let Some(t) = self.watch_task {
             t.abort();
         }

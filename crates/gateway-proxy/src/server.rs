@@ -33,28 +33,58 @@ type ResponseFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<hyper::Response<TrackedBody>, Infallible>> + Send>,
 >;
 
-/// A bound listener, ready to serve.
+/// A bound listener, ready to serve. Its socket is registered with a
+/// runtime only when served, so each worker's sockets belong to the
+/// worker's own runtime.
 pub(crate) struct BoundListener {
     pub name: &'static str,
-    pub listener: TcpListener,
+    listener: std::net::TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// Whether the socket was bound with `SO_REUSEPORT`, so more sockets
+    /// can share its address ([`BoundListener::share`]).
+    shared: bool,
 }
+
+/// Pending connections each listening socket queues (the kernel caps it
+/// at `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
 
 impl BoundListener {
     /// Binds `cfg`; relative TLS paths are resolved against `base_dir`.
-    pub async fn bind(cfg: &ListenerConfig, base_dir: &Path) -> anyhow::Result<Self> {
+    /// `shared`: bind with `SO_REUSEPORT`, for one socket per worker.
+    pub fn bind(cfg: &ListenerConfig, base_dir: &Path, shared: bool) -> anyhow::Result<Self> {
         let tls = match &cfg.tls {
             Some(t) => Some(tls_acceptor(t, base_dir)?),
             None => None,
         };
-        let listener = TcpListener::bind(cfg.bind)
-            .await
+        let listener = listen(cfg.bind, shared)
             .with_context(|| format!("listener `{}`: cannot bind {}", cfg.name, cfg.bind))?;
         Ok(Self {
             // Listener names live for the process; a handful are leaked once.
             name: Box::leak(cfg.name.clone().into_boxed_str()),
             listener,
             tls,
+            shared,
+        })
+    }
+
+    /// Another socket on the same address (the bound port, when the
+    /// config asked for port 0), for another worker; the kernel spreads
+    /// new connections over all of them.
+    pub fn share(&self) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.shared,
+            "listener `{}` was not bound to be shared",
+            self.name
+        );
+        let addr = self.local_addr();
+        let listener = listen(addr, true)
+            .with_context(|| format!("listener `{}`: cannot bind {addr} again", self.name))?;
+        Ok(Self {
+            name: self.name,
+            listener,
+            tls: self.tls.clone(),
+            shared: true,
         })
     }
 
@@ -63,6 +93,20 @@ impl BoundListener {
             .local_addr()
             .expect("a bound listener has an address")
     }
+}
+
+/// A non-blocking listening socket on `addr`.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Builds a TLS acceptor offering HTTP/2 and HTTP/1.1 through ALPN.
@@ -160,8 +204,15 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts connections until `stop` fires. Each connection runs in its own
-/// task, tracked by `ctx.connections`.
+/// task, tracked by `ctx.connections`, on the runtime this runs on.
 pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
+    let listener = match TcpListener::from_std(bound.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listener = bound.name, error = %e, "cannot serve the listener");
+            return;
+        }
+    };
     let snapshot = ctx.gateway.snapshot();
     let settings = &snapshot.config.config.gateway;
     let deadlines = Deadlines::from_settings(settings);
@@ -194,7 +245,7 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = ctx.stop.cancelled() => break,
-            accepted = bound.listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted {
                 Ok(pair) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     pair

@@ -22,7 +22,6 @@ use gateway_core::{Body, ConfigIssue};
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -332,19 +331,13 @@ impl Cluster {
                 self.upstream_request(&parts, headers, body, target, opts.preserve_host)?;
             let guard = InFlightGuard::new(target.clone());
 
-            let sent = target
-                .client
-                .request(upstream_req.map(crate::target::ClientBody));
+            let sent = target.send(upstream_req);
             let outcome = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, sent).await {
-                    Ok(r) => {
-                        r.map_err(|e| UpstreamError::from_client(&self.name, &target.display, e))
-                    }
+                    Ok(r) => r,
                     Err(_) => Err(self.timeout_error(target, opts)),
                 },
-                None => sent
-                    .await
-                    .map_err(|e| UpstreamError::from_client(&self.name, &target.display, e)),
+                None => sent.await,
             };
             let now = Instant::now();
 
@@ -814,13 +807,13 @@ impl Drop for PendingGuard<'_> {
 /// The target's response body, holding the concurrency slot and the
 /// in-flight count until it ends, fails or is dropped.
 struct GuardedBody {
-    inner: Incoming,
+    inner: Body,
     held: Option<(InFlightGuard, OwnedSemaphorePermit)>,
 }
 
 impl http_body::Body for GuardedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = gateway_core::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -118,6 +118,22 @@ pub struct ClusterConfig {
     /// Retry policy.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// The HTTP/1.1 client for cleartext targets: the gateway's
+    /// `[gateway] http1_engine`, not a per-cluster setting.
+    #[serde(skip)]
+    pub client_engine: ClientEngine,
+}
+
+/// Which HTTP/1.1 client talks to cleartext HTTP/1.1 targets. TLS and h2c
+/// targets always use hyper's pooled client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientEngine {
+    /// Gatehouse's own: the exchange runs in the request's task, idle
+    /// connections wait in a pool per worker thread.
+    #[default]
+    Native,
+    /// hyper-util's pooled client.
+    Hyper,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -154,6 +170,7 @@ impl ClusterConfig {
             panic_threshold: DEFAULT_PANIC_THRESHOLD,
             circuit_breaker: CircuitBreakerConfig::default(),
             retry: RetryConfig::default(),
+            client_engine: ClientEngine::default(),
         }
     }
 

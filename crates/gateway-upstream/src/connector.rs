@@ -1,4 +1,5 @@
-//! The TCP connector under each target's pool, instrumented.
+//! The TCP connector under each target's hyper pool, instrumented, and
+//! the open-connection count both clients keep.
 //!
 //! hyper-util's pooled client does not expose pool sizes, so every TCP
 //! connection a target opens is wrapped in [`CountedIo`], which keeps the
@@ -72,21 +73,30 @@ impl tower::Service<Uri> for CountingConnector {
         let stats = self.stats.clone();
         Box::pin(async move {
             let io = connecting.await?;
-            let n = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics::connection_opened(&stats.cluster, &stats.target, n);
-            Ok(CountedIo { inner: io, stats })
+            Ok(CountedIo {
+                inner: io,
+                _open: OpenConnection::new(stats),
+            })
         })
     }
 }
 
-/// A TCP connection counted in its target's open-connection gauge.
+/// One open connection of a target, counted in its open-connection gauge
+/// until dropped (with the connection it belongs to).
 #[derive(Debug)]
-pub(crate) struct CountedIo {
-    inner: TokioIo<TcpStream>,
+pub(crate) struct OpenConnection {
     stats: Arc<ConnStats>,
 }
 
-impl Drop for CountedIo {
+impl OpenConnection {
+    pub(crate) fn new(stats: Arc<ConnStats>) -> Self {
+        let n = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::connection_opened(&stats.cluster, &stats.target, n);
+        Self { stats }
+    }
+}
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         let n = self
             .stats
@@ -95,6 +105,13 @@ impl Drop for CountedIo {
             .saturating_sub(1);
         metrics::connection_closed(&self.stats.cluster, &self.stats.target, n);
     }
+}
+
+/// A TCP connection of hyper's pool, counted in its target's gauge.
+#[derive(Debug)]
+pub(crate) struct CountedIo {
+    inner: TokioIo<TcpStream>,
+    _open: OpenConnection,
 }
 
 impl Connection for CountedIo {

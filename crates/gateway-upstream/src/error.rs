@@ -205,6 +205,50 @@ impl UpstreamError {
     }
 }
 
+impl UpstreamError {
+    /// Classifies an error from the native HTTP/1.1 client.
+    pub(crate) fn from_native(
+        cluster: &str,
+        target: &str,
+        err: crate::native::NativeError,
+    ) -> Self {
+        use crate::native::NativeError;
+        use gateway_http1::client::ClientError;
+        let (kind, what) = match &err {
+            NativeError::Connect(e) if e.kind() == std::io::ErrorKind::TimedOut => (
+                UpstreamErrorKind::ConnectTimeout,
+                "did not accept a connection in time",
+            ),
+            NativeError::Connect(_) => (
+                UpstreamErrorKind::ConnectFailed,
+                "could not be connected to",
+            ),
+            NativeError::ConnectTimeout(_) => (
+                UpstreamErrorKind::ConnectTimeout,
+                "did not accept a connection in time",
+            ),
+            NativeError::Exchange(ClientError::Head(_)) => {
+                (UpstreamErrorKind::Protocol, "sent an invalid HTTP response")
+            }
+            NativeError::Exchange(ClientError::RequestBody(_)) => (
+                UpstreamErrorKind::RequestBody,
+                "could not be sent the request body",
+            ),
+            NativeError::Exchange(ClientError::Io(_) | ClientError::Closed { .. }) => (
+                UpstreamErrorKind::Reset,
+                "closed the connection before responding",
+            ),
+        };
+        Self::new(
+            kind,
+            cluster,
+            Some(target.to_string()),
+            format!("upstream `{cluster}` target {target} {what}: {err}"),
+        )
+        .with_source(err)
+    }
+}
+
 /// The client sees the detail, which names the cluster and target and
 /// says why, and the `upstream` and `target` extension members carrying
 /// them as data.

@@ -28,6 +28,7 @@ mod connector;
 mod error;
 mod health;
 pub mod metrics;
+mod native;
 mod registry;
 mod retry;
 mod target;

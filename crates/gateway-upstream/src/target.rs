@@ -1,7 +1,9 @@
 //! One upstream target at runtime: its pooled client and its health.
 //!
-//! A [`Target`] owns a hyper-util pooled client (so its keep-alive pool)
-//! and the state that outlives a reconfigure: active-check health, passive
+//! A [`Target`] owns its clients: hyper-util's pooled client (TLS, h2c,
+//! and cleartext HTTP/1.1 under the hyper engine) and, for cleartext
+//! HTTP/1.1 under the native engine, the native client, whose pools are
+//! per worker thread (see `native`). It also owns the state that outlives a reconfigure: active-check health, passive
 //! failure counts, ejection and in-flight count. Clusters share targets by
 //! `Arc`; on reconfigure a target whose address and client settings are
 //! unchanged (same [`Target::key`]) is carried over as is, pool and state
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::{Body, ConfigIssue};
+use gateway_core::{Body, BoxError, ConfigIssue};
+use http::{Request, Response};
+use http_body_util::BodyExt as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -23,8 +27,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{ClusterConfig, Protocol, Scheme, TargetAddr};
+use crate::config::{ClientEngine, ClusterConfig, Protocol, Scheme, TargetAddr};
 use crate::connector::{ConnStats, CountingConnector, SetupTimeout};
+use crate::error::UpstreamError;
+use crate::native::NativeClient;
 
 pub(crate) type HttpClient = Client<SetupTimeout<HttpsConnector<CountingConnector>>, ClientBody>;
 
@@ -144,6 +150,9 @@ pub(crate) struct Target {
     pub(crate) authority: http::uri::Authority,
     key: String,
     pub(crate) client: HttpClient,
+    /// The native HTTP/1.1 client, for a cleartext HTTP/1.1 target when
+    /// the gateway runs the native engine; `None`: `client` serves.
+    native: Option<NativeClient>,
     /// Per-request metric handles (success count, in-flight gauge).
     pub(crate) metrics: crate::metrics::TargetHandles,
     conns: Arc<ConnStats>,
@@ -166,11 +175,12 @@ impl Target {
     /// its address plus every setting baked into its client.
     pub(crate) fn key_for(addr: &TargetAddr, cfg: &ClusterConfig) -> String {
         format!(
-            "{addr}|{}|{:?}|{:?}|{:?}",
+            "{addr}|{}|{:?}|{:?}|{:?}|{:?}",
             cfg.protocol.as_str(),
             cfg.connect_timeout,
             cfg.pool,
-            cfg.tls
+            cfg.tls,
+            cfg.client_engine
         )
     }
 
@@ -186,6 +196,10 @@ impl Target {
     ) -> Result<Self, ConfigIssue> {
         let conns = ConnStats::new(cluster.clone(), addr.to_string());
         let client = build_client(&addr, cfg, conns.clone())?;
+        let native = (cfg.client_engine == ClientEngine::Native
+            && addr.scheme == Scheme::Http
+            && cfg.protocol != Protocol::H2c)
+            .then(|| NativeClient::new(&addr, cfg, conns.clone()));
         let authority =
             http::uri::Authority::try_from(addr.authority()).map_err(|e| ConfigIssue {
                 path: "targets".into(),
@@ -198,6 +212,7 @@ impl Target {
             key: Self::key_for(&addr, cfg),
             addr,
             client,
+            native,
             metrics: Default::default(),
             conns,
             in_flight: AtomicUsize::new(0),
@@ -205,6 +220,21 @@ impl Target {
             ejected: AtomicBool::new(false),
             detail: Mutex::new(Detail::default()),
         })
+    }
+
+    /// Sends a ready-to-forward request (absolute URI, `Host` set) on the
+    /// target's client and waits for the response head.
+    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        match &self.native {
+            Some(native) => native
+                .send(req)
+                .await
+                .map_err(|e| UpstreamError::from_native(&self.cluster, &self.display, e)),
+            None => match self.client.request(req.map(ClientBody)).await {
+                Ok(res) => Ok(res.map(|body| body.map_err(BoxError::from).boxed_unsync())),
+                Err(e) => Err(UpstreamError::from_client(&self.cluster, &self.display, e)),
+            },
+        }
     }
 
     pub(crate) fn in_flight(&self) -> usize {

@@ -199,7 +199,8 @@ impl TestCerts {
     }
 
     /// Like [`TestCerts::server_config`], but the handshake fails unless
-    /// the client presents a certificate signed by `client_ca`.
+    /// the client presents a certificate signed by `client_ca` (TLS 1.2
+    /// only, see below).
     pub fn server_config_requiring_clients(
         &self,
         client_ca: &TestCerts,
@@ -221,8 +222,12 @@ impl TestCerts {
         let key = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
             .expect("parse key.pem")
             .expect("key.pem holds a key");
+        // TLS 1.2: a client without an acceptable certificate learns it
+        // inside the handshake. Under TLS 1.3 the refusal arrives after the
+        // client's handshake is done, racing its first write, so a client
+        // may see a reset instead of the server's alert.
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[&rustls::version::TLS12])
             .expect("protocol versions")
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::encode::{self, Framing, Persistence};
 use crate::framing::RequestBody;
 use crate::head::{take_request_head, HeadLimits, RequestHead};
+use crate::interim::{self, Relayed};
 use crate::HeadError;
 use inbound::{Continue, Decoder, Inbound, IncomingBody};
 
@@ -122,6 +123,7 @@ where
         pending: false,
     }));
     let mut out = BytesMut::with_capacity(8 * 1024);
+    let relayed = Relayed::default();
     loop {
         let head = match read_head(&inbound, &opts).await {
             Ok(Some(head)) => head,
@@ -136,7 +138,11 @@ where
         };
         let exchange = Exchange::of(&head);
         let (req, upgrade_tx) = request(head, &inbound);
-        let res = call(&inbound, &mut write, &mut out, service(req)).await?;
+        // 1xx responses go to HTTP/1.1 clients only (RFC 9110 15.2).
+        let to_client = exchange.version == Version::HTTP_11;
+        relayed.lock().clear();
+        let fut = interim::relaying(relayed.clone(), service(req));
+        let res = call(&inbound, &mut write, &mut out, (&relayed, to_client), fut).await?;
         let (parts, mut body) = res.into_parts();
 
         // From here on no 100 Continue is sent: the final answer goes first.
@@ -310,11 +316,14 @@ fn request<S: AsyncRead + AsyncWrite + Send + 'static>(
 }
 
 /// Runs the service's future; when its request body asks to be read
-/// under `Expect: 100-continue`, writes the 100 first.
+/// under `Expect: 100-continue`, writes the 100 first, and writes the 1xx
+/// heads the upstream exchange relays (`relay`: where they arrive and
+/// whether the client gets them) as they come.
 async fn call<S, W, Fut, B>(
     inbound: &Arc<Mutex<Inbound<S>>>,
     write: &mut W,
     out: &mut BytesMut,
+    relay: (&Relayed, bool),
     fut: Fut,
 ) -> std::io::Result<Response<B>>
 where
@@ -322,23 +331,55 @@ where
     W: AsyncWrite + Unpin,
     Fut: Future<Output = Response<B>>,
 {
+    enum Step<R> {
+        Done(R),
+        Continue,
+        Interim,
+    }
+    let (relayed, to_client) = relay;
     let mut fut = pin!(fut);
     loop {
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(res) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(res));
+                return Poll::Ready(Step::Done(res));
+            }
+            if !relayed.lock().is_empty() {
+                return Poll::Ready(Step::Interim);
             }
             let mut inb = inbound.lock();
             if inb.cont == Continue::Wanted {
-                return Poll::Ready(None);
+                return Poll::Ready(Step::Continue);
             }
             inb.driver = Some(cx.waker().clone());
             Poll::Pending
         })
         .await;
         match step {
-            Some(res) => return Ok(res),
-            None => {
+            Step::Done(res) => {
+                // A 1xx read in the same poll as the final head still goes
+                // first; it is written with the final response.
+                let heads = std::mem::take(&mut *relayed.lock());
+                if to_client {
+                    out.clear();
+                    for (status, headers) in &heads {
+                        encode::interim_head(out, *status, headers);
+                    }
+                }
+                return Ok(res);
+            }
+            Step::Interim => {
+                let heads = std::mem::take(&mut *relayed.lock());
+                if to_client {
+                    out.clear();
+                    for (status, headers) in &heads {
+                        encode::interim_head(out, *status, headers);
+                    }
+                    write.write_all(out).await?;
+                    write.flush().await?;
+                    out.clear();
+                }
+            }
+            Step::Continue => {
                 out.clear();
                 out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 write.write_all(out).await?;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
 use gateway_core::{errors, Body, Problem, ToProblem};
+use gateway_http1::client::UpstreamUpgrade;
 use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -138,10 +139,14 @@ impl Forward {
             }
         };
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let (Some(client), Some(upstream)) = (
-                client_upgrade,
-                res.extensions_mut().remove::<hyper::upgrade::OnUpgrade>(),
-            ) {
+            let upstream = match res.extensions_mut().remove::<UpstreamUpgrade>() {
+                Some(native) => Some(UpstreamSide::Native(native)),
+                None => res
+                    .extensions_mut()
+                    .remove::<hyper::upgrade::OnUpgrade>()
+                    .map(UpstreamSide::Hyper),
+            };
+            if let (Some(client), Some(upstream)) = (client_upgrade, upstream) {
                 tokio::spawn(tunnel(client, upstream));
             }
         }
@@ -201,16 +206,27 @@ enum ClientUpgrade {
     Hyper(hyper::upgrade::OnUpgrade),
 }
 
+/// The upstream connection of an upgrade, from the client that made it.
+enum UpstreamSide {
+    Native(UpstreamUpgrade),
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
 /// Copies bytes both ways between an upgraded client and upstream connection.
-async fn tunnel(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let upstream = match upstream.await {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            tracing::debug!(error = %e, "upstream upgrade failed");
-            return;
-        }
+async fn tunnel(client: ClientUpgrade, upstream: UpstreamSide) {
+    let mut upstream: Box<dyn gateway_http1::server::Io> = match upstream {
+        UpstreamSide::Native(native) => match native.take() {
+            Some(io) => Box::new(io),
+            None => return,
+        },
+        UpstreamSide::Hyper(hyper) => match hyper.await {
+            Ok(io) => Box::new(hyper_util::rt::TokioIo::new(io)),
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream upgrade failed");
+                return;
+            }
+        },
     };
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
     let copied = match client {
         ClientUpgrade::Native(client) => match client.upgraded().await {
             Ok(mut client) => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,

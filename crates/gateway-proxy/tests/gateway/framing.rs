@@ -33,6 +33,10 @@ fn answers() -> HashMap<&'static str, &'static [u8]> {
         ("cut", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
         ("head", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
         ("nocontent", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (
+            "hints",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
     ])
 }
 
@@ -262,7 +266,7 @@ fn corpus() -> Vec<Case> {
             "chunked body: upper-case hex and an extension, re-framed",
             b"POST /r/ok HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nA;name=\"v\"\r\n0123456789\r\n0\r\n\r\n",
             "HTTP/1.1 200 OK\r\n{RID}content-length: 2\r\nconnection: close\r\ndate: <date>\r\n\r\nok",
-            "POST /r/ok HTTP/1.1\r\nhost: gw.test\r\n{FWD}transfer-encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
+            "POST /r/ok HTTP/1.1\r\nhost: gw.test\r\n{FWD}transfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
         ),
         case(
             "HEAD keeps the upstream's Content-Length and sends no body",
@@ -294,7 +298,20 @@ fn corpus() -> Vec<Case> {
             "Expect: 100-continue",
             b"PUT /r/ok HTTP/1.1\r\nHost: gw.test\r\nExpect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody",
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n{RID}content-length: 2\r\nconnection: close\r\ndate: <date>\r\n\r\nok",
-            "PUT /r/ok HTTP/1.1\r\nhost: gw.test\r\nexpect: 100-continue\r\ncontent-length: 4\r\n{FWD}\r\nbody",
+            "PUT /r/ok HTTP/1.1\r\nhost: gw.test\r\nexpect: 100-continue\r\n{FWD}content-length: 4\r\n\r\nbody",
+        ),
+        case(
+            "103 Early Hints from the upstream reach an HTTP/1.1 client before the response",
+            b"GET /r/hints HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+             HTTP/1.1 200 OK\r\n{RID}content-length: 2\r\nconnection: close\r\ndate: <date>\r\n\r\nok",
+            "GET /r/hints HTTP/1.1\r\nhost: gw.test\r\n{FWD}\r\n",
+        ),
+        case(
+            "an HTTP/1.0 client gets no 1xx",
+            b"GET /r/hints HTTP/1.0\r\nHost: gw.test\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n{RID}content-length: 2\r\nconnection: close\r\ndate: <date>\r\n\r\nok",
+            "GET /r/hints HTTP/1.1\r\nhost: gw.test\r\n{FWD}\r\n",
         ),
         case(
             "a request line over the limit",

@@ -20,3 +20,4 @@ mod resilience;
 mod routing;
 mod shadow;
 mod streaming;
+mod workers;

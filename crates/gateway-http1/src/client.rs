@@ -1,0 +1,507 @@
+//! One exchange on an upstream connection, driven in the caller's task.
+//!
+//! [`send`] writes the request head (with a small body in the same write),
+//! streams the rest of the body, reads the response head (relaying 1xx
+//! heads to the client, see [`crate::interim`]) and returns a response
+//! whose body reads from the connection. There is no connection task and
+//! no channel: the request's own task does every read and write, which is
+//! what makes a small exchange cheap. When the body has been read to its
+//! end and the connection can carry another exchange, it is handed back
+//! through [`Checkin`] (a keep-alive pool) at once, before the consumer
+//! even sees the end of the body.
+//!
+//! Anything the upstream sends that could frame a response two ways is an
+//! error (see [`crate::head`]); such a connection is never reused.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
+use gateway_core::{Body, BoxError};
+use http::header::UPGRADE;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::chunked::{Chunk, ChunkedDecoder};
+use crate::encode::{self, Framing};
+use crate::framing::ResponseBody;
+use crate::head::{take_response_head, HeadLimits};
+use crate::HeadError;
+
+/// A request body up to this size is sent in the same write as the head.
+const COPY_MAX: usize = 16 * 1024;
+/// How much is read from the upstream at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// An open upstream connection between exchanges.
+pub struct Connection {
+    io: TcpStream,
+    /// Bytes read and not yet used (always empty between exchanges).
+    buf: BytesMut,
+    /// Exchanges completed on this connection.
+    served: u64,
+    /// Whatever the opener keeps for as long as the connection lives (an
+    /// open-connection count, say).
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("io", &self.io)
+            .field("served", &self.served)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A fresh connection; `held` lives (and is dropped) with it.
+    pub fn new(io: TcpStream, held: impl Send + Sync + 'static) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+            served: 0,
+            _held: Box::new(held),
+        }
+    }
+
+    /// Whether an exchange has already completed on it (it came from a
+    /// pool), so a failure before any response byte may be the upstream
+    /// having closed it while idle.
+    pub fn is_reused(&self) -> bool {
+        self.served > 0
+    }
+
+    /// Whether the idle connection still looks usable: the upstream has
+    /// neither closed it nor sent anything unasked. Reads nothing when the
+    /// socket has nothing to read (no system call when the reactor has
+    /// seen no readiness).
+    pub fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Takes back a connection whose exchange ended cleanly.
+pub trait Checkin: Send + Unpin + 'static {
+    /// `conn` can carry another exchange.
+    fn checkin(self, conn: Connection);
+}
+
+/// The upstream connection after `101 Switching Protocols`: the stream
+/// and any bytes the upstream sent after the 101's head. Put in the 101
+/// response's extensions.
+#[derive(Clone)]
+pub struct UpstreamUpgrade(std::sync::Arc<parking_lot::Mutex<Option<crate::Prefixed<TcpStream>>>>);
+
+impl UpstreamUpgrade {
+    /// Takes the connection (the first caller gets it).
+    pub fn take(&self) -> Option<crate::Prefixed<TcpStream>> {
+        self.0.lock().take()
+    }
+}
+
+impl std::fmt::Debug for UpstreamUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamUpgrade")
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Reading or writing the connection failed.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// The upstream closed the connection before a complete response head.
+    #[error("the upstream closed the connection before a complete response")]
+    Closed {
+        /// Whether no byte of a response had arrived.
+        before_response: bool,
+    },
+    /// The response head is not valid or is framed ambiguously.
+    #[error("invalid response head: {0}")]
+    Head(#[source] HeadError),
+    /// Reading the request body (from the client) failed.
+    #[error("{0}")]
+    RequestBody(#[source] BoxError),
+}
+
+impl ClientError {
+    /// Whether nothing of a response had arrived when it failed: on a
+    /// reused connection, the upstream may have closed it while idle.
+    pub fn before_response(&self) -> bool {
+        match self {
+            ClientError::Closed { before_response } => *before_response,
+            ClientError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Sends `req` (origin-form URI; `Host` and every other field as they
+/// should reach the upstream, hop-by-hop fields already removed) on `conn`
+/// and reads the response head. The body of the response streams from
+/// the connection; `checkin` gets the connection back when it ends and
+/// the connection can be reused.
+pub async fn send<C: Checkin>(
+    mut conn: Connection,
+    req: Request<Body>,
+    limits: &HeadLimits,
+    checkin: C,
+) -> Result<Response<Body>, ClientError> {
+    let (parts, mut body) = req.into_parts();
+    let upgrade = parts.headers.contains_key(UPGRADE);
+    let framing = request_framing(&parts.method, &body);
+    let mut out = BytesMut::with_capacity(1024);
+    encode::request_head(
+        &mut out,
+        &parts.method,
+        &parts.uri,
+        Version::HTTP_11,
+        &parts.headers,
+        framing,
+    );
+    if upgrade {
+        // `request_head` writes no `Connection`; an upgrade needs one.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+    }
+
+    // What of the body is ready now goes with the head.
+    let mut body_done = framing == Framing::None;
+    while !body_done && out.len() < COPY_MAX {
+        match body.frame().now_or_never() {
+            None => break,
+            Some(frame) => body_done = put_frame(&mut out, frame, framing)?,
+        }
+    }
+    let mut complete_request = true;
+    if body_done {
+        conn.io.write_all(&out).await.map_err(ClientError::Io)?;
+    } else {
+        // Stream the rest while watching for an early response (a 413, a
+        // redirect): then the rest is not sent and the connection is not
+        // reused.
+        let (rd, mut wr) = conn.io.split();
+        let buf = &mut conn.buf;
+        let writing = async {
+            wr.write_all(&out).await.map_err(ClientError::Io)?;
+            out.clear();
+            loop {
+                let frame = body.frame().await;
+                let done = put_frame(&mut out, frame, framing)?;
+                wr.write_all(&out).await.map_err(ClientError::Io)?;
+                out.clear();
+                if done {
+                    return Ok::<_, ClientError>(());
+                }
+            }
+        };
+        let early = async {
+            loop {
+                rd.readable().await.map_err(ClientError::Io)?;
+                buf.reserve(READ_CHUNK);
+                match rd.try_read_buf(buf) {
+                    Ok(0) => {
+                        return Err(ClientError::Closed {
+                            before_response: true,
+                        })
+                    }
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(ClientError::Io(e)),
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            written = writing => written?,
+            answered = early => {
+                answered?;
+                complete_request = false;
+            }
+        }
+    }
+
+    let head = loop {
+        if let Some(head) = take_response_head(&mut conn.buf, limits).map_err(ClientError::Head)? {
+            match head.status.as_u16() {
+                // 100 answers the request's own `Expect`; the client side
+                // has its own. Other 1xx go to the client.
+                100 => continue,
+                101 => break head,
+                102..=199 => {
+                    crate::interim::relay(head.status, &head.headers);
+                    continue;
+                }
+                _ => break head,
+            }
+        }
+        let before_response = conn.buf.is_empty();
+        conn.buf.reserve(8 * 1024);
+        match conn.io.read_buf(&mut conn.buf).await {
+            Ok(0) => return Err(ClientError::Closed { before_response }),
+            Ok(_) => {}
+            Err(e) => return Err(ClientError::Io(e)),
+        }
+    };
+
+    let mut res = Response::new(gateway_core::body::empty());
+    *res.status_mut() = head.status;
+    *res.version_mut() = Version::HTTP_11;
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        if !upgrade {
+            return Err(ClientError::Head(HeadError::Malformed(
+                "101 Switching Protocols to a request that asked for no upgrade",
+            )));
+        }
+        {
+            let rest = std::mem::take(&mut conn.buf).freeze();
+            let io = crate::Prefixed::new(rest, conn.io);
+            res.extensions_mut()
+                .insert(UpstreamUpgrade(std::sync::Arc::new(
+                    parking_lot::Mutex::new(Some(io)),
+                )));
+        }
+        *res.headers_mut() = head.headers;
+        return Ok(res);
+    }
+    let framing = head.body_for(&parts.method);
+    let reusable = head.keep_alive && complete_request && !head.headers.contains_key(UPGRADE);
+    *res.headers_mut() = head.headers;
+    let decoder = match framing {
+        ResponseBody::None => {
+            finish(conn, reusable, checkin);
+            return Ok(res);
+        }
+        ResponseBody::Length(0) => {
+            finish(conn, reusable, checkin);
+            return Ok(res);
+        }
+        ResponseBody::Length(n) => Decoder::Length(n),
+        ResponseBody::Chunked => Decoder::Chunked(ChunkedDecoder::new()),
+        ResponseBody::CloseDelimited => Decoder::Close,
+    };
+    *res.body_mut() = UpstreamBody {
+        conn: Some(conn),
+        decoder,
+        reusable,
+        checkin: Some(checkin),
+    }
+    .boxed_unsync();
+    Ok(res)
+}
+
+/// How the request body is framed: none for a request with no body (and
+/// `Content-Length: 0` for the methods that carry one), its exact length
+/// when known, else chunked.
+fn request_framing(method: &Method, body: &Body) -> Framing {
+    if http_body::Body::is_end_stream(body) {
+        if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+            Framing::Length(0)
+        } else {
+            Framing::None
+        }
+    } else {
+        match http_body::Body::size_hint(body).exact() {
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        }
+    }
+}
+
+/// Appends one request body frame to `out`; whether the body is done.
+fn put_frame(
+    out: &mut BytesMut,
+    frame: Option<Result<Frame<Bytes>, BoxError>>,
+    framing: Framing,
+) -> Result<bool, ClientError> {
+    match frame {
+        None => {
+            if framing == Framing::Chunked {
+                encode::last_chunk(out, None);
+            }
+            Ok(true)
+        }
+        Some(Err(e)) => Err(ClientError::RequestBody(e)),
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) if data.is_empty() => Ok(false),
+            Ok(data) => {
+                if framing == Framing::Chunked {
+                    encode::chunk_start(out, data.len());
+                    out.extend_from_slice(&data);
+                    encode::chunk_end(out);
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                Ok(false)
+            }
+            Err(frame) => {
+                if let (Framing::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
+                    encode::last_chunk(out, Some(&trailers));
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+        },
+    }
+}
+
+/// Hands the connection back if it can carry another exchange: the
+/// upstream keeps it open and sent nothing beyond this response.
+fn finish<C: Checkin>(mut conn: Connection, reusable: bool, checkin: C) {
+    if reusable && conn.buf.is_empty() {
+        conn.served += 1;
+        checkin.checkin(conn);
+    }
+}
+
+enum Decoder {
+    /// This many bytes left.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// Until the upstream closes.
+    Close,
+}
+
+/// A response body read from the upstream connection.
+struct UpstreamBody<C: Checkin> {
+    /// `None` once the body ended (the connection went back or closed).
+    conn: Option<Connection>,
+    decoder: Decoder,
+    reusable: bool,
+    checkin: Option<C>,
+}
+
+impl<C: Checkin> UpstreamBody<C> {
+    /// The body is complete: the connection goes back or closes.
+    fn end(&mut self) {
+        if let (Some(conn), Some(checkin)) = (self.conn.take(), self.checkin.take()) {
+            let reusable = self.reusable && !matches!(self.decoder, Decoder::Close);
+            finish(conn, reusable, checkin);
+        }
+    }
+}
+
+/// Reads more from the connection into its buffer; `Ok(0)` at its end.
+fn poll_fill(
+    conn: &mut Connection,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<std::io::Result<usize>> {
+    conn.buf.reserve(want.clamp(4 * 1024, READ_CHUNK));
+    tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
+}
+
+impl<C: Checkin> http_body::Body for UpstreamBody<C> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.decoder {
+                Decoder::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.buf.len());
+                        let data = conn.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            this.end();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    let want = usize::try_from(*left).unwrap_or(usize::MAX);
+                    match ready!(poll_fill(conn, cx, want)) {
+                        Ok(0) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(
+                                "the upstream closed the connection before the end of the body"
+                                    .into(),
+                            )));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                }
+                Decoder::Chunked(decoder) => match decoder.decode(&mut conn.buf, READ_CHUNK) {
+                    Ok(Some(Chunk::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Some(Chunk::Trailers(trailers))) => {
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    Ok(Some(Chunk::End)) => {
+                        this.end();
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) => match ready!(poll_fill(conn, cx, READ_CHUNK)) {
+                        Ok(0) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(
+                                "the upstream closed the connection inside a chunked body".into(),
+                            )));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    },
+                    Err(e) => {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+                Decoder::Close => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    match ready!(poll_fill(conn, cx, READ_CHUNK)) {
+                        Ok(0) => {
+                            this.conn = None;
+                            return Poll::Ready(None);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder {
+            Decoder::Length(left) if self.conn.is_some() => SizeHint::with_exact(left),
+            _ if self.conn.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
