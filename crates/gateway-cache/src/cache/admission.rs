@@ -139,8 +139,9 @@ impl HttpCache {
         let vary = key_vary(&res.headers);
         let key = primary.variant(key::secondary_key(&req.headers, &vary));
         let mut headers = HeaderMap::with_capacity(res.headers.len());
+        let unstored = UnstoredFields::of(&res.headers);
         for (name, value) in &res.headers {
-            if !never_stored(name) && name != header::SET_COOKIE {
+            if !unstored.excludes(name) && name != header::SET_COOKIE {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -181,7 +182,7 @@ impl HttpCache {
 /// Header fields a cache never stores or forwards from storage: hop-by-hop
 /// fields (RFC 9110 §7.6.1), `Age` (recomputed on every use) and upstream
 /// `Cache-Status` (describes a past request).
-pub(crate) fn never_stored(name: &HeaderName) -> bool {
+fn never_stored(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -196,6 +197,34 @@ pub(crate) fn never_stored(name: &HeaderName) -> bool {
             | "age"
             | "cache-status"
     )
+}
+
+/// Which fields of one response are left out of storage: those
+/// [`never_stored`] names, plus the fields its `Connection` header lists,
+/// which are hop-by-hop for that message only (RFC 9110 §7.6.1). A stored
+/// copy loses its `Connection` header, so nothing later could tell that
+/// they must not be forwarded.
+pub(crate) struct UnstoredFields {
+    connection_named: Vec<HeaderName>,
+}
+
+impl UnstoredFields {
+    /// The fields `headers` must not pass on to storage.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let connection_named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        Self { connection_named }
+    }
+
+    /// Whether `name` is left out.
+    pub(crate) fn excludes(&self, name: &HeaderName) -> bool {
+        never_stored(name) || self.connection_named.contains(name)
+    }
 }
 
 /// Everything needed to store a response once its body is complete.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use gateway_core::Body;
 use http::{header, request, HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::admission::never_stored;
+use super::admission::UnstoredFields;
 use super::coalesce::FlightGuard;
 use super::lookup::{key_primary, key_vary};
 use super::origin::Origin;
@@ -108,13 +108,14 @@ impl HttpCache {
         route: &RouteCacheContext,
     ) -> Arc<CachedResponse> {
         let mut headers = obj.headers.clone();
+        let unstored = UnstoredFields::of(fresh_headers);
         for name in fresh_headers.keys() {
-            if !never_stored(name) && name != header::CONTENT_LENGTH {
+            if !unstored.excludes(name) && name != header::CONTENT_LENGTH {
                 headers.remove(name);
             }
         }
         for (name, value) in fresh_headers {
-            if !never_stored(name) && name != header::CONTENT_LENGTH {
+            if !unstored.excludes(name) && name != header::CONTENT_LENGTH {
                 headers.append(name.clone(), value.clone());
             }
         }
