@@ -11,7 +11,7 @@
 //! Module map:
 //! - [`config`]: `[cache]` and `routes[].cache` settings.
 //! - [`key`]: URL normalisation, extra key parts, `Vary` secondary keys.
-//! - [`directives`]: tolerant `Cache-Control`/`Expires`/date parsing.
+//! - [`directives`]: tolerant `Cache-Control`/`Expires`/`Age`/date parsing.
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
 //! - [`cache`]: [`HttpCache`] and the request flow; its parts are private

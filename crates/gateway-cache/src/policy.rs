@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use http::{header, HeaderMap, Method, StatusCode};
 
 use crate::config::{CacheConfig, RouteCacheConfig};
-use crate::directives::{header_date, Expires, RequestDirectives, ResponseDirectives, Seconds};
+use crate::directives::{
+    self, header_date, Expires, RequestDirectives, ResponseDirectives, Seconds,
+};
 use crate::status::NotStoredReason;
 
 /// Status codes a cache may store and serve with heuristic freshness
@@ -60,11 +62,7 @@ impl Freshness {
         route: &RouteCacheConfig,
     ) -> Self {
         let date = header_date(headers, &header::DATE);
-        let age_value = headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let age_value = directives::age(headers).unwrap_or(0);
         let lifetime = match route.ttl_override {
             Some(ttl) => ttl.as_secs(),
             None => lifetime_from_headers(headers, dirs, date, response_time, cfg),

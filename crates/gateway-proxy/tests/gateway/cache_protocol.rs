@@ -60,3 +60,49 @@ async fn fields_named_in_connection_are_neither_stored_nor_forwarded() {
     }
     assert_eq!(origin.requests(), 1);
 }
+
+#[tokio::test]
+async fn age_is_read_as_delta_seconds_and_an_invalid_one_is_ignored() {
+    // Each path gets max-age=60 and its own Age from the origin.
+    let origin = Origin::start(Handler::new(|req| async move {
+        let age = match req.uri().path() {
+            "/signed" => "+3600",
+            "/suffixed" => "3600x",
+            "/list" => "3600, 5",
+            _ => "3600",
+        };
+        let res = http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .header("age", age)
+            .body(crate::harness::body("aged"))
+            .unwrap();
+        test_support::origin::Reply::Response(res)
+    }))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+    // Valid and older than max-age: stale on arrival, so the second request
+    // goes to the origin again. The first member of a list counts.
+    // Invalid (`+3600`, `3600x`): ignored, so the response is fresh.
+    for (path, reused) in [
+        ("/plain", false),
+        ("/list", false),
+        ("/signed", true),
+        ("/suffixed", true),
+    ] {
+        let before = origin.requests();
+        http.get(gw.url(path)).send().await.unwrap();
+        let again = http.get(gw.url(path)).send().await.unwrap();
+        let status = cache_status(&again);
+        assert_eq!(status.contains("hit"), reused, "{path}: {status}");
+        assert_eq!(
+            origin.requests() - before,
+            if reused { 1 } else { 2 },
+            "{path}"
+        );
+        if reused {
+            let age: u64 = again.headers()["age"].to_str().unwrap().parse().unwrap();
+            assert!(age < 60, "{path}: Age {age}");
+        }
+    }
+}
