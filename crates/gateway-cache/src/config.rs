@@ -46,6 +46,11 @@ pub struct CacheConfig {
     /// Response header whose space- or comma-separated values are the
     /// response's tags for purge-by-tag. `Cache-Tag` is always read as well.
     pub tag_header: String,
+    /// Whether `tag_header` and `Cache-Tag` reach clients. By default they
+    /// are removed from every response on a cached route (they still
+    /// select what a purge by tag removes): tags describe how the origin
+    /// groups its content, which is nobody else's business.
+    pub forward_tag_headers: bool,
     /// Fraction of `Date - Last-Modified` used as freshness when the origin
     /// gives none (RFC 9111 §4.2.2).
     pub heuristic_fraction: f64,
@@ -66,6 +71,7 @@ impl Default for CacheConfig {
             max_variants: DEFAULT_MAX_VARIANTS,
             ignore_query_params: Vec::new(),
             tag_header: DEFAULT_TAG_HEADER.to_string(),
+            forward_tag_headers: false,
             heuristic_fraction: DEFAULT_HEURISTIC_FRACTION,
             heuristic_max: DEFAULT_HEURISTIC_MAX,
             coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 
 use super::coalesce::FlightGuard;
 use super::lookup::key_vary;
+use super::respond::CACHE_TAG;
 use super::route::RouteCacheContext;
 use super::state::{HttpCache, Inner};
 use crate::directives::{fmt_http_date, RequestDirectives, ResponseDirectives};
@@ -25,9 +26,6 @@ use crate::stats::Stats;
 use crate::status::{CacheDecision, NotStoredReason};
 use crate::storage::CachedResponse;
 use crate::tee::{OnComplete, TeeBody};
-
-/// The Cloudflare-style tag header, always read besides the configured one.
-static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 impl HttpCache {
     /// Decides whether `res` is stored; if so, tees its body into storage.

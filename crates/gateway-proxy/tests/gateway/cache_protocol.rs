@@ -106,3 +106,49 @@ async fn age_is_read_as_delta_seconds_and_an_invalid_one_is_ignored() {
         }
     }
 }
+
+#[tokio::test]
+async fn surrogate_keys_stay_inside_but_still_select_purges() {
+    let origin = Origin::start(Handler::fixed(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("surrogate-key", "product-42 listing"),
+            ("cache-tag", "shelf-7"),
+        ],
+        "tagged",
+    ))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+    for expected in ["miss", "hit"] {
+        let res = http.get(gw.url("/p/42")).send().await.unwrap();
+        assert!(cache_status(&res).contains(expected), "{res:?}");
+        assert!(!res.headers().contains_key("surrogate-key"), "{res:?}");
+        assert!(!res.headers().contains_key("cache-tag"), "{res:?}");
+    }
+    // Both headers still tag the stored response.
+    for tag in ["product-42", "shelf-7"] {
+        let purged: serde_json::Value = http
+            .post(gw.admin_url("/v1/cache/purge"))
+            .bearer_auth(crate::harness::TOKEN)
+            .json(&serde_json::json!({ "tag": tag }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(purged["purged"], 1, "{tag}: {purged}");
+        let res = http.get(gw.url("/p/42")).send().await.unwrap();
+        assert!(cache_status(&res).contains("miss"), "{tag}: {res:?}");
+    }
+
+    // An operator who wants them downstream says so.
+    let gw = cached(&origin, "forward_tag_headers = true").await;
+    for _ in ["miss", "hit"] {
+        let res = http.get(gw.url("/p/42")).send().await.unwrap();
+        assert_eq!(res.headers()["surrogate-key"], "product-42 listing");
+        assert_eq!(res.headers()["cache-tag"], "shelf-7");
+    }
+}
