@@ -111,12 +111,18 @@ impl HttpCache {
     ) -> Self {
         let tag_header = HeaderName::from_bytes(cfg.tag_header.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("surrogate-key"));
+        let targeted = HeaderName::from_bytes(cfg.targeted_cache_control.as_bytes())
+            .ok()
+            .into_iter()
+            .chain([crate::targeted::CDN_CACHE_CONTROL.clone()])
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 cfg,
                 clock,
                 storage,
                 tag_header,
+                targeted,
                 flights: Mutex::default(),
                 next_flight: AtomicU64::new(1),
                 refreshing: Mutex::default(),

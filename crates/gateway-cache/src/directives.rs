@@ -67,6 +67,9 @@ pub struct ResponseDirectives {
     /// A directive appeared more than once with different values: the
     /// response is treated as stale (RFC 9111 §4.2.1).
     pub conflicting: bool,
+    /// The directives come from a targeted field (RFC 9213, see
+    /// [`crate::targeted`]): `Cache-Control` and `Expires` are ignored.
+    pub targeted: bool,
 }
 
 impl ResponseDirectives {

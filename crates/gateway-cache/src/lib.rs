@@ -12,6 +12,8 @@
 //! - [`config`]: `[cache]` and `routes[].cache` settings.
 //! - [`key`]: URL normalisation, extra key parts, `Vary` secondary keys.
 //! - [`directives`]: tolerant `Cache-Control`/`Expires`/`Age`/date parsing.
+//! - [`targeted`]: `CDN-Cache-Control` and the cache's own targeted field
+//!   (RFC 9213), which take precedence over `Cache-Control`.
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
 //! - [`cache`]: [`HttpCache`] and the request flow; its parts are private
@@ -33,6 +35,7 @@ pub mod policy;
 pub mod stats;
 pub mod status;
 pub mod storage;
+pub mod targeted;
 pub mod tee;
 
 pub use cache::{

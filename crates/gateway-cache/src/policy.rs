@@ -124,7 +124,13 @@ fn lifetime_from_headers(
     if let Some(s) = dirs.max_age {
         return s.valid().unwrap_or(0);
     }
-    match Expires::from_headers(headers) {
+    // A targeted field decides alone: Expires is ignored (RFC 9213 §2.1).
+    let expires = if dirs.targeted {
+        Expires::Absent
+    } else {
+        Expires::from_headers(headers)
+    };
+    match expires {
         Expires::Invalid => return 0,
         Expires::At(at) => {
             let base = date.unwrap_or(response_time);
@@ -177,7 +183,7 @@ pub fn storable(
     let code = status.as_u16();
     let explicit = dirs.max_age.is_some()
         || dirs.s_maxage.is_some()
-        || res_headers.contains_key(header::EXPIRES)
+        || (!dirs.targeted && res_headers.contains_key(header::EXPIRES))
         || dirs.public
         || route.ttl_override.is_some();
     let status_ok =

@@ -25,6 +25,7 @@ use crate::policy::{self, Freshness};
 use crate::stats::Stats;
 use crate::status::{CacheDecision, NotStoredReason};
 use crate::storage::CachedResponse;
+use crate::targeted;
 use crate::tee::{OnComplete, TeeBody};
 
 impl HttpCache {
@@ -105,7 +106,7 @@ impl HttpCache {
         request_time: DateTime<Utc>,
         response_time: DateTime<Utc>,
     ) -> Result<StorePlan, NotStoredReason> {
-        let dirs = ResponseDirectives::from_headers(&res.headers);
+        let dirs = self.response_directives(&res.headers);
         policy::storable(
             &req.method,
             &req.headers,
@@ -159,6 +160,12 @@ impl HttpCache {
             tags,
             freshness,
         })
+    }
+
+    /// The response directives this cache follows: a targeted field's
+    /// when there is a valid one (RFC 9213), else `Cache-Control`'s.
+    pub(crate) fn response_directives(&self, headers: &HeaderMap) -> ResponseDirectives {
+        targeted::response_directives(headers, &self.inner.targeted)
     }
 
     pub(crate) fn tags_of(&self, headers: &HeaderMap) -> Vec<String> {

@@ -119,6 +119,11 @@ impl HttpCache {
             headers.remove(&self.inner.tag_header);
             headers.remove(&CACHE_TAG);
         }
+        if !self.inner.cfg.forward_targeted_cache_control {
+            for name in &self.inner.targeted {
+                res.headers_mut().remove(name);
+            }
+        }
         res.headers_mut()
             .append(CACHE_STATUS.clone(), d.header_value());
         self.inner.stats.request(&route.route, d.status);

@@ -17,7 +17,7 @@ use super::origin::Origin;
 use super::route::RouteCacheContext;
 use super::state::HttpCache;
 use super::validators::conditional_request;
-use crate::directives::{fmt_http_date, RequestDirectives, ResponseDirectives};
+use crate::directives::{fmt_http_date, RequestDirectives};
 use crate::key::VariantKey;
 use crate::policy::{self, Freshness};
 use crate::status::{CacheDecision, CacheStatus, Fwd};
@@ -126,7 +126,7 @@ impl HttpCache {
                 headers.insert(header::DATE, v);
             }
         }
-        let dirs = ResponseDirectives::from_headers(&headers);
+        let dirs = self.response_directives(&headers);
         let mut for_age = headers.clone();
         if let Some(age) = fresh_headers.get(header::AGE) {
             for_age.insert(header::AGE, age.clone());

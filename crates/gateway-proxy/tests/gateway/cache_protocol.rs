@@ -152,3 +152,90 @@ async fn surrogate_keys_stay_inside_but_still_select_purges() {
         assert_eq!(res.headers()["cache-tag"], "shelf-7");
     }
 }
+
+/// An origin answering `status` with the header fields `fields` gives
+/// each path.
+fn origin_by_path(
+    status: u16,
+    fields: fn(&str) -> Vec<(&'static str, &'static str)>,
+) -> test_support::origin::Handler {
+    Handler::new(move |req| async move {
+        let mut res = http::Response::builder().status(status);
+        for (name, value) in fields(req.uri().path()) {
+            res = res.header(name, value);
+        }
+        let res = res.body(crate::harness::body("payload")).unwrap();
+        test_support::origin::Reply::Response(res)
+    })
+}
+
+#[tokio::test]
+async fn targeted_cache_control_takes_precedence_for_this_cache() {
+    let origin = Origin::start(origin_by_path(200, |path| match path {
+        // Browsers must not store it; this cache may, for a minute.
+        "/cdn" => vec![
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        // The cache's own field comes before CDN-Cache-Control.
+        "/own" => vec![
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=60"),
+            ("gatehouse-cache-control", "no-store"),
+        ],
+        // A field that is not a valid dictionary is ignored.
+        "/invalid" => vec![
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store,"),
+        ],
+        // Expires gives way to a targeted field that says nothing of
+        // freshness: no-cache is honoured there.
+        _ => vec![
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+            ("cdn-cache-control", "no-cache"),
+            ("etag", "\"v1\""),
+        ],
+    }))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+    for (path, reused) in [
+        ("/cdn", true),
+        ("/own", false),
+        ("/invalid", true),
+        ("/no-cache", false),
+    ] {
+        let before = origin.requests();
+        let first = http.get(gw.url(path)).send().await.unwrap();
+        let again = http.get(gw.url(path)).send().await.unwrap();
+        let status = cache_status(&again);
+        assert_eq!(status.contains("hit"), reused, "{path}: {status}");
+        assert_eq!(
+            origin.requests() - before,
+            if reused { 1 } else { 2 },
+            "{path}"
+        );
+        // Passed on by default, as RFC 9213 expects of a CDN.
+        assert!(first.headers().contains_key("cdn-cache-control"), "{path}");
+        assert!(again.headers().contains_key("cdn-cache-control"), "{path}");
+    }
+
+    // Configured to keep them inside, and with a field name of its own.
+    let gw = cached(
+        &origin,
+        "targeted_cache_control = \"Edge-Control\"\nforward_targeted_cache_control = false",
+    )
+    .await;
+    for expected in ["miss", "hit"] {
+        let res = http.get(gw.url("/cdn")).send().await.unwrap();
+        assert!(cache_status(&res).contains(expected), "{res:?}");
+        assert!(!res.headers().contains_key("cdn-cache-control"), "{res:?}");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+    }
+    // `Gatehouse-Cache-Control` is no longer this cache's field.
+    let before = origin.requests();
+    http.get(gw.url("/own")).send().await.unwrap();
+    let res = http.get(gw.url("/own")).send().await.unwrap();
+    assert!(cache_status(&res).contains("hit"), "{res:?}");
+    assert_eq!(origin.requests() - before, 1);
+}
