@@ -31,7 +31,8 @@
 //! - `respond`: every response leaves through here (`Cache-Status`, stats).
 //! - `coalesce`: one origin fetch per key; waiters.
 //! - `admission`: storability, what is stored, teeing the body in.
-//! - `revalidate`: validation with the origin, 304 merge, stale-if-error.
+//! - `revalidate`: validation with the origin, 304 merge, stale-if-error,
+//!   HEAD responses updating a stored GET.
 //! - `refresh`: stale-while-revalidate background refresh.
 //! - `invalidate`: purges and invalidation after unsafe methods.
 
@@ -254,7 +255,7 @@ impl HttpCache {
                 }
                 if parts.method == Method::HEAD {
                     return self
-                        .pass(parts, body::empty(), route, &origin, fwd, Some("head"))
+                        .revalidate_by_head(parts, route, &origin, fwd, key, obj)
                         .await;
                 }
                 // Concurrent requests for one expired variant make one

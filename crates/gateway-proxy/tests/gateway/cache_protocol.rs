@@ -239,3 +239,61 @@ async fn targeted_cache_control_takes_precedence_for_this_cache() {
     assert!(cache_status(&res).contains("hit"), "{res:?}");
     assert_eq!(origin.requests() - before, 1);
 }
+
+#[tokio::test]
+async fn a_head_response_updates_the_stored_get_when_validators_match() {
+    // GET: validate before every use, version 1. HEAD: same ETag, fresh for
+    // a minute, version 2.
+    let origin = Origin::start(Handler::new(|req| async move {
+        let head = req.method() == http::Method::HEAD;
+        let res = http::Response::builder()
+            .header("etag", "\"v1\"")
+            .header(
+                "cache-control",
+                if head { "max-age=60" } else { "max-age=0" },
+            )
+            .header("x-version", if head { "2" } else { "1" })
+            .body(crate::harness::body("the representation"))
+            .unwrap();
+        test_support::origin::Reply::Response(res)
+    }))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+
+    http.get(gw.url("/same")).send().await.unwrap();
+    let head = http.head(gw.url("/same")).send().await.unwrap();
+    assert_eq!(head.headers()["x-version"], "2");
+    assert!(cache_status(&head).contains("stored"), "{head:?}");
+    assert_eq!(origin.requests(), 2, "the HEAD needed the origin");
+    // The stored GET took the HEAD's fields and freshness.
+    let get = http.get(gw.url("/same")).send().await.unwrap();
+    assert!(cache_status(&get).contains("hit"), "{get:?}");
+    assert_eq!(get.headers()["x-version"], "2");
+    assert_eq!(get.text().await.unwrap(), "the representation");
+    assert_eq!(origin.requests(), 2);
+
+    // Validators differ: the stored GET is stale and not reused.
+    origin.set_handler(Handler::new(|req| async move {
+        let head = req.method() == http::Method::HEAD;
+        let res = http::Response::builder()
+            .header("etag", if head { "\"v2\"" } else { "\"v1\"" })
+            .header("cache-control", "max-age=60")
+            .body(crate::harness::body("the representation"))
+            .unwrap();
+        test_support::origin::Reply::Response(res)
+    }));
+    let before = origin.requests();
+    http.get(gw.url("/changed")).send().await.unwrap();
+    let hit = http.get(gw.url("/changed")).send().await.unwrap();
+    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    // The client asks for validation, so the HEAD reaches the origin.
+    http.head(gw.url("/changed"))
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap();
+    let after = http.get(gw.url("/changed")).send().await.unwrap();
+    assert!(!cache_status(&after).contains("hit"), "{after:?}");
+    assert_eq!(origin.requests() - before, 3);
+}
