@@ -20,9 +20,18 @@ use crate::status::NotStoredReason;
 /// (RFC 9110 §15.1), minus 206: range responses are not cached here.
 const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
-/// Status codes stored only with explicit freshness: understood final codes
-/// whose meaning does not depend on the request (RFC 9111 §3).
-const EXPLICIT_ONLY_STATUSES: [u16; 7] = [302, 303, 307, 400, 403, 451, 500];
+/// Status codes stored only with explicit freshness: every other final
+/// status this cache understands (RFC 9110 §15, and 451 from RFC 7725), so
+/// an origin that gives a 502 or 503 a `max-age` can have it reused while it
+/// recovers (RFC 9111 §3). Left out on purpose: 206 (a part, never stored:
+/// ranges are answered from whole responses), 304 (a validation answer,
+/// not a representation), 401 and 407 (challenges to the credentials one
+/// request sent or did not send; reused, they would answer a client that
+/// has credentials with a challenge), and the deprecated 305 and 306.
+const EXPLICIT_ONLY_STATUSES: [u16; 27] = [
+    201, 202, 205, 302, 303, 307, 400, 402, 403, 406, 408, 409, 411, 412, 413, 415, 416, 417, 421,
+    422, 426, 451, 500, 502, 503, 504, 505,
+];
 
 /// Freshness facts recorded when a response is stored or revalidated.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,11 +190,13 @@ pub fn storable(
         return Err(NotStoredReason::VaryStar);
     }
     let code = status.as_u16();
-    let explicit = dirs.max_age.is_some()
+    let explicit_from_origin = dirs.max_age.is_some()
         || dirs.s_maxage.is_some()
         || (!dirs.targeted && res_headers.contains_key(header::EXPIRES))
-        || dirs.public
-        || route.ttl_override.is_some();
+        || dirs.public;
+    // A route's ttl_override stands in for the origin's freshness, except
+    // on server errors: only the origin may ask for a failure to be reused.
+    let explicit = explicit_from_origin || (route.ttl_override.is_some() && code < 500);
     let status_ok =
         HEURISTIC_STATUSES.contains(&code) || (explicit && EXPLICIT_ONLY_STATUSES.contains(&code));
     if !status_ok {
@@ -417,10 +428,18 @@ mod tests {
             check_store(&[], &[("cache-control", "max-age=60")], 206),
             Err(Status)
         );
+        assert_eq!(check_store(&[], &[], 503), Err(Status));
         assert_eq!(
             check_store(&[], &[("cache-control", "max-age=60")], 503),
-            Err(Status)
+            Ok(())
         );
+        for never in [101, 206, 304, 401, 407, 599] {
+            assert_eq!(
+                check_store(&[], &[("cache-control", "max-age=60")], never),
+                Err(Status),
+                "{never}"
+            );
+        }
         assert_eq!(check_store(&[], &[], 302), Err(Status));
         assert_eq!(
             check_store(&[], &[("cache-control", "max-age=60")], 302),

@@ -297,3 +297,28 @@ async fn a_head_response_updates_the_stored_get_when_validators_match() {
     assert!(!cache_status(&after).contains("hit"), "{after:?}");
     assert_eq!(origin.requests() - before, 3);
 }
+
+#[tokio::test]
+async fn an_error_status_with_explicit_freshness_is_stored_and_reused() {
+    let origin = Origin::start(origin_by_path(502, |path| match path {
+        "/explicit" => vec![("cache-control", "max-age=60")],
+        _ => vec![("etag", "\"e\"")],
+    }))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+    for expected in ["miss", "hit"] {
+        let res = http.get(gw.url("/explicit")).send().await.unwrap();
+        assert_eq!(res.status(), 502);
+        assert!(cache_status(&res).contains(expected), "{res:?}");
+    }
+    assert_eq!(origin.requests(), 1, "the stored 502 answered the second");
+
+    // Without explicit freshness a 502 is passed through, never stored.
+    for _ in 0..2 {
+        let res = http.get(gw.url("/validator-only")).send().await.unwrap();
+        assert_eq!(res.status(), 502);
+        assert!(cache_status(&res).contains("detail=status"), "{res:?}");
+    }
+    assert_eq!(origin.requests(), 3);
+}
