@@ -15,6 +15,7 @@
 //! - [`targeted`]: `CDN-Cache-Control` and the cache's own targeted field
 //!   (RFC 9213), which take precedence over `Cache-Control`.
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
+//! - [`range`]: `Range`/`If-Range` parsing and byte range resolution.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
 //! - [`cache`]: [`HttpCache`] and the request flow; its parts are private
 //!   submodules, one job each: lookup, coalescing, admission,
@@ -32,6 +33,7 @@ pub mod config;
 pub mod directives;
 pub mod key;
 pub mod policy;
+pub mod range;
 pub mod stats;
 pub mod status;
 pub mod storage;

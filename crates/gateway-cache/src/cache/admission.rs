@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 
 use super::coalesce::FlightGuard;
 use super::lookup::key_vary;
+use super::partial::StoringCopy;
 use super::respond::CACHE_TAG;
 use super::route::RouteCacheContext;
 use super::state::{HttpCache, Inner};
@@ -86,11 +87,9 @@ impl HttpCache {
                 };
                 let limit = usize::try_from(self.inner.cfg.max_object_bytes).unwrap_or(usize::MAX);
                 let tee = TeeBody::new(res_body, limit, Box::new(job));
-                self.finish(
-                    Response::from_parts(res_parts, tee.boxed_unsync()),
-                    route,
-                    d,
-                )
+                let mut res = Response::from_parts(res_parts, tee.boxed_unsync());
+                res.extensions_mut().insert(StoringCopy);
+                self.finish(res, route, d)
             }
         }
     }

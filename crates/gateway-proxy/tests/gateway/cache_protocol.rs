@@ -322,3 +322,64 @@ async fn an_error_status_with_explicit_freshness_is_stored_and_reused() {
     }
     assert_eq!(origin.requests(), 3);
 }
+
+#[tokio::test]
+async fn ranges_are_answered_from_the_whole_stored_response() {
+    let origin = Origin::start(Handler::fixed(
+        200,
+        &[("cache-control", "max-age=60"), ("etag", "\"r1\"")],
+        "0123456789abcdef",
+    ))
+    .await;
+    let gw = cached(&origin, "").await;
+    let http = client();
+    let get = |range: &str, if_range: Option<&str>| {
+        let mut req = http.get(gw.url("/video")).header("range", range);
+        if let Some(v) = if_range {
+            req = req.header("if-range", v);
+        }
+        req.send()
+    };
+
+    // A miss fetches the whole object, stores it and answers the range.
+    let res = get("bytes=2-5", None).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert!(cache_status(&res).contains("miss"), "{res:?}");
+    assert_eq!(res.headers()["content-range"], "bytes 2-5/16");
+    assert_eq!(res.text().await.unwrap(), "2345");
+    assert!(
+        !origin.recorded()[0].headers.contains_key("range"),
+        "the origin was asked for the whole object"
+    );
+
+    for (range, status, content_range, body) in [
+        ("bytes=-4", 206, "bytes 12-15/16", "cdef"),
+        ("bytes=10-", 206, "bytes 10-15/16", "abcdef"),
+        ("bytes=14-99", 206, "bytes 14-15/16", "ef"),
+        ("bytes=16-20", 416, "bytes */16", ""),
+    ] {
+        let res = get(range, None).await.unwrap();
+        assert_eq!(res.status(), status, "{range}");
+        assert!(cache_status(&res).contains("hit"), "{range}: {res:?}");
+        assert_eq!(res.headers()["content-range"], content_range, "{range}");
+        assert_eq!(res.text().await.unwrap(), body, "{range}");
+    }
+
+    // If-Range: a matching strong validator gets the range, anything else
+    // the whole representation.
+    let res = get("bytes=0-0", Some("\"r1\"")).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.text().await.unwrap(), "0");
+    for stale in ["\"r0\"", "W/\"r1\""] {
+        let res = get("bytes=0-0", Some(stale)).await.unwrap();
+        assert_eq!(res.status(), 200, "{stale}");
+        assert_eq!(res.text().await.unwrap(), "0123456789abcdef");
+    }
+    assert_eq!(origin.requests(), 1, "every range came from storage");
+
+    // Several ranges are the origin's to answer.
+    let res = get("bytes=0-1, 4-5", None).await.unwrap();
+    assert!(cache_status(&res).contains("bypass"), "{res:?}");
+    assert_eq!(origin.requests(), 2);
+    assert_eq!(origin.recorded()[1].headers["range"], "bytes=0-1, 4-5");
+}
