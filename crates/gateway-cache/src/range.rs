@@ -212,6 +212,24 @@ mod tests {
         assert_eq!(RangeRequest::of(&HeaderMap::new()), RangeRequest::Whole);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_range_resolves_inside_the_representation(
+            value in "(bytes|Bytes|items)=[0-9]{0,5}-[0-9]{0,5}(, ?[0-9]{0,3}-[0-9]{0,3})?|.{0,20}",
+            complete in 0u64..1000,
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::RANGE, v);
+            }
+            if let RangeRequest::Single(range) = RangeRequest::of(&h) {
+                if let Resolved::Part { first, last, complete: c } = range.resolve(complete) {
+                    proptest::prop_assert!(first <= last && last < c && c == complete);
+                }
+            }
+        }
+    }
+
     #[test]
     fn resolves_against_the_length() {
         use ByteRange::*;

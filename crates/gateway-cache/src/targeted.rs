@@ -418,6 +418,19 @@ mod tests {
         assert_eq!(d.max_age, Some(Seconds::Valid(7)));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_field_values_never_panic(values in proptest::collection::vec(".{0,40}", 0..4)) {
+            let mut h = HeaderMap::new();
+            for v in &values {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.append(&CDN_CACHE_CONTROL, v);
+                }
+            }
+            let _ = response_directives(&h, &[own(), CDN_CACHE_CONTROL.clone()]);
+        }
+    }
+
     #[test]
     fn directive_values_are_typed() {
         let d = directives(&[(
