@@ -29,13 +29,14 @@
 //!   callback, the [`RouteCacheContext`]) and the purge vocabulary.
 //! - `state`: the [`HttpCache`] handle and the state its clones share.
 //! - `validators`: conditional requests (strip, build, match).
+//! - `partial`: one byte range cut from a whole response (206, 416).
 //! - `lookup`: the request's URL key and its stored variant.
-//! - `respond`: every response leaves through here (`Cache-Status`, stats).
+//! - `respond`: every response leaves through here (`Cache-Status`, the
+//!   fields that stay inside, stats).
 //! - `coalesce`: one origin fetch per key; waiters.
 //! - `admission`: storability, what is stored, teeing the body in.
 //! - `revalidate`: validation with the origin, 304 merge, stale-if-error,
 //!   HEAD responses updating a stored GET.
-//! - `partial`: one byte range cut from a whole response (206, 416).
 //! - `refresh`: stale-while-revalidate background refresh.
 //! - `invalidate`: purges and invalidation after unsafe methods.
 
