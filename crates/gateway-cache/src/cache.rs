@@ -6,9 +6,11 @@
 //! (stale-while-revalidate) and stale-if-error live in one place instead of
 //! being split between the cache and the proxy. The flow per request:
 //!
-//! 1. Route disabled, non-GET/HEAD, or `Range`: bypass. Unsafe methods
-//!    invalidate the target URI and `Location`/`Content-Location` when the
-//!    origin answers with a non-error status (RFC 9111 §4.4).
+//! 1. Route disabled, non-GET/HEAD, or several ranges: bypass. Unsafe
+//!    methods invalidate the target URI and `Location`/`Content-Location`
+//!    when the origin answers with a non-error status (RFC 9111 §4.4). A
+//!    single range is taken off the request; steps 2-4 produce the whole
+//!    response, and the range is cut from it (`partial`).
 //! 2. Build the primary key; look up the `Vary` names stored for it and
 //!    with them the variant.
 //! 3. Stored: serve fresh, serve stale (client `max-stale`, or
@@ -27,11 +29,14 @@
 //!   callback, the [`RouteCacheContext`]) and the purge vocabulary.
 //! - `state`: the [`HttpCache`] handle and the state its clones share.
 //! - `validators`: conditional requests (strip, build, match).
+//! - `partial`: one byte range cut from a whole response (206, 416).
 //! - `lookup`: the request's URL key and its stored variant.
-//! - `respond`: every response leaves through here (`Cache-Status`, stats).
+//! - `respond`: every response leaves through here (`Cache-Status`, the
+//!   fields that stay inside, stats).
 //! - `coalesce`: one origin fetch per key; waiters.
 //! - `admission`: storability, what is stored, teeing the body in.
-//! - `revalidate`: validation with the origin, 304 merge, stale-if-error.
+//! - `revalidate`: validation with the origin, 304 merge, stale-if-error,
+//!   HEAD responses updating a stored GET.
 //! - `refresh`: stale-while-revalidate background refresh.
 //! - `invalidate`: purges and invalidation after unsafe methods.
 
@@ -40,6 +45,7 @@ mod coalesce;
 mod invalidate;
 mod lookup;
 mod origin;
+mod partial;
 mod purge;
 mod refresh;
 mod respond;
@@ -66,11 +72,13 @@ use crate::config::CacheConfig;
 use crate::directives::RequestDirectives;
 use crate::key::{self, PrimaryKey, VariantKey};
 use crate::policy::{self, Usability};
+use crate::range::RangeRequest;
 use crate::stats::{CacheStats, Stats};
 use crate::status::{CacheDecision, CacheStatus, Fwd};
 use crate::storage::{CachedResponse, MemoryStorage, Storage};
 use coalesce::{FlightGuard, Role};
 use lookup::key_primary;
+use partial::answer_range;
 use state::{FlightKey, Inner};
 use validators::strip_conditionals;
 
@@ -111,12 +119,18 @@ impl HttpCache {
     ) -> Self {
         let tag_header = HeaderName::from_bytes(cfg.tag_header.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("surrogate-key"));
+        let targeted = HeaderName::from_bytes(cfg.targeted_cache_control.as_bytes())
+            .ok()
+            .into_iter()
+            .chain([crate::targeted::CDN_CACHE_CONTROL.clone()])
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 cfg,
                 clock,
                 storage,
                 tag_header,
+                targeted,
                 flights: Mutex::default(),
                 next_flight: AtomicU64::new(1),
                 refreshing: Mutex::default(),
@@ -140,7 +154,7 @@ impl HttpCache {
         route: &RouteCacheContext,
         origin: Arc<dyn Origin>,
     ) -> Response<Body> {
-        let (parts, req_body) = req.into_parts();
+        let (mut parts, req_body) = req.into_parts();
         if !route.config.enabled {
             return self
                 .pass(parts, req_body, route, &origin, Fwd::Bypass, None)
@@ -154,11 +168,41 @@ impl HttpCache {
             }
             return self.unsafe_method(parts, req_body, route, &origin).await;
         }
-        if parts.headers.contains_key(header::RANGE) {
+        // The cache works on whole representations; a single range is cut
+        // from the whole response at the end.
+        let range = match parts.method {
+            Method::GET => RangeRequest::of(&parts.headers),
+            _ => RangeRequest::Whole,
+        };
+        if range == RangeRequest::Multiple {
             return self
-                .pass(parts, req_body, route, &origin, Fwd::Bypass, Some("range"))
+                .pass(
+                    parts,
+                    req_body,
+                    route,
+                    &origin,
+                    Fwd::Bypass,
+                    Some("multipart_range"),
+                )
                 .await;
         }
+        let if_range = parts.headers.remove(header::IF_RANGE);
+        parts.headers.remove(header::RANGE);
+        let whole = self.whole(parts, req_body, route, origin).await;
+        match range {
+            RangeRequest::Single(range) => answer_range(whole, range, if_range.as_ref()),
+            _ => whole,
+        }
+    }
+
+    /// Answers a GET or HEAD without `Range` from storage or the origin.
+    async fn whole(
+        &self,
+        parts: request::Parts,
+        req_body: Body,
+        route: &RouteCacheContext,
+        origin: Arc<dyn Origin>,
+    ) -> Response<Body> {
         let Ok(url) = self.url_of(&parts, route) else {
             return self
                 .pass(parts, req_body, route, &origin, Fwd::Bypass, Some("no_key"))
@@ -248,7 +292,7 @@ impl HttpCache {
                 }
                 if parts.method == Method::HEAD {
                     return self
-                        .pass(parts, body::empty(), route, &origin, fwd, Some("head"))
+                        .revalidate_by_head(parts, route, &origin, fwd, key, obj)
                         .await;
                 }
                 // Concurrent requests for one expired variant make one

@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_VARIANTS: usize = 16;
 /// Default response header carrying surrogate keys (tags).
 pub const DEFAULT_TAG_HEADER: &str = "Surrogate-Key";
+/// Default name of the targeted cache-control field (RFC 9213) meant for
+/// this cache alone.
+pub const DEFAULT_TARGETED_CACHE_CONTROL: &str = "Gatehouse-Cache-Control";
 /// Default fraction of `Date - Last-Modified` used as heuristic freshness
 /// (RFC 9111 §4.2.2 suggests 10%).
 pub const DEFAULT_HEURISTIC_FRACTION: f64 = 0.1;
@@ -46,6 +49,21 @@ pub struct CacheConfig {
     /// Response header whose space- or comma-separated values are the
     /// response's tags for purge-by-tag. `Cache-Tag` is always read as well.
     pub tag_header: String,
+    /// Whether `tag_header` and `Cache-Tag` reach clients. By default they
+    /// are removed from every response on a cached route (they still
+    /// select what a purge by tag removes): tags describe how the origin
+    /// groups its content, which is nobody else's business.
+    pub forward_tag_headers: bool,
+    /// The targeted cache-control field (RFC 9213) meant for this cache
+    /// alone. It comes first on the target list, then `CDN-Cache-Control`;
+    /// the first valid one replaces `Cache-Control` and `Expires` for this
+    /// cache.
+    pub targeted_cache_control: String,
+    /// Whether the targeted fields (`targeted_cache_control` and
+    /// `CDN-Cache-Control`) reach clients. On by default: RFC 9213 §3 has
+    /// caches forward them so caches further down can use them, and lets an
+    /// operator remove them.
+    pub forward_targeted_cache_control: bool,
     /// Fraction of `Date - Last-Modified` used as freshness when the origin
     /// gives none (RFC 9111 §4.2.2).
     pub heuristic_fraction: f64,
@@ -66,6 +84,9 @@ impl Default for CacheConfig {
             max_variants: DEFAULT_MAX_VARIANTS,
             ignore_query_params: Vec::new(),
             tag_header: DEFAULT_TAG_HEADER.to_string(),
+            forward_tag_headers: false,
+            targeted_cache_control: DEFAULT_TARGETED_CACHE_CONTROL.to_string(),
+            forward_targeted_cache_control: true,
             heuristic_fraction: DEFAULT_HEURISTIC_FRACTION,
             heuristic_max: DEFAULT_HEURISTIC_MAX,
             coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
@@ -110,6 +131,25 @@ impl CacheConfig {
                 "tag_header",
                 format!("`{}` is not a valid header name", self.tag_header),
             ));
+        }
+        match http::HeaderName::from_bytes(self.targeted_cache_control.as_bytes()) {
+            Err(_) => issues.push(ConfigIssue::new(
+                "targeted_cache_control",
+                format!(
+                    "`{}` is not a valid header name",
+                    self.targeted_cache_control
+                ),
+            )),
+            Ok(name) if name == http::header::CACHE_CONTROL || name == "cdn-cache-control" => {
+                issues.push(ConfigIssue::new(
+                    "targeted_cache_control",
+                    format!(
+                        "must be a field of this cache's own, not `{}` (CDN-Cache-Control is always read after it)",
+                        self.targeted_cache_control
+                    ),
+                ))
+            }
+            Ok(_) => {}
         }
         if !(self.heuristic_fraction.is_finite() && (0.0..=1.0).contains(&self.heuristic_fraction))
         {
@@ -300,6 +340,7 @@ mod tests {
             max_object_bytes: 20,
             max_variants: 0,
             tag_header: "bad header".into(),
+            targeted_cache_control: "CDN-Cache-Control".into(),
             heuristic_fraction: 2.0,
             ..CacheConfig::default()
         };
@@ -311,6 +352,7 @@ mod tests {
                 "max_object_bytes",
                 "max_variants",
                 "tag_header",
+                "targeted_cache_control",
                 "heuristic_fraction"
             ]
         );

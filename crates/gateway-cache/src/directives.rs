@@ -67,6 +67,9 @@ pub struct ResponseDirectives {
     /// A directive appeared more than once with different values: the
     /// response is treated as stale (RFC 9111 §4.2.1).
     pub conflicting: bool,
+    /// The directives come from a targeted field (RFC 9213, see
+    /// [`crate::targeted`]): `Cache-Control` and `Expires` are ignored.
+    pub targeted: bool,
 }
 
 impl ResponseDirectives {
@@ -226,6 +229,17 @@ fn split_directives(line: &str) -> Vec<(String, Option<&str>)> {
     out
 }
 
+/// The `Age` a response carries, in seconds (RFC 9111 §5.1): the first
+/// member of the first field line, which must be delta-seconds (digits
+/// only: `10x`, `+10` or `-1` are invalid). An invalid value is ignored,
+/// as the RFC asks, so `None` means "absent or invalid"; a value too large
+/// to represent saturates like every other delta-seconds (§1.2.2).
+pub fn age(headers: &HeaderMap) -> Option<u64> {
+    let line = headers.get(header::AGE)?.to_str().ok()?;
+    let first = line.split(',').next().unwrap_or_default().trim();
+    Seconds::parse(Some(first)).valid()
+}
+
 /// Parses an HTTP-date in any of the three formats of RFC 9110 §5.6.7.
 pub fn parse_http_date(value: &str) -> Option<DateTime<Utc>> {
     httpdate::parse_http_date(value.trim())
@@ -352,6 +366,30 @@ mod tests {
                 let _ = crate::key::secondary_key(&h, &vary);
             }
         }
+    }
+
+    #[test]
+    fn age_is_delta_seconds_or_ignored() {
+        let age_of = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in lines {
+                h.append(header::AGE, HeaderValue::from_str(v).unwrap());
+            }
+            age(&h)
+        };
+        assert_eq!(age_of(&[]), None);
+        assert_eq!(age_of(&["10"]), Some(10));
+        assert_eq!(age_of(&[" 10 "]), Some(10));
+        assert_eq!(age_of(&["10x"]), None);
+        assert_eq!(age_of(&["+10"]), None);
+        assert_eq!(age_of(&["-1"]), None);
+        assert_eq!(age_of(&["1.5"]), None);
+        assert_eq!(age_of(&[""]), None);
+        // A list: the first member counts, later ones are discarded.
+        assert_eq!(age_of(&["30, 5"]), Some(30));
+        assert_eq!(age_of(&["30", "5"]), Some(30));
+        assert_eq!(age_of(&["x, 5"]), None);
+        assert_eq!(age_of(&["99999999999999999999"]), Some(1 << 31));
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //! Module map:
 //! - [`config`]: `[cache]` and `routes[].cache` settings.
 //! - [`key`]: URL normalisation, extra key parts, `Vary` secondary keys.
-//! - [`directives`]: tolerant `Cache-Control`/`Expires`/date parsing.
+//! - [`directives`]: tolerant `Cache-Control`/`Expires`/`Age`/date parsing.
+//! - [`targeted`]: `CDN-Cache-Control` and the cache's own targeted field
+//!   (RFC 9213), which take precedence over `Cache-Control`.
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
+//! - [`range`]: `Range`/`If-Range` parsing and byte range resolution.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
 //! - [`cache`]: [`HttpCache`] and the request flow; its parts are private
 //!   submodules, one job each: lookup, coalescing, admission,
@@ -30,9 +33,11 @@ pub mod config;
 pub mod directives;
 pub mod key;
 pub mod policy;
+pub mod range;
 pub mod stats;
 pub mod status;
 pub mod storage;
+pub mod targeted;
 pub mod tee;
 
 pub use cache::{

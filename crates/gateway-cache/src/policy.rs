@@ -11,16 +11,27 @@ use chrono::{DateTime, Utc};
 use http::{header, HeaderMap, Method, StatusCode};
 
 use crate::config::{CacheConfig, RouteCacheConfig};
-use crate::directives::{header_date, Expires, RequestDirectives, ResponseDirectives, Seconds};
+use crate::directives::{
+    self, header_date, Expires, RequestDirectives, ResponseDirectives, Seconds,
+};
 use crate::status::NotStoredReason;
 
 /// Status codes a cache may store and serve with heuristic freshness
 /// (RFC 9110 §15.1), minus 206: range responses are not cached here.
 const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
-/// Status codes stored only with explicit freshness: understood final codes
-/// whose meaning does not depend on the request (RFC 9111 §3).
-const EXPLICIT_ONLY_STATUSES: [u16; 7] = [302, 303, 307, 400, 403, 451, 500];
+/// Status codes stored only with explicit freshness: every other final
+/// status this cache understands (RFC 9110 §15, and 451 from RFC 7725), so
+/// an origin that gives a 502 or 503 a `max-age` can have it reused while it
+/// recovers (RFC 9111 §3). Left out on purpose: 206 (a part, never stored:
+/// ranges are answered from whole responses), 304 (a validation answer,
+/// not a representation), 401 and 407 (challenges to the credentials one
+/// request sent or did not send; reused, they would answer a client that
+/// has credentials with a challenge), and the deprecated 305 and 306.
+const EXPLICIT_ONLY_STATUSES: [u16; 27] = [
+    201, 202, 205, 302, 303, 307, 400, 402, 403, 406, 408, 409, 411, 412, 413, 415, 416, 417, 421,
+    422, 426, 451, 500, 502, 503, 504, 505,
+];
 
 /// Freshness facts recorded when a response is stored or revalidated.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,11 +71,7 @@ impl Freshness {
         route: &RouteCacheConfig,
     ) -> Self {
         let date = header_date(headers, &header::DATE);
-        let age_value = headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let age_value = directives::age(headers).unwrap_or(0);
         let lifetime = match route.ttl_override {
             Some(ttl) => ttl.as_secs(),
             None => lifetime_from_headers(headers, dirs, date, response_time, cfg),
@@ -126,7 +133,13 @@ fn lifetime_from_headers(
     if let Some(s) = dirs.max_age {
         return s.valid().unwrap_or(0);
     }
-    match Expires::from_headers(headers) {
+    // A targeted field decides alone: Expires is ignored (RFC 9213 §2.1).
+    let expires = if dirs.targeted {
+        Expires::Absent
+    } else {
+        Expires::from_headers(headers)
+    };
+    match expires {
         Expires::Invalid => return 0,
         Expires::At(at) => {
             let base = date.unwrap_or(response_time);
@@ -177,11 +190,13 @@ pub fn storable(
         return Err(NotStoredReason::VaryStar);
     }
     let code = status.as_u16();
-    let explicit = dirs.max_age.is_some()
+    let explicit_from_origin = dirs.max_age.is_some()
         || dirs.s_maxage.is_some()
-        || res_headers.contains_key(header::EXPIRES)
-        || dirs.public
-        || route.ttl_override.is_some();
+        || (!dirs.targeted && res_headers.contains_key(header::EXPIRES))
+        || dirs.public;
+    // A route's ttl_override stands in for the origin's freshness, except
+    // on server errors: only the origin may ask for a failure to be reused.
+    let explicit = explicit_from_origin || (route.ttl_override.is_some() && code < 500);
     let status_ok =
         HEURISTIC_STATUSES.contains(&code) || (explicit && EXPLICIT_ONLY_STATUSES.contains(&code));
     if !status_ok {
@@ -413,10 +428,18 @@ mod tests {
             check_store(&[], &[("cache-control", "max-age=60")], 206),
             Err(Status)
         );
+        assert_eq!(check_store(&[], &[], 503), Err(Status));
         assert_eq!(
             check_store(&[], &[("cache-control", "max-age=60")], 503),
-            Err(Status)
+            Ok(())
         );
+        for never in [101, 206, 304, 401, 407, 599] {
+            assert_eq!(
+                check_store(&[], &[("cache-control", "max-age=60")], never),
+                Err(Status),
+                "{never}"
+            );
+        }
         assert_eq!(check_store(&[], &[], 302), Err(Status));
         assert_eq!(
             check_store(&[], &[("cache-control", "max-age=60")], 302),

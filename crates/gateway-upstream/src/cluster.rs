@@ -348,7 +348,10 @@ impl Cluster {
                     if failed {
                         self.on_failure(next, &format!("responded {status}"), &mut admission, now);
                         metrics::attempt(&self.name, &target.display, "failure_status");
-                        if can_try_again && opts.idempotent {
+                        if can_try_again
+                            && opts.idempotent
+                            && self.config.retry.retries_status(status)
+                        {
                             if let Some(n) = Box::pin(self.plan_retry(
                                 key.as_deref(),
                                 tried.as_slice(),

@@ -398,6 +398,21 @@ impl ClusterConfig {
                 "must not exceed retry.backoff_max".into(),
             );
         }
+        for (i, status) in r.on.iter().enumerate() {
+            if !RETRYABLE_STATUSES.contains(status) {
+                issue(
+                    format!("retry.on[{i}]"),
+                    format!(
+                        "{status} cannot be retried on: only 502, 503 and 504 (errors between servers) can; other statuses are the application's answer"
+                    ),
+                );
+            } else if r.on[..i].contains(status) {
+                issue(
+                    format!("retry.on[{i}]"),
+                    format!("{status} is listed twice"),
+                );
+            }
+        }
 
         finish(issues)
     }
@@ -871,6 +886,28 @@ pub struct RetryConfig {
     /// Largest request body (with a known length) buffered so it can be replayed.
     #[serde(default = "default_max_replay_body")]
     pub max_replay_body_bytes: usize,
+    /// Response statuses after which an idempotent request is tried again
+    /// (on another target when there is one), like nginx's
+    /// `proxy_next_upstream http_503`: a subset of [`RETRYABLE_STATUSES`].
+    /// Empty by default: a target that answered has seen the request, and
+    /// sending it again doubles the load on an origin that is already
+    /// failing. Connection failures, and resets before any response byte,
+    /// are retried whatever this says.
+    #[serde(default)]
+    pub on: Vec<u16>,
+}
+
+/// The statuses `retry.on` may name: the gateway errors, which say the
+/// answering server could not get a response from further on, so another
+/// attempt may succeed. Other statuses are the application's own answer.
+pub const RETRYABLE_STATUSES: [u16; 3] = [502, 503, 504];
+
+impl RetryConfig {
+    /// Whether a response with `status` is tried again (within attempts and
+    /// the budget, for idempotent requests).
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.on.contains(&status)
+    }
 }
 
 fn default_attempts() -> u32 {
@@ -901,6 +938,7 @@ impl Default for RetryConfig {
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
             max_replay_body_bytes: DEFAULT_MAX_REPLAY_BODY_BYTES,
+            on: Vec::new(),
         }
     }
 }
@@ -943,10 +981,11 @@ mod tests {
             health_check = { path = "/ready", interval = "2s", timeout = "500ms", expected_statuses = [200, 204] }
             passive = { consecutive_failures = 3, base_ejection_time = "10s", max_ejection_percent = 30 }
             circuit_breaker = { max_concurrent = 10, max_pending = 2, consecutive_failures = 5, open_for = "1s", half_open_probes = 2 }
-            retry = { attempts = 3, budget_ratio = 0.1, min_per_second = 5, backoff_base = "10ms", backoff_max = "100ms" }
+            retry = { attempts = 3, budget_ratio = 0.1, min_per_second = 5, backoff_base = "10ms", backoff_max = "100ms", on = [502, 503] }
             "#,
         );
         assert_eq!(c.validate(), Ok(()));
+        assert!(c.retry.retries_status(503) && !c.retry.retries_status(504));
         assert_eq!(c.targets[1].weight, 3);
         assert_eq!(
             c.hash_on,
@@ -978,7 +1017,7 @@ mod tests {
             passive = { max_ejection_percent = 150, trial_interval = "0s" }
             panic_threshold = 101
             circuit_breaker = { max_concurrent = 0 }
-            retry = { attempts = 0, budget_ratio = 1.5, backoff_base = "1s", backoff_max = "10ms" }
+            retry = { attempts = 0, budget_ratio = 1.5, backoff_base = "1s", backoff_max = "10ms", on = [503, 500, 503] }
             "#,
         );
         let paths: Vec<&str> = got.iter().map(|s| s.split(':').next().unwrap()).collect();
@@ -1000,9 +1039,17 @@ mod tests {
             "retry.attempts",
             "retry.budget_ratio",
             "retry.backoff_base",
+            "retry.on[1]",
+            "retry.on[2]",
         ] {
             assert!(paths.contains(&want), "missing {want} in {got:#?}");
         }
+        assert!(got
+            .iter()
+            .any(|s| s.starts_with("retry.on[1]") && s.contains("500 cannot be retried on")));
+        assert!(got
+            .iter()
+            .any(|s| s.starts_with("retry.on[2]") && s.contains("listed twice")));
         assert!(got
             .iter()
             .any(|s| s.contains("ftp://b:2") && s.contains("scheme")));

@@ -608,9 +608,12 @@ async fn consistent_hash_is_sticky_and_ejection_moves_only_that_targets_keys() {
 // === retries ===
 
 #[tokio::test]
-async fn idempotent_requests_are_retried_on_5xx_and_resets_but_post_with_body_is_not() {
+async fn idempotent_requests_are_retried_on_listed_statuses_and_resets_but_post_with_body_is_not() {
     let failing = Origin::start(Handler::status(503)).await;
-    let (_u, c) = build(config(&[failing.authority()], |c| c.retry.attempts = 3));
+    let (_u, c) = build(config(&[failing.authority()], |c| {
+        c.retry.attempts = 3;
+        c.retry.on = vec![503];
+    }));
     let (status, _) = get(&c, "/").await.unwrap();
     assert_eq!(status, 503, "the last response is passed through");
     assert_eq!(failing.requests(), 3);
@@ -656,6 +659,22 @@ async fn idempotent_requests_are_retried_on_5xx_and_resets_but_post_with_body_is
 }
 
 #[tokio::test]
+async fn failed_statuses_are_not_retried_unless_listed_in_retry_on() {
+    let failing = Origin::start(Handler::status(503)).await;
+    let (_u, c) = build(config(&[failing.authority()], |c| c.retry.attempts = 3));
+    assert_eq!(get(&c, "/").await.unwrap().0, 503);
+    assert_eq!(failing.requests(), 1, "the origin sees a failing GET once");
+
+    failing.set_handler(Handler::status(502));
+    let (_u2, c2) = build(config(&[failing.authority()], |c| {
+        c.retry.attempts = 3;
+        c.retry.on = vec![503, 504];
+    }));
+    assert_eq!(get(&c2, "/").await.unwrap().0, 502);
+    assert_eq!(failing.requests(), 2, "502 is not in retry.on");
+}
+
+#[tokio::test]
 async fn connect_failures_are_retried_elsewhere_even_for_post_but_streams_are_not() {
     let dead = dead_addr().await;
     let live = Origin::start(Handler::echo()).await;
@@ -690,6 +709,7 @@ async fn retry_budget_caps_retries_when_every_request_fails() {
     let failing = Origin::start(Handler::status(503)).await;
     let (_u, c) = build(config(&[failing.authority()], |c| {
         c.retry.attempts = 5;
+        c.retry.on = vec![503];
         c.retry.budget_ratio = 0.1;
         c.retry.min_per_second = 0;
     }));
@@ -732,6 +752,7 @@ async fn circuit_opens_rejects_fast_half_opens_and_closes_on_success() {
         c.circuit_breaker.consecutive_failures = 2;
         c.circuit_breaker.open_for = Duration::from_secs(60);
         c.retry.attempts = 5;
+        c.retry.on = vec![503];
     }));
     let before = origin.requests();
     assert_eq!(get(&c2, "/").await.unwrap().0, 503);

@@ -16,6 +16,8 @@ use http_body_util::BodyExt;
 
 use super::coalesce::FlightGuard;
 use super::lookup::key_vary;
+use super::partial::StoringCopy;
+use super::respond::CACHE_TAG;
 use super::route::RouteCacheContext;
 use super::state::{HttpCache, Inner};
 use crate::directives::{fmt_http_date, RequestDirectives, ResponseDirectives};
@@ -24,10 +26,8 @@ use crate::policy::{self, Freshness};
 use crate::stats::Stats;
 use crate::status::{CacheDecision, NotStoredReason};
 use crate::storage::CachedResponse;
+use crate::targeted;
 use crate::tee::{OnComplete, TeeBody};
-
-/// The Cloudflare-style tag header, always read besides the configured one.
-static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 impl HttpCache {
     /// Decides whether `res` is stored; if so, tees its body into storage.
@@ -87,11 +87,9 @@ impl HttpCache {
                 };
                 let limit = usize::try_from(self.inner.cfg.max_object_bytes).unwrap_or(usize::MAX);
                 let tee = TeeBody::new(res_body, limit, Box::new(job));
-                self.finish(
-                    Response::from_parts(res_parts, tee.boxed_unsync()),
-                    route,
-                    d,
-                )
+                let mut res = Response::from_parts(res_parts, tee.boxed_unsync());
+                res.extensions_mut().insert(StoringCopy);
+                self.finish(res, route, d)
             }
         }
     }
@@ -107,7 +105,7 @@ impl HttpCache {
         request_time: DateTime<Utc>,
         response_time: DateTime<Utc>,
     ) -> Result<StorePlan, NotStoredReason> {
-        let dirs = ResponseDirectives::from_headers(&res.headers);
+        let dirs = self.response_directives(&res.headers);
         policy::storable(
             &req.method,
             &req.headers,
@@ -139,8 +137,9 @@ impl HttpCache {
         let vary = key_vary(&res.headers);
         let key = primary.variant(key::secondary_key(&req.headers, &vary));
         let mut headers = HeaderMap::with_capacity(res.headers.len());
+        let unstored = UnstoredFields::of(&res.headers);
         for (name, value) in &res.headers {
-            if !never_stored(name) && name != header::SET_COOKIE {
+            if !unstored.excludes(name) && name != header::SET_COOKIE {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -162,6 +161,12 @@ impl HttpCache {
         })
     }
 
+    /// The response directives this cache follows: a targeted field's
+    /// when there is a valid one (RFC 9213), else `Cache-Control`'s.
+    pub(crate) fn response_directives(&self, headers: &HeaderMap) -> ResponseDirectives {
+        targeted::response_directives(headers, &self.inner.targeted)
+    }
+
     pub(crate) fn tags_of(&self, headers: &HeaderMap) -> Vec<String> {
         let mut tags: Vec<String> = headers
             .get_all(&self.inner.tag_header)
@@ -181,7 +186,7 @@ impl HttpCache {
 /// Header fields a cache never stores or forwards from storage: hop-by-hop
 /// fields (RFC 9110 §7.6.1), `Age` (recomputed on every use) and upstream
 /// `Cache-Status` (describes a past request).
-pub(crate) fn never_stored(name: &HeaderName) -> bool {
+fn never_stored(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -196,6 +201,34 @@ pub(crate) fn never_stored(name: &HeaderName) -> bool {
             | "age"
             | "cache-status"
     )
+}
+
+/// Which fields of one response are left out of storage: those
+/// [`never_stored`] names, plus the fields its `Connection` header lists,
+/// which are hop-by-hop for that message only (RFC 9110 §7.6.1). A stored
+/// copy loses its `Connection` header, so nothing later could tell that
+/// they must not be forwarded.
+pub(crate) struct UnstoredFields {
+    connection_named: Vec<HeaderName>,
+}
+
+impl UnstoredFields {
+    /// The fields `headers` must not pass on to storage.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let connection_named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        Self { connection_named }
+    }
+
+    /// Whether `name` is left out.
+    pub(crate) fn excludes(&self, name: &HeaderName) -> bool {
+        never_stored(name) || self.connection_named.contains(name)
+    }
 }
 
 /// Everything needed to store a response once its body is complete.

@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// The `Cache-Status` header name (RFC 9211).
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
+/// The Cloudflare-style tag header, always read besides the configured one.
+pub(crate) static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+
 impl HttpCache {
     pub(crate) fn respond_stored(
         &self,
@@ -103,13 +106,24 @@ impl HttpCache {
         self.finish(problem_response(e.problem), route, d)
     }
 
-    /// Adds `Cache-Status` and records the decision.
+    /// Adds `Cache-Status`, removes what stays inside the cache and records
+    /// the decision.
     pub(crate) fn finish(
         &self,
         mut res: Response<Body>,
         route: &RouteCacheContext,
         d: CacheDecision,
     ) -> Response<Body> {
+        if !self.inner.cfg.forward_tag_headers {
+            let headers = res.headers_mut();
+            headers.remove(&self.inner.tag_header);
+            headers.remove(&CACHE_TAG);
+        }
+        if !self.inner.cfg.forward_targeted_cache_control {
+            for name in &self.inner.targeted {
+                res.headers_mut().remove(name);
+            }
+        }
         res.headers_mut()
             .append(CACHE_STATUS.clone(), d.header_value());
         self.inner.stats.request(&route.route, d.status);

@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) tag_header: HeaderName,
+    /// RFC 9213 target list: the configured own field, then
+    /// `CDN-Cache-Control`.
+    pub(crate) targeted: Vec<HeaderName>,
     pub(crate) flights: Mutex<HashMap<FlightKey, (u64, watch::Receiver<()>)>>,
     pub(crate) next_flight: AtomicU64,
     pub(crate) refreshing: Mutex<HashSet<VariantKey>>,

@@ -141,13 +141,59 @@ cluster = "svc"
 }
 
 #[tokio::test]
+async fn failed_statuses_reach_the_origin_once_unless_retry_on_lists_them() {
+    let origin = Origin::start(Handler::status(503)).await;
+    let closer = Origin::start(Handler::close()).await;
+    let gw = TestGateway::start(&base(&format!(
+        r#"
+[clusters.svc]
+targets = ["{}"]
+retry = {{ attempts = 3, backoff_base = "1ms", backoff_max = "2ms" }}
+passive = {{ consecutive_failures = 0 }}
+
+[clusters.flaky]
+targets = ["{}", "{}"]
+retry = {{ attempts = 2, backoff_base = "1ms", backoff_max = "2ms" }}
+passive = {{ consecutive_failures = 0 }}
+
+[[routes]]
+name = "svc"
+path_prefix = "/svc"
+cluster = "svc"
+
+[[routes]]
+name = "flaky"
+path_prefix = "/flaky"
+cluster = "flaky"
+"#,
+        origin.authority(),
+        closer.authority(),
+        origin.authority(),
+    )))
+    .await;
+    let http = client();
+    let res = http.get(gw.url("/svc/thing")).send().await.unwrap();
+    assert_eq!(res.status(), 503, "the origin's answer is passed through");
+    assert_eq!(origin.requests(), 1, "a failing GET is not sent twice");
+
+    // A reset before any response byte is retried by default, on the
+    // other target.
+    origin.set_handler(Handler::fixed(200, &[], "ok"));
+    for _ in 0..4 {
+        let res = http.get(gw.url("/flaky/thing")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert!(closer.requests() > 0, "round robin reached the closer");
+}
+
+#[tokio::test]
 async fn retries_only_idempotent_requests() {
     let origin = Origin::start(Handler::status(503)).await;
     let gw = TestGateway::start(&base(&format!(
         r#"
 [clusters.svc]
 targets = ["{}"]
-retry = {{ attempts = 3, backoff_base = "1ms", backoff_max = "2ms" }}
+retry = {{ attempts = 3, backoff_base = "1ms", backoff_max = "2ms", on = [503] }}
 passive = {{ consecutive_failures = 0 }}
 
 [[routes]]
