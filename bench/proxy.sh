@@ -76,7 +76,7 @@ nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   option forwardfor
@@ -94,7 +94,6 @@ cat > "$WORK/Caddyfile" <<CONF
 {
   admin off
   auto_https off
-  persist_config off
 }
 http://$CADDY {
   reverse_proxy $UP

@@ -226,8 +226,9 @@ impl Target {
     /// target's client and waits for the response head.
     pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
         match &self.native {
-            Some(native) => native
-                .send(req)
+            // Boxed: the exchange's state would otherwise sit inline in
+            // every request's (much moved) future.
+            Some(native) => Box::pin(native.send(req))
                 .await
                 .map_err(|e| UpstreamError::from_native(&self.cluster, &self.display, e)),
             None => match self.client.request(req.map(ClientBody)).await {
