@@ -70,12 +70,14 @@ pub use state::HttpCache;
 
 use crate::config::CacheConfig;
 use crate::directives::RequestDirectives;
+use crate::disk::{DiskOpenError, DiskStore};
 use crate::key::{self, PrimaryKey, VariantKey};
 use crate::policy::{self, Usability};
 use crate::range::RangeRequest;
 use crate::stats::{CacheStats, Stats};
 use crate::status::{CacheDecision, CacheStatus, Fwd};
 use crate::storage::{CachedResponse, MemoryStorage, Storage};
+use crate::tiered::TieredStorage;
 use coalesce::{FlightGuard, Role};
 use lookup::key_primary;
 use partial::answer_range;
@@ -83,21 +85,47 @@ use state::{FlightKey, Inner};
 use validators::strip_conditionals;
 
 impl HttpCache {
-    /// A cache with in-memory storage bounded by `cfg.max_bytes`.
+    /// A cache with in-memory storage bounded by `cfg.max_bytes`; it has
+    /// no disk tier whatever `cfg.disk` says (see [`HttpCache::open`]).
     ///
     /// `cfg` should have passed [`CacheConfig::validate`]; out-of-range
     /// values are clamped rather than trusted.
     pub fn new(cfg: CacheConfig, clock: Arc<dyn Clock>) -> Self {
         let stats = Arc::new(Stats::default());
+        let storage = Self::memory_storage(&cfg, &stats);
+        Self::build(cfg, clock, Arc::new(storage), stats)
+    }
+
+    /// The cache `cfg` describes: in memory, and with the disk tier in
+    /// `cfg.disk` when set (its directory created when missing and the
+    /// entries a previous run left loaded).
+    pub fn open(cfg: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, DiskOpenError> {
+        let Some(disk_cfg) = &cfg.disk else {
+            return Ok(Self::new(cfg, clock));
+        };
+        let disk = DiskStore::open(disk_cfg, cfg.max_variants)?;
+        let stats = Arc::new(Stats::default());
+        let memory = Self::memory_storage(&cfg, &stats);
+        let storage = TieredStorage::new(memory, disk);
+        Ok(Self::build(cfg, clock, Arc::new(storage), stats))
+    }
+
+    fn memory_storage(cfg: &CacheConfig, stats: &Arc<Stats>) -> MemoryStorage {
         let hook_stats = stats.clone();
-        let storage = MemoryStorage::new(
+        MemoryStorage::new(
             cfg.max_bytes.max(1),
             cfg.max_variants,
             Some(Arc::new(move |obj: &CachedResponse| {
                 hook_stats.evicted(&obj.route)
             })),
-        );
-        Self::build(cfg, clock, Arc::new(storage), stats)
+        )
+    }
+
+    /// Blocks until stores, removals and purges have reached the disk
+    /// tier (no-op without one). For shutdown and tests; the request path
+    /// never waits for the disk.
+    pub fn flush(&self) {
+        self.inner.storage.flush();
     }
 
     /// A cache over another [`Storage`] implementation (e.g. a tiered or

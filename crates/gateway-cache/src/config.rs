@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use gateway_core::config_issue::{finish, ConfigIssue};
+use gateway_core::config_issue::{finish, nested, ConfigIssue};
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// Default memory bound for all stored responses: 256 MiB.
@@ -74,6 +74,50 @@ pub struct CacheConfig {
     /// before each goes to the origin itself.
     #[serde(with = "humantime_serde")]
     pub coalesce_timeout: Duration,
+    /// The optional disk tier under the memory tier, so a restarted node
+    /// serves hits at once (`disk = { path = "...", max_bytes = "1GiB" }`).
+    pub disk: Option<DiskConfig>,
+}
+
+/// The `[cache] disk` table: where the disk tier keeps its entry files and
+/// how many bytes of files it may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Directory of entry files, created when missing. A relative path is
+    /// relative to the gateway's working directory. One gateway per
+    /// directory.
+    pub path: std::path::PathBuf,
+    /// Bound on the bytes of entry files (headers, keys and bodies); the
+    /// oldest entries are deleted to stay under it.
+    #[serde(deserialize_with = "de_size")]
+    pub max_bytes: u64,
+}
+
+impl DiskConfig {
+    /// Checks the values serde cannot; paths are relative to the `disk`
+    /// table. `max_object_bytes` is the cache's own per-object limit.
+    pub fn validate(&self, max_object_bytes: u64) -> Result<(), Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        if self.path.as_os_str().is_empty() {
+            issues.push(ConfigIssue::new(
+                "path",
+                "must not be empty (a directory for the cache's entry files)",
+            ));
+        }
+        if self.max_bytes == 0 {
+            issues.push(ConfigIssue::new("max_bytes", "must be greater than 0"));
+        } else if self.max_bytes < max_object_bytes {
+            issues.push(ConfigIssue::new(
+                "max_bytes",
+                format!(
+                    "must be at least cache.max_object_bytes ({} < {max_object_bytes})",
+                    self.max_bytes
+                ),
+            ));
+        }
+        finish(issues)
+    }
 }
 
 impl Default for CacheConfig {
@@ -90,6 +134,7 @@ impl Default for CacheConfig {
             heuristic_fraction: DEFAULT_HEURISTIC_FRACTION,
             heuristic_max: DEFAULT_HEURISTIC_MAX,
             coalesce_timeout: DEFAULT_COALESCE_TIMEOUT,
+            disk: None,
         }
     }
 }
@@ -163,6 +208,9 @@ impl CacheConfig {
                 "coalesce_timeout",
                 "must be greater than 0 (e.g. \"10s\")",
             ));
+        }
+        if let Some(disk) = &self.disk {
+            issues.extend(nested("disk", disk.validate(self.max_object_bytes)));
         }
         finish(issues)
     }
@@ -331,6 +379,43 @@ mod tests {
         assert!(route.enabled);
         assert_eq!(route.ttl_override, Some(Duration::from_secs(30)));
         assert_eq!(route.stale_while_revalidate, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn the_disk_table_is_parsed_and_checked_with_its_paths() {
+        let cfg: CacheConfig = toml::from_str(
+            r#"
+            max_object_bytes = "1MiB"
+            disk = { path = "/var/cache/gatehouse", max_bytes = "1GiB" }
+            "#,
+        )
+        .unwrap();
+        let disk = cfg.disk.clone().unwrap();
+        assert_eq!(disk.path, std::path::Path::new("/var/cache/gatehouse"));
+        assert_eq!(disk.max_bytes, 1 << 30);
+        assert!(cfg.validate().is_ok());
+
+        let err = toml::from_str::<CacheConfig>(r#"disk = { path = "/x", max = 1 }"#).unwrap_err();
+        assert!(err.to_string().contains("max"), "{err}");
+        let err = toml::from_str::<CacheConfig>(r#"disk = { max_bytes = "1GiB" }"#).unwrap_err();
+        assert!(err.to_string().contains("path"), "{err}");
+
+        let cfg = CacheConfig {
+            max_object_bytes: 2048,
+            disk: Some(DiskConfig {
+                path: "".into(),
+                max_bytes: 1024,
+            }),
+            ..CacheConfig::default()
+        };
+        let issues = cfg.validate().unwrap_err();
+        let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["disk.path", "disk.max_bytes"]);
+        assert!(
+            issues[1].message.contains("max_object_bytes"),
+            "{}",
+            issues[1].message
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! - [`policy`]: storability, freshness lifetime, Age, stale rules.
 //! - [`range`]: `Range`/`If-Range` parsing and byte range resolution.
 //! - [`storage`]: the [`Storage`] trait and moka-backed [`MemoryStorage`].
+//! - [`disk`]: the optional disk tier ([`DiskStore`]): entry files with
+//!   checksums, an index in memory, one writer thread.
+//! - [`tiered`]: [`TieredStorage`], memory in front of disk.
 //! - [`cache`]: [`HttpCache`] and the request flow; its parts are private
 //!   submodules, one job each: lookup, coalescing, admission,
 //!   revalidation, background refresh, invalidation (purges), responses.
@@ -31,6 +34,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod directives;
+pub mod disk;
 pub mod key;
 pub mod policy;
 pub mod range;
@@ -39,12 +43,15 @@ pub mod status;
 pub mod storage;
 pub mod targeted;
 pub mod tee;
+pub mod tiered;
 
 pub use cache::{
     origin_fn, HttpCache, Origin, OriginError, Purge, PurgeError, PurgeFanout, PurgeResult,
     PurgeTarget, RouteCacheContext, CACHE_STATUS,
 };
-pub use config::{CacheConfig, RouteCacheConfig};
+pub use config::{CacheConfig, DiskConfig, RouteCacheConfig};
+pub use disk::{DiskOpenError, DiskStore};
 pub use stats::{CacheStats, RouteStats};
 pub use status::{CacheDecision, CacheStatus, Fwd, NotStoredReason};
-pub use storage::{CachedResponse, MemoryStorage, Storage, StorageUsage};
+pub use storage::{CachedResponse, DiskUsage, MemoryStorage, Storage, StorageUsage};
+pub use tiered::TieredStorage;

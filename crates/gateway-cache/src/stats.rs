@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::status::{CacheStatus, NotStoredReason};
-use crate::storage::StorageUsage;
+use crate::storage::{DiskUsage, StorageUsage};
 
 const STATUSES: [CacheStatus; 7] = [
     CacheStatus::Hit,
@@ -106,6 +106,10 @@ impl Stats {
     pub(crate) fn snapshot(&self, usage: StorageUsage) -> CacheStats {
         metrics::gauge!("gatehouse_cache_bytes").set(usage.bytes as f64);
         metrics::gauge!("gatehouse_cache_entries").set(usage.entries as f64);
+        if let Some(disk) = usage.disk {
+            metrics::gauge!("gatehouse_cache_disk_bytes").set(disk.bytes as f64);
+            metrics::gauge!("gatehouse_cache_disk_entries").set(disk.entries as f64);
+        }
         let mut routes = BTreeMap::new();
         for (name, c) in self.routes.read().iter() {
             let requests = STATUSES
@@ -146,6 +150,7 @@ impl Stats {
             purged: self.purged.load(Ordering::Relaxed),
             requests: totals,
             routes,
+            disk: usage.disk,
         }
     }
 
@@ -172,6 +177,9 @@ pub struct CacheStats {
     pub requests: BTreeMap<String, u64>,
     /// Per-route counters.
     pub routes: BTreeMap<String, RouteStats>,
+    /// The disk tier, when `cache.disk` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskUsage>,
 }
 
 impl CacheStats {

@@ -119,6 +119,32 @@ pub struct StorageUsage {
     pub max_bytes: u64,
     /// Entries dropped to stay under the bound (or refused admission).
     pub evictions: u64,
+    /// The disk tier's figures, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskUsage>,
+}
+
+/// Occupancy and health of the disk tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DiskUsage {
+    /// Entry files held or queued to be written.
+    pub entries: u64,
+    /// Bytes of those files, charged against the bound.
+    pub bytes: u64,
+    /// The bound (`cache.disk.max_bytes`).
+    pub max_bytes: u64,
+    /// Entry files written.
+    pub writes: u64,
+    /// Writes dropped: the writer's queue was full, or the disk was full.
+    pub write_drops: u64,
+    /// Entries deleted to stay under the bound.
+    pub evictions: u64,
+    /// Entries found torn or corrupt (checksum, length or key mismatch),
+    /// deleted and never served.
+    pub corrupt: u64,
+    /// Whether writes are paused after a write failed (a full disk); the
+    /// cache runs from memory until they resume.
+    pub degraded: bool,
 }
 
 /// Storage of responses, keyed by variant (pingora-cache style).
@@ -150,8 +176,20 @@ pub trait Storage: Send + Sync + 'static {
     /// Occupancy figures (may run pending maintenance to be exact).
     fn usage(&self) -> StorageUsage;
 
-    /// Bytes currently held, cheaply and without maintenance.
+    /// Bytes currently held in memory, cheaply and without maintenance.
     fn bytes(&self) -> u64;
+
+    /// Marks `object`, stored under `key`, stale in every tier (a HEAD
+    /// response showed it changed). The default marks the object itself.
+    fn mark_stale(&self, key: &VariantKey, object: &CachedResponse) {
+        let _ = key;
+        object.invalidate();
+    }
+
+    /// Blocks until the writes queued so far have reached a slower tier
+    /// (the disk tier). Never called on the request path; the default has
+    /// nothing to wait for.
+    fn flush(&self) {}
 }
 
 // === impl MemoryStorage ===
@@ -405,6 +443,7 @@ impl Storage for MemoryStorage {
             bytes: self.resident_bytes(),
             max_bytes: self.max_bytes,
             evictions: self.evictions.load(Ordering::Relaxed),
+            disk: None,
         }
     }
 }

@@ -114,10 +114,10 @@ impl Gateway {
                 http1_engine: None,
             }),
         )?;
-        let cache = HttpCache::new(
+        let cache = HttpCache::open(
             built.loaded.config.cache.clone(),
             gateway_core::clock::system(),
-        );
+        )?;
         let max_in_flight = built.loaded.config.gateway.max_in_flight;
         let gateway = Self {
             inner: Arc::new(Inner {

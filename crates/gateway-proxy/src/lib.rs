@@ -286,6 +286,10 @@ impl Running {
         if let Err(e) = self.gateway.keys().flush().await {
             tracing::warn!(error = %e, "could not flush key usage on shutdown");
         }
+        // Responses stored just before shutdown reach the cache's disk
+        // tier, so the next start serves them.
+        let cache = self.gateway.cache().clone();
+        let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
         self.stores.shutdown().await;
         drained
     }

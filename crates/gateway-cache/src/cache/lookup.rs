@@ -56,8 +56,12 @@ impl HttpCache {
             return (None, None);
         };
         let key = primary.variant(key::secondary_key(headers, &vary));
-        let found = self.inner.storage.get(&key).map(|o| (key, o));
-        (Some(vary), found)
+        match self.inner.storage.get(&key) {
+            Some(object) => (Some(vary), Some((key, object))),
+            // Looking can drop what was stored (a disk entry that failed its
+            // checks), so the miss reports what is stored now.
+            None => (self.inner.storage.vary(primary), None),
+        }
     }
 }
 

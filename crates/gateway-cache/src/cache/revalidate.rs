@@ -136,7 +136,7 @@ impl HttpCache {
                 d.stored = true;
             } else {
                 self.inner.stats.revalidation(&route.route, "modified");
-                obj.invalidate();
+                self.inner.storage.mark_stale(&key, &obj);
             }
         }
         self.finish(res, route, d)

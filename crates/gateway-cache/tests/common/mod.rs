@@ -281,6 +281,20 @@ impl Harness {
         }
     }
 
+    /// A cache opened with [`HttpCache::open`] (with its disk tier, when
+    /// `cfg.disk` is set) on `clock`, so a restart can keep the time.
+    pub fn open(cfg: CacheConfig, route: RouteCacheConfig, clock: ManualClock) -> Self {
+        cfg.validate().unwrap();
+        let cache = HttpCache::open(cfg, Arc::new(clock.clone())).unwrap();
+        let route = RouteCacheContext::new("api", Arc::new(route))
+            .with_authority("https", "api.example.com");
+        Self {
+            cache,
+            clock,
+            route,
+        }
+    }
+
     pub fn advance(&self, secs: i64) {
         self.clock.advance(chrono::Duration::seconds(secs));
     }

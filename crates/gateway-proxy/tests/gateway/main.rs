@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod authority;
 mod cache;
+mod cache_disk;
 mod cache_protocol;
 mod connections;
 mod console;
