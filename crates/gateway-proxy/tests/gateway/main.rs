@@ -10,6 +10,7 @@ mod cache_protocol;
 mod connections;
 mod console;
 mod cors;
+mod deploy_kit;
 mod framing;
 mod ip_rules;
 mod keys;
