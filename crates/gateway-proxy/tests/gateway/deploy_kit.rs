@@ -141,7 +141,7 @@ fn alert_rules(text: &str) -> Vec<(String, Vec<&str>)> {
 }
 
 /// The rule's `expr`, inline or as a `|` block of more indented lines.
-fn expr<'a>(lines: &[&'a str]) -> String {
+fn expr(lines: &[&str]) -> String {
     let Some(at) = lines
         .iter()
         .position(|l| l.trim_start().starts_with("expr:"))
