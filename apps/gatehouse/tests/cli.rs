@@ -501,6 +501,100 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     }
 }
 
+/// The `request_id` of every line of an access log file (none when the
+/// file does not exist).
+fn logged_ids(path: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: `{line}`: {e}", path.display()));
+            record["request_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Sends one request per id (as its `X-Request-Id`), one after another.
+async fn requests(addr: SocketAddr, ids: &[String]) {
+    let http = reqwest::Client::new();
+    for id in ids {
+        let res = http
+            .get(format!("http://{addr}/"))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+
+/// Polls `done` every 20 ms for up to ten seconds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What logrotate does: rename the access log, send SIGUSR1. Lines logged
+/// before the signal stay in the renamed file, later ones go to a new file
+/// at the configured path, and no line is lost or written twice.
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_file_after_logrotate_renames_it() {
+    let origin = Origin::start(Handler::fixed(200, &[], "ok")).await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("access.log");
+    let rotated = logs.path().join("access.log.1");
+    let served = serve_with(&origin.authority(), |text| {
+        text.replace(
+            "access_log = \"off\"",
+            &format!("access_log = \"{}\"", log.display()),
+        )
+    })
+    .await;
+    let ids = |phase: &str| (0..20).map(|i| format!("{phase}-{i}")).collect::<Vec<_>>();
+    let (before, around, after) = (ids("before"), ids("around"), ids("after"));
+
+    requests(served.addr, &before).await;
+    wait_for("the first lines", || logged_ids(&log).len() == before.len()).await;
+    std::fs::rename(&log, &rotated).unwrap();
+    // Until the gateway reopens, lines still go to the renamed file.
+    requests(served.addr, &around).await;
+    signal(&served.child, "-USR1");
+    wait_for("a new access log file", || log.exists()).await;
+    requests(served.addr, &after).await;
+
+    let total = before.len() + around.len() + after.len();
+    wait_for("every line", || {
+        logged_ids(&rotated).len() + logged_ids(&log).len() >= total
+    })
+    .await;
+    let (old_file, new_file) = (logged_ids(&rotated), logged_ids(&log));
+    assert!(
+        old_file.starts_with(&before),
+        "the renamed file keeps its lines: {old_file:?}"
+    );
+    assert!(
+        after.iter().all(|id| new_file.contains(id)),
+        "lines after the reopen go to the new file: {new_file:?}"
+    );
+    let mut every: Vec<String> = old_file.iter().chain(&new_file).cloned().collect();
+    every.sort();
+    let mut sent: Vec<String> = before.into_iter().chain(around).chain(after).collect();
+    sent.sort();
+    assert_eq!(
+        every, sent,
+        "each request logged exactly once across both files"
+    );
+    assert!(
+        !old_file.iter().any(|id| id.starts_with("after-")),
+        "nothing after the reopen reaches the renamed file"
+    );
+}
+
 #[tokio::test]
 async fn up_answers_through_the_gateway_and_prints_how_to_use_it() {
     let dir = tempfile::tempdir().unwrap();

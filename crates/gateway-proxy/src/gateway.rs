@@ -190,6 +190,13 @@ impl Gateway {
         &self.inner.access_log
     }
 
+    /// Reopens the access log file by its path (what `SIGUSR1` does, for
+    /// log rotation): lines logged before go to the old file, lines after
+    /// to the new one. Blocks until done; see [`AccessLog::reopen`].
+    pub fn reopen_access_log(&self) -> std::io::Result<()> {
+        self.inner.access_log.reopen()
+    }
+
     /// Takes an in-flight slot, or `None` when the gateway must shed load.
     pub(crate) fn admit(&self) -> Option<InFlight> {
         let max = self.inner.max_in_flight.load(Ordering::Relaxed);

@@ -294,8 +294,9 @@ impl Running {
         drained
     }
 
-    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains
-    /// within the configured grace period.
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and reopening
+    /// the access log file on SIGUSR1; then drains within the configured
+    /// grace period.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         reload::run_until_signal(self).await
     }

@@ -1,4 +1,5 @@
-//! Reload triggers (SIGHUP, file changes) and signal-driven shutdown.
+//! Reload triggers (SIGHUP, file changes), the access log's reopen
+//! (SIGUSR1) and signal-driven shutdown.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,6 +126,9 @@ fn content_hash(bytes: &[u8]) -> u64 {
 
 pub(crate) async fn run_until_signal(running: Running) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
+    // Also replaces SIGUSR1's default action (exit), so a logrotate
+    // `postrotate` never stops a gateway that logs to stdout.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
@@ -133,6 +137,7 @@ pub(crate) async fn run_until_signal(running: Running) -> anyhow::Result<()> {
                 tracing::info!("SIGHUP: reloading config");
                 let _ = running.gateway.reload_from_file().await;
             }
+            _ = usr1.recv() => reopen_access_log(&running.gateway).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -147,6 +152,20 @@ pub(crate) async fn run_until_signal(running: Running) -> anyhow::Result<()> {
         tracing::warn!("grace period over with requests still in flight; exiting");
     }
     Ok(())
+}
+
+/// Reopens the access log file after log rotation renamed it. The writer
+/// thread does it behind the lines already queued, so this waits on a
+/// blocking thread, never on the signal loop's runtime thread.
+async fn reopen_access_log(gateway: &Gateway) {
+    let gateway = gateway.clone();
+    match tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await {
+        Ok(Ok(())) => tracing::info!("SIGUSR1: access log reopened"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "SIGUSR1: cannot reopen the access log; writing to the old file")
+        }
+        Err(e) => tracing::warn!(error = %e, "SIGUSR1: access log reopen did not finish"),
+    }
 }
 
 #[cfg(test)]

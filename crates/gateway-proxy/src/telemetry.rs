@@ -5,7 +5,8 @@
 //! non-blocking `try_send`, and a full queue drops the line and counts it in
 //! `gatehouse_access_log_dropped_total` rather than adding latency. The
 //! request path hands the thread the record itself; turning it into JSON
-//! happens there too.
+//! happens there too. A log file can be reopened by its path
+//! ([`AccessLog::reopen`], on `SIGUSR1`) for log rotation.
 //!
 //! Per-request metrics go through [`RequestMetrics`]: handles registered
 //! once per route, status and upstream, so a request neither allocates
@@ -13,7 +14,8 @@
 
 use std::borrow::Cow;
 use std::io::{BufWriter, Write};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -78,42 +80,57 @@ pub struct AccessRecord {
 /// Where access log lines go.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    tx: Option<SyncSender<AccessRecord>>,
+    tx: Option<SyncSender<Entry>>,
 }
 
-impl AccessLog {
-    /// `"stdout"`, `"off"`, or a file path (appended to).
-    pub fn open(target: &str) -> std::io::Result<Self> {
-        let sink: Box<dyn Write + Send> = match target {
-            "off" | "" => return Ok(Self { tx: None }),
-            "stdout" | "-" => Box::new(std::io::stdout()),
-            path => Box::new(
+/// What the writer thread receives: lines, and requests to reopen its file.
+/// Both travel on one queue, so every line queued before a reopen goes to
+/// the old file and every line after it to the new one.
+// Records are moved into the queue unboxed, as before reopens existed:
+// boxing them would add an allocation to every request to shrink the rare
+// reopen.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Entry {
+    Record(AccessRecord),
+    /// Reopen the file by its path; the result goes back on the sender.
+    Reopen(SyncSender<std::io::Result<()>>),
+}
+
+/// Where the writer thread writes.
+enum Destination {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Destination {
+    fn open(&self) -> std::io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            Destination::Stdout => Box::new(std::io::stdout()),
+            Destination::File(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)?,
             ),
+        })
+    }
+}
+
+impl AccessLog {
+    /// `"stdout"`, `"off"`, or a file path (appended to, and reopened by
+    /// [`AccessLog::reopen`]).
+    pub fn open(target: &str) -> std::io::Result<Self> {
+        let destination = match target {
+            "off" | "" => return Ok(Self { tx: None }),
+            "stdout" | "-" => Destination::Stdout,
+            path => Destination::File(PathBuf::from(path)),
         };
-        let (tx, rx) = mpsc::sync_channel::<AccessRecord>(ACCESS_LOG_QUEUE);
+        let sink = destination.open()?;
+        let (tx, rx) = mpsc::sync_channel::<Entry>(ACCESS_LOG_QUEUE);
         std::thread::Builder::new()
             .name("gatehouse-access-log".into())
-            .spawn(move || {
-                let mut out = BufWriter::new(sink);
-                let write = |record: &AccessRecord, out: &mut BufWriter<_>| {
-                    if serde_json::to_writer(&mut *out, record).is_ok() {
-                        let _ = out.write_all(b"\n");
-                    }
-                };
-                while let Ok(record) = rx.recv() {
-                    write(&record, &mut out);
-                    // Drain what is queued, then flush once: batching under
-                    // load, prompt lines when idle.
-                    while let Ok(record) = rx.try_recv() {
-                        write(&record, &mut out);
-                    }
-                    let _ = out.flush();
-                }
-            })?;
+            .spawn(move || write_entries(rx, destination, sink))?;
         Ok(Self { tx: Some(tx) })
     }
 
@@ -125,9 +142,53 @@ impl AccessLog {
     /// Queues a record; never blocks.
     pub fn log(&self, record: AccessRecord) {
         let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_)) = tx.try_send(record) {
+        if let Err(TrySendError::Full(_)) = tx.try_send(Entry::Record(record)) {
             metrics::counter!("gatehouse_access_log_dropped_total").increment(1);
         }
+    }
+
+    /// Closes the log file and opens its path again (creating it), after
+    /// writing every line queued so far to the old file: what logrotate
+    /// needs once it has renamed the file. Lines queued after this call go
+    /// to the new file; none are lost. When the path cannot be opened the
+    /// old file stays in use and the error is returned. Does nothing for
+    /// `stdout` and `off`.
+    ///
+    /// Blocks until the writer thread has done it (behind the lines already
+    /// queued), so async callers run it on a blocking thread.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let stopped = || std::io::Error::other("the access log writer has stopped");
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        tx.send(Entry::Reopen(done_tx)).map_err(|_| stopped())?;
+        done_rx.recv().map_err(|_| stopped())?
+    }
+}
+
+/// The writer thread: lines as JSON, one per line, and reopens in queue
+/// order.
+fn write_entries(rx: Receiver<Entry>, destination: Destination, sink: Box<dyn Write + Send>) {
+    let mut out = BufWriter::new(sink);
+    let handle = |entry: Entry, out: &mut BufWriter<Box<dyn Write + Send>>| match entry {
+        Entry::Record(record) => {
+            if serde_json::to_writer(&mut *out, &record).is_ok() {
+                let _ = out.write_all(b"\n");
+            }
+        }
+        Entry::Reopen(done) => {
+            let _ = out.flush();
+            let result = destination.open().map(|sink| *out = BufWriter::new(sink));
+            let _ = done.send(result);
+        }
+    };
+    while let Ok(entry) = rx.recv() {
+        handle(entry, &mut out);
+        // Drain what is queued, then flush once: batching under load,
+        // prompt lines when idle.
+        while let Ok(entry) = rx.try_recv() {
+            handle(entry, &mut out);
+        }
+        let _ = out.flush();
     }
 }
 
@@ -254,4 +315,83 @@ pub fn prometheus() -> &'static PrometheusHandle {
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(request_id: &str) -> AccessRecord {
+        AccessRecord {
+            ts: "2026-01-01T00:00:00Z".into(),
+            request_id: request_id.into(),
+            trace_id: "0".repeat(32),
+            client: "127.0.0.1".into(),
+            listener: "public",
+            method: "GET".into(),
+            host: "example.com".into(),
+            path: "/".into(),
+            protocol: "HTTP/1.1",
+            status: 200,
+            route: None,
+            upstream: None,
+            error: None,
+            bytes_out: 0,
+            completed: true,
+            duration_ms: 1.0,
+            user_agent: None,
+        }
+    }
+
+    fn ids(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].to_string()
+            })
+            .map(|id| id.trim_matches('"').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn reopen_sends_earlier_lines_to_the_renamed_file_and_later_ones_to_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::open(path.to_str().unwrap()).unwrap();
+        log.log(record("a"));
+        log.log(record("b"));
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        // Queued before the reopen, so written to the renamed file.
+        log.log(record("c"));
+        log.reopen().unwrap();
+        assert!(path.exists(), "the path is created again at once");
+        log.log(record("d"));
+        // A second reopen waits for "d" to be written.
+        log.reopen().unwrap();
+        assert_eq!(ids(&dir.path().join("access.log.1")), ["a", "b", "c"]);
+        assert_eq!(ids(&path), ["d"]);
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_writing_to_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("access.log");
+        let log = AccessLog::open(path.to_str().unwrap()).unwrap();
+        log.log(record("a"));
+        let moved = dir.path().join("moved");
+        std::fs::rename(&logs, &moved).unwrap();
+        assert!(log.reopen().is_err(), "the directory is gone");
+        log.log(record("b"));
+        log.reopen().unwrap_err();
+        assert_eq!(ids(&moved.join("access.log")), ["a", "b"]);
+    }
+
+    #[test]
+    fn reopen_without_a_file_does_nothing() {
+        AccessLog::open("off").unwrap().reopen().unwrap();
+        AccessLog::open("stdout").unwrap().reopen().unwrap();
+    }
 }

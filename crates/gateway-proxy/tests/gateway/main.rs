@@ -11,6 +11,7 @@ mod cache_protocol;
 mod connections;
 mod console;
 mod cors;
+mod deploy_kit;
 mod framing;
 mod ip_rules;
 mod keys;
