@@ -148,21 +148,24 @@ impl ClientError {
     }
 }
 
-/// Sends `req` (origin-form URI; `Host` and every other field as they
-/// should reach the upstream, hop-by-hop fields already removed) on `conn`
-/// and reads the response head. The body of the response streams from
-/// the connection; `checkin` gets the connection back when it ends and
-/// the connection can be reused.
-pub async fn send<C: Checkin>(
-    mut conn: Connection,
-    req: Request<Body>,
-    limits: &HeadLimits,
-    checkin: C,
-) -> Result<Response<Body>, ClientError> {
-    let (parts, mut body) = req.into_parts();
+/// A request head encoded for the wire, with what the exchange needs to
+/// remember of it. A request without a body can be sent again from it (on
+/// a fresh connection) without re-encoding or copying its fields.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    head: Bytes,
+    method: Method,
+    upgrade: bool,
+    framing: Framing,
+}
+
+/// Encodes the head of a request (origin-form URI; `Host` and every other
+/// field as they should reach the upstream, hop-by-hop fields already
+/// removed) whose body is `body`.
+pub fn prepare(parts: &http::request::Parts, body: &Body) -> Outgoing {
     let upgrade = parts.headers.contains_key(UPGRADE);
-    let framing = request_framing(&parts.method, &body);
-    let mut out = BytesMut::with_capacity(1024);
+    let framing = request_framing(&parts.method, body);
+    let mut out = BytesMut::with_capacity(512);
     encode::request_head(
         &mut out,
         &parts.method,
@@ -176,9 +179,50 @@ pub async fn send<C: Checkin>(
         out.truncate(out.len() - 2);
         out.extend_from_slice(b"connection: upgrade\r\n\r\n");
     }
+    Outgoing {
+        head: out.freeze(),
+        method: parts.method.clone(),
+        upgrade,
+        framing,
+    }
+}
 
+/// Sends `req` on `conn` and reads the response head ([`prepare`], then
+/// [`send_prepared`]). The body of the response streams from the
+/// connection; `checkin` gets the connection back when it ends and the
+/// connection can be reused.
+pub async fn send<C: Checkin>(
+    conn: Connection,
+    req: Request<Body>,
+    limits: &HeadLimits,
+    checkin: C,
+) -> Result<Response<Body>, ClientError> {
+    let (parts, body) = req.into_parts();
+    let outgoing = prepare(&parts, &body);
+    send_prepared(conn, &outgoing, body, limits, checkin).await
+}
+
+/// Sends a prepared head and `body` on `conn` and reads the response head.
+pub async fn send_prepared<C: Checkin>(
+    mut conn: Connection,
+    outgoing: &Outgoing,
+    mut body: Body,
+    limits: &HeadLimits,
+    checkin: C,
+) -> Result<Response<Body>, ClientError> {
+    let framing = outgoing.framing;
+    if http_body::Body::is_end_stream(&body) {
+        // No body: the head goes out as it is, in one write.
+        conn.io
+            .write_all(&outgoing.head)
+            .await
+            .map_err(ClientError::Io)?;
+        return read_response(conn, outgoing, true, limits, checkin).await;
+    }
     // What of the body is ready now goes with the head.
-    let mut body_done = framing == Framing::None;
+    let mut out = BytesMut::with_capacity(outgoing.head.len() + 1024);
+    out.extend_from_slice(&outgoing.head);
+    let mut body_done = false;
     while !body_done && out.len() < COPY_MAX {
         match body.frame().now_or_never() {
             None => break,
@@ -233,6 +277,19 @@ pub async fn send<C: Checkin>(
         }
     }
 
+    read_response(conn, outgoing, complete_request, limits, checkin).await
+}
+
+/// Reads the response head (relaying 1xx) and builds the response whose
+/// body streams from `conn`.
+async fn read_response<C: Checkin>(
+    mut conn: Connection,
+    outgoing: &Outgoing,
+    complete_request: bool,
+    limits: &HeadLimits,
+    checkin: C,
+) -> Result<Response<Body>, ClientError> {
+    let upgrade = outgoing.upgrade;
     let head = loop {
         if let Some(head) = take_response_head(&mut conn.buf, limits).map_err(ClientError::Head)? {
             match head.status.as_u16() {
@@ -276,7 +333,7 @@ pub async fn send<C: Checkin>(
         *res.headers_mut() = head.headers;
         return Ok(res);
     }
-    let framing = head.body_for(&parts.method);
+    let framing = head.body_for(&outgoing.method);
     let reusable = head.keep_alive && complete_request && !head.headers.contains_key(UPGRADE);
     *res.headers_mut() = head.headers;
     let decoder = match framing {

@@ -73,24 +73,29 @@ impl NativeClient {
                 .map_err(NativeError::Exchange);
         };
         // The upstream may have closed the idle connection just as it was
-        // taken; a request without a body can go again on a fresh one.
-        let retry = if http_body::Body::is_end_stream(req.body()) {
-            let (parts, _) = req.into_parts();
-            let again = Request::from_parts(parts.clone(), gateway_core::body::empty());
-            let first = Request::from_parts(parts, gateway_core::body::empty());
-            match client::send(conn, first, &self.limits, self.home()).await {
-                Err(e) if e.before_response() => again,
-                done => return done.map_err(NativeError::Exchange),
-            }
-        } else {
+        // taken; a request without a body goes again on a fresh one, from
+        // the same encoded head.
+        if !http_body::Body::is_end_stream(req.body()) {
             return client::send(conn, req, &self.limits, self.home())
                 .await
                 .map_err(NativeError::Exchange);
-        };
+        }
+        let (parts, body) = req.into_parts();
+        let outgoing = client::prepare(&parts, &body);
+        match client::send_prepared(conn, &outgoing, body, &self.limits, self.home()).await {
+            Err(e) if e.before_response() => {}
+            done => return done.map_err(NativeError::Exchange),
+        }
         let conn = self.connect().await?;
-        client::send(conn, retry, &self.limits, self.home())
-            .await
-            .map_err(NativeError::Exchange)
+        client::send_prepared(
+            conn,
+            &outgoing,
+            gateway_core::body::empty(),
+            &self.limits,
+            self.home(),
+        )
+        .await
+        .map_err(NativeError::Exchange)
     }
 
     fn home(&self) -> Home {
