@@ -374,3 +374,29 @@ ip_rules = { allow = ["10.0.0.0/33"] }
         ],
     );
 }
+
+#[test]
+fn client_cert_authentication_needs_a_listener_asking_for_certs_and_no_scopes() {
+    let route = "auth = { methods = [\"client_cert\"] }\n";
+    check_err(
+        &format!("{GOOD}{route}"),
+        &["routes[0].auth.methods: `client_cert` needs a listener that asks for client certificates"],
+    );
+    check_err(
+        &format!("{GOOD}auth = {{ methods = [\"client_cert\"], required_scopes = [\"fx:read\"] }}\n"),
+        &["routes[0].auth.required_scopes: a route with `client_cert` in `methods` cannot require scopes"],
+    );
+    check_err(
+        &format!("{GOOD}auth = {{ methods = [\"client_cert\"], client_cert_consumer = \"ou\" }}\n"),
+        &["client_cert_consumer", "unknown variant `ou`"],
+    );
+    let with_listener = format!(
+        "[[listeners]]\nbind = \"127.0.0.1:8443\"\ntls = {{ cert = \"c.pem\", key = \"k.pem\", client_ca = \"ca.pem\" }}\n{GOOD}auth = {{ methods = [\"client_cert\", \"api_key\"], client_cert_consumer = \"san:URI\" }}\n"
+    );
+    let loaded = load_str(&with_listener, "gh.toml").unwrap();
+    let auth = loaded.config.routes[0].auth.as_ref().unwrap();
+    assert_eq!(
+        auth.client_cert_consumer,
+        gateway_keys::config::CertConsumerField::SanUri
+    );
+}

@@ -340,9 +340,25 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
         check_rules(&mut push, &at("request_headers"), &route.request_headers);
         check_rules(&mut push, &at("response_headers"), &route.response_headers);
+        let listener_asks_for_certs = config
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
         if let Some(auth) = &route.auth {
             for e in nested(&at("auth"), auth.validate()) {
                 push(e.path, e.message);
+            }
+            if auth
+                .methods
+                .contains(&gateway_keys::config::AuthMethodKind::ClientCert)
+                && !listener_asks_for_certs
+            {
+                push(
+                    format!("{}.methods", at("auth")),
+                    "`client_cert` needs a listener that asks for client certificates: set \
+                     `tls.client_ca` on a listener"
+                        .into(),
+                );
             }
         }
         if let Some(rules) = &route.ip_rules {
@@ -354,11 +370,7 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
             for e in nested(&at("client_cert"), rule.validate()) {
                 push(e.path, e.message);
             }
-            let asks = config
-                .listeners
-                .iter()
-                .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
-            if !asks {
+            if !listener_asks_for_certs {
                 push(
                     at("client_cert"),
                     "no listener asks for client certificates: set `tls.client_ca` on a listener"

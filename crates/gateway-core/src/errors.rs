@@ -171,6 +171,8 @@ error_codes! {
     EXPIRED_API_KEY = ("expired_api_key", UNAUTHORIZED, "API key expired", Keys);
     /// The API key has been revoked.
     REVOKED_API_KEY = ("revoked_api_key", UNAUTHORIZED, "API key revoked", Keys);
+    /// The verified client certificate names no consumer.
+    UNKNOWN_CLIENT_CERT = ("unknown_client_cert", UNAUTHORIZED, "Client certificate names no consumer", Keys);
     /// The JWT was refused, or the route accepts only JWTs.
     INVALID_TOKEN = ("invalid_token", UNAUTHORIZED, "Invalid token", Keys);
     /// The key does not hold the scopes the route needs.

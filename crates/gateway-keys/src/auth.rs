@@ -26,6 +26,7 @@ use gateway_core::{Problem, ToProblem};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
+use crate::client_cert::ClientCertNames;
 use crate::config::{AuthMethodKind, JwtConfig, RouteAuthConfig};
 use crate::jwt::JwtVerifier;
 use crate::key::{ApiKey, KeyHash};
@@ -665,6 +666,25 @@ impl Authenticator {
         strip_reserved(parts, prepared);
 
         let Some((kind, text)) = extract(parts, route) else {
+            // No key or token: the client certificate, on routes that take
+            // one, names the consumer.
+            let cert = route
+                .methods
+                .contains(&AuthMethodKind::ClientCert)
+                .then(|| crate::client_cert::of_request(parts))
+                .flatten();
+            if let Some(names) = cert {
+                return match self.cert_path(route, route_name, &names, ip) {
+                    Ok((id, values)) => {
+                        set_identity_headers(parts, prepared, &values);
+                        Ok(id)
+                    }
+                    Err(e) => {
+                        self.note_failure(ip).await;
+                        Err(e)
+                    }
+                };
+            }
             if let Some(ip) = ip {
                 self.service
                     .limits()
@@ -751,6 +771,45 @@ impl Authenticator {
                 .await
                 .is_some();
         self.service.note_ip_blocked(ip, blocked);
+    }
+
+    /// The consumer whose name is the certificate's `client_cert_consumer`
+    /// field (the first of its values that names one).
+    fn cert_path(
+        &self,
+        route: &RouteAuthConfig,
+        route_name: &str,
+        names: &ClientCertNames,
+        ip: Option<IpAddr>,
+    ) -> Result<(Arc<Identity>, IdentityHeaders), AuthError> {
+        let field = route.client_cert_consumer;
+        let keyring = self.service.keyring();
+        let Some(consumer) = names
+            .values(field)
+            .into_iter()
+            .find_map(|name| keyring.consumer_named(name))
+        else {
+            tracing::info!(route = route_name, client_ip = ?ip, subject = %names.subject, field = field.as_str(), "client certificate names no consumer");
+            let detail = format!(
+                "the client certificate `{}` names no consumer by its {} field",
+                names.subject,
+                field.as_str()
+            );
+            return Err(AuthError::new(
+                AuthOutcome::Unknown,
+                &errors::UNKNOWN_CLIENT_CERT,
+                detail,
+                challenge(None),
+            ));
+        };
+        tracing::debug!(route = route_name, consumer_id = %consumer.id, subject = %names.subject, "client certificate verified");
+        let headers = IdentityHeaders::new(
+            Some(consumer.id.as_str()),
+            Some(&consumer.name),
+            None,
+            consumer.plan.as_deref(),
+        );
+        Ok((Arc::new(Identity::for_certificate(&consumer)), headers))
     }
 
     async fn key_path(
@@ -923,6 +982,12 @@ fn parse_required(route: &RouteAuthConfig) -> Vec<Scope> {
 }
 
 fn missing_detail(route: &RouteAuthConfig) -> String {
+    let by_cert = route.methods.contains(&AuthMethodKind::ClientCert);
+    if by_cert && route.methods.len() == 1 {
+        return "a client certificate is required: connect with one the listener's `client_ca` \
+                signed"
+            .into();
+    }
     let mut ways = vec!["`Authorization: Bearer <key>`".to_string()];
     if route.methods.contains(&AuthMethodKind::ApiKey) {
         ways.push(format!("the `{}` header", route.header));
@@ -931,8 +996,13 @@ fn missing_detail(route: &RouteAuthConfig) -> String {
         }
     }
     format!(
-        "credentials are required: send them in {}",
-        ways.join(" or ")
+        "credentials are required: send them in {}{}",
+        ways.join(" or "),
+        if by_cert {
+            ", or connect with a client certificate"
+        } else {
+            ""
+        }
     )
 }
 

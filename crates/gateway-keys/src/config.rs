@@ -363,6 +363,9 @@ pub enum AuthMethodKind {
     ApiKey,
     /// A JWT bearer token.
     Jwt,
+    /// The client certificate the listener verified (mutual TLS), mapped to
+    /// the consumer its `client_cert_consumer` field names.
+    ClientCert,
 }
 
 impl AuthMethodKind {
@@ -371,6 +374,45 @@ impl AuthMethodKind {
         match self {
             Self::ApiKey => "api_key",
             Self::Jwt => "jwt",
+            Self::ClientCert => "client_cert",
+        }
+    }
+}
+
+/// Which part of a verified client certificate names its consumer (a
+/// consumer whose name is exactly that value), as Kong's `mtls-auth`
+/// matches a certificate to a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CertConsumerField {
+    /// The subject's common name (`CN`).
+    #[default]
+    #[serde(rename = "cn")]
+    CommonName,
+    /// The whole subject, RFC 4514 as in `X-Client-Cert-Subject`
+    /// (`O=Acme,CN=billing`).
+    #[serde(rename = "subject")]
+    Subject,
+    /// The first `URI` subject alternative name that names a consumer
+    /// (`spiffe://acme/billing`).
+    #[serde(rename = "san:URI")]
+    SanUri,
+    /// The first `DNS` subject alternative name that names a consumer.
+    #[serde(rename = "san:DNS")]
+    SanDns,
+    /// The first `email` subject alternative name that names a consumer.
+    #[serde(rename = "san:email")]
+    SanEmail,
+}
+
+impl CertConsumerField {
+    /// The name in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::CommonName => "cn",
+            Self::Subject => "subject",
+            Self::SanUri => "san:URI",
+            Self::SanDns => "san:DNS",
+            Self::SanEmail => "san:email",
         }
     }
 }
@@ -398,6 +440,9 @@ pub struct RouteAuthConfig {
     pub forward: ForwardHeaders,
     /// JWT settings; required when `methods` contains `jwt`.
     pub jwt: Option<JwtConfig>,
+    /// With `client_cert` in `methods`: the certificate field whose value
+    /// is a consumer's name.
+    pub client_cert_consumer: CertConsumerField,
 }
 
 impl Default for RouteAuthConfig {
@@ -411,6 +456,7 @@ impl Default for RouteAuthConfig {
             anonymous: false,
             forward: ForwardHeaders::default(),
             jwt: None,
+            client_cert_consumer: CertConsumerField::default(),
         }
     }
 }
@@ -422,7 +468,16 @@ impl RouteAuthConfig {
         if self.methods.is_empty() {
             issues.push(ConfigIssue::new(
                 "methods",
-                "list at least one of `api_key`, `jwt` (or remove the auth table)",
+                "list at least one of `api_key`, `jwt`, `client_cert` (or remove the auth table)",
+            ));
+        }
+        // A certificate names a consumer, not a key: it holds no scopes,
+        // so a route that needs scopes would have to let it pass unchecked.
+        if self.methods.contains(&AuthMethodKind::ClientCert) && !self.required_scopes.is_empty() {
+            issues.push(ConfigIssue::new(
+                "required_scopes",
+                "a route with `client_cert` in `methods` cannot require scopes: a certificate \
+                 identifies a consumer and holds no scopes (use a separate route for keys)",
             ));
         }
         if http::HeaderName::from_bytes(self.header.as_bytes()).is_err() {

@@ -22,6 +22,8 @@ pub enum IdentityKind {
     ApiKey,
     /// By JWT.
     Jwt,
+    /// By the client certificate the listener verified (mutual TLS).
+    ClientCert,
     /// Not at all (route allows anonymous access).
     Anonymous,
 }
@@ -32,6 +34,7 @@ impl IdentityKind {
         match self {
             Self::ApiKey => "api_key",
             Self::Jwt => "jwt",
+            Self::ClientCert => "client_cert",
             Self::Anonymous => "anonymous",
         }
     }
@@ -76,6 +79,20 @@ impl Identity {
                 .as_deref()
                 .or(consumer.plan.as_deref())
                 .map(Arc::from),
+            group: consumer.group.as_deref().map(Arc::from),
+        }
+    }
+
+    /// A consumer named by its client certificate: no key, the
+    /// consumer's own plan.
+    pub(crate) fn for_certificate(consumer: &Consumer) -> Self {
+        Identity {
+            kind: IdentityKind::ClientCert,
+            consumer_id: Some(consumer.id.as_str().into()),
+            consumer_name: Some(consumer.name.as_str().into()),
+            key_id: None,
+            key_status: None,
+            plan: consumer.plan.as_deref().map(Arc::from),
             group: consumer.group.as_deref().map(Arc::from),
         }
     }

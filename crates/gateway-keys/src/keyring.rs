@@ -138,23 +138,32 @@ pub struct Snapshot {
     by_index: ByIndex,
     by_id: HashMap<KeyId, Arc<KeyEntry>>,
     consumers: HashMap<ConsumerId, Arc<Consumer>>,
+    /// Consumers by their unique name: a client certificate names one.
+    consumers_by_name: HashMap<String, Arc<Consumer>>,
 }
 
 impl Snapshot {
     /// Builds a snapshot from full lists. Keys whose consumer is missing are
     /// skipped (they cannot authenticate anyone).
     pub fn build(consumers: Vec<Consumer>, keys: Vec<KeyRecord>) -> Self {
-        let mut s = Snapshot {
-            consumers: consumers
-                .into_iter()
-                .map(|c| (c.id.clone(), Arc::new(c)))
-                .collect(),
-            ..Snapshot::default()
-        };
+        let mut s = Snapshot::default();
+        for c in consumers {
+            s.insert_consumer(Arc::new(c));
+        }
         for k in keys {
             s.insert_key(k);
         }
         s
+    }
+
+    fn insert_consumer(&mut self, consumer: Arc<Consumer>) {
+        if let Some(old) = self.consumers.insert(consumer.id.clone(), consumer.clone()) {
+            if old.name != consumer.name {
+                self.consumers_by_name.remove(&old.name);
+            }
+        }
+        self.consumers_by_name
+            .insert(consumer.name.clone(), consumer);
     }
 
     fn insert_key(&mut self, record: KeyRecord) {
@@ -188,6 +197,7 @@ impl Snapshot {
             by_index: self.by_index.clone(),
             by_id: self.by_id.clone(),
             consumers: self.consumers.clone(),
+            consumers_by_name: self.consumers_by_name.clone(),
         }
     }
 
@@ -238,7 +248,7 @@ impl Keyring {
         self.snap.rcu(|cur| {
             let mut next = cur.clone_shallow();
             let c = Arc::new(consumer.clone());
-            next.consumers.insert(c.id.clone(), c.clone());
+            next.insert_consumer(c.clone());
             let keys: Vec<KeyRecord> = next
                 .by_id
                 .values()
@@ -255,6 +265,11 @@ impl Keyring {
     /// A consumer by id.
     pub fn consumer(&self, id: &ConsumerId) -> Option<Arc<Consumer>> {
         self.snap.load().consumers.get(id).cloned()
+    }
+
+    /// A consumer by its name.
+    pub fn consumer_named(&self, name: &str) -> Option<Arc<Consumer>> {
+        self.snap.load().consumers_by_name.get(name).cloned()
     }
 
     /// A key by id.

@@ -16,7 +16,8 @@
 //! Code map: [`key`] (secret format, ids, hashing), [`scope`], [`model`]
 //! (records, lifecycle states, audit actions), [`config`], [`store`]
 //! (SQLite/PostgreSQL), [`keyring`] (in-memory snapshot), [`feed`] (change
-//! propagation), [`ratelimit`], [`jwt`], [`identity`] (who is calling,
+//! propagation), [`ratelimit`], [`jwt`], [`client_cert`] (a verified client
+//! certificate's names, for mutual TLS as an authentication method), [`identity`] (who is calling,
 //! shared by the keyring, the service and the authentication stage),
 //! [`usage`] (per-key requests and refusals per hour, in memory),
 //! [`service`] (the facade: state, hot path, admin operations, background
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub mod feed;
 pub mod identity;
@@ -51,6 +53,7 @@ pub mod store;
 pub mod usage;
 
 pub use auth::{AuthError, Authenticator, ClientIp};
+pub use client_cert::ClientCertNames;
 pub use config::{KeysConfig, PlanConfig, RouteAuthConfig};
 pub use feed::{ChangeFeed, InProcessFeed, KeyEvent};
 pub use identity::{Identity, IdentityKind};

@@ -6,10 +6,14 @@
 //! from every request, on every listener, before the verified values are
 //! set, so an upstream can trust them.
 
+use std::sync::Arc;
+
 use gateway_config::RouteClientCertConfig;
+use gateway_keys::ClientCertNames;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
+use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
@@ -39,6 +43,9 @@ pub struct ClientCert {
     pub sha256: String,
     /// The three headers, made once per connection.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Its names for the authentication stage (routes that take the
+    /// certificate as a credential), made once per connection.
+    pub names: Arc<ClientCertNames>,
 }
 
 impl ClientCert {
@@ -47,14 +54,18 @@ impl ClientCert {
     /// has its fingerprint.
     pub fn from_der(der: &[u8]) -> Self {
         let sha256 = hex(&Sha256::digest(der));
-        let (subject, sans) = match x509_cert::Certificate::from_der(der) {
+        let (subject, common_name, sans) = match x509_cert::Certificate::from_der(der) {
             Ok(cert) => {
                 let tbs = &cert.tbs_certificate;
-                (tbs.subject.to_string(), subject_alt_names(tbs))
+                (
+                    tbs.subject.to_string(),
+                    common_name(&tbs.subject),
+                    subject_alt_names(tbs),
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e, "client certificate could not be read beyond its fingerprint");
-                (String::new(), Vec::new())
+                (String::new(), None, Vec::new())
             }
         };
         let mut headers = Vec::new();
@@ -69,13 +80,44 @@ impl ClientCert {
                 }
             }
         }
+        let names = Arc::new(ClientCertNames {
+            subject: subject.clone(),
+            common_name,
+            sans: sans.clone(),
+        });
         Self {
             subject,
             sans,
             sha256,
             headers,
+            names,
         }
     }
+}
+
+/// The subject's common name: the most specific (last) `CN` when there
+/// are several, as RFC 6125 6.4.4 reads a subject. `None` when it has
+/// none or it is not a string type.
+fn common_name(subject: &x509_cert::name::Name) -> Option<String> {
+    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    use x509_cert::der::{Tag, Tagged};
+    const CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+    subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == CN)
+        .filter_map(|atv| {
+            let v = &atv.value;
+            let s = match v.tag() {
+                Tag::Utf8String => Utf8StringRef::try_from(v).ok()?.as_str(),
+                Tag::PrintableString => PrintableStringRef::try_from(v).ok()?.as_str(),
+                Tag::Ia5String => Ia5StringRef::try_from(v).ok()?.as_str(),
+                _ => return None,
+            };
+            Some(s.to_string())
+        })
+        .next_back()
 }
 
 fn subject_alt_names(tbs: &x509_cert::TbsCertificate) -> Vec<String> {

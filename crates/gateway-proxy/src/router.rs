@@ -61,6 +61,9 @@ pub struct Route {
     pub cors: Option<Arc<Cors>>,
     /// Required client certificate (mutual TLS).
     pub client_cert: Option<gateway_config::RouteClientCertConfig>,
+    /// Whether `auth` takes the client certificate as a credential: its
+    /// names then go to the authentication stage.
+    pub auth_by_cert: bool,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
 }
@@ -305,6 +308,10 @@ impl Route {
             ip_rules: controls.ip_rules,
             cors: controls.cors,
             client_cert: cfg.client_cert.clone(),
+            auth_by_cert: cfg.auth.as_ref().is_some_and(|a| {
+                a.methods
+                    .contains(&gateway_keys::config::AuthMethodKind::ClientCert)
+            }),
         }
     }
 

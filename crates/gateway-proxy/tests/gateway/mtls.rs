@@ -239,3 +239,136 @@ cluster = "plain"
     );
     assert_eq!(origin.requests(), 1);
 }
+
+/// A route that takes the certificate as a credential: the consumer its
+/// `URI` name names is the caller, with that consumer's plan; a key still
+/// works there; an unknown certificate is refused before the upstream.
+#[tokio::test]
+async fn a_client_cert_authenticates_as_the_consumer_it_names_with_that_consumers_plan() {
+    let server = TestCerts::generate();
+    let clients = TestCerts::generate();
+    let origin = Origin::start(Handler::echo()).await;
+    let gw = TestGateway::start(&format!(
+        r#"
+[gateway]
+watch_config = false
+
+[[listeners]]
+bind = "127.0.0.1:0"
+tls = {{ cert = "{cert}", key = "{key}", client_ca = "{ca}", client_auth = "optional" }}
+
+[admin]
+bind = "127.0.0.1:0"
+
+[telemetry]
+access_log = "off"
+
+[plans.two]
+rate_per_second = 0.01
+burst = 2
+
+[clusters.o]
+targets = ["{origin}"]
+
+[[routes]]
+name = "ledger"
+path_prefix = "/ledger"
+cluster = "o"
+auth = {{ methods = ["client_cert", "api_key"], client_cert_consumer = "san:URI" }}
+"#,
+        cert = server.cert_file().display(),
+        key = server.key_file().display(),
+        ca = clients.ca_file().display(),
+        origin = origin.authority(),
+    ))
+    .await;
+    let admin = crate::harness::client();
+    let res = admin
+        .post(gw.admin_url("/v1/consumers"))
+        .bearer_auth(crate::harness::TOKEN)
+        .json(&serde_json::json!({ "name": "spiffe://acme/billing", "plan": "two" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let consumer: serde_json::Value = res.json().await.unwrap();
+    let consumer_id = consumer["id"].as_str().unwrap().to_string();
+
+    // The billing certificate: the consumer it names, whatever identity
+    // headers the client sends itself.
+    let billing = clients.client_cert("billing", &["billing.internal", "spiffe://acme/billing"]);
+    let as_billing = https(&server, Some(&billing));
+    let res = as_billing
+        .get(url(&gw, "/ledger/entries"))
+        .header("x-consumer-id", "con_forged")
+        .header("x-consumer-name", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["ratelimit-limit"], "2");
+    let seen = seen_headers(res).await;
+    assert_eq!(seen["x-consumer-id"], consumer_id.as_str(), "{seen}");
+    assert_eq!(seen["x-consumer-name"], "spiffe://acme/billing", "{seen}");
+    assert!(seen.get("x-key-id").is_none(), "{seen}");
+
+    // The consumer's plan is the certificate's: a burst of two, then 429.
+    let res = as_billing.get(url(&gw, "/ledger/x")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = as_billing.get(url(&gw, "/ledger/x")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(origin.requests(), 2);
+
+    // A certificate the CA signed but that names no consumer.
+    let reports = clients.client_cert("reports", &["spiffe://acme/reports"]);
+    let res = https(&server, Some(&reports))
+        .get(url(&gw, "/ledger/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let problem: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "unknown_client_cert", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("O=Acme,CN=reports"),
+        "{problem}"
+    );
+
+    // No certificate and no key: told both ways in.
+    let anonymous = https(&server, None);
+    let res = anonymous.get(url(&gw, "/ledger/x")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let problem: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "missing_credentials");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate"),
+        "{problem}"
+    );
+    assert_eq!(origin.requests(), 2);
+
+    // An API key on the same route, without a certificate, is its own
+    // consumer's.
+    let res = admin
+        .post(gw.admin_url("/v1/keys"))
+        .bearer_auth(crate::harness::TOKEN)
+        .json(&serde_json::json!({ "owner": "reports-team" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let key: serde_json::Value = res.json().await.unwrap();
+    let res = anonymous
+        .get(url(&gw, "/ledger/x"))
+        .bearer_auth(key["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let seen = seen_headers(res).await;
+    assert_eq!(seen["x-consumer-name"], "reports-team", "{seen}");
+    assert_eq!(seen["x-key-id"], key["key"]["id"], "{seen}");
+}
