@@ -326,9 +326,22 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     assert_ne!(successor, secret);
     text_of(&c, "#status", "Rotated").await;
-    // --- Revoke with a reason; the gateway refuses the key at once. ---
+    // A client that has not moved to the new key yet: the old key's page
+    // names it.
+    let res = http
+        .get(format!(
+            "http://{gw}/v1/fx/convert?from=EUR&to=USD&amount=5"
+        ))
+        .bearer_auth(&secret)
+        .header("user-agent", "billing-batch/2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the old key works during its grace");
     go(&c, &admin, "#/keys").await;
     go(&c, &admin, &format!("#/keys/{key_id}")).await;
+    text_of(&c, "#grace-use", "billing-batch/2.1").await;
+    // --- Revoke with a reason; the gateway refuses the key at once. ---
     fill(&c, "#revoke-reason", "leaked in a test log").await;
     click(&c, "#revoke-key").await;
     text_of(&c, "#page h1", "revoked").await;
@@ -384,6 +397,39 @@ async fn the_console_in_a_real_browser() {
     screenshot(&c, "routes").await;
 
     // --- Dark launch report with its charts. ---
+    // The page draws the report as it is when it loads: wait until the
+    // launch has timed pairs. A pair that waited too long for the
+    // low-priority shadow thread is compared but not timed, so on a busy
+    // machine more traffic is sent until some are.
+    let deadline = Instant::now() + WAIT;
+    for amount in 200.. {
+        let report: Value = http
+            .get(format!("http://{admin}/v1/shadow/fx-spread-75bps"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let endpoints = report["assessment"]["endpoints"].as_array();
+        if endpoints.is_some_and(|e| e.iter().any(|e| !e["latency"].is_null())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launch never timed a pair: {}",
+            report["assessment"]
+        );
+        http.get(format!(
+            "http://{gw}/v1/fx/convert?from=USD&to=JPY&amount={amount}"
+        ))
+        .bearer_auth(&demo_key)
+        .send()
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     go(&c, &admin, "#/shadow/fx-spread-75bps").await;
     el(&c, "#chart-launch-score canvas").await;
     has_data(&c, "#chart-launch-latency").await;

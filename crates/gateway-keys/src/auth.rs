@@ -604,6 +604,10 @@ impl Authenticator {
                 )
                 .ok()?;
                 self.service.note_use(entry, status, now_us);
+                if status == KeyStatus::Retiring {
+                    self.service
+                        .note_grace_client(&rec.id, ip, user_agent(parts), now_us);
+                }
                 tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %rec.consumer_id, status = status.as_str(), "API key verified");
                 let identity = key_identity(entry, status);
                 strip_credential(parts, kind, route);
@@ -867,6 +871,11 @@ impl Authenticator {
             e.problem = e.problem.with("key_id", rec.id.to_string());
             return Err(e);
         }
+        if verified.status == KeyStatus::Retiring {
+            let now_us = self.service.now_micros();
+            self.service
+                .note_grace_client(&rec.id, ip, user_agent(parts), now_us);
+        }
         let consumer = &verified.entry.consumer;
         tracing::debug!(route = route_name, key_id = %rec.id, consumer_id = %consumer.id, status = verified.status.as_str(), "API key verified");
         // Built with the keyring entry, so forwarding costs no parsing.
@@ -1102,6 +1111,14 @@ fn strip_credential(parts: &mut Parts, kind: CredentialKind, route: &RouteAuthCo
 
 /// The identity of a verified key's request: the entry's, whose state is
 /// the one a working key has (see [`Identity::for_key`]).
+/// The request's `User-Agent`, when it is text.
+fn user_agent(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 fn key_identity(entry: &KeyEntry, status: KeyStatus) -> Arc<Identity> {
     debug_assert_eq!(entry.identity.key_status, Some(status));
     entry.identity.clone()

@@ -40,6 +40,7 @@ pub mod cli;
 pub mod client_cert;
 pub mod config;
 pub mod feed;
+pub mod grace_clients;
 pub mod identity;
 pub mod jwks;
 pub mod jwt;

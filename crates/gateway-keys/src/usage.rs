@@ -115,6 +115,9 @@ pub struct KeyUsageReport {
     pub key_id: KeyId,
     /// The hours, the current (partial) one last.
     pub hours: Vec<UsageHour>,
+    /// For a key in its grace period, the clients still sending it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_clients: Option<crate::grace_clients::GraceClientsReport>,
 }
 
 /// The per-key counters.
@@ -200,6 +203,7 @@ impl UsageCounters {
         KeyUsageReport {
             key_id: id.clone(),
             hours,
+            grace_clients: None,
         }
     }
 }

@@ -86,10 +86,29 @@ async fn lifecycle_create_use_rotate_grace_revoke_expire() {
         KeyStatus::Retiring
     );
     clock.advance(chrono::Duration::minutes(59));
-    for s in [&old_secret, &new_secret] {
-        let mut p = req(Method::GET, "/orders", &[("authorization", &bearer(s))]);
+    for (s, agent) in [
+        (&old_secret, "billing-batch/2.1"),
+        (&old_secret, "billing-batch/2.1"),
+        (&new_secret, "billing-web/3.0"),
+    ] {
+        let mut p = req(
+            Method::GET,
+            "/orders",
+            &[("authorization", &bearer(s)), ("user-agent", agent)],
+        );
         auth.authenticate(&mut p, &route, "orders").await.unwrap();
     }
+    // Who still sends the old key: only the client that has not moved.
+    let usage = svc.usage(issued.key.record.id.as_str()).await.unwrap();
+    let still = usage.grace_clients.expect("the old key is retiring");
+    let agents: Vec<_> = still
+        .clients
+        .iter()
+        .map(|c| (c.user_agent.as_deref(), c.requests))
+        .collect();
+    assert_eq!(agents, [(Some("billing-batch/2.1"), 2)]);
+    let usage = svc.usage(rotated.key.record.id.as_str()).await.unwrap();
+    assert!(usage.grace_clients.is_none(), "the new key is not retiring");
     // The audit shows who still uses the old key during grace.
     svc.flush().await.unwrap();
     let trail = svc
@@ -108,6 +127,10 @@ async fn lifecycle_create_use_rotate_grace_revoke_expire() {
     assert_eq!(
         trail[0].consumer_id.as_ref(),
         Some(&issued.key.record.consumer_id)
+    );
+    assert_eq!(
+        trail[0].detail["clients"]["clients"][0]["user_agent"],
+        "billing-batch/2.1"
     );
 
     // After the grace period the old key fails, the new one works.

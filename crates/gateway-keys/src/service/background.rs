@@ -64,6 +64,7 @@ impl KeyService {
                                 "successor": entry.as_ref().and_then(|e| e.record.successor.clone()),
                                 "grace_until": entry.as_ref().and_then(|e| e.record.grace_until),
                                 "last_used_at": note.at,
+                                "clients": self.inner.grace_clients.report(&id),
                             }),
                         });
                     }
@@ -105,10 +106,12 @@ impl KeyService {
             .unwrap_or(chrono::Duration::MAX);
         for k in self.inner.store.list_keys(None).await? {
             if k.revoked_at.is_some() {
+                self.inner.grace_clients.forget(&k.id);
                 continue;
             }
             let status = k.status(now);
             if status == KeyStatus::Expired {
+                self.inner.grace_clients.forget(&k.id);
                 if k.expiry_noted_at.is_none() {
                     let reason = if k.grace_until.is_some_and(|g| g <= now) {
                         "grace_ended"

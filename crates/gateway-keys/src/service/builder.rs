@@ -114,6 +114,7 @@ impl KeyServiceBuilder {
                 audit_queue: Mutex::new(Vec::new()),
                 denials_seen: DashMap::new(),
                 usage: Default::default(),
+                grace_clients: Default::default(),
                 blocked_ips: DashMap::new(),
                 blocked_count: AtomicUsize::new(0),
                 http: reqwest::Client::builder()

@@ -99,6 +99,19 @@ impl KeyService {
         }
     }
 
+    /// Notes the client that sent a key in its grace period (see
+    /// [`crate::grace_clients`]); the caller checks the key is retiring.
+    pub(crate) fn note_grace_client(
+        &self,
+        id: &KeyId,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+        now_us: i64,
+    ) {
+        let at = DateTime::from_timestamp_micros(now_us).unwrap_or_default();
+        self.inner.grace_clients.note(id, ip, user_agent, at);
+    }
+
     /// The service's clock, in microseconds since the epoch (for callers
     /// that note uses).
     pub(crate) fn now_micros(&self) -> i64 {

@@ -1,7 +1,7 @@
 //! Reading keys and the audit log, with uses not yet flushed shown.
 
 use crate::key::KeyId;
-use crate::model::{AuditEntry, KeyRecord, KeyView};
+use crate::model::{AuditEntry, KeyRecord, KeyStatus, KeyView};
 use crate::store::AuditQuery;
 
 use super::error::ServiceError;
@@ -44,8 +44,15 @@ impl KeyService {
     /// node.
     pub async fn usage(&self, id: &str) -> Result<crate::usage::KeyUsageReport, ServiceError> {
         let rec = self.get_record(id).await?;
-        let now = u64::try_from(self.inner.clock.now().timestamp()).unwrap_or(0);
-        Ok(self.inner.usage.report(&rec.id, now))
+        let now = self.inner.clock.now();
+        let mut report = self
+            .inner
+            .usage
+            .report(&rec.id, u64::try_from(now.timestamp()).unwrap_or(0));
+        if rec.status(now) == KeyStatus::Retiring {
+            report.grace_clients = Some(self.inner.grace_clients.report(&rec.id));
+        }
+        Ok(report)
     }
 
     /// Keys, optionally filtered.

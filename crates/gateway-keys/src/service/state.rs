@@ -50,6 +50,8 @@ pub(super) struct Inner {
     pub(super) denials_seen: DashMap<(KeyId, String), ()>,
     /// Per-key requests and refusals per hour (this node, memory only).
     pub(super) usage: crate::usage::UsageCounters,
+    /// Who sends keys in their grace period (this node, memory only).
+    pub(super) grace_clients: crate::grace_clients::GraceClients,
     pub(super) blocked_ips: DashMap<IpAddr, ()>,
     /// `blocked_ips.len()`, without visiting every shard.
     pub(super) blocked_count: AtomicUsize,

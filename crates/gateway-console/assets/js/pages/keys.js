@@ -119,9 +119,13 @@ async function renderKey(root, ctx, id) {
     series: reasons.map((r) => ({ label: r, values: usage.hours.map((u) => u.refusals[r]) })) });
   if (k.status === "retiring") {
     const used = usage.hours.reduce((a, u) => a + u.requests, 0);
-    root.append(card("Grace period", h("p", { id: "grace-use" },
-      used ? `Still in use: ${used} requests with this old key in the last day; last at ${fmt.time(k.last_used_at)}. The audit log lists the uses during grace (key.used_in_grace).`
-        : "Not used since it was rotated.")));
+    const who = usage.grace_clients || { clients: [], others: 0 };
+    root.append(card("Grace period", h("div", { id: "grace-use" },
+      h("p", {}, used ? `Still in use: ${used} requests with this old key in the last day; last at ${fmt.time(k.last_used_at)}. Each hour of use is also in the audit log (key.used_in_grace), with these clients.`
+        : "Not used since it was rotated."),
+      who.clients.length ? table("Clients still sending this key (this node)", ["address", "user agent", "requests", "first seen", "last seen"],
+        who.clients.map((c) => [c.ip || "unknown", c.user_agent || "none sent", String(c.requests), fmt.time(c.first_seen), fmt.time(c.last_seen)])) : null,
+      who.others ? h("p", {}, `…and ${who.others} requests from other clients.`) : null)));
   }
 
   const issuedBox = h("div", { id: "created" });
