@@ -1,5 +1,6 @@
 //! accept: what is known the moment a request arrives (its id, trace
-//! context and client address), and the in-flight limit that sheds load.
+//! context, client address and whether it is a gRPC call), and the
+//! in-flight limit that sheds load.
 
 use std::time::Instant;
 
@@ -29,6 +30,7 @@ pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) 
         rate_limit: None,
         cors_origin: None,
         cors_preflight: false,
+        grpc: gateway_core::grpc::is_grpc(req.headers()),
         method: req.method().clone(),
         path_and_query: req.uri().path_and_query().cloned(),
         version: req.version(),
