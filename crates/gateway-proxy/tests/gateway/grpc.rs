@@ -292,9 +292,9 @@ cluster = "grpc"
 }
 
 #[tokio::test]
-async fn the_four_call_kinds_pass_over_tls_with_alpn_h2_on_both_hops() {
+async fn the_four_call_kinds_and_health_checks_pass_over_tls_with_alpn_h2() {
     let certs = TestCerts::generate();
-    let (upstream, _health) = start_upstream("up", Some(&certs)).await;
+    let (upstream, health) = start_upstream("up", Some(&certs)).await;
     let gw = TestGateway::start(&format!(
         r#"
 [gateway]
@@ -313,6 +313,8 @@ access_log = "off"
 [clusters.grpc]
 targets = ["https://127.0.0.1:{port}"]
 tls = {{ ca_file = "{ca}", server_name = "localhost" }}
+panic_threshold = 0
+health_check = {{ kind = "grpc", interval = "100ms", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 2 }}
 
 [[routes]]
 name = "grpc"
@@ -324,7 +326,26 @@ cluster = "grpc"
         port = upstream.port(),
     ))
     .await;
-    exercise_call_kinds(&tls_channel(gw.addr, &certs).await).await;
+    let channel = tls_channel(gw.addr, &certs).await;
+    exercise_call_kinds(&channel).await;
+
+    // The check goes over TLS too: the server going NOT_SERVING takes
+    // the only target out, and the gateway answers for it.
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let out = eventually(Duration::from_secs(10), || async {
+        let status = gw.admin_json("/v1/upstreams").await;
+        status["grpc"]["targets"][0]["state"] == "unhealthy"
+    })
+    .await;
+    assert!(out, "a NOT_SERVING target is taken out of rotation");
+    let (code, error, _) =
+        refused(unary(&channel, "/test.Echo/Unary", Request::new(echo("hi"))).await);
+    assert_eq!(
+        (code, error.as_str()),
+        (Code::Unavailable, "no_healthy_upstream")
+    );
 }
 
 /// The gateway's own answer: its status, and the error code it names.
