@@ -3,11 +3,11 @@
 //!
 //! A gRPC client does not read problem+json: it reads `grpc-status` and
 //! `grpc-message`, and treats an HTTP status other than 200 as a transport
-//! failure. So a request whose `Content-Type` is `application/grpc*` that
-//! the gateway refuses is answered as a trailers-only gRPC response (HTTP
-//! 200, `grpc-status`, `grpc-message`, no body), its status taken from
-//! [`code_for`]: the one mapping from the [error table](crate::errors) to
-//! gRPC codes. A test checks that it covers every entry, and another that
+//! failure. So an HTTP/2 request whose `Content-Type` is
+//! `application/grpc*` that the gateway refuses is answered as a
+//! trailers-only gRPC response (HTTP 200, `grpc-status`, `grpc-message`, no
+//! body), its status taken from [`code_for`]: the one mapping from the
+//! [error table](crate::errors) to gRPC codes. A test checks that it covers every entry, and another that
 //! `docs/grpc.md` lists the same mapping.
 
 use std::time::Duration;
@@ -197,8 +197,9 @@ pub fn code_for(entry: &ErrorCode) -> Option<Code> {
     })
 }
 
-/// Whether a request is a gRPC call: its `Content-Type` is
-/// `application/grpc`, or `application/grpc+proto` and the like.
+/// Whether a request's headers say gRPC: its `Content-Type` is
+/// `application/grpc`, or `application/grpc+proto` and the like. (gRPC
+/// runs over HTTP/2; the caller checks the version.)
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)

@@ -597,12 +597,23 @@ cluster = "down"
     assert!(res.headers().contains_key("grpc-message"));
     assert!(res.bytes().await.unwrap().is_empty());
 
-    // Other requests keep problem+json.
+    // Other requests keep problem+json, and so does an HTTP/1.1 request
+    // that only looks like gRPC.
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
     let res = h2.get(gw.url("/test.Echo/Unary")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = client()
+        .post(gw.url("/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_11);
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
