@@ -398,14 +398,21 @@ timeout = "300ms"
     assert_eq!(res.headers()["gatehouse-error"], "upstream_timeout");
     let message = res.headers()["grpc-message"].to_str().unwrap().to_string();
     assert!(message.contains("slow"), "{message}");
+    // The service gets the deadline too, for the rest of the call.
+    let seen = slow.recorded();
+    assert_eq!(seen[0].headers["grpc-timeout"], "300m");
+    assert_eq!(seen[0].headers["te"], "trailers");
 
-    // Without grpc-timeout the route's own timeout is the deadline.
+    // Without grpc-timeout, or with a longer one, the route's own timeout
+    // is the deadline.
     let (code, error, _) =
         refused(unary(&channel, "/hasty.Echo/Unary", Request::new(echo("hi"))).await);
     assert_eq!(
         (code, error.as_str()),
         (Code::DeadlineExceeded, "upstream_timeout")
     );
+    let res = raw_call(&gw, "/hasty.Echo/Unary", &[("grpc-timeout", "60S")]).await;
+    assert_eq!(res.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
 
     let mut req = Request::new(echo("hi"));
     req.metadata_mut()
