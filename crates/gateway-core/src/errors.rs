@@ -123,6 +123,8 @@ error_codes! {
     BAD_HOST = ("bad_host", BAD_REQUEST, "Ambiguous or invalid host", Gateway);
     /// The path climbs above the root, or a rewrite made an invalid URI.
     BAD_PATH = ("bad_path", BAD_REQUEST, "Invalid path", Gateway);
+    /// A gRPC call's `grpc-timeout` is not 1 to 8 digits and a unit.
+    BAD_GRPC_TIMEOUT = ("bad_grpc_timeout", BAD_REQUEST, "Invalid gRPC timeout", Gateway);
     /// The request body exceeds the route's `max_body`.
     BODY_TOO_LARGE = ("body_too_large", PAYLOAD_TOO_LARGE, "Request body too large", Gateway);
     /// The gateway is at `max_in_flight`, or a cluster's queue is full.

@@ -11,6 +11,8 @@
 //!   expiry, quote expiry and cache freshness are testable without sleeping.
 //! - [`config_issue::ConfigIssue`]: one problem in a config table, with
 //!   its key path; every section's `validate` returns them all at once.
+//! - [`grpc`]: the gRPC status of every entry of the error table, and
+//!   the trailers-only response a refused gRPC call gets.
 //! - [`json::from_slice`]: how admin APIs read JSON bodies, so a bad one
 //!   is refused naming the field at fault, the same way everywhere.
 
@@ -18,6 +20,7 @@ pub mod body;
 pub mod clock;
 pub mod config_issue;
 pub mod errors;
+pub mod grpc;
 pub mod json;
 pub mod problem;
 pub mod size;

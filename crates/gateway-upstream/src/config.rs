@@ -324,6 +324,17 @@ impl ClusterConfig {
                     );
                 }
             }
+            match hc.kind {
+                HealthCheckKind::Http => {
+                    if hc.service.is_some() {
+                        issue(
+                            "health_check.service".into(),
+                            "only used with kind = \"grpc\"".into(),
+                        );
+                    }
+                }
+                HealthCheckKind::Grpc => self.validate_grpc_check(hc, &mut issue),
+            }
         }
 
         if self.passive.consecutive_failures > 0 && self.passive.base_ejection_time.is_zero() {
@@ -655,6 +666,46 @@ impl Default for PoolConfig {
     }
 }
 
+impl ClusterConfig {
+    /// A gRPC check: its own path and verdict, and HTTP/2 to every target.
+    fn validate_grpc_check(&self, hc: &HealthCheckConfig, issue: &mut impl FnMut(String, String)) {
+        if hc.path != DEFAULT_HEALTH_PATH {
+            issue(
+                "health_check.path".into(),
+                "only used with kind = \"http\"; a gRPC check calls /grpc.health.v1.Health/Check"
+                    .into(),
+            );
+        }
+        if !hc.expected_statuses.is_empty() {
+            issue(
+                "health_check.expected_statuses".into(),
+                "only used with kind = \"http\"; a gRPC check passes when the service answers SERVING"
+                    .into(),
+            );
+        }
+        if self.protocol == Protocol::Http1 {
+            issue(
+                "health_check.kind".into(),
+                "a gRPC check needs HTTP/2, but protocol is \"http1\"; use \"h2c\" for http:// targets or \"auto\" for https:// ones".into(),
+            );
+            return;
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            let cleartext = TargetAddr::parse(&t.address).is_ok_and(|a| a.scheme == Scheme::Http);
+            if cleartext && self.protocol == Protocol::Auto {
+                issue(
+                    "health_check.kind".into(),
+                    format!(
+                        "a gRPC check needs HTTP/2, but targets[{i}] `{}` is cleartext HTTP/1.1 under protocol = \"auto\"; set protocol = \"h2c\"",
+                        t.address
+                    ),
+                );
+                return;
+            }
+        }
+    }
+}
+
 /// HTTP version spoken to targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -705,9 +756,17 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
-    /// Path requested with GET.
+    /// What a check asks: `http` (GET `path`, passing on `expected_statuses`)
+    /// or `grpc` (the `grpc.health.v1` Check call, passing on `SERVING`).
+    #[serde(default)]
+    pub kind: HealthCheckKind,
+    /// Path requested with GET (`kind = "http"` only).
     #[serde(default = "default_health_path")]
     pub path: String,
+    /// The service a gRPC check asks about (`kind = "grpc"` only); absent,
+    /// the empty name: the server as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     /// Time between checks of each target.
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     pub interval: Duration,
@@ -720,9 +779,31 @@ pub struct HealthCheckConfig {
     /// Consecutive failures that mark a healthy target unhealthy.
     #[serde(default = "default_unhealthy_threshold")]
     pub unhealthy_threshold: u32,
-    /// Statuses that count as passing; empty means any 2xx.
+    /// Statuses that count as passing; empty means any 2xx (`kind =
+    /// "http"` only).
     #[serde(default)]
     pub expected_statuses: Vec<u16>,
+}
+
+/// What an active health check asks a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    /// `GET path`; passes on an expected status.
+    #[default]
+    Http,
+    /// `grpc.health.v1.Health/Check` over HTTP/2; passes on `SERVING`.
+    Grpc,
+}
+
+impl HealthCheckKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthCheckKind::Http => "http",
+            HealthCheckKind::Grpc => "grpc",
+        }
+    }
 }
 
 fn default_health_path() -> String {
@@ -744,7 +825,9 @@ fn default_unhealthy_threshold() -> u32 {
 impl Default for HealthCheckConfig {
     fn default() -> Self {
         Self {
+            kind: HealthCheckKind::default(),
             path: DEFAULT_HEALTH_PATH.into(),
+            service: None,
             interval: DEFAULT_HEALTH_INTERVAL,
             timeout: DEFAULT_HEALTH_TIMEOUT,
             healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
@@ -1070,6 +1153,76 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].starts_with("targets[0]: ") && got[0].contains("h2c"));
         assert!(got[1].starts_with("hash_on: "));
+    }
+
+    #[test]
+    fn grpc_health_checks_parse_and_need_http2() {
+        let c = parse(
+            r#"
+            targets = ["http://a:50051"]
+            protocol = "h2c"
+            health_check = { kind = "grpc", service = "orders.v1.Orders" }
+            "#,
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let hc = c.health_check.unwrap();
+        assert_eq!(hc.kind, HealthCheckKind::Grpc);
+        assert_eq!(hc.service.as_deref(), Some("orders.v1.Orders"));
+        assert!(issues(
+            r#"
+            targets = ["https://a:443"]
+            health_check = { kind = "grpc" }
+            "#
+        )
+        .is_empty());
+
+        let got = issues(
+            r#"
+            targets = ["http://a:50051"]
+            health_check = { kind = "grpc", path = "/ready", expected_statuses = [200] }
+            "#,
+        );
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].starts_with("health_check.path: only used with kind = \"http\""));
+        assert!(
+            got[1].starts_with("health_check.expected_statuses: only used with kind = \"http\"")
+        );
+        assert!(
+            got[2].starts_with("health_check.kind: ")
+                && got[2].contains("targets[0] `http://a:50051`")
+                && got[2].contains("protocol = \"h2c\""),
+            "{got:?}"
+        );
+
+        let got = issues(
+            r#"
+            targets = ["https://a"]
+            protocol = "http1"
+            health_check = { kind = "grpc" }
+            "#,
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("needs HTTP/2, but protocol is \"http1\""),
+            "{got:?}"
+        );
+
+        let got = issues(
+            r#"
+            targets = ["a:1"]
+            health_check = { service = "orders" }
+            "#,
+        );
+        assert_eq!(
+            got,
+            ["health_check.service: only used with kind = \"grpc\""]
+        );
+        let err = toml::from_str::<ClusterConfig>(
+            "targets = [\"a:1\"]\nhealth_check = { kind = \"tcp\" }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expected `http` or `grpc`"), "{err}");
     }
 
     #[test]

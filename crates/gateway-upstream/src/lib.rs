@@ -26,6 +26,7 @@ mod cluster;
 pub mod config;
 mod connector;
 mod error;
+mod grpc_health;
 mod health;
 pub mod metrics;
 mod native;

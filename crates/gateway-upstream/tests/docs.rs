@@ -1,9 +1,10 @@
-//! The commented example in `docs/upstreams.md` parses and validates, so the
-//! reference cannot drift from the structs.
+//! The commented example in `docs/upstreams.md` and the cluster in
+//! `docs/grpc.md` parse and validate, so the docs cannot drift from the
+//! structs.
 
 use std::collections::BTreeMap;
 
-use gateway_upstream::config::{LoadBalancing, DEFAULT_MAX_CONCURRENT};
+use gateway_upstream::config::{HealthCheckKind, LoadBalancing, DEFAULT_MAX_CONCURRENT};
 use gateway_upstream::ClusterConfig;
 
 #[derive(serde::Deserialize)]
@@ -22,4 +23,16 @@ fn documented_example_parses_and_validates() {
     assert_eq!(api.load_balancing, LoadBalancing::ConsistentHash);
     assert_eq!(api.targets[1].weight, 3);
     assert_eq!(api.circuit_breaker.max_concurrent, DEFAULT_MAX_CONCURRENT);
+}
+
+#[test]
+fn grpc_example_parses_and_validates() {
+    let doc = include_str!("../../../docs/grpc.md");
+    let start = doc.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("closing fence");
+    let file: File = toml::from_str(&doc[start..end]).expect("example parses");
+    let orders = &file.clusters["orders"];
+    assert_eq!(orders.validate(), Ok(()));
+    let check = orders.health_check.as_ref().expect("a health check");
+    assert_eq!(check.kind, HealthCheckKind::Grpc);
 }

@@ -1,12 +1,13 @@
 //! accept: what is known the moment a request arrives (its id, trace
-//! context and client address), and the in-flight limit that sheds load.
+//! context, client address and whether it is a gRPC call), and the
+//! in-flight limit that sheds load.
 
 use std::time::Instant;
 
 use gateway_core::errors;
 use gateway_core::Problem;
 use http::header::{self, HeaderValue};
-use http::Request;
+use http::{Request, Version};
 
 use super::context::{ConnInfo, Refusal, RequestContext};
 use crate::gateway::Snapshot;
@@ -29,6 +30,8 @@ pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) 
         rate_limit: None,
         cors_origin: None,
         cors_preflight: false,
+        // gRPC runs over HTTP/2 only; an HTTP/1 client keeps problem+json.
+        grpc: req.version() == Version::HTTP_2 && gateway_core::grpc::is_grpc(req.headers()),
         method: req.method().clone(),
         path_and_query: req.uri().path_and_query().cloned(),
         version: req.version(),

@@ -91,6 +91,10 @@ pub struct RequestContext {
     pub cors_origin: Option<HeaderValue>,
     /// The request was a CORS preflight answered by the gateway.
     pub cors_preflight: bool,
+    /// The request is a gRPC call (HTTP/2, `Content-Type:
+    /// application/grpc*`): a refusal is answered with a gRPC status, not
+    /// problem+json.
+    pub grpc: bool,
     // For the access log; shared with the request, copied only when a
     // line is written.
     pub(super) method: Method,

@@ -10,7 +10,8 @@
 //! [`Gateway::handle`] and [`Gateway::through`] below are the whole order,
 //! read top to bottom; each stage with more than a call to make lives in
 //! the module of its name. A stage that must answer the request itself
-//! returns a [`Refusal`], which becomes the problem+json response; the
+//! returns a [`Refusal`], which becomes the problem+json response (for a
+//! gRPC call, a trailers-only response with its gRPC status); the
 //! response and log stages run for every request, refused or not.
 //!
 //! After `route`, stages get a [`Routed`] request: the route is known, so

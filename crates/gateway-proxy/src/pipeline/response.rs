@@ -1,24 +1,30 @@
 //! response: the answer as the client gets it, whether it came from the
 //! upstream, the cache or a refusal: hop-by-hop headers out, the route's
 //! response headers, the request id and the plan's `RateLimit-*` state.
+//! A refused gRPC call gets its gRPC status instead of problem+json.
 
 use std::borrow::Cow;
 
-use gateway_core::Body;
+use gateway_core::{grpc, Body};
 use http::{Response, StatusCode};
 
 use super::context::{Refusal, RequestContext};
 use crate::headers;
 
-/// A refusal as a problem+json response carrying the request id.
+/// A refusal as a problem+json response carrying the request id, or for a
+/// gRPC call as a trailers-only response with the entry's gRPC status.
 pub(super) fn refusal(refusal: Refusal, ctx: &mut RequestContext) -> Response<Body> {
     if ctx.error.is_none() {
         ctx.error = Some(Cow::Borrowed(refusal.problem.code()));
     }
-    let mut res = refusal
-        .problem
-        .with("request_id", ctx.request_id.to_str().unwrap_or_default())
-        .response();
+    let mut res = if ctx.grpc {
+        grpc::trailers_only(&refusal.problem)
+    } else {
+        refusal
+            .problem
+            .with("request_id", ctx.request_id.to_str().unwrap_or_default())
+            .response()
+    };
     res.headers_mut().extend(refusal.headers);
     res
 }

@@ -7,14 +7,15 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
-use gateway_core::{errors, Body, Problem, ToProblem};
+use gateway_core::{errors, grpc, Body, Problem, ToProblem};
 use gateway_http1::client::UpstreamUpgrade;
 use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 
 use super::context::{ConnInfo, RequestContext, Routed};
@@ -61,10 +62,16 @@ impl Forward {
     }
 
     /// upstream request: forwarding headers in (hop-by-hop headers left
-    /// with `route`), header rules, path rewriting, streamed body limit.
+    /// with `route`), header rules, path rewriting, streamed body limit,
+    /// and the time allowed for the response head (a gRPC call's deadline
+    /// when it is shorter than the route's).
     fn upstream_request(&self, req: Request<Body>) -> Result<Prepared, Problem> {
         let route = &self.matched.route;
         let (mut parts, body) = req.into_parts();
+        let timeout = match grpc_deadline(&parts.headers)? {
+            Some(deadline) => deadline.min(route.timeout),
+            None => route.timeout,
+        };
         let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
             // The native HTTP/1.1 engine or hyper, whichever serves the client.
             match parts.extensions.remove::<gateway_http1::OnUpgrade>() {
@@ -103,6 +110,7 @@ impl Forward {
             req: Request::from_parts(parts, body),
             upgrade,
             tripped,
+            timeout,
         })
     }
 
@@ -113,6 +121,7 @@ impl Forward {
             req,
             upgrade: client_upgrade,
             tripped,
+            timeout,
         } = prepared;
         let route = &self.matched.route;
         let Some(cluster) = &self.cluster else {
@@ -120,7 +129,7 @@ impl Forward {
         };
         let opts = SendOptions {
             preserve_host: route.preserve_host,
-            ..SendOptions::for_method(req.method()).with_timeout(route.timeout)
+            ..SendOptions::for_method(req.method()).with_timeout(timeout)
         };
         let mut res = match cluster.send(req, opts).await {
             Ok(res) => res,
@@ -161,6 +170,23 @@ struct Prepared {
     upgrade: Option<ClientUpgrade>,
     /// Set when the request body went over the route's limit.
     tripped: Arc<AtomicBool>,
+    /// Time allowed for the response head.
+    timeout: Duration,
+}
+
+/// A gRPC call's `grpc-timeout`, if it is a gRPC call and has one. The
+/// header goes upstream as it came, so the service enforces the deadline
+/// on the rest of the call.
+fn grpc_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Problem> {
+    if !grpc::is_grpc(headers) {
+        return Ok(None);
+    }
+    let Some(value) = headers.get(grpc::GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    grpc::parse_timeout(value)
+        .map(Some)
+        .map_err(|e| Problem::new(&errors::BAD_GRPC_TIMEOUT, format!("grpc-timeout: {e}")))
 }
 
 impl Origin for Forward {

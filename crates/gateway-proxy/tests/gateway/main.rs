@@ -13,6 +13,7 @@ mod console;
 mod cors;
 mod deploy_kit;
 mod framing;
+mod grpc;
 mod ip_rules;
 mod keys;
 mod mtls;
