@@ -130,7 +130,8 @@ pub fn code_for(entry: &ErrorCode) -> Option<Code> {
         | "unknown_api_key"
         | "expired_api_key"
         | "revoked_api_key"
-        | "invalid_token" => Unauthenticated,
+        | "invalid_token"
+        | "unknown_client_cert" => Unauthenticated,
         "key_scope_denied" | "token_scope_denied" => PermissionDenied,
         "auth_misconfigured" | "internal" => Internal,
         "signing_keys_unavailable" | "key_store_unavailable" => Unavailable,
