@@ -48,7 +48,7 @@ build_gatehouse() {
 
 # wait_http URL: waits (up to 10 s) until URL answers at all.
 wait_http() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     curl -s -o /dev/null "$1" && return 0
     sleep 0.1
   done

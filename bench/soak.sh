@@ -110,6 +110,7 @@ log_level = "warn"
 data_dir = "$WORK/gh/data"
 [cache]
 max_bytes = "4MiB"
+max_object_bytes = "64KiB"
 [plans.soak]
 rate_per_second = 1000000.0
 burst = 1000000
@@ -152,7 +153,10 @@ GEN=0
 gateway_config "$GEN" > "$WORK/gh/gatehouse.toml"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >"$WORK/gh/gatehouse.log" 2>&1 &
 GH_PID=$!
-wait_http "http://$GH_ADMIN/healthz"
+wait_http "http://$GH_ADMIN/healthz" || {
+  echo "the gateway did not start: $(tail -n 5 "$WORK/gh/gatehouse.log")" >&2
+  exit 1
+}
 
 new_key() {
   curl -sf -X POST "${ADMIN[@]}" -H 'content-type: application/json' \
@@ -191,7 +195,9 @@ local n = 0
 request = function()
   n = n + 1
   local p = pairs[(n % #pairs) + 1]
-  return wrk.format("GET", "/fx/v1/convert?from=" .. p[1] .. "&to=" .. p[2] .. "&amount=" .. (100 + n % 997) .. ".25&date=20" .. (10 + n % 15) .. "-03-02")
+  -- An amount with no more decimals than its currency has (JPY: none).
+  local cents = p[1] == "JPY" and "" or ".25"
+  return wrk.format("GET", "/fx/v1/convert?from=" .. p[1] .. "&to=" .. p[2] .. "&amount=" .. (100 + n % 997) .. cents .. "&date=20" .. (10 + n % 15) .. "-03-02")
 end
 LUA
 
@@ -265,7 +271,7 @@ reloads_bad=$(awk '/^gatehouse_config_reloads_total.*result="rejected"/ {print $
 generation=$(curl -s -D - -o /dev/null "http://$GH/plain/x" | awk -F': ' 'tolower($1)=="x-soak-generation" {print $2}' | tr -d '\r')
 echo "config generations written: $(cat "$WORK/generation" 2>/dev/null || echo 0); reloads applied: ${reloads_ok:-0}, rejected: ${reloads_bad:-0}; generation served at the end: $generation"
 curl -s "${ADMIN[@]}" "http://$GH_ADMIN/v1/shadow/fx-candidate" \
-  | python3 -c 'import json,sys; r=json.load(sys.stdin); a=r["assessment"]; print("dark launch: compared", sum(e["compared"] for e in a["endpoints"]), "dropped", r["dropped"], "verdict", a["verdict"])' \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); a=r["assessment"]; print("dark launch: compared", sum(e["compared"] for e in a["endpoints"]), "dropped", r["dropped"], "verdict", a["verdict"], "because", a["reasons"])' \
   || true
 
 echo
