@@ -170,8 +170,17 @@ for k in "${KEYS[@]}"; do [ -n "$k" ] || { echo "could not create a key" >&2; ex
 expect "http://$GH/plain/x" 1024
 expect "http://$GH/keys/x" 1024 "Authorization: Bearer ${KEYS[0]}"
 expect "http://$GH/cached/0" 1024
-CONVERT="/fx/v1/convert?from=USD&to=JPY&amount=100.25&date=2020-03-02"
-expect "http://$GH$CONVERT" "$(curl -s "http://$FX${CONVERT#/fx}" | wc -c)"
+# The pairs the fx traffic cycles through, each checked through the gateway
+# against the fx service itself. An amount has no more decimals than its
+# currency (JPY: none).
+FX_PAIRS="USD:JPY GBP:CHF EUR:USD JPY:KRW AUD:CAD SEK:NOK"
+for pair in $FX_PAIRS; do
+  from=${pair%:*}
+  cents=.25
+  [ "$from" = JPY ] && cents=
+  convert="/fx/v1/convert?from=$from&to=${pair#*:}&amount=100$cents&date=2020-03-02"
+  expect "http://$GH$convert" "$(curl -s "http://$FX${convert#/fx}" | wc -c)"
+done
 
 # --- traffic -----------------------------------------------------------------
 cat > "$WORK/keys.lua" <<LUA
@@ -189,13 +198,12 @@ request = function()
   return wrk.format("GET", "/cached/" .. (n * 7919 % 20000) .. "?utm_source=soak&v=" .. (n % 3))
 end
 LUA
-cat > "$WORK/fx.lua" <<'LUA'
-local pairs = {{"USD","JPY"},{"GBP","CHF"},{"EUR","USD"},{"JPY","KRW"},{"AUD","CAD"},{"SEK","NOK"}}
+cat > "$WORK/fx.lua" <<LUA
+local pairs = {$(for p in $FX_PAIRS; do printf '{"%s","%s"},' "${p%:*}" "${p#*:}"; done)}
 local n = 0
 request = function()
   n = n + 1
   local p = pairs[(n % #pairs) + 1]
-  -- An amount with no more decimals than its currency has (JPY: none).
   local cents = p[1] == "JPY" and "" or ".25"
   return wrk.format("GET", "/fx/v1/convert?from=" .. p[1] .. "&to=" .. p[2] .. "&amount=" .. (100 + n % 997) .. cents .. "&date=20" .. (10 + n % 15) .. "-03-02")
 end
