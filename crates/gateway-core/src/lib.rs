@@ -19,6 +19,8 @@ pub mod clock;
 pub mod config_issue;
 pub mod errors;
 pub mod json;
+#[cfg(feature = "axum")]
+pub mod openapi;
 pub mod problem;
 pub mod size;
 
