@@ -35,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         crate::admin::corrections,
         crate::admin::correct,
     ),
-    components(responses(Problem)),
+    components(schemas(Problem), responses(Problem)),
     modifiers(&AdminToken),
     tags(
         (name = "rates", description = "Rates by day, series and raw published values."),
