@@ -77,7 +77,9 @@ fn resolve<'a>(doc: &'a Value, s: &'a Value) -> &'a Value {
     match s["$ref"].as_str() {
         Some(r) => {
             let name = r.rsplit('/').next().unwrap();
-            resolve(doc, &doc["components"]["schemas"][name])
+            let target = &doc["components"]["schemas"][name];
+            assert!(target.is_object(), "`{r}` names no schema");
+            resolve(doc, target)
         }
         None => s,
     }

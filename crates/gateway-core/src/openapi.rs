@@ -23,7 +23,7 @@ impl PartialSchema for Problem {
             .collect();
         statuses.sort_unstable();
         statuses.dedup();
-        ObjectBuilder::new()
+        let schema = ObjectBuilder::new()
             .description(Some(
                 "Problem details (RFC 9457). `code` is stable and listed in docs/errors.md; \
                  extension members (e.g. `parameter`, `upstream`) may follow.",
@@ -58,7 +58,35 @@ impl PartialSchema for Problem {
                     .schema_type(SchemaType::new(Type::String))
                     .enum_values(Some(codes)),
             )
-            .required("code")
+            .required("code");
+        // The extension members some problems carry (`Problem::with`).
+        let extensions = [
+            (
+                "parameter",
+                "The query parameter, path segment or body field at fault.",
+            ),
+            ("field", "The request body's field at fault."),
+            ("upstream", "The upstream cluster that failed."),
+            ("target", "The cluster's target that failed."),
+            ("key_id", "The API key concerned (never the key itself)."),
+            ("request_id", "The request's id (`X-Request-Id`)."),
+        ];
+        let mut schema = schema;
+        for (name, what) in extensions {
+            schema = schema.property(
+                name,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(what)),
+            );
+        }
+        schema
+            .property(
+                "retry_after",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("Seconds before a retry may succeed.")),
+            )
             .into()
     }
 }
