@@ -19,9 +19,9 @@ use super::state::AppState;
 
 #[utoipa::path(get, path = "/v1/convert", tag = "convert",
     params(
-        ("from" = String, Query, description = "ISO 4217 code converted from."),
-        ("to" = String, Query, description = "ISO 4217 code converted to."),
-        ("amount" = String, Query, description = "A positive decimal, at most the `from` currency's minor units.", example = "100"),
+        ("from" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code converted from."),
+        ("to" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code converted to."),
+        ("amount" = String, Query, pattern = "^[0-9]{1,9}(\\.[0-9]{1,2})?$", description = "A positive decimal, at most the `from` currency's minor units.", example = "100"),
         ("date" = Option<String>, Query, format = Date, description = "The fixing to use (default the latest)."),
         ("rounding" = Option<fx::RoundingMode>, Query, description = "Rounding of the converted amount (default half_even)."),
         ("tier" = Option<String>, Query, description = "A configured pricing tier (else `X-Gatehouse-Tier`)."),

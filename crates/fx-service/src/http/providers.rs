@@ -60,7 +60,7 @@ pub(super) async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<
 #[utoipa::path(get, path = "/v1/raw-rates", tag = "rates",
     params(
         ("date" = String, Query, format = Date, description = "Fixing date, `YYYY-MM-DD`."),
-        ("currency" = String, Query, description = "ISO 4217 code."),
+        ("currency" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code."),
     ),
     responses(
         (status = 200, description = "Every provider's value exactly as published.", body = RawRates),

@@ -82,8 +82,8 @@ pub(super) async fn currencies(
 
 #[utoipa::path(get, path = "/v1/rates/latest", tag = "rates",
     params(
-        ("base" = Option<String>, Query, description = "ISO 4217 code of the base (default EUR)."),
-        ("symbols" = Option<String>, Query, description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
         ("sources" = Option<bool>, Query, description = "Add each currency's values by provider and the consensus method."),
     ),
     responses(
@@ -105,8 +105,8 @@ pub(super) async fn rates_latest(
 #[utoipa::path(get, path = "/v1/rates/{date}", tag = "rates",
     params(
         ("date" = String, Path, format = Date, description = "`YYYY-MM-DD`; a day without a fixing answers the fixing before."),
-        ("base" = Option<String>, Query, description = "ISO 4217 code of the base (default EUR)."),
-        ("symbols" = Option<String>, Query, description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
         ("sources" = Option<bool>, Query, description = "Add each currency's values by provider and the consensus method."),
     ),
     responses(
@@ -217,9 +217,9 @@ pub(super) async fn rates(
     params(
         ("start" = String, Query, format = Date, description = "First day, `YYYY-MM-DD`."),
         ("end" = Option<String>, Query, format = Date, description = "Last day (default today)."),
-        ("base" = Option<String>, Query, description = "ISO 4217 code of the base (default EUR)."),
-        ("symbols" = Option<String>, Query, description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
-        ("interval" = Option<String>, Query, description = "`day` (default), `week` or `month`."),
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("interval" = Option<String>, Query, pattern = "^(day|week|month)$", description = "`day` (default), `week` or `month`."),
     ),
     responses(
         (status = 200, description = "A series of rates.", body = Series),

@@ -156,5 +156,6 @@ pub struct KeyFilter {
     pub consumer: Option<String>,
     /// Only keys in this state.
     #[serde(default)]
+    #[param(inline)]
     pub status: Option<KeyStatus>,
 }
