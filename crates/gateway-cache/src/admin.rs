@@ -100,7 +100,7 @@ async fn purge(
 }
 
 #[utoipa::path(get, path = "/v1/cache/stats", tag = "cache",
-    responses((status = 200, description = "The cache's counters and sizes, in total and per route.", body = Object)))]
+    responses((status = 200, description = "The cache's counters and sizes, in total and per route.", body = crate::stats::CacheStats)))]
 async fn stats(State(cache): State<HttpCache>) -> Json<crate::stats::CacheStats> {
     Json(cache.stats())
 }
