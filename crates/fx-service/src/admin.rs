@@ -28,11 +28,12 @@ use fx::{CurrencyCode, FxError};
 use gateway_core::{errors, Problem};
 use http::{header, HeaderValue, StatusCode};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error;
+use crate::http::answers::{Corrected, Corrections, Quarantine};
 use crate::http::{parse_json, AppState};
 
 /// The admin routes, behind the token check (merged into the API router).
@@ -73,36 +74,57 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-fn ok_json(status: StatusCode, v: &serde_json::Value) -> Response {
+fn ok_json<T: Serialize>(status: StatusCode, v: &T) -> Response {
     (
         status,
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        v.to_string(),
+        serde_json::to_string(v).unwrap_or_default(),
     )
         .into_response()
 }
 
-async fn quarantine(State(s): State<AppState>) -> Result<Response, Problem> {
+#[utoipa::path(get, path = "/v1/admin/quarantine", tag = "admin",
+    security(("fx_admin_token" = [])),
+    responses(
+        (status = 200, description = "Values held back by a plausibility check, not released yet.", body = Quarantine),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 500, response = Problem),
+    ))]
+pub(crate) async fn quarantine(State(s): State<AppState>) -> Result<Response, Problem> {
     let list = s
         .engine()
         .store()
         .open_quarantine()
         .await
         .map_err(|e| error::fx(e, None))?;
-    Ok(ok_json(StatusCode::OK, &json!({ "quarantined": list })))
+    Ok(ok_json(StatusCode::OK, &Quarantine { quarantined: list }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct HistoryQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// Only this provider's corrections.
     provider: Option<String>,
+    /// Only corrections of this fixing date.
     date: Option<NaiveDate>,
 }
 
-async fn corrections(
+#[utoipa::path(get, path = "/v1/admin/corrections", tag = "admin",
+    security(("fx_admin_token" = [])),
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The audit of corrections, oldest first.", body = Corrections),
+        (status = 400, response = Problem),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 500, response = Problem),
+    ))]
+pub(crate) async fn corrections(
     State(s): State<AppState>,
     q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -119,15 +141,18 @@ async fn corrections(
         .corrections(q.provider.as_deref(), q.date, q.date)
         .await
         .map_err(|e| error::fx(e, None))?;
-    Ok(ok_json(StatusCode::OK, &json!({ "corrections": list })))
+    Ok(ok_json(StatusCode::OK, &Corrections { corrections: list }))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/admin/corrections`: the value to publish for one provider,
+/// date and currency, and who and why.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CorrectionBody {
+pub(crate) struct CorrectionBody {
     provider: String,
     date: NaiveDate,
     currency: String,
+    /// An exact decimal.
     rate: String,
     actor: String,
     reason: String,
@@ -144,7 +169,20 @@ fn required(value: &str, field: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
+#[utoipa::path(post, path = "/v1/admin/corrections", tag = "admin",
+    security(("fx_admin_token" = [])),
+    request_body = CorrectionBody,
+    responses(
+        (status = 201, description = "The value was replaced (or released); the correction is audited.", body = Corrected),
+        (status = 200, description = "That value is already published (`changed: false`).", body = Corrected),
+        (status = 400, response = Problem),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 500, response = Problem),
+    ))]
+pub(crate) async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let b: CorrectionBody = parse_json(&body)?;
     required(&b.provider, "provider")?;
     required(&b.actor, "actor")?;
@@ -180,7 +218,11 @@ async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Pro
     let Some(record) = record else {
         return Ok(ok_json(
             StatusCode::OK,
-            &json!({"changed": false, "detail": "that value is already published"}),
+            &Corrected {
+                changed: false,
+                correction: None,
+                detail: Some("that value is already published"),
+            },
         ));
     };
     if let Some(f) = s.fleet() {
@@ -195,6 +237,10 @@ async fn correct(State(s): State<AppState>, body: Bytes) -> Result<Response, Pro
     }
     Ok(ok_json(
         StatusCode::CREATED,
-        &json!({"changed": true, "correction": record}),
+        &Corrected {
+            changed: true,
+            correction: Some(record),
+            detail: None,
+        },
     ))
 }

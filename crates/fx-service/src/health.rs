@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::ProviderConfig;
 
 /// Health of one provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderState {
     /// Not fetched yet.
@@ -43,7 +43,7 @@ impl ProviderState {
 }
 
 /// What is known about a provider.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProviderHealth {
     /// Provider name.
     pub name: String,

@@ -137,6 +137,7 @@ pub fn parse_amount(
 
 /// How a converted amount is rounded to the target's minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoundingMode {
     /// Round half to even ("banker's rounding"); the default.

@@ -42,6 +42,7 @@ pub struct CorrectionMeta {
 
 /// State of a stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StoredState {
     /// Used by conversions.
@@ -146,6 +147,7 @@ pub struct Corrected {
 
 /// A quarantined value as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantineRecord {
     /// Provider.
     pub provider: String,
@@ -165,6 +167,7 @@ pub struct QuarantineRecord {
 
 /// A correction as stored (the audit row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CorrectionRecord {
     /// Sequence number (assigned by the store; 0 before insertion).
     pub seq: i64,

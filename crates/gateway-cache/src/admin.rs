@@ -14,11 +14,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gateway_core::{errors, Problem};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::cache::{HttpCache, Purge, PurgeTarget};
 
 /// The body of `POST /v1/cache/purge`: exactly one of `url`, `prefix`, `tag`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// Purge one URL (every variant).
@@ -66,6 +67,14 @@ impl From<Purge> for PurgeRequest {
     }
 }
 
+/// The document of [`router`]'s routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(purge, stats),
+    tags((name = "cache", description = "The response cache: purges and statistics."))
+)]
+pub struct CacheApi;
+
 /// The admin router; the caller adds authentication in front.
 pub fn router(cache: HttpCache) -> Router {
     Router::new()
@@ -74,6 +83,12 @@ pub fn router(cache: HttpCache) -> Router {
         .with_state(cache)
 }
 
+#[utoipa::path(post, path = "/v1/cache/purge", tag = "cache",
+    request_body = PurgeRequest,
+    responses(
+        (status = 200, description = "How many stored variants were removed or marked stale.", body = crate::cache::PurgeResult),
+        (status = 400, response = Problem),
+    ))]
 async fn purge(
     State(cache): State<HttpCache>,
     body: Result<Json<PurgeRequest>, JsonRejection>,
@@ -84,6 +99,8 @@ async fn purge(
     Ok(Json(cache.purge_everywhere(&purge)?))
 }
 
+#[utoipa::path(get, path = "/v1/cache/stats", tag = "cache",
+    responses((status = 200, description = "The cache's counters and sizes, in total and per route.", body = crate::stats::CacheStats)))]
 async fn stats(State(cache): State<HttpCache>) -> Json<crate::stats::CacheStats> {
     Json(cache.stats())
 }

@@ -161,7 +161,7 @@ impl Stats {
 }
 
 /// A snapshot of the cache's counters, as served by `GET /v1/cache/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheStats {
     /// Stored variants.
     pub entries: u64,
@@ -190,7 +190,7 @@ impl CacheStats {
 }
 
 /// Counters of one route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteStats {
     /// Requests by cache status.
     pub requests: BTreeMap<String, u64>,

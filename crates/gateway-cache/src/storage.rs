@@ -125,7 +125,17 @@ pub struct StorageUsage {
 }
 
 /// Occupancy and health of the disk tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct DiskUsage {
     /// Entry files held or queued to be written.
     pub entries: u64,

@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use gateway_core::{errors, Problem};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::access::{self, Tokens};
 use crate::assets::{self, Asset};
@@ -37,6 +38,40 @@ pub struct ConsoleState {
     pub sessions: Arc<Sessions>,
     /// Whether the admin address is served over TLS: cookies get `Secure`.
     pub tls: bool,
+}
+
+/// The document of [`public_router`]'s routes (open: no token).
+#[derive(OpenApi)]
+#[openapi(
+    paths(index, asset, sign_in, current_session, sign_out),
+    modifiers(&PageAliases),
+    tags((name = "console", description = "The admin console: its page, files and sign-in."))
+)]
+pub struct PublicConsoleApi;
+
+/// The document of [`history_router`]'s route.
+#[derive(OpenApi)]
+#[openapi(paths(history_view))]
+pub struct HistoryApi;
+
+/// `/console` and `/console/` serve the same page as `/`.
+struct PageAliases;
+
+impl Modify for PageAliases {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        if let Some(page) = doc.paths.paths.get("/").cloned() {
+            for (alias, id) in [
+                ("/console", "console_page"),
+                ("/console/", "console_dir_page"),
+            ] {
+                let mut item = page.clone();
+                if let Some(op) = item.get.as_mut() {
+                    op.operation_id = Some(id.to_string());
+                }
+                doc.paths.paths.insert(alias.to_string(), item);
+            }
+        }
+    }
 }
 
 /// The page, its files and the session endpoints (outside the token check).
@@ -92,10 +127,18 @@ fn protect(h: &mut HeaderMap) {
     );
 }
 
+#[utoipa::path(get, path = "/", tag = "console",
+    responses((status = 200, description = "The console's page (also at `/console` and `/console/`).", content_type = "text/html; charset=utf-8", body = String)))]
 async fn index() -> Response {
     serve(&assets::INDEX)
 }
 
+#[utoipa::path(get, path = "/console/{path}", tag = "console",
+    params(("path" = String, Path, description = "A file of the console (scripts, styles, uPlot).")),
+    responses(
+        (status = 200, description = "The file.", body = String),
+        (status = 404, response = Problem),
+    ))]
 async fn asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
     match assets::find(&path) {
         Some(a) => serve(a),
@@ -121,12 +164,23 @@ fn secure(state: &ConsoleState, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/console/session`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
+    /// The admin token or the viewer token.
     token: String,
 }
 
+#[utoipa::path(post, path = "/v1/console/session", tag = "console",
+    request_body = SignIn,
+    responses(
+        (status = 201, description = "Signed in: `{access, csrf, expires_in}` and the session cookie.", body = Object,
+            headers(("set-cookie" = String, description = "The session cookie."))),
+        (status = 400, response = Problem),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+    ))]
 async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
     // A sign-in another site posts would log the browser into the
     // attacker's session: refused like any cross-site call.
@@ -170,6 +224,11 @@ async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body: By
     res
 }
 
+#[utoipa::path(get, path = "/v1/console/session", tag = "console",
+    responses(
+        (status = 200, description = "The session's `{access, csrf}`.", body = Object),
+        (status = 401, response = Problem),
+    ))]
 async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     match access::authorize(&Method::GET, &headers, &state.tokens, &state.sessions) {
         Ok(caller) if caller.via == "session" => {
@@ -185,6 +244,13 @@ async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) 
     }
 }
 
+#[utoipa::path(delete, path = "/v1/console/session", tag = "console",
+    params(("x-csrf-token" = String, Header, description = "The session's CSRF token.")),
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared."),
+        (status = 401, response = Problem),
+        (status = 403, response = Problem),
+    ))]
 async fn sign_out(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     match end_session(&state, &headers) {
         Ok(()) => {
@@ -224,15 +290,26 @@ fn end_session(state: &ConsoleState, headers: &HeaderMap) -> Result<(), Problem>
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// Which series (default the request rate).
     #[serde(default)]
     series: Option<String>,
+    /// `hour` (by minute, the default) or `day` (by hour).
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     window: Option<Window>,
 }
 
+#[utoipa::path(get, path = "/v1/history", tag = "console",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A series of the traffic history.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 async fn history_view(
     State(history): State<History>,
     q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,

@@ -22,6 +22,8 @@ pub mod config_issue;
 pub mod errors;
 pub mod grpc;
 pub mod json;
+#[cfg(feature = "axum")]
+pub mod openapi;
 pub mod problem;
 pub mod size;
 

@@ -34,11 +34,34 @@ use gateway_core::{errors, Problem};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey, UpdateKey};
 
 /// Header naming the admin actor for the audit log.
 pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
+
+/// The document of [`router`]'s routes (mounted by the admin listener,
+/// which adds its security).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        create_key,
+        list_keys,
+        get_key,
+        update_key,
+        key_usage,
+        rotate_key,
+        revoke_key,
+        key_audit,
+        all_audit,
+        create_consumer,
+        list_consumers,
+        get_consumer
+    ),
+    tags((name = "keys", description = "API keys, consumers and their audit log."))
+)]
+pub struct KeysApi;
 
 /// The admin router. See the module docs for the routes.
 pub fn router(service: KeyService) -> Router {
@@ -111,12 +134,30 @@ fn actor(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key and its secret (shown once).", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn create_key(State(svc): State<KeyService>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req: CreateKey = parse_body(&body, false)?;
     let issued = svc.create(req, &actor(&headers)).await?;
     ok(StatusCode::CREATED, &issued)
 }
 
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    params(KeyFilter),
+    responses(
+        (status = 200, description = "`{keys}`: the keys, newest first.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn list_keys(
     State(svc): State<KeyService>,
     q: Result<Query<KeyFilter>, axum::extract::rejection::QueryRejection>,
@@ -126,10 +167,29 @@ async fn list_keys(
     ok(StatusCode::OK, &json!({ "keys": keys }))
 }
 
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id.")),
+    responses(
+        (status = 200, description = "The key (never its secret).", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn get_key(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
     ok(StatusCode::OK, &svc.get(&id).await?)
 }
 
+#[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id.")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key as updated (audited as `key.update`).", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn update_key(
     State(svc): State<KeyService>,
     Path(id): Path<String>,
@@ -143,10 +203,29 @@ async fn update_key(
     )
 }
 
+#[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "keys",
+    params(("id" = String, Path, description = "Key id.")),
+    responses(
+        (status = 200, description = "Requests and refusals per hour over the last 24 hours (this node).", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn key_usage(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
     ok(StatusCode::OK, &svc.usage(&id).await?)
 }
 
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys",
+    params(("id" = String, Path, description = "Key id.")),
+    request_body(content = Option<RotateKey>, description = "Optional; an empty body takes the defaults."),
+    responses(
+        (status = 201, description = "The successor and its secret (shown once); the old key retires.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn rotate_key(
     State(svc): State<KeyService>,
     Path(id): Path<String>,
@@ -158,13 +237,25 @@ async fn rotate_key(
     ok(StatusCode::CREATED, &issued)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /v1/keys/{id}/revoke`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
+    /// Why (recorded in the audit log).
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys",
+    params(("id" = String, Path, description = "Key id.")),
+    request_body(content = Option<RevokeBody>, description = "Optional."),
+    responses(
+        (status = 200, description = "The key, revoked.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn revoke_key(
     State(svc): State<KeyService>,
     Path(id): Path<String>,
@@ -178,15 +269,27 @@ async fn revoke_key(
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// At most this many entries (default 100).
     #[serde(default)]
     limit: Option<u32>,
+    /// Only entries before this sequence number (paging).
     #[serde(default)]
     before: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/keys/{id}/audit", tag = "keys",
+    params(("id" = String, Path, description = "Key id."), AuditParams),
+    responses(
+        (status = 200, description = "`{entries}`: the key's audit entries, newest first.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn key_audit(
     State(svc): State<KeyService>,
     Path(id): Path<String>,
@@ -199,6 +302,15 @@ async fn key_audit(
     ok(StatusCode::OK, &json!({ "entries": entries }))
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "keys",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "`{entries}`: audit entries, newest first.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn all_audit(
     State(svc): State<KeyService>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
@@ -208,6 +320,15 @@ async fn all_audit(
     ok(StatusCode::OK, &json!({ "entries": entries }))
 }
 
+#[utoipa::path(post, path = "/v1/consumers", tag = "keys",
+    request_body = CreateConsumer,
+    responses(
+        (status = 201, description = "The consumer.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn create_consumer(
     State(svc): State<KeyService>,
     headers: HeaderMap,
@@ -220,6 +341,14 @@ async fn create_consumer(
     )
 }
 
+#[utoipa::path(get, path = "/v1/consumers", tag = "keys",
+    responses(
+        (status = 200, description = "`{consumers}`.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn list_consumers(State(svc): State<KeyService>) -> ApiResult {
     ok(
         StatusCode::OK,
@@ -227,6 +356,15 @@ async fn list_consumers(State(svc): State<KeyService>) -> ApiResult {
     )
 }
 
+#[utoipa::path(get, path = "/v1/consumers/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Consumer id or name.")),
+    responses(
+        (status = 200, description = "`{consumer, keys}`.", body = Object),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn get_consumer(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
     let c = svc.consumer(&id).await?;
     let keys = svc

@@ -24,9 +24,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use gateway_core::{errors, Problem};
+use utoipa::OpenApi;
 
 use crate::config::LaunchConfig;
 use crate::engine::MirrorEngine;
+
+/// The document of [`router`]'s routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, create, report, config, pause, resume, stop),
+    tags((name = "shadow", description = "Dark launches: mirrored traffic compared in the dark."))
+)]
+pub struct ShadowApi;
 
 /// The admin routes, with the engine as state.
 pub fn router(engine: Arc<MirrorEngine>) -> Router {
@@ -40,10 +49,21 @@ pub fn router(engine: Arc<MirrorEngine>) -> Router {
         .with_state(engine)
 }
 
+#[utoipa::path(get, path = "/v1/shadow", tag = "shadow",
+    responses((status = 200, description = "`{launches}`: every launch with its score and verdict.", body = Object)))]
 async fn list(State(e): State<Arc<MirrorEngine>>) -> impl IntoResponse {
     Json(serde_json::json!({ "launches": e.list() }))
 }
 
+#[utoipa::path(post, path = "/v1/shadow", tag = "shadow",
+    request_body(content = Object, description = "A launch definition, as a `[[dark_launches]]` table of the config, in JSON."),
+    responses(
+        (status = 201, description = "The launch's summary.", body = Object),
+        (status = 400, response = Problem),
+        (status = 409, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Response, Problem> {
     let cfg: LaunchConfig = gateway_core::json::from_slice(&body).map_err(|err| {
         Problem::new(
@@ -55,6 +75,12 @@ async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Respo
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/shadow/{name}", tag = "shadow",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses(
+        (status = 200, description = "The full report.", body = Object),
+        (status = 404, response = Problem),
+    ))]
 async fn report(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
@@ -62,6 +88,12 @@ async fn report(
     Ok(Json(e.report(&name)?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/shadow/{name}/config", tag = "shadow",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses(
+        (status = 200, description = "The launch definition.", body = Object),
+        (status = 404, response = Problem),
+    ))]
 async fn config(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
@@ -69,6 +101,14 @@ async fn config(
     Ok(Json(e.config(&name)?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/shadow/{name}/pause", tag = "shadow",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses(
+        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn pause(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
@@ -76,6 +116,14 @@ async fn pause(
     Ok(Json(e.pause(&name).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/shadow/{name}/resume", tag = "shadow",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses(
+        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn resume(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,
@@ -83,6 +131,14 @@ async fn resume(
     Ok(Json(e.resume(&name).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/shadow/{name}/stop", tag = "shadow",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses(
+        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 404, response = Problem),
+        (status = 409, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 async fn stop(
     State(e): State<Arc<MirrorEngine>>,
     Path(name): Path<String>,

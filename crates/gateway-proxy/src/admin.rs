@@ -7,6 +7,11 @@
 //! token (or a viewer's session) may only read. Other systems (keys, cache,
 //! dark launch, the console's history) add their routers through
 //! [`AdminExtensions`], and so are behind the same check.
+//!
+//! `/openapi.json` is open too: the OpenAPI 3.1 document of every route
+//! here, merged from each router's own document (see `openapi.rs`), with
+//! the bearer tokens as security schemes. It describes the API, never its
+//! data.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -14,25 +19,45 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use gateway_console::ConsoleState;
 use gateway_core::{errors, Problem};
+use utoipa::OpenApi;
 
 use crate::gateway::Gateway;
 use crate::stores::Stores;
 
-/// Routers mounted on the admin API behind the token check.
+/// Routers mounted on the admin API behind the token check, each with
+/// the OpenAPI document of its routes.
 #[derive(Default)]
 pub struct AdminExtensions {
     routers: Vec<Router>,
+    docs: Vec<utoipa::openapi::OpenApi>,
 }
 
 impl AdminExtensions {
-    /// Adds a router (its paths are absolute, e.g. `/v1/keys`).
-    pub fn mount(mut self, router: Router) -> Self {
+    /// Adds a router (its paths are absolute, e.g. `/v1/keys`) and the
+    /// document that describes it (served in `/openapi.json`).
+    pub fn mount(mut self, router: Router, doc: utoipa::openapi::OpenApi) -> Self {
         self.routers.push(router);
+        self.docs.push(doc);
         self
     }
 }
+
+/// The open routes' document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(healthz, readyz, openapi_json),
+    tags((name = "admin", description = "The admin listener: health, metrics, config, upstreams."))
+)]
+struct OpenAdminApi;
+
+/// The document of the routes behind the access check that this module
+/// routes itself.
+#[derive(OpenApi)]
+#[openapi(paths(metrics_text, running_config, reload, upstreams))]
+struct ProtectedAdminApi;
 
 #[derive(Clone)]
 struct AdminState {
@@ -61,6 +86,18 @@ pub fn router(
         .route("/v1/upstreams", get(upstreams))
         .with_state(state.clone())
         .merge(crate::console::router(gateway));
+    let mut protected_docs = vec![
+        ProtectedAdminApi::openapi(),
+        crate::console::ConsoleApi::openapi(),
+    ];
+    protected_docs.extend(extensions.docs);
+    let document = crate::openapi::document(
+        vec![
+            OpenAdminApi::openapi(),
+            gateway_console::routes::PublicConsoleApi::openapi(),
+        ],
+        protected_docs,
+    );
     for r in extensions.routers {
         protected = protected.merge(r);
     }
@@ -69,8 +106,9 @@ pub fn router(
         require_access,
     ));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(move || openapi_json(document.clone())))
         .with_state(state)
         .merge(gateway_console::public_router(console))
         .merge(protected)
@@ -126,7 +164,20 @@ async fn require_access(State(state): State<AdminState>, mut req: Request, next:
     next.run(req).await
 }
 
-#[derive(serde::Deserialize)]
+#[utoipa::path(get, path = "/healthz", tag = "admin",
+    responses((status = 200, description = "The process is up.", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "admin",
+    responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)))]
+async fn openapi_json(document: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReadyQuery {
     /// Fail (503) while a store is down, not only while draining.
     #[serde(default)]
@@ -137,6 +188,12 @@ struct ReadyQuery {
 /// the node in rotation: every node shares the same stores, so taking them
 /// all out would turn a store outage into a full one, while the node can
 /// still serve (see `docs/deployment.md`). `?strict=true` fails on it too.
+#[utoipa::path(get, path = "/readyz", tag = "admin",
+    params(ReadyQuery),
+    responses(
+        (status = 200, description = "`{status, stores}`: `ready`, or `degraded` while a store is down.", body = Object),
+        (status = 503, description = "`{status, stores}`: `draining`, or `degraded` with `strict=true`.", body = Object),
+    ))]
 async fn readyz(
     State(state): State<AdminState>,
     axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
@@ -158,6 +215,8 @@ async fn readyz(
         .into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "admin",
+    responses((status = 200, description = "Prometheus metrics.", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics_text() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -166,6 +225,8 @@ async fn metrics_text() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/config", tag = "admin",
+    responses((status = 200, description = "`{file, config}`: the running config, secrets redacted.", body = Object)))]
 async fn running_config(State(state): State<AdminState>) -> Response {
     let snapshot = state.gateway.snapshot();
     Json(serde_json::json!({
@@ -175,6 +236,11 @@ async fn running_config(State(state): State<AdminState>) -> Response {
     .into_response()
 }
 
+#[utoipa::path(post, path = "/v1/config/reload", tag = "admin",
+    responses(
+        (status = 200, description = "`{reloaded: true}`: the config file was read again and applied.", body = Object),
+        (status = 422, response = Problem),
+    ))]
 async fn reload(State(state): State<AdminState>) -> Response {
     match state.gateway.reload_from_file().await {
         Ok(()) => Json(serde_json::json!({"reloaded": true})).into_response(),
@@ -182,6 +248,8 @@ async fn reload(State(state): State<AdminState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/v1/upstreams", tag = "admin",
+    responses((status = 200, description = "Every cluster's targets, health and circuit state.", body = Object)))]
 async fn upstreams(State(state): State<AdminState>) -> Response {
     Json(state.gateway.upstreams().status()).into_response()
 }

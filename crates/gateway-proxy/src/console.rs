@@ -27,6 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
 
+/// The document of [`router`]'s routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(overview, launch_history, fx_read))]
+pub(crate) struct ConsoleApi;
+
 /// The console's endpoints over the gateway's state.
 pub(crate) fn router(gateway: Gateway) -> Router {
     Router::new()
@@ -36,6 +41,8 @@ pub(crate) fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
+#[utoipa::path(get, path = "/v1/console/overview", tag = "console",
+    responses((status = 200, description = "The console's overview: traffic, upstreams, cache, keys, launches.", body = Object)))]
 async fn overview(State(gateway): State<Gateway>, caller: Option<Extension<Caller>>) -> Response {
     let history = gateway.history();
     let series = |id: SeriesId| {
@@ -112,6 +119,9 @@ fn record_launches(gateway: &Gateway) {
     }
 }
 
+#[utoipa::path(get, path = "/v1/console/shadow/{name}/history", tag = "console",
+    params(("name" = String, Path, description = "The launch's name.")),
+    responses((status = 200, description = "`{name, points}`: the launch's score over time.", body = Object)))]
 async fn launch_history(State(gateway): State<Gateway>, Path(name): Path<String>) -> Response {
     if gateway.mirror().report(&name).is_err() {
         return Problem::new(
@@ -127,6 +137,15 @@ async fn launch_history(State(gateway): State<Gateway>, Path(name): Path<String>
 
 /// `GET /v1/console/fx/{path}`: a read of the fx service's public API
 /// through its cluster (balanced, health-checked like any route's).
+#[utoipa::path(get, path = "/v1/console/fx/{path}", tag = "console",
+    params(("path" = String, Path, description = "A read of the fx service's public API (e.g. `v1/rates/latest`), passed on with the query.")),
+    responses(
+        (status = 200, description = "The fx service's answer.", body = Object),
+        (status = 404, response = Problem),
+        (status = 502, response = Problem),
+        (status = 503, response = Problem),
+        (status = 504, response = Problem),
+    ))]
 async fn fx_read(
     State(gateway): State<Gateway>,
     Path(path): Path<String>,

@@ -27,6 +27,7 @@ mod console;
 pub mod cors;
 pub mod gateway;
 pub mod headers;
+mod openapi;
 pub mod pipeline;
 mod reload;
 pub mod router;
@@ -46,6 +47,7 @@ use gateway_config::LoadedConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::OpenApi as _;
 
 pub use admin::AdminExtensions;
 pub use gateway::{Gateway, ReloadError};
@@ -203,10 +205,22 @@ fn serve(
         .expect("a bound listener has an address");
     let extensions = opts
         .admin_extensions
-        .mount(gateway_cache::admin::router(gateway.cache().clone()))
-        .mount(gateway_keys::admin::router(gateway.keys().clone()))
-        .mount(gateway_mirror::admin::router(gateway.mirror().clone()))
-        .mount(gateway_console::history_router(gateway.history().clone()));
+        .mount(
+            gateway_cache::admin::router(gateway.cache().clone()),
+            gateway_cache::admin::CacheApi::openapi(),
+        )
+        .mount(
+            gateway_keys::admin::router(gateway.keys().clone()),
+            gateway_keys::admin::KeysApi::openapi(),
+        )
+        .mount(
+            gateway_mirror::admin::router(gateway.mirror().clone()),
+            gateway_mirror::admin::ShadowApi::openapi(),
+        )
+        .mount(
+            gateway_console::history_router(gateway.history().clone()),
+            gateway_console::routes::HistoryApi::openapi(),
+        );
     let viewer = opts
         .viewer_token
         .clone()

@@ -11,6 +11,7 @@
 //!   server's connections without stopping the shared server).
 //! - [`wait_for_port`], [`rss_bytes`], [`init_tracing`]: small utilities.
 
+pub mod openapi;
 pub mod origin;
 pub mod tcp_proxy;
 pub mod tls;

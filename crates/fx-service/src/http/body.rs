@@ -12,16 +12,16 @@ use fx::exact::{write_decimal, write_decimal_bytes};
 use fx::query::{self, Interval, Resolved};
 use fx::CurrencyCode;
 use gateway_core::Problem;
-use serde_json::Value;
 
 use super::params::rates_error;
 
-pub(super) fn staleness_json(r: &Resolved) -> (bool, Value) {
+#[cfg(test)]
+fn staleness_json(r: &Resolved) -> (bool, serde_json::Value) {
     (
         r.stale,
         r.next_expected
-            .map(|t| Value::String(t.to_rfc3339()))
-            .unwrap_or(Value::Null),
+            .map(|t| serde_json::Value::String(t.to_rfc3339()))
+            .unwrap_or(serde_json::Value::Null),
     )
 }
 
@@ -248,7 +248,7 @@ mod tests {
     use fx::table::RateBook;
     use fx::{Batch, Fixing, RoundingMode};
     use rust_decimal::Decimal;
-    use serde_json::{json, Map};
+    use serde_json::{json, Map, Value};
 
     use super::*;
     use crate::http::respond::json_body;

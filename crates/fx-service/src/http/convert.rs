@@ -10,11 +10,31 @@ use http::HeaderMap;
 
 use crate::error;
 
+#[allow(unused_imports)] // named by the OpenAPI attribute
+use super::answers::Conversion;
 use super::body::convert_body;
 use super::params::{currency, param_for, tier, Params, RawQuery};
 use super::respond::{cacheable, max_age};
 use super::state::AppState;
 
+#[utoipa::path(get, path = "/v1/convert", tag = "convert",
+    params(
+        ("from" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code converted from."),
+        ("to" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code converted to."),
+        ("amount" = String, Query, pattern = "^[0-9]{1,9}(\\.[0-9]{1,2})?$", description = "A positive decimal, at most the `from` currency's minor units.", example = "100"),
+        ("date" = Option<String>, Query, format = Date, description = "The fixing to use (default the latest)."),
+        ("rounding" = Option<fx::RoundingMode>, Query, description = "Rounding of the converted amount (default half_even)."),
+        ("tier" = Option<String>, Query, description = "A configured pricing tier (else `X-Gatehouse-Tier`)."),
+        ("x-gatehouse-tier" = Option<String>, Header, description = "The client's tier, as a gateway sets it from its API key."),
+    ),
+    responses(
+        (status = 200, description = "The amount at the mid rate and at the customer rate.", body = Conversion),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn convert(
     State(s): State<AppState>,
     q: RawQuery,

@@ -3,7 +3,8 @@
 //! Routes (all under `/v1`): `currencies`, `rates/latest`, `rates/{date}`,
 //! `rates` (series), `convert`, `quotes`, `quotes/{id}`,
 //! `quotes/{id}/convert`, `providers`, `raw-rates` (every provider's value
-//! exactly as published, for audit); plus `/healthz`.
+//! exactly as published, for audit); plus `/healthz` and `/openapi.json`
+//! (the OpenAPI 3.1 document, `openapi`).
 //!
 //! Every amount and rate is a JSON *string* holding an exact decimal.
 //! Cacheable answers carry a strong `ETag` (hash of the body),
@@ -15,12 +16,15 @@
 //!
 //! One job per module: `state` ([`AppState`]), `params` (reading a
 //! request), `respond` (caching headers, 304s), `body` (the hand-written
-//! JSON bodies), and the handlers by endpoint group: `rates`, `convert`,
+//! JSON bodies), `answers` (the answers' types and schemas), `openapi`
+//! (the document), and the handlers by endpoint group: `rates`, `convert`,
 //! `quotes`, `providers`; the admin endpoints are [`crate::admin`]. This
 //! module only routes.
 
+pub(crate) mod answers;
 mod body;
 mod convert;
+mod openapi;
 mod params;
 mod providers;
 mod quotes;
@@ -33,6 +37,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use gateway_core::{errors, Problem};
 
+pub use openapi::document as openapi;
 pub(crate) use params::parse_json;
 pub use params::TIER_HEADER;
 pub use state::{AppState, SERIES_CACHE_BYTES};
@@ -52,6 +57,7 @@ pub fn router(state: AppState) -> Router {
 fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(providers::healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/currencies", get(rates::currencies))
         .route("/v1/rates/latest", get(rates::rates_latest))
         .route("/v1/rates/{date}", get(rates::rates_on_date))

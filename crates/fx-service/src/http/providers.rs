@@ -5,22 +5,33 @@ use axum::extract::State;
 use axum::response::Response;
 use gateway_core::Problem;
 use http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
 
 use crate::error;
 
+use super::answers::{Consensus, Health, Providers, RawRates, RawValue};
 use super::params::{currency, date, Params, RawQuery};
 use super::respond::{cacheable, json_body, no_store};
 use super::state::AppState;
 
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "The service is up.", body = Health)))]
 pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     let t = s.engine().table();
     no_store(
         StatusCode::OK,
-        &json!({"status": "ok", "latest_fixing": t.latest().map(|d| d.date.to_string()), "days": t.days().len()}),
+        &Health {
+            status: "ok",
+            latest_fixing: t.latest().map(|d| d.date.to_string()),
+            days: t.days().len(),
+        },
     )
 }
 
+#[utoipa::path(get, path = "/v1/providers", tag = "service",
+    responses(
+        (status = 200, description = "Each provider's ingestion health.", body = Providers),
+        (status = 400, response = Problem),
+    ))]
 pub(super) async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<Response, Problem> {
     Params::new(q, &[])?;
     let list = s.inner.health.snapshot(s.now(), &s.inner.calendar);
@@ -35,14 +46,29 @@ pub(super) async fn providers(State(s): State<AppState>, q: RawQuery) -> Result<
             }
         }
     }
-    let body = json!({
-        "providers": list,
-        "latest_fixing_providers": stored,
-        "consensus": {"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps},
-    });
+    let body = Providers {
+        providers: list,
+        latest_fixing_providers: stored,
+        consensus: Consensus {
+            method: s.inner.cfg.consensus.method.as_str(),
+            tolerance_bps: s.inner.cfg.consensus.tolerance_bps,
+        },
+    };
     Ok(no_store(StatusCode::OK, &body))
 }
 
+#[utoipa::path(get, path = "/v1/raw-rates", tag = "rates",
+    params(
+        ("date" = String, Query, format = Date, description = "Fixing date, `YYYY-MM-DD`."),
+        ("currency" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code."),
+    ),
+    responses(
+        (status = 200, description = "Every provider's value exactly as published.", body = RawRates),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 pub(super) async fn raw_rates(
     State(s): State<AppState>,
     q: RawQuery,
@@ -57,11 +83,18 @@ pub(super) async fn raw_rates(
         .raw_values(on, c)
         .await
         .map_err(|e| error::fx(e, None))?;
-    let list: Vec<Value> = values
-        .iter()
-        .map(|v| json!({"provider": v.provider, "base": v.base, "rate": v.rate.to_string()}))
-        .collect();
-    let body = json!({"date": on.to_string(), "currency": c, "values": list});
+    let body = RawRates {
+        date: on.to_string(),
+        currency: c,
+        values: values
+            .iter()
+            .map(|v| RawValue {
+                provider: v.provider.clone(),
+                base: v.base,
+                rate: v.rate.to_string(),
+            })
+            .collect(),
+    };
     let t = s.engine().table();
     Ok(cacheable(
         &headers,

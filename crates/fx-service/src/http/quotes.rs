@@ -10,35 +10,58 @@ use fx::{FxError, RoundingMode};
 use gateway_core::{errors, Problem};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error;
 
+use super::answers::{Priced, Quote, QuoteConversion, QuoteCustomer};
 use super::params::{currency, param_for, parse_json, path_param, tier, PathParam};
 use super::respond::no_store;
 use super::state::AppState;
 
-#[derive(Deserialize)]
+/// `POST /v1/quotes`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct QuoteBody {
+pub(super) struct QuoteBody {
     from: String,
     to: String,
     #[serde(default)]
     tier: Option<String>,
 }
 
-pub(super) fn quote_json(q: &fx::store::QuoteRecord, now: DateTime<Utc>) -> Value {
-    json!({
-        "id": q.id, "from": q.from, "to": q.to,
-        "mid_rate": q.mid_rate.to_string(), "customer_rate": q.customer_rate.to_string(),
-        "spread_bps": q.spread_bps, "tier": if q.tier.is_empty() { Value::Null } else { Value::String(q.tier.clone()) },
-        "fixing_date": q.fixing_date.to_string(),
-        "providers": q.providers.split(',').filter(|p| !p.is_empty()).collect::<Vec<_>>(),
-        "created_at": q.created_at.to_rfc3339(), "expires_at": q.expires_at.to_rfc3339(),
-        "expired": now >= q.expires_at,
-    })
+pub(super) fn quote_json(q: &fx::store::QuoteRecord, now: DateTime<Utc>) -> Quote {
+    Quote {
+        id: q.id.clone(),
+        from: q.from,
+        to: q.to,
+        mid_rate: q.mid_rate.to_string(),
+        customer_rate: q.customer_rate.to_string(),
+        spread_bps: q.spread_bps,
+        tier: (!q.tier.is_empty()).then(|| q.tier.clone()),
+        fixing_date: q.fixing_date.to_string(),
+        providers: q
+            .providers
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_at: q.created_at.to_rfc3339(),
+        expires_at: q.expires_at.to_rfc3339(),
+        expired: now >= q.expires_at,
+    }
 }
 
+#[utoipa::path(post, path = "/v1/quotes", tag = "quotes",
+    params(("x-gatehouse-tier" = Option<String>, Header, description = "The client's tier, as a gateway sets it from its API key.")),
+    request_body = QuoteBody,
+    responses(
+        (status = 201, description = "The quote; `Location` names it.", body = Quote,
+            headers(("location" = String, description = "`/v1/quotes/{id}`"))),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn create_quote(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -86,6 +109,13 @@ pub(super) fn check_quote_id(id: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+#[utoipa::path(get, path = "/v1/quotes/{id}", tag = "quotes",
+    params(("id" = String, Path, description = "Quote id: letters, digits and `_`, at most 64.")),
+    responses(
+        (status = 200, description = "The quote.", body = Quote),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+    ))]
 pub(super) async fn get_quote(
     State(s): State<AppState>,
     id: PathParam,
@@ -102,14 +132,38 @@ pub(super) async fn get_quote(
     Ok(no_store(StatusCode::OK, &quote_json(&q, s.now())))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/quotes/{id}/convert`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct QuoteConvertBody {
+pub(super) struct QuoteConvertBody {
+    /// A positive decimal, as a JSON string or number (read from its text,
+    /// never through a float).
+    #[schema(schema_with = amount_schema)]
     amount: Box<serde_json::value::RawValue>,
+    /// Rounding of the converted amount (default half_even).
     #[serde(default)]
+    #[schema(value_type = Option<fx::RoundingMode>)]
     rounding: Option<String>,
 }
 
+fn amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .into()
+}
+
+#[utoipa::path(post, path = "/v1/quotes/{id}/convert", tag = "quotes",
+    params(("id" = String, Path, description = "Quote id: letters, digits and `_`, at most 64.")),
+    request_body = QuoteConvertBody,
+    responses(
+        (status = 200, description = "The amount converted at the quote's rates (audited).", body = QuoteConversion),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 410, response = Problem),
+        (status = 422, response = Problem),
+    ))]
 pub(super) async fn convert_quote(
     State(s): State<AppState>,
     id: PathParam,
@@ -151,12 +205,24 @@ pub(super) async fn convert_quote(
             };
             error::fx(e, Some(param))
         })?;
-    let body = json!({
-        "quote_id": c.quote.id, "from": c.quote.from, "to": c.quote.to, "amount": c.amount.to_string(),
-        "mid": {"rate": c.quote.mid_rate.to_string(), "amount": c.mid_amount.to_string()},
-        "customer": {"rate": c.quote.customer_rate.to_string(), "amount": c.customer_amount.to_string(), "spread_bps": c.quote.spread_bps},
-        "rounding": c.rounding.as_str(), "fixing_date": c.quote.fixing_date.to_string(),
-        "expires_at": c.quote.expires_at.to_rfc3339(), "audit_seq": c.audit_seq,
-    });
+    let body = QuoteConversion {
+        quote_id: c.quote.id.clone(),
+        from: c.quote.from,
+        to: c.quote.to,
+        amount: c.amount.to_string(),
+        mid: Priced {
+            rate: c.quote.mid_rate.to_string(),
+            amount: c.mid_amount.to_string(),
+        },
+        customer: QuoteCustomer {
+            rate: c.quote.customer_rate.to_string(),
+            amount: c.customer_amount.to_string(),
+            spread_bps: c.quote.spread_bps,
+        },
+        rounding: c.rounding,
+        fixing_date: c.quote.fixing_date.to_string(),
+        expires_at: c.quote.expires_at.to_rfc3339(),
+        audit_seq: c.audit_seq,
+    };
     Ok(no_store(StatusCode::OK, &body))
 }

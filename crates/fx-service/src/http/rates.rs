@@ -11,15 +11,27 @@ use fx::staleness::StalenessLimits;
 use fx::{CurrencyCode, FxError};
 use gateway_core::{errors, Problem};
 use http::HeaderMap;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 use crate::error;
 
-use super::body::{rates_body, render_series, staleness_json};
+use super::answers::{
+    Consensus, Currencies, Currency, CurrencySources, Rates, Series, SourceValue,
+};
+use super::body::{rates_body, render_series};
 use super::params::{date, path_param, rates_error, Params, PathParam, RawQuery};
 use super::respond::{cacheable, cacheable_tagged, etag, json_body, max_age};
 use super::state::AppState;
 
+#[utoipa::path(get, path = "/v1/currencies", tag = "rates",
+    responses(
+        (status = 200, description = "Every currency held, with its coverage.", body = Currencies),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn currencies(
     State(s): State<AppState>,
     q: RawQuery,
@@ -40,19 +52,25 @@ pub(super) async fn currencies(
     )
     .map_err(|e| error::fx(e, None))?;
     let latest = r.day.date;
-    let list: Vec<Value> = t
+    let currencies = t
         .currencies()
         .into_iter()
         .map(|(c, cov)| {
             let info = c.info();
-            json!({
-                "code": c, "name": info.name, "minor_units": info.minor_units,
-                "first_date": cov.first.to_string(), "last_date": cov.last.to_string(),
-                "quoted": cov.last == latest,
-            })
+            Currency {
+                code: c,
+                name: info.name,
+                minor_units: info.minor_units,
+                first_date: cov.first.to_string(),
+                last_date: cov.last.to_string(),
+                quoted: cov.last == latest,
+            }
         })
         .collect();
-    let body = json_body(&json!({"latest_fixing": latest.to_string(), "currencies": list}));
+    let body = json_body(&Currencies {
+        latest_fixing: latest.to_string(),
+        currencies,
+    });
     Ok(cacheable(
         &headers,
         body,
@@ -62,6 +80,20 @@ pub(super) async fn currencies(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/rates/latest", tag = "rates",
+    params(
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("sources" = Option<bool>, Query, description = "Add each currency's values by provider and the consensus method."),
+    ),
+    responses(
+        (status = 200, description = "The latest fixing's rates.", body = Rates),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn rates_latest(
     State(s): State<AppState>,
     q: RawQuery,
@@ -70,6 +102,21 @@ pub(super) async fn rates_latest(
     rates(s, None, q, headers).await
 }
 
+#[utoipa::path(get, path = "/v1/rates/{date}", tag = "rates",
+    params(
+        ("date" = String, Path, format = Date, description = "`YYYY-MM-DD`; a day without a fixing answers the fixing before."),
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("sources" = Option<bool>, Query, description = "Add each currency's values by provider and the consensus method."),
+    ),
+    responses(
+        (status = 200, description = "The rates of the fixing on (or before) `date`.", body = Rates),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn rates_on_date(
     State(s): State<AppState>,
     d: PathParam,
@@ -117,28 +164,46 @@ pub(super) async fn rates(
             false,
         ));
     }
-    let mut rates = Map::new();
-    for (c, v) in &ans.rates {
-        rates.insert(c.to_string(), Value::String(v.to_string()));
-    }
-    let (stale, next) = staleness_json(&r);
-    let mut body = json!({
-        "base": base, "date": r.day.date.to_string(), "requested_date": r.requested.to_string(),
-        "rates": rates, "providers": providers, "stale": stale, "next_fixing_expected": next,
-    });
-    let mut src = Map::new();
+    let mut sources = BTreeMap::new();
     for c in std::iter::once(base).chain(ans.rates.iter().map(|r| r.0)) {
         if let Some(dr) = r.day.get(c) {
-            let list: Vec<Value> = dr
+            let values = dr
                 .sources
                 .iter()
-                .map(|s| json!({"provider": &*s.provider, "per_eur": s.value.to_string(), "outlier": s.outlier}))
+                .map(|s| SourceValue {
+                    provider: s.provider.to_string(),
+                    per_eur: s.value.to_string(),
+                    outlier: s.outlier,
+                })
                 .collect();
-            src.insert(c.to_string(), json!({"consensus_per_eur": dr.mid.to_string(), "disputed": dr.disputed, "values": list}));
+            sources.insert(
+                c.to_string(),
+                CurrencySources {
+                    consensus_per_eur: dr.mid.to_string(),
+                    disputed: dr.disputed,
+                    values,
+                },
+            );
         }
     }
-    body["sources"] = Value::Object(src);
-    body["consensus"] = json!({"method": s.inner.cfg.consensus.method.as_str(), "tolerance_bps": s.inner.cfg.consensus.tolerance_bps});
+    let body = Rates {
+        base,
+        date: r.day.date.to_string(),
+        requested_date: r.requested.to_string(),
+        rates: ans
+            .rates
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+            .collect(),
+        providers,
+        stale: r.stale,
+        next_fixing_expected: r.next_expected.map(|t| t.to_rfc3339()),
+        sources: Some(sources),
+        consensus: Some(Consensus {
+            method: s.inner.cfg.consensus.method.as_str(),
+            tolerance_bps: s.inner.cfg.consensus.tolerance_bps,
+        }),
+    };
     Ok(cacheable(
         &headers,
         json_body(&body),
@@ -148,6 +213,22 @@ pub(super) async fn rates(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/rates", tag = "rates",
+    params(
+        ("start" = String, Query, format = Date, description = "First day, `YYYY-MM-DD`."),
+        ("end" = Option<String>, Query, format = Date, description = "Last day (default today)."),
+        ("base" = Option<String>, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of the base (default EUR)."),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Z]{3}(,[A-Z]{3})*$", description = "Comma-separated ISO 4217 codes (default: all, at most 200)."),
+        ("interval" = Option<String>, Query, pattern = "^(day|week|month)$", description = "`day` (default), `week` or `month`."),
+    ),
+    responses(
+        (status = 200, description = "A series of rates.", body = Series),
+        (status = 304, description = "Not modified (`If-None-Match` / `If-Modified-Since`)."),
+        (status = 400, response = Problem),
+        (status = 404, response = Problem),
+        (status = 422, response = Problem),
+        (status = 503, response = Problem),
+    ))]
 pub(super) async fn rates_series(
     State(s): State<AppState>,
     q: RawQuery,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fx::query::Resolved;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::params::TIER_HEADER;
@@ -120,11 +120,11 @@ pub(super) fn cacheable_tagged(
     (StatusCode::OK, headers, body).into_response()
 }
 
-pub(super) fn json_body(v: &Value) -> Vec<u8> {
+pub(super) fn json_body<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-pub(super) fn no_store(status: StatusCode, v: &Value) -> Response {
+pub(super) fn no_store<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
     (
         status,
         [

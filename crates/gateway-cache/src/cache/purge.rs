@@ -43,7 +43,7 @@ pub trait PurgeFanout: Send + Sync + 'static {
 }
 
 /// The outcome of a purge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PurgeResult {
     /// Stored variants removed or marked stale.
     pub purged: usize,

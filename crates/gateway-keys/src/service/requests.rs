@@ -8,7 +8,7 @@ use crate::key::ApiKey;
 use crate::model::{KeyStatus, KeyView};
 
 /// Create-key request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Consumer id (`con_...`) or name. A name that does not exist yet
@@ -22,6 +22,7 @@ pub struct CreateKey {
     pub scopes: Vec<String>,
     /// Lifetime, e.g. `90d`.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "30d")]
     pub expires_in: Option<Duration>,
     /// Plan override for this key (or the new consumer's plan).
     #[serde(default)]
@@ -34,13 +35,14 @@ pub struct CreateKey {
     pub environment: Option<String>,
     /// Free-form metadata (a JSON object).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Update request (`PATCH /v1/keys/{id}`): only the fields given change.
 /// `plan` and `expires_at` take `null` to clear them; `metadata` replaces
 /// the whole object.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     /// New label.
@@ -51,12 +53,15 @@ pub struct UpdateKey {
     pub scopes: Option<Vec<String>>,
     /// New plan override; `null` falls back to the consumer's plan.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub plan: Option<Option<String>>,
     /// New expiry (RFC 3339); `null` for none.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
     /// New metadata (replacing the old object).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -82,20 +87,22 @@ mod double_option {
 }
 
 /// Rotate request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// How long the old key keeps working; defaults to `keys.default_grace`.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "24h")]
     pub grace: Option<Duration>,
     /// Lifetime of the successor; defaults to the old key's lifetime, or the
     /// rotation policy.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "30d")]
     pub expires_in: Option<Duration>,
 }
 
 /// Create-consumer request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConsumer {
     /// Unique name.
@@ -140,13 +147,15 @@ impl Serialize for IssuedKey {
 }
 
 /// Filter for [`KeyService::list`](super::KeyService::list).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct KeyFilter {
     /// Consumer id or name.
     #[serde(default)]
     pub consumer: Option<String>,
     /// Only keys in this state.
     #[serde(default)]
+    #[param(inline)]
     pub status: Option<KeyStatus>,
 }

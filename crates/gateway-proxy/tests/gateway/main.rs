@@ -18,6 +18,7 @@ mod ip_rules;
 mod keys;
 mod mtls;
 mod oidc;
+mod openapi;
 mod protocols;
 mod reload;
 mod resilience;
