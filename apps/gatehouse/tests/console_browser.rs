@@ -453,6 +453,33 @@ async fn the_console_in_a_real_browser() {
         .parse()
         .unwrap();
     assert!(points > 200, "a year of business days: {points}");
+    // The converter says what the fx API answers, field by field.
+    click(&c, "#convert").await;
+    let said = text_of(&c, "#convert-result", "at the mid rate").await;
+    let answer: Value = http
+        .get(format!(
+            "http://{gw}/v1/fx/convert?from=USD&to=JPY&amount=100"
+        ))
+        .bearer_auth(&demo_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mid = &answer["mid"];
+    let expected = format!(
+        "100 USD = {} JPY at the mid rate {}",
+        mid["amount"].as_str().unwrap(),
+        mid["rate"].as_str().unwrap()
+    );
+    assert!(said.contains(&expected), "`{said}` lacks `{expected}`");
+    assert!(said.contains("bps") && said.contains(answer["date"].as_str().unwrap()));
+    text_of(&c, "#fx-disputed", "fixing of").await;
+    let page = el(&c, "#page").await.text().await.unwrap();
+    for junk in ["undefined", "NaN", "[object"] {
+        assert!(!page.contains(junk), "the FX page shows `{junk}`: {page}");
+    }
     screenshot(&c, "fx").await;
 
     // --- The viewer token: sees everything, changes nothing. ---

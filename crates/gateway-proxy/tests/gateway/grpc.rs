@@ -146,6 +146,7 @@ async fn start_upstream(
     reporter.set_serving::<EchoService>().await;
     let mut server = Server::builder();
     if let Some(certs) = tls {
+        use_ring_by_default();
         server = server
             .tls_config(
                 ServerTlsConfig::new()
@@ -166,7 +167,15 @@ async fn h2c_channel(addr: SocketAddr) -> Channel {
         .unwrap()
 }
 
+/// tonic's TLS builds its rustls configs with the process's default
+/// crypto provider, which rustls cannot pick on its own when the build
+/// enables both of its providers (the gateway itself names its provider).
+fn use_ring_by_default() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 async fn tls_channel(addr: SocketAddr, certs: &TestCerts) -> Channel {
+    use_ring_by_default();
     let tls = ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&certs.ca_pem))
         .domain_name("localhost");

@@ -1,6 +1,7 @@
 // FX: a rate chart for any pair over any range back to 1999, providers
-// with their last fetch and staleness, disputed fixings, spread tiers and
-// a converter. Read through the admin API's FX proxy (/v1/console/fx/...).
+// with their last fetch and state (stale when their newest fixing is
+// overdue), the latest fixing's disputed currencies, and a converter that
+// shows the spread (and tier) a conversion carries. Read through the admin API's FX proxy (/v1/console/fx/...).
 import { get } from "../api.js";
 import { h, card, table, field, fmt, say } from "../ui.js";
 import { lineChart } from "../charts.js";
@@ -53,27 +54,40 @@ export async function render(root) {
     const v = (id) => conv.querySelector(`#${id}`).value;
     try {
       const r = await get(`${FX}/v1/convert?${new URLSearchParams({ from: v("conv-from"), to: v("conv-to"), amount: v("conv-amount") })}`);
-      out.textContent = `${r.amount ?? v("conv-amount")} ${v("conv-from")} = ${r.result ?? r.converted ?? JSON.stringify(r)} ${v("conv-to")}` +
-        (r.rate ? ` (rate ${r.rate}${r.date ? `, ${r.date}` : ""}${r.stale ? ", stale" : ""})` : "");
+      out.replaceChildren(conversionText(r));
     } catch (e) { out.textContent = ""; say(e.message, true); }
   });
   root.append(card("Converter", conv, out));
 
-  const providers = await get(`${FX}/v1/providers`).catch(() => null);
+  const providers = await get(`${FX}/v1/providers`).catch((e) => { say(e.message, true); return null; });
   if (providers) {
-    const list = providers.providers || providers;
-    const rows = (Array.isArray(list) ? list : Object.entries(list).map(([k, v]) => ({ name: k, ...v })));
-    root.append(card("Providers", table("Rate providers", ["provider", "last fetch", "latest fixing", "staleness", "state"],
-      rows.map((p) => [p.name || p.id, fmt.time(p.last_fetch || p.last_success || p.last_fetch_at), p.latest_date || p.last_date || "–",
-        p.stale === undefined ? (p.staleness || "–") : (p.stale ? h("span", { class: "pill warn" }, "stale") : h("span", { class: "pill ok" }, "fresh")),
-        p.state || p.status || p.health || "–"]))));
-    const disputed = providers.disputed || providers.disputes || [];
-    root.append(card("Disputed fixings", disputed.length
-      ? table("Fixings the providers disagree on", ["date", "currency", "values"], disputed.map((d) => [d.date, d.currency, h("code", {}, JSON.stringify(d.values || d))]))
-      : h("p", { class: "muted" }, "No disputed fixings.")));
-    const tiers = providers.spread_tiers || providers.tiers || [];
-    if (tiers.length) root.append(card("Spread tiers", table("Customer spread by tier", ["tier", "spread"], tiers.map((t) => [t.name || t.tier, `${t.bps ?? t.spread_bps} bps`]))));
+    root.append(card("Providers", providers.providers.length
+      ? table("Rate providers", ["provider", "format", "last fetch", "last success", "newest fixing", "state", "failures in a row", "last error"],
+        providers.providers.map((p) => [p.name, p.format, fmt.time(p.last_attempt), fmt.time(p.last_success), p.last_fixing || "–",
+          h("span", { class: `pill ${STATE_PILL[p.state] || ""}` }, p.state), String(p.consecutive_failures), p.last_error || "–"]))
+      : h("p", { class: "muted" }, "No providers are fetched: the rates come from the bundled ECB history only."),
+      h("p", {}, `Latest fixing from: ${providers.latest_fixing_providers.join(", ") || "none"} · consensus ${providers.consensus.method}, tolerance ${providers.consensus.tolerance_bps} bps`)));
   }
+  const latest = await get(`${FX}/v1/rates/latest?sources=true`).catch(() => null);
+  if (latest && latest.sources) {
+    const disputed = Object.entries(latest.sources).filter(([, src]) => src.disputed);
+    root.append(card("Disputed fixings", h("div", { id: "fx-disputed" }, disputed.length
+      ? table(`Currencies the providers disagree on, fixing of ${latest.date}`, ["currency", "consensus per EUR", "values per EUR"],
+        disputed.map(([code, src]) => [code, src.consensus_per_eur,
+          src.values.map((x) => `${x.provider} ${x.per_eur}${x.outlier ? " (outlier)" : ""}`).join(", ")]))
+      : h("p", { class: "muted" }, `No disputed currency in the fixing of ${latest.date}.`))));
+  }
+}
+
+const STATE_PILL = { healthy: "ok", stale: "warn", failing: "bad" };
+
+/** A conversion answer as a sentence: the mid amount, then the customer's
+ *  with the spread (and tier) it carries. */
+function conversionText(r) {
+  const tier = r.customer.tier ? `, tier ${r.customer.tier}` : "";
+  return `${r.amount} ${r.from} = ${r.mid.amount} ${r.to} at the mid rate ${r.mid.rate}; ` +
+    `customer ${r.customer.amount} ${r.to} at ${r.customer.rate} (spread ${r.customer.spread_bps} bps${tier}); ` +
+    `fixing of ${r.date}${r.stale ? ", stale" : ""}${r.provenance.disputed ? ", disputed" : ""}`;
 }
 
 /** [[unixSeconds, rate]] from a /v1/rates series answer. */
