@@ -106,7 +106,7 @@ pub struct ClusterStatus {
     pub circuit: CircuitState,
     /// Requests holding a concurrency slot.
     pub in_flight: usize,
-    /// Every target, in config order.
+    /// Every current target, in config order (or DNS answer order).
     pub targets: Vec<TargetStatus>,
 }
 
@@ -199,7 +199,15 @@ impl Cluster {
         if !issues.is_empty() {
             return Err(issues);
         }
-        let weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
+        let mut weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
+        // A reload keeps what discovery found rather than going back to
+        // the names until the first refresh.
+        if let Some((t, w)) =
+            previous.and_then(|p| discovery::carried_over(&config, &p.config, &p.members.load()))
+        {
+            targets = t;
+            weights = w;
+        }
         let cluster = Self {
             name: Arc::from(name),
             members: Arc::new(ArcSwap::from_pointee(Members::new(
@@ -265,7 +273,8 @@ impl Cluster {
         self.breaker.state(Instant::now())
     }
 
-    /// Health of every target, in config order; for the admin API.
+    /// Health of every current target, in config order (under DNS
+    /// discovery, in the order of the last answer); for the admin API.
     pub fn targets_status(&self) -> Vec<TargetStatus> {
         let now = Instant::now();
         let m = self.members.load();

@@ -150,7 +150,7 @@ pub(crate) fn spawn(
             let wait = match resolve_all(&name, &config).await {
                 Ok((addrs, ttl)) => {
                     apply(&name, &config, &members, &mut health, &cancel, addrs);
-                    ttl.map_or(interval, |t| t.clamp(MIN_DNS_REFRESH, interval))
+                    next_refresh(ttl, interval)
                 }
                 Err(why) => {
                     metrics::dns_failure(&name);
@@ -164,6 +164,14 @@ pub(crate) fn spawn(
             }
         }
     });
+}
+
+/// How long until the next refresh: the answer's TTL, but never shorter
+/// than [`MIN_DNS_REFRESH`] nor longer than the configured interval.
+fn next_refresh(ttl: Option<Duration>, interval: Duration) -> Duration {
+    ttl.map_or(interval, |t| {
+        t.clamp(MIN_DNS_REFRESH, interval.max(MIN_DNS_REFRESH))
+    })
 }
 
 /// A resolved target: the host name it came from, its address, its weight.
@@ -208,6 +216,36 @@ async fn resolve_all(
         "upstream DNS refresh resolved"
     );
     Ok((out, ttl))
+}
+
+/// The targets a rebuilt cluster starts with when the one it replaces had
+/// discovered them: same names, and every discovered target's client
+/// settings unchanged. `None`: start from the configured names.
+pub(crate) fn carried_over(
+    config: &ClusterConfig,
+    previous: &ClusterConfig,
+    members: &Members,
+) -> Option<(Vec<Arc<Target>>, Vec<u32>)> {
+    if !enabled(config) || !enabled(previous) || config.targets != previous.targets {
+        return None;
+    }
+    let hosts: Vec<String> = config
+        .targets
+        .iter()
+        .filter_map(|t| TargetAddr::parse(&t.address).ok())
+        .map(|a| a.host)
+        .collect();
+    let unchanged = |t: &Target| {
+        Target::key_for(&t.addr, config) == t.key()
+            || hosts
+                .iter()
+                .any(|h| Target::key_for(&t.addr, &target_config(config, h)) == t.key())
+    };
+    members
+        .targets
+        .iter()
+        .all(|t| unchanged(t))
+        .then(|| (members.targets.clone(), members.weights.clone()))
 }
 
 /// The client settings of a resolved target: an https target keeps
@@ -297,4 +335,21 @@ fn apply(
     members.store(Arc::new(Members::new(config, targets, weights)));
     metrics::dns_targets(name, members.load().targets.len());
     tracing::info!(cluster = %name, ?added, ?removed, "upstream targets changed after DNS refresh");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttl_is_respected_within_the_bounds() {
+        let every = Duration::from_secs(30);
+        assert_eq!(next_refresh(None, every), every);
+        assert_eq!(
+            next_refresh(Some(Duration::from_secs(5)), every),
+            Duration::from_secs(5)
+        );
+        assert_eq!(next_refresh(Some(Duration::from_secs(300)), every), every);
+        assert_eq!(next_refresh(Some(Duration::ZERO), every), MIN_DNS_REFRESH);
+    }
 }

@@ -231,6 +231,25 @@ async fn traffic_follows_the_dns_answer_without_a_reload_and_in_flight_requests_
 }
 
 #[tokio::test]
+async fn a_reload_that_changes_other_settings_keeps_the_discovered_targets() {
+    counters();
+    let o = replicas(Handler::status(200)).await;
+    let found = [&o[0], &o[1]];
+    let answers = Answers::new(Ok(ips(&found)));
+    let (u, c) = cluster("reloaded", o[0].addr().port(), &answers);
+    eventually("the answer's targets", || target_set(&c) == urls(&found)).await;
+
+    let mut cfg = c.config().clone();
+    cfg.retry.attempts = 2;
+    u.reconfigure(BTreeMap::from([("reloaded".to_string(), cfg)]))
+        .unwrap();
+    let rebuilt = u.get("reloaded").unwrap();
+    assert!(!Arc::ptr_eq(&c, &rebuilt), "the cluster was rebuilt");
+    assert_eq!(target_set(&rebuilt), urls(&found));
+    get_ok(&rebuilt, "/").await;
+}
+
+#[tokio::test]
 async fn a_failed_or_empty_answer_keeps_the_last_good_targets_and_is_counted() {
     counters();
     let o = replicas(Handler::status(200)).await;
