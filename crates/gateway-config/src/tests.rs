@@ -140,6 +140,22 @@ fn template_and_rewrite_are_checked() {
 }
 
 #[test]
+fn dns_refresh_out_of_range_or_unreadable_names_its_key() {
+    let with = |v: &str| {
+        GOOD.replace(
+            "targets = [\"127.0.0.1:7001\"]",
+            &format!("targets = [\"fx.internal:7001\"]\ndns_refresh = {v}"),
+        )
+    };
+    check_err(
+        &with("\"100ms\""),
+        &["clusters.fx.dns_refresh: must be between 1s and 1h, got 100ms"],
+    );
+    check_err(&with("\"soon\""), &["clusters.fx.dns_refresh"]);
+    assert!(load_str(&with("\"30s\""), "gh.toml").is_ok());
+}
+
+#[test]
 fn syntax_error_names_line() {
     check_err("[[routes]\nname = 1", &["gh.toml:1:"]);
 }

@@ -10,12 +10,14 @@
 //! response body streams straight from the target's connection; the
 //! concurrency slot and the target's in-flight count are held until it ends.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gateway_core::body::{boxed, empty, full, read_capped, Capped};
 use gateway_core::{Body, ConfigIssue};
@@ -32,7 +34,7 @@ use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
-use crate::{health, metrics};
+use crate::{discovery, health, metrics};
 
 /// Per-request instructions from the proxy.
 #[derive(Debug, Clone)]
@@ -104,7 +106,7 @@ pub struct ClusterStatus {
     pub circuit: CircuitState,
     /// Requests holding a concurrency slot.
     pub in_flight: usize,
-    /// Every target, in config order.
+    /// Every current target, in config order (or DNS answer order).
     pub targets: Vec<TargetStatus>,
 }
 
@@ -113,15 +115,39 @@ pub struct ClusterStatus {
 pub struct Cluster {
     name: Arc<str>,
     config: ClusterConfig,
-    targets: Vec<Arc<Target>>,
-    weights: Vec<u32>,
-    balancer: Balancer,
+    /// The current targets; replaced whole when DNS discovery changes
+    /// them. A request keeps the snapshot it started with.
+    members: Arc<ArcSwap<Members>>,
     breaker: Arc<Breaker>,
     budget: RetryBudget,
     slots: Arc<Semaphore>,
     pending: AtomicUsize,
     cancel: CancellationToken,
     handles: metrics::ClusterHandles,
+}
+
+/// The targets of a cluster at one moment, with their weights and the
+/// balancer over them (whose indexes are positions in `targets`).
+#[derive(Debug)]
+pub(crate) struct Members {
+    pub(crate) targets: Vec<Arc<Target>>,
+    pub(crate) weights: Vec<u32>,
+    balancer: Balancer,
+}
+
+impl Members {
+    pub(crate) fn new(
+        config: &ClusterConfig,
+        targets: Vec<Arc<Target>>,
+        weights: Vec<u32>,
+    ) -> Self {
+        let names: Vec<String> = targets.iter().map(|t| t.display.clone()).collect();
+        Self {
+            balancer: Balancer::new(config.load_balancing, &names, &weights),
+            targets,
+            weights,
+        }
+    }
 }
 
 impl Drop for Cluster {
@@ -154,7 +180,14 @@ impl Cluster {
                 }
             };
             let key = Target::key_for(&addr, &config);
-            let reused = previous.and_then(|p| p.targets.iter().find(|t| t.key() == key).cloned());
+            let reused = previous.and_then(|p| {
+                p.members
+                    .load()
+                    .targets
+                    .iter()
+                    .find(|t| t.key() == key)
+                    .cloned()
+            });
             match reused {
                 Some(t) => targets.push(t),
                 None => match Target::build(Arc::from(name), addr, &config) {
@@ -166,19 +199,26 @@ impl Cluster {
         if !issues.is_empty() {
             return Err(issues);
         }
-        let weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
-        let names: Vec<String> = targets.iter().map(|t| t.display.clone()).collect();
+        let mut weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
+        // A reload keeps what discovery found rather than going back to
+        // the names until the first refresh.
+        if let Some((t, w)) =
+            previous.and_then(|p| discovery::carried_over(&config, &p.config, &p.members.load()))
+        {
+            targets = t;
+            weights = w;
+        }
         let cluster = Self {
             name: Arc::from(name),
-            balancer: Balancer::new(config.load_balancing, &names, &weights),
+            members: Arc::new(ArcSwap::from_pointee(Members::new(
+                &config, targets, weights,
+            ))),
             breaker: Arc::new(Breaker::new(&config.circuit_breaker)),
             budget: RetryBudget::new(&config.retry),
             slots: Arc::new(Semaphore::new(config.circuit_breaker.max_concurrent)),
             pending: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
             handles: Default::default(),
-            targets,
-            weights,
             config,
         };
         Ok(cluster)
@@ -190,18 +230,27 @@ impl Cluster {
     /// only the registry's commit starts a cluster. Inside a Tokio runtime.
     pub(crate) fn start(&self) {
         let now = Instant::now();
-        for t in &self.targets {
+        let mut checks = HashMap::new();
+        for t in &self.members.load().targets {
             metrics::healthy(&self.name, &t.display, t.is_available(now));
+            // One token per target, so discovery can stop the checks of a
+            // target that left without stopping the others.
+            let token = self.cancel.child_token();
             if let Some(hc) = &self.config.health_check {
-                health::spawn(
-                    self.name.clone(),
-                    t.clone(),
-                    hc.clone(),
-                    self.cancel.clone(),
-                );
+                health::spawn(self.name.clone(), t.clone(), hc.clone(), token.clone());
             }
+            checks.insert(t.key().to_string(), token);
         }
         metrics::circuit(&self.name, CircuitState::Closed);
+        if discovery::enabled(&self.config) {
+            discovery::spawn(
+                self.name.clone(),
+                self.config.clone(),
+                self.members.clone(),
+                checks,
+                self.cancel.clone(),
+            );
+        }
     }
 
     /// Stops background tasks (health checks). In-flight requests finish.
@@ -224,12 +273,14 @@ impl Cluster {
         self.breaker.state(Instant::now())
     }
 
-    /// Health of every target, in config order; for the admin API.
+    /// Health of every current target, in config order (under DNS
+    /// discovery, in the order of the last answer); for the admin API.
     pub fn targets_status(&self) -> Vec<TargetStatus> {
         let now = Instant::now();
-        self.targets
+        let m = self.members.load();
+        m.targets
             .iter()
-            .zip(&self.weights)
+            .zip(&m.weights)
             .map(|(t, w)| t.status(*w, now))
             .collect()
     }
@@ -306,17 +357,19 @@ impl Cluster {
             Box::pin(self.prepare_body(body, deadline)).await?
         };
         let key = self.hash_key(&parts, opts);
+        let members = self.members.load_full();
+        let m = &*members;
         let now = Instant::now();
         self.budget.deposit(now);
 
         let mut tried = Tried::default();
         let mut next = self
-            .pick(key.as_deref(), tried.as_slice(), now)
-            .ok_or_else(|| self.no_healthy())?;
+            .pick(m, key.as_deref(), tried.as_slice(), now)
+            .ok_or_else(|| self.no_healthy(m))?;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let target = &self.targets[next];
+            let target = &m.targets[next];
             tried.push(next);
             let can_try_again = attempt < self.config.retry.attempts && payload.replayable();
             let body = payload.take().unwrap_or_else(empty);
@@ -346,13 +399,20 @@ impl Cluster {
                     let status = res.status().as_u16();
                     let failed = matches!(status, 502..=504);
                     if failed {
-                        self.on_failure(next, &format!("responded {status}"), &mut admission, now);
+                        self.on_failure(
+                            m,
+                            next,
+                            &format!("responded {status}"),
+                            &mut admission,
+                            now,
+                        );
                         metrics::attempt(&self.name, &target.display, "failure_status");
                         if can_try_again
                             && opts.idempotent
                             && self.config.retry.retries_status(status)
                         {
                             if let Some(n) = Box::pin(self.plan_retry(
+                                m,
                                 key.as_deref(),
                                 tried.as_slice(),
                                 attempt,
@@ -367,7 +427,7 @@ impl Cluster {
                             }
                         }
                     } else {
-                        self.on_success(next, &mut admission, now);
+                        self.on_success(m, next, &mut admission, now);
                         target.metrics.success(&self.name, &target.display);
                     }
                     return Ok(res.map(|inner| {
@@ -381,7 +441,7 @@ impl Cluster {
                     drop(guard);
                     metrics::attempt(&self.name, &target.display, err.as_str());
                     if err.kind().is_target_failure() {
-                        self.on_failure(next, err.detail(), &mut admission, now);
+                        self.on_failure(m, next, err.detail(), &mut admission, now);
                     }
                     let retryable = match err.kind() {
                         k if k.before_send() => true,
@@ -390,6 +450,7 @@ impl Cluster {
                     };
                     if retryable && can_try_again {
                         if let Some(n) = Box::pin(self.plan_retry(
+                            m,
                             key.as_deref(),
                             tried.as_slice(),
                             attempt,
@@ -411,6 +472,7 @@ impl Cluster {
     /// `None`: give up and return the last outcome.
     async fn plan_retry(
         &self,
+        m: &Members,
         key: Option<&[u8]>,
         tried: &[usize],
         attempt: u32,
@@ -425,7 +487,7 @@ impl Cluster {
         if self.breaker.state(Instant::now()) == CircuitState::Open {
             return None;
         }
-        let next = self.pick(key, tried, Instant::now())?;
+        let next = self.pick(m, key, tried, Instant::now())?;
         if !self.budget.try_withdraw(Instant::now()) {
             metrics::budget_exhausted(&self.name);
             return None;
@@ -434,10 +496,10 @@ impl Cluster {
         tokio::time::sleep(pause).await;
         // Health may have changed during the pause; re-pick if needed.
         let now = Instant::now();
-        if self.targets[next].is_available(now) {
+        if m.targets[next].is_available(now) {
             Some(next)
         } else {
-            self.pick(key, tried, now)
+            self.pick(m, key, tried, now)
         }
     }
 
@@ -449,55 +511,53 @@ impl Cluster {
     /// 2. below the panic threshold (too few targets available), any
     ///    target, as if all were healthy;
     /// 3. otherwise an available one.
-    fn pick(&self, key: Option<&[u8]>, tried: &[usize], now: Instant) -> Option<usize> {
+    fn pick(
+        &self,
+        m: &Members,
+        key: Option<&[u8]>,
+        tried: &[usize],
+        now: Instant,
+    ) -> Option<usize> {
         if self.config.passive.consecutive_failures > 0 {
             let interval = self.config.passive.trial_interval;
-            if let Some(i) = (0..self.targets.len())
-                .find(|&i| !tried.contains(&i) && self.targets[i].claim_trial(now, interval))
+            if let Some(i) = (0..m.targets.len())
+                .find(|&i| !tried.contains(&i) && m.targets[i].claim_trial(now, interval))
             {
                 return Some(i);
             }
         }
-        let in_flight = |i: usize| self.targets[i].in_flight();
+        let in_flight = |i: usize| m.targets[i].in_flight();
         let retry = !tried.is_empty();
-        if self.in_panic(now) {
+        if self.in_panic(m, now) {
             metrics::panic(&self.name);
-            return self
+            return m
                 .balancer
-                .pick(key, &self.weights, retry, in_flight, |i| {
-                    !tried.contains(&i)
-                })
-                .or_else(|| {
-                    self.balancer
-                        .pick(key, &self.weights, retry, in_flight, |_| true)
-                });
+                .pick(key, &m.weights, retry, in_flight, |i| !tried.contains(&i))
+                .or_else(|| m.balancer.pick(key, &m.weights, retry, in_flight, |_| true));
         }
-        let fresh = self
-            .balancer
-            .pick(key, &self.weights, retry, in_flight, |i| {
-                !tried.contains(&i) && self.targets[i].is_available(now)
-            });
+        let fresh = m.balancer.pick(key, &m.weights, retry, in_flight, |i| {
+            !tried.contains(&i) && m.targets[i].is_available(now)
+        });
         fresh.or_else(|| {
             if tried.is_empty() {
                 None
             } else {
-                self.balancer
-                    .pick(key, &self.weights, retry, in_flight, |i| {
-                        self.targets[i].is_available(now)
-                    })
+                m.balancer.pick(key, &m.weights, retry, in_flight, |i| {
+                    m.targets[i].is_available(now)
+                })
             }
         })
     }
 
     /// Whether fewer than `panic_threshold` percent of the targets are
     /// available (Envoy's panic threshold).
-    fn in_panic(&self, now: Instant) -> bool {
+    fn in_panic(&self, m: &Members, now: Instant) -> bool {
         let threshold = self.config.panic_threshold as usize;
         if threshold == 0 {
             return false;
         }
-        let available = self.targets.iter().filter(|t| t.is_available(now)).count();
-        available * 100 < threshold * self.targets.len()
+        let available = m.targets.iter().filter(|t| t.is_available(now)).count();
+        available * 100 < threshold * m.targets.len()
     }
 
     fn hash_key(&self, parts: &http::request::Parts, opts: &SendOptions) -> Option<Bytes> {
@@ -640,8 +700,8 @@ impl Cluster {
         Ok(req)
     }
 
-    fn on_success(&self, idx: usize, admission: &mut Admission, now: Instant) {
-        let target = &self.targets[idx];
+    fn on_success(&self, m: &Members, idx: usize, admission: &mut Admission, now: Instant) {
+        let target = &m.targets[idx];
         if target.record_success() {
             metrics::healthy(&self.name, &target.display, true);
             tracing::info!(cluster = %self.name, target = %target.display, "ejected upstream target answered; back in rotation");
@@ -651,17 +711,24 @@ impl Cluster {
         }
     }
 
-    fn on_failure(&self, idx: usize, why: &str, admission: &mut Admission, now: Instant) {
-        let target = &self.targets[idx];
+    fn on_failure(
+        &self,
+        m: &Members,
+        idx: usize,
+        why: &str,
+        admission: &mut Admission,
+        now: Instant,
+    ) {
+        let target = &m.targets[idx];
         let failures = target.record_failure(why);
         let passive = &self.config.passive;
         if passive.consecutive_failures > 0
             && failures >= passive.consecutive_failures
             && !target.is_ejected(now)
         {
-            let ejected = self.targets.iter().filter(|t| t.is_ejected(now)).count();
+            let ejected = m.targets.iter().filter(|t| t.is_ejected(now)).count();
             // One target may always be ejected, whatever the percentage.
-            let max = (self.targets.len() * passive.max_ejection_percent as usize / 100).max(1);
+            let max = (m.targets.len() * passive.max_ejection_percent as usize / 100).max(1);
             if ejected < max {
                 let for_ = target.eject(passive.base_ejection_time, passive.trial_interval, now);
                 metrics::ejected(&self.name, &target.display);
@@ -690,9 +757,9 @@ impl Cluster {
         UpstreamError::new(kind, self.name.as_ref(), None, detail)
     }
 
-    fn no_healthy(&self) -> UpstreamError {
+    fn no_healthy(&self, m: &Members) -> UpstreamError {
         let now = Instant::now();
-        let states: Vec<String> = self
+        let states: Vec<String> = m
             .targets
             .iter()
             .map(|t| format!("{} {}", t.display, t.state(now).as_str()))

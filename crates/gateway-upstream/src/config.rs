@@ -122,6 +122,17 @@ pub struct ClusterConfig {
     /// `[gateway] http1_engine`, not a per-cluster setting.
     #[serde(skip)]
     pub client_engine: ClientEngine,
+    /// Re-resolve targets given by host name at most this often (between
+    /// 1s and 1h); a shorter DNS TTL brings the next refresh forward. Each
+    /// resolved address is a target of its own. Absent: a host name is
+    /// resolved when a connection is opened, and the set of targets only
+    /// changes on reload.
+    #[serde(default, with = "humantime_serde")]
+    pub dns_refresh: Option<Duration>,
+    /// Where host names are resolved: the system's DNS unless a test
+    /// injects its own answers.
+    #[serde(skip)]
+    pub resolver: crate::discovery::ResolverHandle,
 }
 
 /// Which HTTP/1.1 client talks to cleartext HTTP/1.1 targets. TLS and h2c
@@ -171,6 +182,8 @@ impl ClusterConfig {
             circuit_breaker: CircuitBreakerConfig::default(),
             retry: RetryConfig::default(),
             client_engine: ClientEngine::default(),
+            dns_refresh: None,
+            resolver: Default::default(),
         }
     }
 
@@ -230,6 +243,21 @@ impl ClusterConfig {
                 ),
             ),
             _ => {}
+        }
+
+        if let Some(every) = self.dns_refresh {
+            use crate::discovery::{MAX_DNS_REFRESH, MIN_DNS_REFRESH};
+            if !(MIN_DNS_REFRESH..=MAX_DNS_REFRESH).contains(&every) {
+                issue(
+                    "dns_refresh".into(),
+                    format!(
+                        "must be between {} and {}, got {}",
+                        humantime::format_duration(MIN_DNS_REFRESH),
+                        humantime::format_duration(MAX_DNS_REFRESH),
+                        humantime::format_duration(every)
+                    ),
+                );
+            }
         }
 
         if self.connect_timeout.is_zero() {
@@ -1048,6 +1076,36 @@ mod tests {
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(c.retry.attempts, DEFAULT_RETRY_ATTEMPTS);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn dns_refresh_parses_and_is_bounded() {
+        let c = parse(
+            r#"
+            targets = ["orders.internal:8080"]
+            dns_refresh = "30s"
+            "#,
+        );
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.dns_refresh, Some(Duration::from_secs(30)));
+        assert_eq!(
+            issues(
+                r#"
+                targets = ["orders.internal:8080"]
+                dns_refresh = "100ms"
+                "#
+            ),
+            ["dns_refresh: must be between 1s and 1h, got 100ms"]
+        );
+        assert_eq!(
+            issues(
+                r#"
+                targets = ["orders.internal:8080"]
+                dns_refresh = "2h"
+                "#
+            ),
+            ["dns_refresh: must be between 1s and 1h, got 2h"]
+        );
     }
 
     #[test]

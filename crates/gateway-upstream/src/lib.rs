@@ -14,6 +14,8 @@
 //!   keeping pools and health state of unchanged targets.
 //! - [`Cluster`]: one cluster at runtime; [`Cluster::send`],
 //!   [`Cluster::targets_status`], [`Cluster::circuit_state`].
+//! - [`discovery`]: re-resolving host-name targets (`dns_refresh`) through
+//!   an injectable [`discovery::Resolve`].
 //! - [`metrics`]: metric names (documented in `docs/upstreams.md`).
 //!
 //! Architecture invariant: this crate knows nothing about routes, keys,
@@ -25,6 +27,7 @@ mod breaker;
 mod cluster;
 pub mod config;
 mod connector;
+pub mod discovery;
 mod error;
 mod grpc_health;
 mod health;

@@ -33,6 +33,12 @@ pub const PENDING: &str = "gatehouse_upstream_pending";
 /// percent of the cluster available, so every target is used). Label:
 /// `cluster`.
 pub const PANIC_TOTAL: &str = "gatehouse_upstream_panic_total";
+/// Counter: DNS refreshes that failed or got an empty answer (the cluster
+/// kept its last good targets). Label: `cluster`.
+pub const DNS_FAILURES_TOTAL: &str = "gatehouse_upstream_dns_failures_total";
+/// Gauge: targets in a cluster after its last DNS refresh changed them.
+/// Label: `cluster`.
+pub const DNS_TARGETS: &str = "gatehouse_upstream_dns_targets";
 
 /// Handles for the metrics a target touches on every request, registered
 /// the first time each is used: the request path then neither allocates
@@ -109,6 +115,14 @@ pub(crate) fn ejected(cluster: &str, target: &str) {
 
 pub(crate) fn panic(cluster: &str) {
     metrics::counter!(PANIC_TOTAL, "cluster" => cluster.to_string()).increment(1);
+}
+
+pub(crate) fn dns_failure(cluster: &str) {
+    metrics::counter!(DNS_FAILURES_TOTAL, "cluster" => cluster.to_string()).increment(1);
+}
+
+pub(crate) fn dns_targets(cluster: &str, n: usize) {
+    metrics::gauge!(DNS_TARGETS, "cluster" => cluster.to_string()).set(n as f64);
 }
 
 pub(crate) fn pending(cluster: &str, n: usize) {

@@ -1,0 +1,355 @@
+//! Service discovery: targets given by host name are re-resolved while the
+//! cluster runs (`dns_refresh`), so addresses join and leave without a
+//! config reload.
+//!
+//! Resolution goes through the [`Resolve`] trait: the gateway uses the
+//! system's DNS configuration through hickory ([`SystemResolver`]); tests
+//! inject their own answers through [`ClusterConfig::resolver`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Members;
+use crate::config::{ClusterConfig, TargetAddr};
+use crate::target::Target;
+use crate::{health, metrics};
+
+/// Shortest wait between two resolutions, whatever the TTL says: a zero
+/// TTL must not turn into a query loop.
+pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
+/// Longest `dns_refresh` accepted.
+pub const MAX_DNS_REFRESH: Duration = Duration::from_secs(3600);
+
+/// One answer: the addresses a host name has now, and for how long the
+/// resolver says they stay valid, when it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Addresses, in the resolver's order.
+    pub addrs: Vec<IpAddr>,
+    /// Time to live of the answer; `None` when the source has none.
+    pub ttl: Option<Duration>,
+}
+
+/// The future a [`Resolve`] returns.
+pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Result<Resolved, String>> + Send + 'a>>;
+
+/// Turns a host name into addresses. Called by a cluster's refresh task,
+/// once per host-name target per refresh. `Err` (or an empty answer) keeps
+/// the cluster's last good set of targets.
+pub trait Resolve: Send + Sync + fmt::Debug + 'static {
+    /// Resolves `host` (a name, never an IP literal).
+    fn resolve<'a>(&'a self, host: &'a str) -> ResolveFuture<'a>;
+}
+
+/// The resolver a cluster uses: shared, compared by identity so two configs
+/// with the same resolver are equal (and a reload keeps the cluster).
+#[derive(Clone)]
+pub struct ResolverHandle(pub Arc<dyn Resolve>);
+
+impl ResolverHandle {
+    /// Wraps a resolver.
+    pub fn new(resolver: impl Resolve) -> Self {
+        Self(Arc::new(resolver))
+    }
+}
+
+impl Default for ResolverHandle {
+    /// The system resolver, one per process.
+    fn default() -> Self {
+        static SYSTEM: OnceLock<ResolverHandle> = OnceLock::new();
+        SYSTEM
+            .get_or_init(|| ResolverHandle::new(SystemResolver::default()))
+            .clone()
+    }
+}
+
+impl PartialEq for ResolverHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for ResolverHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// DNS through hickory with the system configuration (`/etc/resolv.conf`,
+/// `/etc/hosts`); the answer's TTL is reported. Built on first use.
+#[derive(Default)]
+pub struct SystemResolver {
+    inner: OnceLock<Result<hickory_resolver::TokioResolver, String>>,
+}
+
+impl fmt::Debug for SystemResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SystemResolver")
+    }
+}
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(&'a self, host: &'a str) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            let resolver = self
+                .inner
+                .get_or_init(|| {
+                    hickory_resolver::TokioResolver::builder_tokio()
+                        .map(|b| b.build())
+                        .map_err(|e| format!("cannot read the system DNS configuration: {e}"))
+                })
+                .as_ref()
+                .map_err(Clone::clone)?;
+            let answer = resolver
+                .lookup_ip(host)
+                .await
+                .map_err(|e| format!("resolving `{host}` failed: {e}"))?;
+            let ttl = answer
+                .valid_until()
+                .saturating_duration_since(std::time::Instant::now());
+            Ok(Resolved {
+                addrs: answer.iter().collect(),
+                ttl: Some(ttl),
+            })
+        })
+    }
+}
+
+/// Whether the cluster has targets to re-resolve: `dns_refresh` is set and
+/// at least one target is a host name.
+pub(crate) fn enabled(config: &ClusterConfig) -> bool {
+    config.dns_refresh.is_some()
+        && config
+            .targets
+            .iter()
+            .any(|t| TargetAddr::parse(&t.address).is_ok_and(|a| a.host.parse::<IpAddr>().is_err()))
+}
+
+/// The refresh task of one cluster. `health` holds the stop token of each
+/// current target's health check, by target key.
+pub(crate) fn spawn(
+    name: Arc<str>,
+    config: ClusterConfig,
+    members: Arc<ArcSwap<Members>>,
+    mut health: HashMap<String, CancellationToken>,
+    cancel: CancellationToken,
+) {
+    let Some(interval) = config.dns_refresh else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let wait = match resolve_all(&name, &config).await {
+                Ok((addrs, ttl)) => {
+                    apply(&name, &config, &members, &mut health, &cancel, addrs);
+                    next_refresh(ttl, interval)
+                }
+                Err(why) => {
+                    metrics::dns_failure(&name);
+                    tracing::warn!(cluster = %name, error = %why, "upstream DNS refresh failed; keeping the last good targets");
+                    interval
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+}
+
+/// How long until the next refresh: the answer's TTL, but never shorter
+/// than [`MIN_DNS_REFRESH`] nor longer than the configured interval.
+fn next_refresh(ttl: Option<Duration>, interval: Duration) -> Duration {
+    ttl.map_or(interval, |t| {
+        t.clamp(MIN_DNS_REFRESH, interval.max(MIN_DNS_REFRESH))
+    })
+}
+
+/// A resolved target: the host name it came from, its address, its weight.
+type Discovered = (String, TargetAddr, u32);
+
+/// Resolves every target: the full new set with weights, and the shortest
+/// TTL seen. Any failure or empty answer fails the whole refresh, so a
+/// partial answer never shrinks the cluster.
+async fn resolve_all(
+    name: &str,
+    config: &ClusterConfig,
+) -> Result<(Vec<Discovered>, Option<Duration>), String> {
+    let mut out = Vec::new();
+    let mut ttl: Option<Duration> = None;
+    for t in &config.targets {
+        let addr = TargetAddr::parse(&t.address)?;
+        if addr.host.parse::<IpAddr>().is_ok() {
+            out.push((addr.host.clone(), addr, t.weight));
+            continue;
+        }
+        let answer = config.resolver.0.resolve(&addr.host).await?;
+        if answer.addrs.is_empty() {
+            return Err(format!("`{}` resolved to no address", addr.host));
+        }
+        if let Some(t) = answer.ttl {
+            ttl = Some(ttl.map_or(t, |m| m.min(t)));
+        }
+        for ip in answer.addrs {
+            let resolved = TargetAddr {
+                scheme: addr.scheme,
+                host: ip.to_string(),
+                port: addr.port,
+            };
+            if !out.iter().any(|(_, a, _)| *a == resolved) {
+                out.push((addr.host.clone(), resolved, t.weight));
+            }
+        }
+    }
+    tracing::debug!(
+        cluster = name,
+        targets = out.len(),
+        "upstream DNS refresh resolved"
+    );
+    Ok((out, ttl))
+}
+
+/// The targets a rebuilt cluster starts with when the one it replaces had
+/// discovered them: same names, and every discovered target's client
+/// settings unchanged. `None`: start from the configured names.
+pub(crate) fn carried_over(
+    config: &ClusterConfig,
+    previous: &ClusterConfig,
+    members: &Members,
+) -> Option<(Vec<Arc<Target>>, Vec<u32>)> {
+    if !enabled(config) || !enabled(previous) || config.targets != previous.targets {
+        return None;
+    }
+    let hosts: Vec<String> = config
+        .targets
+        .iter()
+        .filter_map(|t| TargetAddr::parse(&t.address).ok())
+        .map(|a| a.host)
+        .collect();
+    let unchanged = |t: &Target| {
+        Target::key_for(&t.addr, config) == t.key()
+            || hosts
+                .iter()
+                .any(|h| Target::key_for(&t.addr, &target_config(config, h)) == t.key())
+    };
+    members
+        .targets
+        .iter()
+        .all(|t| unchanged(t))
+        .then(|| (members.targets.clone(), members.weights.clone()))
+}
+
+/// The client settings of a resolved target: an https target keeps
+/// presenting and verifying its host name, not the IP it resolved to.
+pub(crate) fn target_config(config: &ClusterConfig, host: &str) -> ClusterConfig {
+    let mut cfg = config.clone();
+    if cfg.tls.server_name.is_none() && host.parse::<IpAddr>().is_err() {
+        cfg.tls.server_name = Some(host.to_string());
+    }
+    cfg
+}
+
+/// Swaps in the new set when it differs, keeping targets (pool, health,
+/// ejection) that stay. A leaving target is only no longer picked: requests
+/// on it finish and its pool goes with the last of them.
+fn apply(
+    name: &Arc<str>,
+    config: &ClusterConfig,
+    members: &ArcSwap<Members>,
+    health: &mut HashMap<String, CancellationToken>,
+    cancel: &CancellationToken,
+    addrs: Vec<Discovered>,
+) {
+    let current = members.load_full();
+    let mut targets = Vec::with_capacity(addrs.len());
+    let mut weights = Vec::with_capacity(addrs.len());
+    for (host, addr, weight) in addrs {
+        let cfg = match addr.scheme {
+            crate::config::Scheme::Https => target_config(config, &host),
+            crate::config::Scheme::Http => config.clone(),
+        };
+        let key = Target::key_for(&addr, &cfg);
+        let target = match current.targets.iter().find(|t| t.key() == key) {
+            Some(t) => t.clone(),
+            None => match Target::build(name.clone(), addr, &cfg) {
+                Ok(t) => Arc::new(t),
+                Err(issue) => {
+                    tracing::warn!(cluster = %name, error = %issue.message, "cannot build a discovered upstream target; skipped");
+                    continue;
+                }
+            },
+        };
+        targets.push(target);
+        weights.push(weight);
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let same = targets.len() == current.targets.len()
+        && targets
+            .iter()
+            .zip(&current.targets)
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+        && weights == current.weights;
+    if same {
+        return;
+    }
+    let added: Vec<String> = targets
+        .iter()
+        .filter(|t| !current.targets.iter().any(|c| Arc::ptr_eq(c, t)))
+        .map(|t| t.display.clone())
+        .collect();
+    let removed: Vec<String> = current
+        .targets
+        .iter()
+        .filter(|c| !targets.iter().any(|t| Arc::ptr_eq(c, t)))
+        .map(|t| t.display.clone())
+        .collect();
+    let now = tokio::time::Instant::now();
+    for t in &targets {
+        if !health.contains_key(t.key()) {
+            let token = cancel.child_token();
+            metrics::healthy(name, &t.display, t.is_available(now));
+            if let Some(hc) = &config.health_check {
+                health::spawn(name.clone(), t.clone(), hc.clone(), token.clone());
+            }
+            health.insert(t.key().to_string(), token);
+        }
+    }
+    health.retain(|key, token| {
+        let stays = targets.iter().any(|t| t.key() == key);
+        if !stays {
+            token.cancel();
+        }
+        stays
+    });
+    members.store(Arc::new(Members::new(config, targets, weights)));
+    metrics::dns_targets(name, members.load().targets.len());
+    tracing::info!(cluster = %name, ?added, ?removed, "upstream targets changed after DNS refresh");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttl_is_respected_within_the_bounds() {
+        let every = Duration::from_secs(30);
+        assert_eq!(next_refresh(None, every), every);
+        assert_eq!(
+            next_refresh(Some(Duration::from_secs(5)), every),
+            Duration::from_secs(5)
+        );
+        assert_eq!(next_refresh(Some(Duration::from_secs(300)), every), every);
+        assert_eq!(next_refresh(Some(Duration::ZERO), every), MIN_DNS_REFRESH);
+    }
+}
