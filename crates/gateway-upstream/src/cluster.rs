@@ -28,10 +28,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::balancer::Balancer;
 use crate::breaker::{Admission, Breaker, CircuitState};
 use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
+use crate::members::Members;
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
 use crate::{discovery, health, metrics};
@@ -124,30 +124,6 @@ pub struct Cluster {
     pending: AtomicUsize,
     cancel: CancellationToken,
     handles: metrics::ClusterHandles,
-}
-
-/// The targets of a cluster at one moment, with their weights and the
-/// balancer over them (whose indexes are positions in `targets`).
-#[derive(Debug)]
-pub(crate) struct Members {
-    pub(crate) targets: Vec<Arc<Target>>,
-    pub(crate) weights: Vec<u32>,
-    balancer: Balancer,
-}
-
-impl Members {
-    pub(crate) fn new(
-        config: &ClusterConfig,
-        targets: Vec<Arc<Target>>,
-        weights: Vec<u32>,
-    ) -> Self {
-        let names: Vec<String> = targets.iter().map(|t| t.display.clone()).collect();
-        Self {
-            balancer: Balancer::new(config.load_balancing, &names, &weights),
-            targets,
-            weights,
-        }
-    }
 }
 
 impl Drop for Cluster {

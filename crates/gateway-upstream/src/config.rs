@@ -132,7 +132,7 @@ pub struct ClusterConfig {
     /// Where host names are resolved: the system's DNS unless a test
     /// injects its own answers.
     #[serde(skip)]
-    pub resolver: crate::discovery::ResolverHandle,
+    pub resolver: crate::resolve::ResolverHandle,
 }
 
 /// Which HTTP/1.1 client talks to cleartext HTTP/1.1 targets. TLS and h2c
@@ -246,7 +246,7 @@ impl ClusterConfig {
         }
 
         if let Some(every) = self.dns_refresh {
-            use crate::discovery::{MAX_DNS_REFRESH, MIN_DNS_REFRESH};
+            use crate::resolve::{MAX_DNS_REFRESH, MIN_DNS_REFRESH};
             if !(MIN_DNS_REFRESH..=MAX_DNS_REFRESH).contains(&every) {
                 issue(
                     "dns_refresh".into(),

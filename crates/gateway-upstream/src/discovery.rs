@@ -2,126 +2,24 @@
 //! cluster runs (`dns_refresh`), so addresses join and leave without a
 //! config reload.
 //!
-//! Resolution goes through the [`Resolve`] trait: the gateway uses the
-//! system's DNS configuration through hickory ([`SystemResolver`]); tests
-//! inject their own answers through [`ClusterConfig::resolver`].
+//! Resolution goes through the [`crate::resolve::Resolve`] trait: the
+//! gateway uses the system's DNS configuration through hickory
+//! ([`crate::resolve::SystemResolver`]); tests inject their own answers
+//! through [`ClusterConfig::resolver`].
 
 use std::collections::HashMap;
-use std::fmt;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Members;
 use crate::config::{ClusterConfig, TargetAddr};
+use crate::members::Members;
+use crate::resolve::MIN_DNS_REFRESH;
 use crate::target::Target;
 use crate::{health, metrics};
-
-/// Shortest wait between two resolutions, whatever the TTL says: a zero
-/// TTL must not turn into a query loop.
-pub const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
-/// Longest `dns_refresh` accepted.
-pub const MAX_DNS_REFRESH: Duration = Duration::from_secs(3600);
-
-/// One answer: the addresses a host name has now, and for how long the
-/// resolver says they stay valid, when it says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    /// Addresses, in the resolver's order.
-    pub addrs: Vec<IpAddr>,
-    /// Time to live of the answer; `None` when the source has none.
-    pub ttl: Option<Duration>,
-}
-
-/// The future a [`Resolve`] returns.
-pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Result<Resolved, String>> + Send + 'a>>;
-
-/// Turns a host name into addresses. Called by a cluster's refresh task,
-/// once per host-name target per refresh. `Err` (or an empty answer) keeps
-/// the cluster's last good set of targets.
-pub trait Resolve: Send + Sync + fmt::Debug + 'static {
-    /// Resolves `host` (a name, never an IP literal).
-    fn resolve<'a>(&'a self, host: &'a str) -> ResolveFuture<'a>;
-}
-
-/// The resolver a cluster uses: shared, compared by identity so two configs
-/// with the same resolver are equal (and a reload keeps the cluster).
-#[derive(Clone)]
-pub struct ResolverHandle(pub Arc<dyn Resolve>);
-
-impl ResolverHandle {
-    /// Wraps a resolver.
-    pub fn new(resolver: impl Resolve) -> Self {
-        Self(Arc::new(resolver))
-    }
-}
-
-impl Default for ResolverHandle {
-    /// The system resolver, one per process.
-    fn default() -> Self {
-        static SYSTEM: OnceLock<ResolverHandle> = OnceLock::new();
-        SYSTEM
-            .get_or_init(|| ResolverHandle::new(SystemResolver::default()))
-            .clone()
-    }
-}
-
-impl PartialEq for ResolverHandle {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl fmt::Debug for ResolverHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// DNS through hickory with the system configuration (`/etc/resolv.conf`,
-/// `/etc/hosts`); the answer's TTL is reported. Built on first use.
-#[derive(Default)]
-pub struct SystemResolver {
-    inner: OnceLock<Result<hickory_resolver::TokioResolver, String>>,
-}
-
-impl fmt::Debug for SystemResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SystemResolver")
-    }
-}
-
-impl Resolve for SystemResolver {
-    fn resolve<'a>(&'a self, host: &'a str) -> ResolveFuture<'a> {
-        Box::pin(async move {
-            let resolver = self
-                .inner
-                .get_or_init(|| {
-                    hickory_resolver::TokioResolver::builder_tokio()
-                        .map(|b| b.build())
-                        .map_err(|e| format!("cannot read the system DNS configuration: {e}"))
-                })
-                .as_ref()
-                .map_err(Clone::clone)?;
-            let answer = resolver
-                .lookup_ip(host)
-                .await
-                .map_err(|e| format!("resolving `{host}` failed: {e}"))?;
-            let ttl = answer
-                .valid_until()
-                .saturating_duration_since(std::time::Instant::now());
-            Ok(Resolved {
-                addrs: answer.iter().collect(),
-                ttl: Some(ttl),
-            })
-        })
-    }
-}
 
 /// Whether the cluster has targets to re-resolve: `dns_refresh` is set and
 /// at least one target is a host name.

@@ -15,7 +15,7 @@
 //! - [`Cluster`]: one cluster at runtime; [`Cluster::send`],
 //!   [`Cluster::targets_status`], [`Cluster::circuit_state`].
 //! - [`discovery`]: re-resolving host-name targets (`dns_refresh`) through
-//!   an injectable [`discovery::Resolve`].
+//!   an injectable [`resolve::Resolve`].
 //! - [`metrics`]: metric names (documented in `docs/upstreams.md`).
 //!
 //! Architecture invariant: this crate knows nothing about routes, keys,
@@ -31,9 +31,11 @@ pub mod discovery;
 mod error;
 mod grpc_health;
 mod health;
+mod members;
 pub mod metrics;
 mod native;
 mod registry;
+pub mod resolve;
 mod retry;
 mod target;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::body::empty;
-use gateway_upstream::discovery::{Resolve, ResolveFuture, Resolved, ResolverHandle};
 use gateway_upstream::metrics::DNS_FAILURES_TOTAL;
+use gateway_upstream::resolve::{Resolve, ResolveFuture, Resolved, ResolverHandle};
 use gateway_upstream::{Cluster, ClusterConfig, SendOptions, Upstreams};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
