@@ -13,8 +13,15 @@ use test_support::tls::{ClientCert, TestCerts};
 use crate::harness::TestGateway;
 
 /// A gateway with one TLS listener asking for client certificates signed
-/// by `clients`, in `mode`, in front of `origin`.
-fn config(server: &TestCerts, clients: &TestCerts, mode: &str, origin: &Origin) -> String {
+/// by `clients`, in `mode`, in front of the cluster `o` (`origin`), with
+/// `rest` (plans, routes) after it.
+fn tls_gateway(
+    server: &TestCerts,
+    clients: &TestCerts,
+    mode: &str,
+    origin: &Origin,
+    rest: &str,
+) -> String {
     format!(
         r#"
 [gateway]
@@ -32,22 +39,34 @@ access_log = "off"
 
 [clusters.o]
 targets = ["{origin}"]
+{rest}"#,
+        cert = server.cert_file().display(),
+        key = server.key_file().display(),
+        ca = clients.ca_file().display(),
+        origin = origin.authority(),
+    )
+}
+
+/// [`tls_gateway`] with a route requiring a certificate and an open one.
+fn config(server: &TestCerts, clients: &TestCerts, mode: &str, origin: &Origin) -> String {
+    tls_gateway(
+        server,
+        clients,
+        mode,
+        origin,
+        r#"
 
 [[routes]]
 name = "billing"
 path_prefix = "/billing"
 cluster = "o"
-client_cert = {{ sans = ["URI:spiffe://acme/billing"] }}
+client_cert = { sans = ["URI:spiffe://acme/billing"] }
 
 [[routes]]
 name = "open"
 path_prefix = "/"
 cluster = "o"
 "#,
-        cert = server.cert_file().display(),
-        key = server.key_file().display(),
-        ca = clients.ca_file().display(),
-        origin = origin.authority(),
     )
 }
 
@@ -248,38 +267,22 @@ async fn a_client_cert_authenticates_as_the_consumer_it_names_with_that_consumer
     let server = TestCerts::generate();
     let clients = TestCerts::generate();
     let origin = Origin::start(Handler::echo()).await;
-    let gw = TestGateway::start(&format!(
+    let gw = TestGateway::start(&tls_gateway(
+        &server,
+        &clients,
+        "optional",
+        &origin,
         r#"
-[gateway]
-watch_config = false
-
-[[listeners]]
-bind = "127.0.0.1:0"
-tls = {{ cert = "{cert}", key = "{key}", client_ca = "{ca}", client_auth = "optional" }}
-
-[admin]
-bind = "127.0.0.1:0"
-
-[telemetry]
-access_log = "off"
-
 [plans.two]
 rate_per_second = 0.01
 burst = 2
-
-[clusters.o]
-targets = ["{origin}"]
 
 [[routes]]
 name = "ledger"
 path_prefix = "/ledger"
 cluster = "o"
-auth = {{ methods = ["client_cert", "api_key"], client_cert_consumer = "san:URI" }}
+auth = { methods = ["client_cert", "api_key"], client_cert_consumer = "san:URI" }
 "#,
-        cert = server.cert_file().display(),
-        key = server.key_file().display(),
-        ca = clients.ca_file().display(),
-        origin = origin.authority(),
     ))
     .await;
     let admin = crate::harness::client();
