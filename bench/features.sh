@@ -175,7 +175,6 @@ for r in $(seq 1 "$ROUNDS"); do
   # At 100% the shadow queue keeps the candidate busy after wrk stops.
   sleep 2
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 # Two views of a feature's cost: the ratio of the medians, and the median
 # of each round's own ratio (a round's cases run back to back, so the

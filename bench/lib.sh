@@ -80,3 +80,34 @@ row() {
   for cell in "$@"; do line+=" $cell |"; done
   echo "$line"
 }
+
+# ticks PIDS...: user + system clock ticks used so far by those processes.
+ticks() {
+  local sum=0 pid
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+
+# measure_cpu CONNS URL PIDS [wrk args...] -> "rps p50 p99 cpu_us_per_request"
+# after a 2 s warm-up: CPU is the PIDS' user + system time over the
+# measured run divided by the requests wrk completed ("–" without PIDS).
+measure_cpu() {
+  local conns=$1 url=$2 pids=$3 out before after reqs cpu="–"
+  shift 3
+  taskset -c 0 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && before=$(ticks $pids)
+  out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url")
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && after=$(ticks $pids)
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  [ -n "$pids" ] && cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu"
+}
+
+# median: the median of the numbers on stdin (space or newline separated).
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median_ms: the median of wrk latencies (`812.00us`, `1.20ms`, `2.1s`) in ms.
+median_ms() { tr ' ' '\n' | grep . | awk '/us$/ {sub(/us/,""); print $1/1000; next} /ms$/ {sub(/ms/,""); print; next} /s$/ {sub(/s/,""); print $1*1000}' | median; }

@@ -181,30 +181,11 @@ for c in "${CASES[@]}"; do
   expect "$base/64k" 65536 "$hdr"
 done
 
-# ticks PIDS...: user + system clock ticks used so far by those processes.
-ticks() {
-  local sum=0 pid
-  for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-  done
-  echo "$sum"
-}
-HZ=$(getconf CLK_TCK)
-
-# one LABEL URL PIDS HEADER -> "rps p50 p99 cpu_us_per_request"
+# one URL PIDS HEADER -> "rps p50 p99 cpu_us_per_request"
 one() {
-  local url=$2 pids=$3 hdr=() out before after reqs
-  [ -n "$4" ] && hdr=(-H "$4")
-  taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$url" >/dev/null 2>&1
-  # shellcheck disable=SC2086
-  [ -n "$pids" ] && before=$(ticks $pids)
-  out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url")
-  # shellcheck disable=SC2086
-  [ -n "$pids" ] && after=$(ticks $pids)
-  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  local cpu="–"
-  [ -n "$pids" ] && cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu"
+  local hdr=()
+  [ -n "$3" ] && hdr=(-H "$3")
+  measure_cpu "$CONNS" "$1" "$2" "${hdr[@]}"
 }
 
 declare -A RPS P50 P99 CPU
@@ -212,15 +193,13 @@ for r in $(seq 1 "$ROUNDS"); do
   for body in small 64k; do
     for c in "${CASES[@]}"; do
       IFS='|' read -r label base pids hdr <<<"$c"
-      read -r rps p50 p99 cpu <<<"$(one "$label" "$base/$body" "$pids" "$hdr")"
+      read -r rps p50 p99 cpu <<<"$(one "$base/$body" "$pids" "$hdr")"
       k="$body|$label"
       RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "; CPU[$k]+="$cpu "
     done
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-median_ms() { tr ' ' '\n' | grep . | awk '/us$/ {sub(/us/,""); print $1/1000; next} /ms$/ {sub(/ms/,""); print; next} /s$/ {sub(/s/,""); print $1*1000}' | median; }
 
 echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS round(s), medians; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(date -u +%F)"
 for body in small 64k; do

@@ -78,6 +78,9 @@ pub struct FxServiceConfig {
     /// `gatehouse:`); the service uses `{redis_prefix}fx:...`, apart from
     /// the gateway's keys. One prefix per fleet sharing a Redis.
     pub redis_prefix: String,
+    /// OpenTelemetry trace export (`[otlp]`, the gateway's
+    /// `[telemetry.otlp]` table); none by default.
+    pub otlp: Option<gateway_trace::OtlpConfig>,
 }
 
 impl Default for FxServiceConfig {
@@ -101,6 +104,7 @@ impl Default for FxServiceConfig {
             providers: Vec::new(),
             redis_url: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
+            otlp: None,
         }
     }
 }
@@ -350,6 +354,11 @@ impl FxServiceConfig {
                     self.redis_prefix.escape_debug()
                 ),
             );
+        }
+        if let Some(otlp) = &self.otlp {
+            for issue in nested("otlp", otlp.validate()) {
+                bad(&issue.path, issue.message);
+            }
         }
         let mut names = BTreeSet::new();
         for (i, p) in self.providers.iter().enumerate() {

@@ -119,6 +119,12 @@ impl FxService {
             .map_err(|issues| anyhow::anyhow!("invalid fx configuration: {}", render(&issues)))?;
         let providers = cfg.providers.clone();
         let listen = cfg.listen;
+        let tracer = cfg
+            .otlp
+            .as_ref()
+            .map(|otlp| gateway_trace::Tracer::start(otlp, "gatehouse-fx"))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("otlp: {e}"))?;
         let fleet = Fleet::connect(&cfg).await?;
         let events = fleet.as_ref().map(Fleet::subscribe);
         let built = Self::build(cfg, clock).await;
@@ -167,7 +173,10 @@ impl FxService {
         }
         let fetcher = Fetcher::new(engine.clone(), health).with_fleet(fleet.clone());
         schedulers.extend(fetcher.spawn(&providers, rx.clone()));
-        let app = router(state);
+        let app = match tracer {
+            Some(tracer) => http::traced(router(state), tracer),
+            None => router(state),
+        };
         let mut stop = rx;
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -144,6 +144,8 @@ fn redact(value: &mut serde_json::Value) {
                 let k = k.to_ascii_lowercase();
                 if SECRET_KEYS.iter().any(|s| k.ends_with(s)) && !v.is_object() {
                     *v = serde_json::Value::String("[redacted]".into());
+                } else if k == "otlp" {
+                    redact_otlp(v);
                 } else if k.ends_with("url") {
                     if let serde_json::Value::String(s) = v {
                         *s = redact_url_credentials(s);
@@ -156,6 +158,20 @@ fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
+}
+
+/// `[telemetry.otlp]`: its `headers` carry the collector's credentials
+/// by design, whatever their names.
+fn redact_otlp(otlp: &mut serde_json::Value) {
+    if let Some(serde_json::Value::Object(headers)) = otlp.get_mut("headers") {
+        for v in headers.values_mut() {
+            *v = serde_json::Value::String("[redacted]".into());
+        }
+    }
+    if let Some(serde_json::Value::String(endpoint)) = otlp.get_mut("endpoint") {
+        *endpoint = redact_url_credentials(endpoint);
+    }
+    redact(otlp);
 }
 
 /// `postgres://user:pw@host/db` → `postgres://user:[redacted]@host/db`.

@@ -299,6 +299,8 @@ pub struct TelemetryConfig {
     pub access_log: String,
     /// `tracing` filter for the process log (`RUST_LOG` overrides it).
     pub log_level: String,
+    /// OpenTelemetry trace export (`[telemetry.otlp]`); none by default.
+    pub otlp: Option<gateway_trace::OtlpConfig>,
 }
 
 impl Default for TelemetryConfig {
@@ -306,6 +308,7 @@ impl Default for TelemetryConfig {
         Self {
             access_log: "stdout".into(),
             log_level: "info".into(),
+            otlp: None,
         }
     }
 }

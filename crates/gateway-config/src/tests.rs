@@ -187,6 +187,29 @@ fn redacted_json_hides_secrets() {
 }
 
 #[test]
+fn otlp_export_is_checked_and_its_headers_never_shown() {
+    let src = format!(
+        "{GOOD}\n[telemetry.otlp]\nendpoint = \"https://user:pw@otlp.example.com\"\n\
+         sample_ratio = 0.25\n[telemetry.otlp.headers]\nx-honeycomb-team = \"hc-key-123\"\n"
+    );
+    let loaded = load_str(&src, "gh.toml").unwrap();
+    let otlp = loaded.config.telemetry.otlp.as_ref().unwrap();
+    assert_eq!(otlp.sample_ratio, 0.25);
+    let json = loaded.redacted_json().to_string();
+    assert!(!json.contains("hc-key-123"), "{json}");
+    assert!(!json.contains(":pw@"), "{json}");
+    assert!(json.contains("x-honeycomb-team"), "{json}");
+
+    let bad =
+        format!("{GOOD}\n[telemetry.otlp]\nendpoint = \"http://c:4318\"\nsample_ratio = 2.0\n");
+    let err = load_str(&bad, "gh.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("telemetry.otlp.sample_ratio: must be between 0.0 and 1.0, got 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn load_file_names_missing_file() {
     let err = load_file(std::path::Path::new("/nonexistent/gh.toml")).unwrap_err();
     assert!(err

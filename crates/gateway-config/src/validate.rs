@@ -216,6 +216,9 @@ pub(crate) fn validate(config: &Config) -> Vec<ConfigIssue> {
         sections.extend(nested(&format!("plans.{name}"), plan.validate()));
     }
     sections.extend(nested("cache", config.cache.validate()));
+    if let Some(otlp) = &config.telemetry.otlp {
+        sections.extend(nested("telemetry.otlp", otlp.validate()));
+    }
     for e in sections {
         push(e.path, e.message);
     }

@@ -67,6 +67,8 @@ struct Inner {
     /// through the same clusters.
     upstreams: Arc<Upstreams>,
     access_log: AccessLog,
+    /// OpenTelemetry tracing, when `[telemetry.otlp]` is set.
+    tracer: Option<gateway_trace::Tracer>,
     /// The traffic history the console draws (fed by the log stage).
     history: gateway_console::History,
     /// Dark-launch scores over time (sampled by `console::sample_launches`).
@@ -106,6 +108,14 @@ impl Gateway {
                 config.config.telemetry.access_log
             )
         })?;
+        let tracer = config
+            .config
+            .telemetry
+            .otlp
+            .as_ref()
+            .map(|otlp| gateway_trace::Tracer::start(otlp, "gatehouse"))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("telemetry.otlp: {e}"))?;
         let built = build::build(
             config,
             Some(Previous {
@@ -133,6 +143,7 @@ impl Gateway {
                 mirror,
                 upstreams,
                 access_log,
+                tracer,
                 history: gateway_console::History::new(),
                 launch_history: Default::default(),
                 in_flight: AtomicUsize::new(0),
@@ -184,6 +195,11 @@ impl Gateway {
     /// Dark-launch scores and verdicts over time.
     pub fn launch_history(&self) -> &gateway_console::launches::LaunchHistory {
         &self.inner.launch_history
+    }
+
+    /// The tracer, when requests are traced.
+    pub(crate) fn tracer(&self) -> Option<&gateway_trace::Tracer> {
+        self.inner.tracer.as_ref()
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {

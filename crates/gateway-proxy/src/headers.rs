@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rand::RngCore;
 
 /// Headers that describe one connection and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -22,7 +21,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// W3C trace context header.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub use gateway_trace::TRACEPARENT;
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -180,132 +179,6 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_str(id).expect("uuid is a valid header value")
 }
 
-/// W3C trace context for this hop.
-///
-/// The ids are kept as their hex text in fixed arrays: they are made once
-/// per request and read for the `traceparent` header and the access log,
-/// so there is nothing to gain from heap strings.
-#[derive(Debug, Clone)]
-pub struct TraceContext {
-    /// 32 lowercase hex digits.
-    trace_id: [u8; 32],
-    /// Our span id (16 hex digits), sent upstream as the parent.
-    span_id: [u8; 16],
-    /// The caller's span id, if the request carried one.
-    parent_id: Option<[u8; 16]>,
-    /// Two lowercase hex digits.
-    flags: [u8; 2],
-}
-
-impl TraceContext {
-    /// Continues the caller's trace, or starts one when the header is
-    /// absent or malformed (as the W3C spec requires).
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        // One draw for the span id and, if needed, a new trace id.
-        let mut random = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut random);
-        let mut span_id = [0u8; 16];
-        hex_into(&random[..8], &mut span_id);
-        if let Some((trace_id, parent, flags)) = headers
-            .get(TRACEPARENT)
-            .and_then(|v| parse_traceparent(v.as_bytes()))
-        {
-            return Self {
-                trace_id,
-                span_id,
-                parent_id: Some(parent),
-                flags,
-            };
-        }
-        let mut trace_id = [0u8; 32];
-        hex_into(&random[8..], &mut trace_id);
-        Self {
-            trace_id,
-            span_id,
-            parent_id: None,
-            flags: *b"01",
-        }
-    }
-
-    /// The trace id: 32 lowercase hex digits.
-    pub fn trace_id(&self) -> &str {
-        hex_str(&self.trace_id)
-    }
-
-    /// Our span id (16 hex digits), sent upstream as the parent.
-    pub fn span_id(&self) -> &str {
-        hex_str(&self.span_id)
-    }
-
-    /// The caller's span id, if the request carried one.
-    pub fn parent_id(&self) -> Option<&str> {
-        self.parent_id.as_ref().map(|p| hex_str(p))
-    }
-
-    /// The `traceparent` value to send upstream.
-    pub fn header_value(&self) -> HeaderValue {
-        // `00-` + 32 + `-` + 16 + `-` + 2 = 55 bytes, built on the stack.
-        let mut buf = [0u8; 55];
-        buf[..3].copy_from_slice(b"00-");
-        buf[3..35].copy_from_slice(&self.trace_id);
-        buf[35] = b'-';
-        buf[36..52].copy_from_slice(&self.span_id);
-        buf[52] = b'-';
-        buf[53..].copy_from_slice(&self.flags);
-        HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
-    }
-}
-
-/// `version-traceid-parentid-flags`, validated without allocating.
-fn parse_traceparent(v: &[u8]) -> Option<([u8; 32], [u8; 16], [u8; 2])> {
-    let v = v.trim_ascii();
-    let mut parts = v.split(|&b| b == b'-');
-    let (Some(version), Some(trace), Some(parent), Some(flags), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let is_hex = |s: &[u8], n: usize| {
-        s.len() == n
-            && s.iter()
-                .all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if !is_hex(version, 2)
-        || version == b"ff"
-        || !is_hex(trace, 32)
-        || !is_hex(parent, 16)
-        || !is_hex(flags, 2)
-    {
-        return None;
-    }
-    if trace.iter().all(|&b| b == b'0') || parent.iter().all(|&b| b == b'0') {
-        return None;
-    }
-    Some((
-        trace.try_into().ok()?,
-        parent.try_into().ok()?,
-        flags.try_into().ok()?,
-    ))
-}
-
-/// Writes `bytes` as lowercase hex into `out` (twice as long).
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
-}
-
-/// Hex digits as text; they are ASCII by construction.
-fn hex_str(hex: &[u8]) -> &str {
-    std::str::from_utf8(hex).expect("hex digits are ASCII")
-}
-
 /// Removes `.` and `..` segments (RFC 3986 5.2.4), also when written as
 /// `%2e`, so `/public/../admin` cannot reach a route it does not match.
 /// Returns `None` for paths that climb above the root.
@@ -420,46 +293,6 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_FORWARDED_HOST], "api.example.com");
-    }
-
-    #[test]
-    fn traceparent_is_continued_or_created() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            TRACEPARENT,
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        );
-        let t = TraceContext::from_headers(&h);
-        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.parent_id(), Some("00f067aa0ba902b7"));
-        assert_eq!(t.span_id().len(), 16);
-        let v = t.header_value();
-        let v = v.to_str().unwrap();
-        assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(v.ends_with("-01") && v.len() == 55, "{v}");
-        assert!(
-            !v.contains("00f067aa0ba902b7"),
-            "a new span id is sent upstream"
-        );
-
-        h.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
-        let t = TraceContext::from_headers(&h);
-        assert_eq!(t.trace_id().len(), 32);
-        assert!(t.parent_id().is_none());
-
-        // Upper-case hex, an all-zero trace id, version ff and extra parts
-        // are all malformed.
-        for bad in [
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
-        ] {
-            h.insert(TRACEPARENT, HeaderValue::from_static(bad));
-            let t = TraceContext::from_headers(&h);
-            assert!(t.parent_id().is_none(), "{bad}");
-            assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
-        }
     }
 
     #[test]

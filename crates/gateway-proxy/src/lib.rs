@@ -35,6 +35,7 @@ mod server;
 mod shadow;
 pub mod stores;
 pub mod telemetry;
+mod trace;
 mod workers;
 
 use std::net::SocketAddr;
@@ -304,6 +305,13 @@ impl Running {
         // tier, so the next start serves them.
         let cache = self.gateway.cache().clone();
         let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
+        // The last requests' spans reach the collector.
+        if let Some(tracer) = self.gateway.tracer().cloned() {
+            let flushed = tokio::task::spawn_blocking(move || tracer.flush(Duration::from_secs(5)));
+            if !matches!(flushed.await, Ok(true)) {
+                tracing::warn!("could not export the last spans on shutdown");
+            }
+        }
         self.stores.shutdown().await;
         drained
     }

@@ -34,6 +34,9 @@ pub struct Route {
     pub cluster: Arc<str>,
     /// The route's tags.
     pub tags: Vec<String>,
+    /// The path the route matches as a template (`/v1/fx/{*rest}`, or
+    /// `/api/*` for a prefix): a trace's `http.route`.
+    pub http_route: Arc<str>,
     path: PathMatcher,
     methods: Vec<Method>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -280,6 +283,10 @@ impl Route {
             name,
             cluster: cfg.cluster.as_str().into(),
             tags: cfg.tags.clone(),
+            http_route: match cfg.path_match() {
+                PathMatch::Exact(p) | PathMatch::Template(p) => p.into(),
+                PathMatch::Prefix(p) => format!("{}/*", p.trim_end_matches('/')).into(),
+            },
             path: PathMatcher::compile(cfg.path_match()),
             methods: cfg
                 .methods

@@ -32,6 +32,7 @@ use crate::breaker::{Admission, Breaker, CircuitState};
 use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::members::Members;
+use crate::observe::{Attempt, AttemptObserver, AttemptOutcome};
 use crate::retry::{backoff, RetryBudget};
 use crate::target::{Target, TargetStatus};
 use crate::{discovery, health, metrics};
@@ -53,6 +54,8 @@ pub struct SendOptions {
     /// Keep the client's `Host` header (default). When false, `Host` is set
     /// to the target's `host:port`.
     pub preserve_host: bool,
+    /// Told about every attempt (tracing); `None` for most requests.
+    pub observer: Option<Arc<dyn AttemptObserver>>,
 }
 
 impl Default for SendOptions {
@@ -62,6 +65,7 @@ impl Default for SendOptions {
             hash_key: None,
             idempotent: false,
             preserve_host: true,
+            observer: None,
         }
     }
 }
@@ -356,8 +360,20 @@ impl Cluster {
             } else {
                 std::mem::take(&mut parts.headers)
             };
-            let upstream_req =
+            let mut upstream_req =
                 self.upstream_request(&parts, headers, body, target, opts.preserve_host)?;
+            if let Some(observer) = &opts.observer {
+                observer.started(
+                    &Attempt {
+                        number: attempt,
+                        cluster: &self.name,
+                        target: &target.display,
+                        host: target.authority.host(),
+                        port: target.authority.port_u16().unwrap_or(0),
+                    },
+                    upstream_req.headers_mut(),
+                );
+            }
             let guard = InFlightGuard::new(target.clone());
 
             let sent = target.send(upstream_req);
@@ -369,6 +385,12 @@ impl Cluster {
                 None => sent.await,
             };
             let now = Instant::now();
+            if let Some(observer) = &opts.observer {
+                observer.ended(match &outcome {
+                    Ok(res) => AttemptOutcome::Answered(res.status()),
+                    Err(e) => AttemptOutcome::Failed(e),
+                });
+            }
 
             match outcome {
                 Ok(res) => {

@@ -7,12 +7,15 @@
 //!   large streamed body) and a log of the requests it received.
 //! - [`tls::TestCerts`]: a throwaway CA and a `localhost`/`127.0.0.1`
 //!   certificate written to a temp dir.
+//! - [`otlp::OtlpCollector`]: an OTLP trace collector (HTTP/protobuf or
+//!   gRPC) that keeps the spans it receives.
 //! - [`TcpProxy`]: a fault-injecting TCP forwarder (cut and restore a
 //!   server's connections without stopping the shared server).
 //! - [`wait_for_port`], [`rss_bytes`], [`init_tracing`]: small utilities.
 
 pub mod openapi;
 pub mod origin;
+pub mod otlp;
 pub mod tcp_proxy;
 pub mod tls;
 

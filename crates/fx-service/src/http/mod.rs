@@ -18,8 +18,9 @@
 //! request), `respond` (caching headers, 304s), `body` (the hand-written
 //! JSON bodies), `answers` (the answers' types and schemas), `openapi`
 //! (the document), and the handlers by endpoint group: `rates`, `convert`,
-//! `quotes`, `providers`; the admin endpoints are [`crate::admin`]. This
-//! module only routes.
+//! `quotes`, `providers`; the admin endpoints are [`crate::admin`];
+//! `trace` wraps the routes in OpenTelemetry server spans. This module
+//! only routes.
 
 pub(crate) mod answers;
 mod body;
@@ -31,6 +32,7 @@ mod quotes;
 mod rates;
 mod respond;
 mod state;
+mod trace;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -41,6 +43,7 @@ pub use openapi::document as openapi;
 pub(crate) use params::parse_json;
 pub use params::TIER_HEADER;
 pub use state::{AppState, SERIES_CACHE_BYTES};
+pub use trace::traced;
 
 /// The API router over `state`, also nested under the configured
 /// `base_path` when one is set.

@@ -11,18 +11,49 @@ use http::{Request, Version};
 
 use super::context::{ConnInfo, Refusal, RequestContext};
 use crate::gateway::Snapshot;
-use crate::headers::{self, TraceContext};
+use gateway_trace::TraceContext;
+
+use crate::headers;
+use crate::trace::{self, Arrival};
 
 /// The request's context as it arrives: request id, trace context, client
 /// address (from `X-Forwarded-For` only when the peer is a trusted proxy).
-pub(super) fn arrive<B>(req: &Request<B>, conn: &ConnInfo, snapshot: &Snapshot) -> RequestContext {
+/// Tracing, when configured, decides here whether the request is sampled.
+pub(super) fn arrive<B>(
+    req: &Request<B>,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+    tracer: Option<&gateway_trace::Tracer>,
+) -> RequestContext {
+    let started = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let client_ip = snapshot
+        .client_address
+        .resolve(req.headers(), conn.peer.ip());
+    let mut trace = TraceContext::from_headers(req.headers());
+    let span = trace::start(
+        tracer,
+        &mut trace,
+        &Arrival {
+            method: req.method(),
+            path: req.uri().path(),
+            version: req.version(),
+            scheme: conn.scheme,
+            client: client_ip,
+            peer: conn.peer,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            request_id: request_id.to_str().unwrap_or_default(),
+        },
+    );
     RequestContext {
-        started: Instant::now(),
-        request_id: headers::request_id(req.headers()),
-        trace: TraceContext::from_headers(req.headers()),
-        client_ip: snapshot
-            .client_address
-            .resolve(req.headers(), conn.peer.ip()),
+        started,
+        request_id,
+        trace,
+        span,
+        client_ip,
         host: String::new(),
         authority: String::new(),
         route: None,

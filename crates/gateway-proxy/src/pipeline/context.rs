@@ -13,7 +13,9 @@ use http::header::HeaderValue;
 use http::{Method, Version};
 
 use crate::client_cert::ClientCert;
-use crate::headers::{self, TraceContext};
+use gateway_trace::{ServerSpan, TraceContext};
+
+use crate::headers;
 use crate::router::{Route, RouteMatch};
 
 /// Facts about the client connection a request arrived on.
@@ -71,6 +73,8 @@ pub struct RequestContext {
     pub request_id: HeaderValue,
     /// W3C trace context for this hop.
     pub trace: TraceContext,
+    /// The request's server span, when tracing sampled it.
+    pub span: Option<ServerSpan>,
     /// The client address used for logs and limits.
     pub client_ip: IpAddr,
     /// The request's one authority: host without port, lower-cased (empty

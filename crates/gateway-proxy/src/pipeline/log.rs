@@ -1,6 +1,7 @@
 //! log: the access-log line and the request metrics, written when the
 //! response body ends.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ use crate::telemetry::{AccessRecord, RequestMetrics};
 pub(super) fn on_end(
     gateway: &Gateway,
     res: Response<Body>,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     conn: &ConnInfo,
     in_flight: Option<InFlight>,
 ) -> Response<Body> {
@@ -32,6 +33,9 @@ pub(super) fn on_end(
         .filter(|r| r.cache.is_some())
         .and_then(|_| cache_outcome(res.headers()));
     let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
+    // Only a traced request keeps its error code past the log line.
+    let span = ctx.span.take();
+    let error_code = span.as_ref().and(ctx.error.clone());
     // The access-log line is only built when it goes somewhere.
     let record = gateway.access_log().enabled().then(|| AccessRecord {
         ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -67,6 +71,8 @@ pub(super) fn on_end(
             .map(str::to_string),
     });
     let finish = Finish {
+        span,
+        error_code,
         status,
         route,
         went_upstream,
@@ -108,6 +114,10 @@ fn is_upstream_error(code: &str) -> bool {
 }
 
 struct Finish {
+    /// The request's server span, when it is traced.
+    span: Option<gateway_trace::ServerSpan>,
+    /// The gateway's error code, when it answered itself.
+    error_code: Option<Cow<'static, str>>,
     status: u16,
     route: Option<Arc<crate::router::Route>>,
     /// Whether the request went (or was meant to go) upstream: the
@@ -131,6 +141,12 @@ impl Observer for Finish {
 
     fn end(self, completed: bool) {
         let elapsed = self.started.elapsed();
+        crate::trace::end(
+            self.span,
+            self.status,
+            self.error_code.as_deref(),
+            completed,
+        );
         match &self.route {
             Some(route) => route.metrics.record(
                 self.status,

@@ -42,6 +42,7 @@ use http::{Request, Response};
 pub use context::{ConnInfo, Refusal, RequestContext, Routed};
 
 use crate::gateway::{Gateway, Snapshot};
+use crate::trace;
 use upstream::Forward;
 
 impl Gateway {
@@ -49,7 +50,7 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
         // The config this request sees from start to end.
         let snapshot = self.snapshot();
-        let mut ctx = accept::arrive(&req, conn, &snapshot);
+        let mut ctx = accept::arrive(&req, conn, &snapshot, self.tracer());
         let Some(in_flight) = self.admit() else {
             let res = response::refusal(accept::overloaded(), &mut ctx);
             return log::on_end(self, response::decorate(res, &ctx), ctx, conn, None);
@@ -101,6 +102,9 @@ impl Gateway {
                     Decision::Now(identity) => identity,
                     Decision::Later(rest) => rest.await?,
                 };
+                trace::stage(ctx.span.as_ref(), "authenticate", || {
+                    identity_attributes(&identity)
+                });
                 routed.identity = Some(identity);
                 Request::from_parts(parts, body)
             }
@@ -112,6 +116,7 @@ impl Gateway {
         if let Some(identity) = routed.identity.as_ref() {
             if self.keys().has_limits(identity) {
                 ctx.rate_limit = Some(Box::pin(self.keys().check_limits(identity)).await?);
+                trace::stage(ctx.span.as_ref(), "limit", Vec::new);
             }
         }
 
@@ -121,6 +126,9 @@ impl Gateway {
         let forward = Forward::new(snapshot, &routed, ctx, conn);
         let started = Instant::now();
         let result = cache::cache_or_forward(self.cache(), req, &routed, ctx, conn, forward).await;
+        if let (Some(span), Some(_), Ok(res)) = (&ctx.span, &routed.route().cache, &result) {
+            trace::stage(Some(span), "cache", || cache_attributes(res));
+        }
 
         match (mirroring, result) {
             (None, result) => Ok(result?),
@@ -131,4 +139,25 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The `authenticate` event's attributes: who the caller is.
+fn identity_attributes(identity: &gateway_keys::auth::Identity) -> Vec<gateway_trace::KeyValue> {
+    identity
+        .consumer_id
+        .as_deref()
+        .map(|id| gateway_trace::KeyValue::new("gatehouse.consumer.id", id.to_string()))
+        .into_iter()
+        .collect()
+}
+
+/// The `cache` event's attributes: the cache's own account of the answer
+/// (`Cache-Status`, RFC 9211).
+fn cache_attributes(res: &Response<Body>) -> Vec<gateway_trace::KeyValue> {
+    res.headers()
+        .get(&gateway_cache::CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| gateway_trace::KeyValue::new("gatehouse.cache.status", v.to_string()))
+        .into_iter()
+        .collect()
 }

@@ -86,6 +86,7 @@ pub(super) fn route(
         ));
     };
     ctx.route = Some(matched.route.clone());
+    crate::trace::routed(ctx.span.as_ref(), &parts.method, &matched.route, &ctx.host);
 
     let declared = parts
         .headers

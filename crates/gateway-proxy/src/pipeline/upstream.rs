@@ -23,6 +23,7 @@ use crate::body::LimitedBody;
 use crate::gateway::Snapshot;
 use crate::headers;
 use crate::router::RouteMatch;
+use crate::trace::AttemptSpans;
 
 /// Everything needed to forward a request of one client request upstream.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub(crate) struct Forward {
     scheme: &'static str,
     request_id: HeaderValue,
     traceparent: HeaderValue,
+    /// Each attempt as a client span, when the request is traced.
+    attempts: Option<Arc<AttemptSpans>>,
 }
 
 impl Forward {
@@ -52,6 +55,13 @@ impl Forward {
             scheme: conn.scheme,
             request_id: ctx.request_id.clone(),
             traceparent: ctx.trace.header_value(),
+            attempts: ctx.span.as_ref().map(|span| {
+                Arc::new(AttemptSpans::new(
+                    span.clone(),
+                    ctx.trace.clone(),
+                    &ctx.method,
+                ))
+            }),
         }
     }
 
@@ -129,6 +139,10 @@ impl Forward {
         };
         let opts = SendOptions {
             preserve_host: route.preserve_host,
+            observer: self
+                .attempts
+                .clone()
+                .map(|a| a as Arc<dyn gateway_upstream::AttemptObserver>),
             ..SendOptions::for_method(req.method()).with_timeout(timeout)
         };
         let mut res = match cluster.send(req, opts).await {

@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use http::uri::PathAndQuery;
 use test_support::origin::{Handler, Origin};
 use test_support::tls::TestCerts;
-use tonic::codec::{ProstCodec, Streaming};
+use tonic::codec::Streaming;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -25,6 +25,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity, Server, Ser
 use tonic::{Code, Request, Response, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_prost::ProstCodec;
 use tower::service_fn;
 
 use crate::harness::{base, client, eventually, TestGateway, TOKEN};

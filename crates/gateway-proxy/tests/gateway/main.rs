@@ -25,4 +25,5 @@ mod resilience;
 mod routing;
 mod shadow;
 mod streaming;
+mod tracing;
 mod workers;
