@@ -17,7 +17,7 @@ use gateway_upstream::metrics::DNS_FAILURES_TOTAL;
 use gateway_upstream::resolve::{
     Resolve, ResolveFuture, Resolved, ResolverHandle, SrvAnswer, SrvFuture, SrvRecord,
 };
-use gateway_upstream::{Cluster, ClusterConfig, SendOptions, Upstreams};
+use gateway_upstream::{Cluster, ClusterConfig, SendOptions, UpstreamErrorKind, Upstreams};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -183,11 +183,17 @@ fn cluster(name: &str, port: u16, answers: &Arc<Answers>) -> (Upstreams, Arc<Clu
     (u, c)
 }
 
-fn srv_cluster(name: &str, answers: &Arc<SrvAnswers>) -> (Upstreams, Arc<Cluster>) {
-    let mut cfg = ClusterConfig::with_targets(["srv+http://_http._tcp.fx.test"]);
+fn srv_cluster(
+    name: &str,
+    target: &str,
+    answers: &Arc<SrvAnswers>,
+    adjust: impl FnOnce(&mut ClusterConfig),
+) -> (Upstreams, Arc<Cluster>) {
+    let mut cfg = ClusterConfig::with_targets([target]);
     cfg.dns_refresh = Some(Duration::from_secs(1));
     cfg.resolver = ResolverHandle::new(SrvResolver(answers.clone()));
     cfg.retry.attempts = 1;
+    adjust(&mut cfg);
     let u = Upstreams::new(BTreeMap::from([(name.to_string(), cfg)])).unwrap();
     let c = u.get(name).unwrap();
     (u, c)
@@ -362,7 +368,12 @@ async fn srv_answers_move_traffic_without_a_reload_with_their_weights_and_priori
         record(light, 10, 10),
         record(backup, 20, 10),
     ]));
-    let (_u, c) = srv_cluster("srv-moving", &answers);
+    let (_u, c) = srv_cluster(
+        "srv-moving",
+        "srv+http://_http._tcp.fx.test",
+        &answers,
+        |_| {},
+    );
 
     eventually("the lowest priority's targets", || {
         target_set(&c) == urls(&[heavy, light])
@@ -453,4 +464,71 @@ async fn srv_answers_move_traffic_without_a_reload_with_their_weights_and_priori
     .await;
     get_ok(&c, "/").await;
     assert!(backup.requests() > 0);
+}
+
+#[tokio::test]
+async fn an_https_srv_instance_is_verified_under_the_host_its_record_names() {
+    counters();
+    let origin = Origin::builder(Handler::status(200)).tls().start().await;
+    let certs = origin.certs().unwrap().clone();
+    let port = origin.addr().port();
+    // Every host resolves to 127.0.0.1; the certificate is for `localhost`
+    // (and 127.0.0.1), so only the name TLS presents can make it fail.
+    let named = |host: &str| SrvRecord {
+        priority: 0,
+        weight: 1,
+        port,
+        target: host.into(),
+    };
+    let answers = SrvAnswers::new(Ok(vec![named("localhost")]));
+    let (_u, c) = srv_cluster(
+        "srv-tls",
+        "srv+https://_https._tcp.fx.test",
+        &answers,
+        |cfg| cfg.tls.ca_file = Some(certs.ca_file()),
+    );
+    let address = format!("https://127.0.0.1:{port}");
+    eventually("the instance", || target_set(&c) == [address.clone()]).await;
+    get_ok(&c, "/").await;
+
+    answers.set(Ok(vec![named("elsewhere.fx.test")]));
+    let mut refused = None;
+    for _ in 0..600 {
+        let req = Request::get("/").body(empty()).unwrap();
+        if let Err(e) = c.send(req, SendOptions::default()).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = refused.expect("the same address under another name is refused");
+    assert_eq!(err.kind(), UpstreamErrorKind::Tls, "{err}");
+    assert_eq!(target_set(&c), [address]);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_instances_an_srv_name_found() {
+    counters();
+    let origin = Origin::start(Handler::status(200)).await;
+    let answers = SrvAnswers::new(Ok(vec![record(&origin, 0, 1)]));
+    let (u, c) = srv_cluster(
+        "srv-reloaded",
+        "srv+http://_http._tcp.fx.test",
+        &answers,
+        |_| {},
+    );
+    eventually("the instance", || target_set(&c) == urls(&[&origin])).await;
+
+    let mut cfg = c.config().clone();
+    cfg.retry.attempts = 2;
+    u.reconfigure(BTreeMap::from([("srv-reloaded".to_string(), cfg)]))
+        .unwrap();
+    let rebuilt = u.get("srv-reloaded").unwrap();
+    assert!(!Arc::ptr_eq(&c, &rebuilt), "the cluster was rebuilt");
+    assert_eq!(
+        target_set(&rebuilt),
+        urls(&[&origin]),
+        "serving at once, not waiting for a lookup"
+    );
+    get_ok(&rebuilt, "/").await;
 }
