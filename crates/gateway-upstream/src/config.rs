@@ -229,7 +229,7 @@ impl ClusterConfig {
                             issue(
                                 "dns_refresh".into(),
                                 format!(
-                                    "required by targets[{i}] `{srv}`: an SRV target's instances are only known by looking them up again and again"
+                                    "required by targets[{i}] `{srv}`: an SRV target's instances are found by looking up its records every `dns_refresh`"
                                 ),
                             );
                         }
@@ -700,7 +700,7 @@ impl SrvName {
         }
         if let Some((_, port)) = name.rsplit_once(':') {
             return Err(format!(
-                "`{input}` has a port (`:{port}`); the ports come from the SRV records, remove it"
+                "`{input}` has a port (:{port}); the ports come from the SRV records, remove it"
             ));
         }
         check_srv_name(name).map_err(|why| format!("`{input}` {why}; {form} (RFC 2782)"))?;
@@ -1528,7 +1528,7 @@ mod tests {
             ("srv+_http._tcp.fx.service.consul", "unsupported scheme"),
             (
                 "srv+http://_http._tcp.fx.service.consul:8080",
-                "has a port (`:8080`)",
+                "has a port (:8080); the ports come from the SRV records",
             ),
             ("srv+http://_http._tcp.fx/path", "path or query"),
             ("srv+http://u@_http._tcp.fx", "user info"),

@@ -3,7 +3,7 @@
 //! Called by the refresh task (`discovery.rs`) for every SRV target.
 //!
 //! - Only the lowest priority value whose hosts resolve is used: the
-//!   records of a higher value serve only when no host of every lower
+//!   records of a higher value serve only when no host of any lower
 //!   value resolves (a backup tier, as RFC 2782 intends).
 //! - A record's weight becomes the balancing weight of each address of its
 //!   host. Weight 0 becomes 1, the smallest balancing weight, so such a
