@@ -58,7 +58,13 @@ pub(crate) fn spawn(
                 Err(why) => {
                     metrics::dns_failure(&name);
                     tracing::warn!(cluster = %name, error = %why, "upstream DNS refresh failed; keeping the last good targets");
-                    interval
+                    // A cluster with nothing to serve (SRV targets not yet
+                    // found) asks again soon rather than after a whole interval.
+                    if members.load().targets.is_empty() {
+                        MIN_DNS_REFRESH
+                    } else {
+                        interval
+                    }
                 }
             };
             tokio::select! {

@@ -532,3 +532,29 @@ async fn a_reload_keeps_the_instances_an_srv_name_found() {
     );
     get_ok(&rebuilt, "/").await;
 }
+
+#[tokio::test]
+async fn an_srv_cluster_with_no_instance_yet_asks_again_soon() {
+    counters();
+    let origin = Origin::start(Handler::status(200)).await;
+    let answers = SrvAnswers::new(Err("SERVFAIL".into()));
+    let (_u, c) = srv_cluster(
+        "srv-late",
+        "srv+http://_http._tcp.fx.test",
+        &answers,
+        |cfg| cfg.dns_refresh = Some(Duration::from_secs(3600)),
+    );
+    eventually("the first lookup failed", || dns_failures("srv-late") > 0).await;
+    let req = Request::get("/").body(empty()).unwrap();
+    let err = c.send(req, SendOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), UpstreamErrorKind::NoHealthyTargets, "{err}");
+    assert!(err.to_string().contains("has no target yet"), "{err}");
+
+    // Well within the hour that dns_refresh allows between good answers.
+    answers.set(Ok(vec![record(&origin, 0, 1)]));
+    eventually("the instance once the name answers", || {
+        target_set(&c) == urls(&[&origin])
+    })
+    .await;
+    get_ok(&c, "/").await;
+}
