@@ -156,6 +156,28 @@ fn dns_refresh_out_of_range_or_unreadable_names_its_key() {
 }
 
 #[test]
+fn srv_targets_are_checked_under_their_cluster_key() {
+    let with = |targets: &str| GOOD.replace("targets = [\"127.0.0.1:7001\"]", targets);
+    check_err(
+        &with("targets = [\"srv+http://_http._tcp.fx.service.consul:8080\"]\ndns_refresh = \"5s\""),
+        &["clusters.fx.targets[0]: `srv+http://_http._tcp.fx.service.consul:8080` has a port"],
+    );
+    check_err(
+        &with("targets = [\"srv+http://fx.service.consul\"]\ndns_refresh = \"5s\""),
+        &["clusters.fx.targets[0]: `srv+http://fx.service.consul` does not start with a service label"],
+    );
+    check_err(
+        &with("targets = [\"srv+http://_fx._tcp.service.consul\"]"),
+        &["clusters.fx.dns_refresh: required by targets[0]"],
+    );
+    assert!(load_str(
+        &with("targets = [\"srv+https://_fx._tcp.service.consul\"]\ndns_refresh = \"5s\""),
+        "gh.toml"
+    )
+    .is_ok());
+}
+
+#[test]
 fn syntax_error_names_line() {
     check_err("[[routes]\nname = 1", &["gh.toml:1:"]);
 }

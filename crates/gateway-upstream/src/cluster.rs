@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Admission, Breaker, CircuitState};
-use crate::config::{ClusterConfig, HashOn, Scheme, TargetAddr};
+use crate::config::{ClusterConfig, HashOn, Scheme, TargetSpec};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::members::Members;
 use crate::observe::{Attempt, AttemptObserver, AttemptOutcome};
@@ -148,9 +148,12 @@ impl Cluster {
         config.validate()?;
         let mut issues = Vec::new();
         let mut targets = Vec::with_capacity(config.targets.len());
+        let mut weights = Vec::with_capacity(config.targets.len());
         for (i, t) in config.targets.iter().enumerate() {
-            let addr = match TargetAddr::parse(&t.address) {
-                Ok(a) => a,
+            let addr = match TargetSpec::parse(&t.address) {
+                Ok(TargetSpec::Addr(a)) => a,
+                // Its instances join with the first refresh (`discovery`).
+                Ok(TargetSpec::Srv(_)) => continue,
                 Err(message) => {
                     issues.push(ConfigIssue {
                         path: format!("targets[{i}]"),
@@ -175,11 +178,11 @@ impl Cluster {
                     Err(issue) => issues.push(issue),
                 },
             }
+            weights.push(t.weight);
         }
         if !issues.is_empty() {
             return Err(issues);
         }
-        let mut weights: Vec<u32> = config.targets.iter().map(|t| t.weight).collect();
         // A reload keeps what discovery found rather than going back to
         // the names until the first refresh.
         if let Some((t, w)) =
@@ -756,6 +759,15 @@ impl Cluster {
     }
 
     fn no_healthy(&self, m: &Members) -> UpstreamError {
+        if m.targets.is_empty() {
+            return self.error(
+                UpstreamErrorKind::NoHealthyTargets,
+                format!(
+                    "upstream `{}` has no target yet: its SRV names have not resolved since it started",
+                    self.name
+                ),
+            );
+        }
         let now = Instant::now();
         let states: Vec<String> = m
             .targets

@@ -77,8 +77,9 @@ pub const DEFAULT_MAX_REPLAY_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The targets: `"host:port"` (plain HTTP), `"http://host:port"` or
-    /// `"https://host:port"`, or a table `{ address = "...", weight = 3 }`.
+    /// The targets: `"host:port"` (plain HTTP), `"http://host:port"`,
+    /// `"https://host:port"`, an SRV name (`"srv+http://_http._tcp.fx.service.consul"`,
+    /// needs `dns_refresh`), or a table `{ address = "...", weight = 3 }`.
     pub targets: Vec<TargetConfig>,
     /// How a target is picked for each request.
     #[serde(default)]
@@ -122,11 +123,11 @@ pub struct ClusterConfig {
     /// `[gateway] http1_engine`, not a per-cluster setting.
     #[serde(skip)]
     pub client_engine: ClientEngine,
-    /// Re-resolve targets given by host name at most this often (between
-    /// 1s and 1h); a shorter DNS TTL brings the next refresh forward. Each
-    /// resolved address is a target of its own. Absent: a host name is
-    /// resolved when a connection is opened, and the set of targets only
-    /// changes on reload.
+    /// Re-resolve targets given by host name or SRV name at most this
+    /// often (between 1s and 1h); a shorter DNS TTL brings the next refresh
+    /// forward. Each resolved address is a target of its own. Absent: a
+    /// host name is resolved when a connection is opened, and the set of
+    /// targets only changes on reload; SRV targets require it.
     #[serde(default, with = "humantime_serde")]
     pub dns_refresh: Option<Duration>,
     /// Where host names are resolved: the system's DNS unless a test
@@ -197,9 +198,9 @@ impl ClusterConfig {
         }
         let mut seen = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
-            match TargetAddr::parse(&t.address) {
-                Ok(addr) => {
-                    if addr.scheme == Scheme::Https && self.protocol == Protocol::H2c {
+            match TargetSpec::parse(&t.address) {
+                Ok(spec) => {
+                    if spec.scheme() == Scheme::Https && self.protocol == Protocol::H2c {
                         issue(
                             format!("targets[{i}]"),
                             format!(
@@ -208,7 +209,7 @@ impl ClusterConfig {
                             ),
                         );
                     }
-                    if seen.contains(&addr) {
+                    if seen.contains(&spec) {
                         issue(
                             format!("targets[{i}]"),
                             format!(
@@ -217,7 +218,23 @@ impl ClusterConfig {
                             ),
                         );
                     }
-                    seen.push(addr);
+                    if let TargetSpec::Srv(srv) = &spec {
+                        if t.weight != DEFAULT_WEIGHT {
+                            issue(
+                                format!("targets[{i}].weight"),
+                                format!("`{srv}` takes its weights from its SRV records; remove `weight`"),
+                            );
+                        }
+                        if self.dns_refresh.is_none() {
+                            issue(
+                                "dns_refresh".into(),
+                                format!(
+                                    "required by targets[{i}] `{srv}`: an SRV target's instances are found by looking up its records every `dns_refresh`"
+                                ),
+                            );
+                        }
+                    }
+                    seen.push(spec);
                 }
                 Err(e) => issue(format!("targets[{i}]"), e),
             }
@@ -457,13 +474,14 @@ impl ClusterConfig {
     }
 }
 
-/// A target entry: an address and a weight.
+/// A target entry: an address (or SRV name) and a weight.
 ///
 /// Deserializes from either a bare string (`"10.0.0.1:8080"`) or a table
 /// (`{ address = "https://api.internal:443", weight = 3 }`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetConfig {
-    /// `host:port`, `http://host:port` or `https://host[:port]`.
+    /// `host:port`, `http://host:port`, `https://host[:port]`, or
+    /// `srv+http://_service._tcp.domain` / `srv+https://...`.
     pub address: String,
     /// Relative share of traffic (1-1000) under round robin and hashing.
     pub weight: u32,
@@ -605,6 +623,154 @@ impl fmt::Display for TargetAddr {
     }
 }
 
+/// A target entry as written: one socket, or an SRV name standing for the
+/// instances its records list (found at run time, see `crate::discovery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// `host:port` or `http(s)://host[:port]`.
+    Addr(TargetAddr),
+    /// `srv+http://_service._tcp.domain` or `srv+https://...`.
+    Srv(SrvName),
+}
+
+impl TargetSpec {
+    /// Parses a target address: [`SrvName::parse`] when it starts with
+    /// `srv+`, [`TargetAddr::parse`] otherwise.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        if input.trim_start().starts_with(SrvName::PREFIX) {
+            SrvName::parse(input).map(Self::Srv)
+        } else {
+            TargetAddr::parse(input).map(Self::Addr)
+        }
+    }
+
+    /// The scheme spoken to the target (or to every instance an SRV name lists).
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Self::Addr(a) => a.scheme,
+            Self::Srv(s) => s.scheme,
+        }
+    }
+}
+
+/// An SRV target: the scheme spoken to the instances, and the SRV name
+/// (RFC 2782 `_service._tcp.domain`) whose records list them with their
+/// ports, priorities and weights.
+///
+/// Written `srv+http://_http._tcp.fx.default.svc.cluster.local` or
+/// `srv+https://_fx._tcp.service.consul`: the `srv+` prefix keeps it apart
+/// from a host name, and the scheme says how to talk to what is found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SrvName {
+    /// `http` or `https`, for every instance found.
+    pub scheme: Scheme,
+    /// The name looked up, as written (a trailing dot included).
+    pub name: String,
+}
+
+impl SrvName {
+    /// What every SRV target starts with.
+    pub const PREFIX: &'static str = "srv+";
+
+    /// Parses `srv+http://_service._tcp.domain` or `srv+https://...`. The
+    /// name must have RFC 2782's form, with `_tcp` as the protocol; ports,
+    /// paths, queries and user info are rejected: the records give the
+    /// ports, and a target is a set of sockets, not a URL prefix.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let input = input.trim();
+        let form = "an SRV target is `srv+http://_service._tcp.domain` or `srv+https://_service._tcp.domain`";
+        let (scheme, rest) = if let Some(rest) = input.strip_prefix("srv+http://") {
+            (Scheme::Http, rest)
+        } else if let Some(rest) = input.strip_prefix("srv+https://") {
+            (Scheme::Https, rest)
+        } else {
+            return Err(format!("`{input}` has an unsupported scheme; {form}"));
+        };
+        let name = rest.strip_suffix('/').unwrap_or(rest);
+        if name.contains('/') || name.contains('?') || name.contains('#') {
+            return Err(format!("`{input}` must not have a path or query; {form}"));
+        }
+        if name.contains('@') {
+            return Err(format!("`{input}` must not contain user info"));
+        }
+        if name.starts_with('[') || name.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "`{input}` names an address; an SRV target is a DNS name ({form})"
+            ));
+        }
+        if let Some((_, port)) = name.rsplit_once(':') {
+            return Err(format!(
+                "`{input}` has a port (:{port}); the ports come from the SRV records, remove it"
+            ));
+        }
+        check_srv_name(name).map_err(|why| format!("`{input}` {why}; {form} (RFC 2782)"))?;
+        Ok(Self {
+            scheme,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for SrvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}://{}",
+            Self::PREFIX,
+            self.scheme.as_str(),
+            self.name
+        )
+    }
+}
+
+/// Checks the shape of an SRV name: `_service._tcp.` then a domain of
+/// valid DNS labels. Returns what is wrong, to follow the target.
+fn check_srv_name(name: &str) -> Result<(), String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.is_empty() {
+        return Err("has no name".into());
+    }
+    if bare.len() > 253 {
+        return Err("is longer than a DNS name may be (253 characters)".into());
+    }
+    let labels: Vec<&str> = bare.split('.').collect();
+    if let Some(empty) = labels.iter().position(|l| l.is_empty()) {
+        return Err(format!("has an empty label (label {})", empty + 1));
+    }
+    for label in &labels {
+        let valid = label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "has an invalid DNS label `{label}` (letters, digits, `-` and `_`, at most 63)"
+            ));
+        }
+    }
+    let service = labels[0];
+    if !service.starts_with('_') || service.len() < 2 {
+        return Err(format!(
+            "does not start with a service label such as `_http` (got `{service}`)"
+        ));
+    }
+    match labels.get(1) {
+        Some(proto) if proto.eq_ignore_ascii_case("_tcp") => {}
+        Some(proto) => {
+            return Err(format!(
+                "has protocol label `{proto}`; HTTP runs over `_tcp`"
+            ))
+        }
+        None => return Err("has no protocol label (`_tcp`)".into()),
+    }
+    if labels.len() < 3 {
+        return Err("has no domain after `_service._tcp`".into());
+    }
+    Ok(())
+}
+
 /// Load balancing algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -719,7 +885,7 @@ impl ClusterConfig {
             return;
         }
         for (i, t) in self.targets.iter().enumerate() {
-            let cleartext = TargetAddr::parse(&t.address).is_ok_and(|a| a.scheme == Scheme::Http);
+            let cleartext = TargetSpec::parse(&t.address).is_ok_and(|a| a.scheme() == Scheme::Http);
             if cleartext && self.protocol == Protocol::Auto {
                 issue(
                     "health_check.kind".into(),
@@ -1319,6 +1485,110 @@ mod tests {
             "http://a:1/p?q",
         ] {
             assert!(TargetAddr::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn srv_targets_parse() {
+        for (input, scheme, name) in [
+            (
+                "srv+http://_http._tcp.fx.default.svc.cluster.local",
+                Scheme::Http,
+                "_http._tcp.fx.default.svc.cluster.local",
+            ),
+            (
+                "srv+https://_fx._tcp.service.consul.",
+                Scheme::Https,
+                "_fx._tcp.service.consul.",
+            ),
+            ("srv+http://_a._TCP.b/", Scheme::Http, "_a._TCP.b"),
+        ] {
+            let srv = match TargetSpec::parse(input) {
+                Ok(TargetSpec::Srv(srv)) => srv,
+                other => panic!("{input}: {other:?}"),
+            };
+            assert_eq!((srv.scheme, srv.name.as_str()), (scheme, name), "{input}");
+        }
+        assert_eq!(
+            SrvName::parse("srv+https://_fx._tcp.service.consul")
+                .unwrap()
+                .to_string(),
+            "srv+https://_fx._tcp.service.consul"
+        );
+        assert!(matches!(
+            TargetSpec::parse("http://fx.internal:80"),
+            Ok(TargetSpec::Addr(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_srv_targets_say_what_is_wrong() {
+        for (input, says) in [
+            ("srv+ftp://_a._tcp.b", "unsupported scheme"),
+            ("srv+_http._tcp.fx.service.consul", "unsupported scheme"),
+            (
+                "srv+http://_http._tcp.fx.service.consul:8080",
+                "has a port (:8080); the ports come from the SRV records",
+            ),
+            ("srv+http://_http._tcp.fx/path", "path or query"),
+            ("srv+http://u@_http._tcp.fx", "user info"),
+            ("srv+http://10.0.0.1", "names an address"),
+            ("srv+http://[::1]", "names an address"),
+            ("srv+http://", "has no name"),
+            (
+                "srv+http://fx.service.consul",
+                "service label such as `_http`",
+            ),
+            (
+                "srv+http://_fx._udp.service.consul",
+                "protocol label `_udp`",
+            ),
+            ("srv+http://_fx.service.consul", "protocol label `service`"),
+            ("srv+http://_fx._tcp", "no domain"),
+            ("srv+http://_fx._tcp..consul", "empty label"),
+            (
+                "srv+http://_fx._tcp.bad!name",
+                "invalid DNS label `bad!name`",
+            ),
+        ] {
+            let err = TargetSpec::parse(input).unwrap_err();
+            assert!(err.contains(says), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn srv_targets_are_validated_with_their_key_paths() {
+        assert_eq!(
+            issues(
+                r#"
+                targets = ["srv+http://_http._tcp.fx.service.consul", "127.0.0.1:80"]
+                dns_refresh = "10s"
+                "#
+            ),
+            Vec::<String>::new()
+        );
+        let got = issues(
+            r#"
+            targets = [
+              "srv+http://_http._tcp.fx.service.consul:80",
+              { address = "srv+https://_fx._tcp.service.consul", weight = 5 },
+              "srv+https://_fx._tcp.service.consul",
+            ]
+            protocol = "h2c"
+            "#,
+        );
+        let expected_starts = [
+            "targets[0]: `srv+http://_http._tcp.fx.service.consul:80` has a port",
+            "targets[1]: `srv+https://_fx._tcp.service.consul` is https but protocol is `h2c`",
+            "targets[1].weight: `srv+https://_fx._tcp.service.consul` takes its weights from its SRV records",
+            "dns_refresh: required by targets[1] `srv+https://_fx._tcp.service.consul`",
+            "targets[2]: `srv+https://_fx._tcp.service.consul` is https but protocol is `h2c`",
+            "targets[2]: `srv+https://_fx._tcp.service.consul` is listed more than once",
+            "dns_refresh: required by targets[2]",
+        ];
+        assert_eq!(got.len(), expected_starts.len(), "{got:#?}");
+        for (got, want) in got.iter().zip(expected_starts) {
+            assert!(got.starts_with(want), "{got} should start with {want}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Service discovery: targets given by host name are re-resolved while the
-//! cluster runs (`dns_refresh`), so addresses join and leave without a
+//! cluster runs (`dns_refresh`), and SRV targets are looked up and their
+//! hosts resolved (`crate::srv`), so addresses join and leave without a
 //! config reload.
 //!
 //! Resolution goes through the [`crate::resolve::Resolve`] trait: the
@@ -15,20 +16,24 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClusterConfig, TargetAddr};
+use crate::config::{ClusterConfig, TargetAddr, TargetSpec};
 use crate::members::Members;
 use crate::resolve::MIN_DNS_REFRESH;
 use crate::target::Target;
-use crate::{health, metrics};
+use crate::{health, metrics, srv};
 
 /// Whether the cluster has targets to re-resolve: `dns_refresh` is set and
-/// at least one target is a host name.
+/// at least one target is a host name or an SRV name.
 pub(crate) fn enabled(config: &ClusterConfig) -> bool {
     config.dns_refresh.is_some()
         && config
             .targets
             .iter()
-            .any(|t| TargetAddr::parse(&t.address).is_ok_and(|a| a.host.parse::<IpAddr>().is_err()))
+            .any(|t| match TargetSpec::parse(&t.address) {
+                Ok(TargetSpec::Addr(a)) => a.host.parse::<IpAddr>().is_err(),
+                Ok(TargetSpec::Srv(_)) => true,
+                Err(_) => false,
+            })
 }
 
 /// The refresh task of one cluster. `health` holds the stop token of each
@@ -53,7 +58,13 @@ pub(crate) fn spawn(
                 Err(why) => {
                     metrics::dns_failure(&name);
                     tracing::warn!(cluster = %name, error = %why, "upstream DNS refresh failed; keeping the last good targets");
-                    interval
+                    // A cluster with nothing to serve (SRV targets not yet
+                    // found) asks again soon rather than after a whole interval.
+                    if members.load().targets.is_empty() {
+                        MIN_DNS_REFRESH
+                    } else {
+                        interval
+                    }
                 }
             };
             tokio::select! {
@@ -72,40 +83,56 @@ fn next_refresh(ttl: Option<Duration>, interval: Duration) -> Duration {
     })
 }
 
-/// A resolved target: the host name it came from, its address, its weight.
+/// A resolved target: the host name it came from (an SRV record's host
+/// for SRV targets), its address, its weight.
 type Discovered = (String, TargetAddr, u32);
 
 /// Resolves every target: the full new set with weights, and the shortest
 /// TTL seen. Any failure or empty answer fails the whole refresh, so a
-/// partial answer never shrinks the cluster.
+/// partial answer never shrinks the cluster (within one SRV name, hosts
+/// that do not resolve are left out; see `crate::srv`).
 async fn resolve_all(
     name: &str,
     config: &ClusterConfig,
 ) -> Result<(Vec<Discovered>, Option<Duration>), String> {
-    let mut out = Vec::new();
+    let mut out: Vec<Discovered> = Vec::new();
     let mut ttl: Option<Duration> = None;
     for t in &config.targets {
-        let addr = TargetAddr::parse(&t.address)?;
+        let addr = match TargetSpec::parse(&t.address)? {
+            TargetSpec::Addr(addr) => addr,
+            TargetSpec::Srv(srv) => {
+                let found = srv::discover(&*config.resolver.0, &srv.name).await?;
+                for why in &found.unresolved {
+                    tracing::warn!(cluster = name, target = %srv, error = %why, "a host named by an SRV record did not resolve; left out");
+                }
+                shorten(&mut ttl, found.ttl);
+                for i in found.instances {
+                    let resolved = TargetAddr {
+                        scheme: srv.scheme,
+                        host: i.ip.to_string(),
+                        port: i.port,
+                    };
+                    add(&mut out, &i.host, resolved, i.weight);
+                }
+                continue;
+            }
+        };
         if addr.host.parse::<IpAddr>().is_ok() {
-            out.push((addr.host.clone(), addr, t.weight));
+            add(&mut out, &addr.host.clone(), addr, t.weight);
             continue;
         }
         let answer = config.resolver.0.resolve(&addr.host).await?;
         if answer.addrs.is_empty() {
             return Err(format!("`{}` resolved to no address", addr.host));
         }
-        if let Some(t) = answer.ttl {
-            ttl = Some(ttl.map_or(t, |m| m.min(t)));
-        }
+        shorten(&mut ttl, answer.ttl);
         for ip in answer.addrs {
             let resolved = TargetAddr {
                 scheme: addr.scheme,
                 host: ip.to_string(),
                 port: addr.port,
             };
-            if !out.iter().any(|(_, a, _)| *a == resolved) {
-                out.push((addr.host.clone(), resolved, t.weight));
-            }
+            add(&mut out, &addr.host, resolved, t.weight);
         }
     }
     tracing::debug!(
@@ -116,33 +143,32 @@ async fn resolve_all(
     Ok((out, ttl))
 }
 
+/// Adds a target unless its address is already there (two names may
+/// resolve to one address).
+fn add(out: &mut Vec<Discovered>, host: &str, addr: TargetAddr, weight: u32) {
+    if !out.iter().any(|(_, a, _)| *a == addr) {
+        out.push((host.to_string(), addr, weight));
+    }
+}
+
+fn shorten(ttl: &mut Option<Duration>, answer: Option<Duration>) {
+    if let Some(t) = answer {
+        *ttl = Some(ttl.map_or(t, |m| m.min(t)));
+    }
+}
+
 /// The targets a rebuilt cluster starts with when the one it replaces had
-/// discovered them: same names, and every discovered target's client
-/// settings unchanged. `None`: start from the configured names.
+/// discovered them: same names and same client settings, so every
+/// discovered target fits the new config as it is. `None`: start from the
+/// configured names.
 pub(crate) fn carried_over(
     config: &ClusterConfig,
     previous: &ClusterConfig,
     members: &Members,
 ) -> Option<(Vec<Arc<Target>>, Vec<u32>)> {
-    if !enabled(config) || !enabled(previous) || config.targets != previous.targets {
-        return None;
-    }
-    let hosts: Vec<String> = config
-        .targets
-        .iter()
-        .filter_map(|t| TargetAddr::parse(&t.address).ok())
-        .map(|a| a.host)
-        .collect();
-    let unchanged = |t: &Target| {
-        Target::key_for(&t.addr, config) == t.key()
-            || hosts
-                .iter()
-                .any(|h| Target::key_for(&t.addr, &target_config(config, h)) == t.key())
-    };
-    members
-        .targets
-        .iter()
-        .all(|t| unchanged(t))
+    let fits = config.targets == previous.targets
+        && Target::client_settings(config) == Target::client_settings(previous);
+    (fits && enabled(config) && enabled(previous))
         .then(|| (members.targets.clone(), members.weights.clone()))
 }
 

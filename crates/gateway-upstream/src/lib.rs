@@ -14,8 +14,8 @@
 //!   keeping pools and health state of unchanged targets.
 //! - [`Cluster`]: one cluster at runtime; [`Cluster::send`],
 //!   [`Cluster::targets_status`], [`Cluster::circuit_state`].
-//! - [`discovery`]: re-resolving host-name targets (`dns_refresh`) through
-//!   an injectable [`resolve::Resolve`].
+//! - [`discovery`]: re-resolving host-name and SRV targets (`dns_refresh`)
+//!   through an injectable [`resolve::Resolve`].
 //! - [`metrics`]: metric names (documented in `docs/upstreams.md`).
 //!
 //! Architecture invariant: this crate knows nothing about routes, keys,
@@ -38,6 +38,7 @@ pub mod observe;
 mod registry;
 pub mod resolve;
 mod retry;
+mod srv;
 mod target;
 
 pub use balancer::{hash_key, VNODES_PER_WEIGHT};

@@ -174,8 +174,14 @@ impl Target {
     /// The identity used to decide whether a target survives a reconfigure:
     /// its address plus every setting baked into its client.
     pub(crate) fn key_for(addr: &TargetAddr, cfg: &ClusterConfig) -> String {
+        format!("{addr}|{}", Self::client_settings(cfg))
+    }
+
+    /// Every setting baked into a target's client, as one comparable value:
+    /// two configs with the same one can share targets.
+    pub(crate) fn client_settings(cfg: &ClusterConfig) -> String {
         format!(
-            "{addr}|{}|{:?}|{:?}|{:?}|{:?}",
+            "{}|{:?}|{:?}|{:?}|{:?}",
             cfg.protocol.as_str(),
             cfg.connect_timeout,
             cfg.pool,

@@ -46,6 +46,16 @@ access_log = "off"
 
 impl TestGateway {
     pub async fn start(config: &str) -> Self {
+        Self::start_adjusted(config, |_| {}).await
+    }
+
+    /// Like [`Self::start`], with a last change to the loaded config that
+    /// the file cannot express (a test resolver for a cluster, say). A
+    /// reload from the file drops the change.
+    pub async fn start_adjusted(
+        config: &str,
+        adjust: impl FnOnce(&mut gateway_config::LoadedConfig),
+    ) -> Self {
         let config = with_engine(config);
         let config = config.as_str();
         let dir = tempfile::tempdir().unwrap();
@@ -58,7 +68,8 @@ impl TestGateway {
             format!("{config}\n[storage]\n{data_dir}\n")
         };
         std::fs::write(&config_path, config).unwrap();
-        let loaded = gateway_config::load_file(&config_path).unwrap();
+        let mut loaded = gateway_config::load_file(&config_path).unwrap();
+        adjust(&mut loaded);
         let running = gateway_proxy::start(
             loaded,
             StartOptions {

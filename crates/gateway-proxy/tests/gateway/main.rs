@@ -12,6 +12,7 @@ mod connections;
 mod console;
 mod cors;
 mod deploy_kit;
+mod discovery;
 mod framing;
 mod grpc;
 mod ip_rules;
