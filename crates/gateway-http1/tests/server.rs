@@ -283,6 +283,25 @@ async fn unread_bodies_are_drained_when_small() {
 }
 
 #[tokio::test]
+async fn a_large_body_the_service_read_in_full_keeps_the_connection() {
+    // Well over what is drained after a response: read by the service, it
+    // leaves nothing to drain, so the next request is served.
+    let body = "x".repeat(200_000);
+    let input = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    );
+    let (out, seen) = serve(input.as_bytes()).await;
+    assert!(
+        out.ends_with(&ok(2, "ok")),
+        "{}",
+        &out[out.len().saturating_sub(200)..]
+    );
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1], "GET /after");
+}
+
+#[tokio::test]
 async fn a_client_closing_mid_body_fails_the_body() {
     let (out, seen) =
         serve(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").await;

@@ -28,11 +28,10 @@ pub(crate) struct Arrival<'a> {
 /// Decides the request's sampling (setting the flag its `traceparent`
 /// carries upstream) and starts its server span when it is sampled.
 pub(crate) fn start(
-    tracer: Option<&Tracer>,
+    tracer: &Tracer,
     trace: &mut TraceContext,
     arrival: &Arrival<'_>,
 ) -> Option<ServerSpan> {
-    let tracer = tracer?;
     if !tracer.sample(trace) {
         return None;
     }

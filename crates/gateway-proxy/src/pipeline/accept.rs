@@ -31,23 +31,25 @@ pub(super) fn arrive<B>(
         .client_address
         .resolve(req.headers(), conn.peer.ip());
     let mut trace = TraceContext::from_headers(req.headers());
-    let span = trace::start(
-        tracer,
-        &mut trace,
-        &Arrival {
-            method: req.method(),
-            path: req.uri().path(),
-            version: req.version(),
-            scheme: conn.scheme,
-            client: client_ip,
-            peer: conn.peer,
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            request_id: request_id.to_str().unwrap_or_default(),
-        },
-    );
+    let span = tracer.and_then(|tracer| {
+        trace::start(
+            tracer,
+            &mut trace,
+            &Arrival {
+                method: req.method(),
+                path: req.uri().path(),
+                version: req.version(),
+                scheme: conn.scheme,
+                client: client_ip,
+                peer: conn.peer,
+                user_agent: req
+                    .headers()
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                request_id: request_id.to_str().unwrap_or_default(),
+            },
+        )
+    });
     RequestContext {
         started,
         request_id,

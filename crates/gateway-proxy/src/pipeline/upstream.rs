@@ -114,8 +114,14 @@ impl Forward {
         // The upstream connection's protocol is the cluster's choice.
         parts.version = Version::HTTP_11;
 
-        let tripped = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
+        // A request without a body (most GETs) has no limit to watch.
+        let (body, tripped) = if http_body::Body::is_end_stream(&body) {
+            (body, None)
+        } else {
+            let tripped = Arc::new(AtomicBool::new(false));
+            let limited = LimitedBody::new(body, route.max_body, tripped.clone()).boxed_unsync();
+            (limited, Some(tripped))
+        };
         Ok(Prepared {
             req: Request::from_parts(parts, body),
             upgrade,
@@ -148,7 +154,7 @@ impl Forward {
         let mut res = match cluster.send(req, opts).await {
             Ok(res) => res,
             Err(e) => {
-                if tripped.load(Ordering::Relaxed) {
+                if tripped.is_some_and(|t| t.load(Ordering::Relaxed)) {
                     return Err(body_too_large(route.max_body));
                 }
                 tracing::warn!(
@@ -182,8 +188,9 @@ struct Prepared {
     req: Request<Body>,
     /// The client side of a protocol upgrade, if the request asks for one.
     upgrade: Option<ClientUpgrade>,
-    /// Set when the request body went over the route's limit.
-    tripped: Arc<AtomicBool>,
+    /// Set when the request body went over the route's limit (`None`:
+    /// the request has no body).
+    tripped: Option<Arc<AtomicBool>>,
     /// Time allowed for the response head.
     timeout: Duration,
 }
