@@ -125,7 +125,7 @@ impl Window {
 }
 
 /// One time bucket of a series, as read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
     /// Start of the bucket, Unix seconds.
     pub t: u64,
@@ -146,7 +146,7 @@ pub struct Point {
 }
 
 /// A series over a window, oldest bucket first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SeriesView {
     /// Bucket width in seconds.
     pub step: u64,

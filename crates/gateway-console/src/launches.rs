@@ -17,7 +17,7 @@ pub const MAX_LAUNCHES: usize = 64;
 pub const MIN_STEP_SECS: u64 = 10;
 
 /// One sample of a launch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ScorePoint {
     /// Unix seconds.
     pub t: u64,

@@ -21,12 +21,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use gateway_core::{errors, Problem};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::access::{self, Tokens};
 use crate::assets::{self, Asset};
 use crate::history::{History, SeriesId, Window};
+use crate::role::Access;
 use crate::session::{self, Sessions, SESSION_COOKIE};
 
 /// What the console's public endpoints need.
@@ -172,10 +172,31 @@ struct SignIn {
     token: String,
 }
 
+/// `POST /v1/console/session`.
+#[derive(serde::Serialize, ToSchema)]
+struct SignedIn {
+    /// What the session may do.
+    access: Access,
+    /// The token state-changing calls must echo in `X-CSRF-Token`.
+    csrf: String,
+    /// Seconds until the session ends.
+    expires_in: u64,
+}
+
+/// `GET /v1/console/session`.
+#[derive(serde::Serialize, ToSchema)]
+struct SessionInfo {
+    /// What the caller may do.
+    access: Access,
+    /// The session's CSRF token; null for a caller with a token rather
+    /// than a session.
+    csrf: Option<String>,
+}
+
 #[utoipa::path(post, path = "/v1/console/session", tag = "console",
     request_body = SignIn,
     responses(
-        (status = 201, description = "Signed in: `{access, csrf, expires_in}` and the session cookie.", body = Object,
+        (status = 201, description = "Signed in: the session and its cookie.", body = SignedIn,
             headers(("set-cookie" = String, description = "The session cookie."))),
         (status = 400, response = Problem),
         (status = 401, response = Problem),
@@ -209,11 +230,11 @@ async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body: By
     let mut res = no_store(
         (
             StatusCode::CREATED,
-            Json(json!({
-                "access": access,
-                "csrf": csrf,
-                "expires_in": state.sessions.ttl().as_secs(),
-            })),
+            Json(SignedIn {
+                access,
+                csrf,
+                expires_in: state.sessions.ttl().as_secs(),
+            }),
         )
             .into_response(),
     );
@@ -226,7 +247,7 @@ async fn sign_in(State(state): State<ConsoleState>, headers: HeaderMap, body: By
 
 #[utoipa::path(get, path = "/v1/console/session", tag = "console",
     responses(
-        (status = 200, description = "The session's `{access, csrf}`.", body = Object),
+        (status = 200, description = "The caller's access, and its session's CSRF token.", body = SessionInfo),
         (status = 401, response = Problem),
     ))]
 async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
@@ -234,12 +255,19 @@ async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) 
         Ok(caller) if caller.via == "session" => {
             let id = access::cookie(&headers, SESSION_COOKIE).unwrap_or("");
             let csrf = state.sessions.get(id).map(|s| s.csrf).unwrap_or_default();
-            no_store(Json(json!({ "access": caller.access, "csrf": csrf })).into_response())
+            let info = SessionInfo {
+                access: caller.access,
+                csrf: Some(csrf),
+            };
+            no_store(Json(info).into_response())
         }
-        Ok(caller) => no_store(
-            Json(json!({ "access": caller.access, "csrf": Option::<String>::None }))
-                .into_response(),
-        ),
+        Ok(caller) => {
+            let info = SessionInfo {
+                access: caller.access,
+                csrf: None,
+            };
+            no_store(Json(info).into_response())
+        }
         Err(p) => p.into_response(),
     }
 }
@@ -306,7 +334,7 @@ struct HistoryQuery {
 #[utoipa::path(get, path = "/v1/history", tag = "console",
     params(HistoryQuery),
     responses(
-        (status = 200, description = "A series of the traffic history.", body = Object),
+        (status = 200, description = "A series of the traffic history.", body = crate::history::SeriesView),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
     ))]

@@ -33,10 +33,13 @@ use axum::Router;
 use gateway_core::{errors, Problem};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::service::{CreateConsumer, CreateKey, KeyFilter, KeyService, RotateKey, UpdateKey};
+use crate::model::{AuditEntry, Consumer, KeyView};
+use crate::service::{
+    CreateConsumer, CreateKey, IssuedKey, KeyFilter, KeyService, RotateKey, UpdateKey,
+};
+use crate::usage::KeyUsageReport;
 
 /// Header naming the admin actor for the audit log.
 pub const ACTOR_HEADER: &str = "x-gatehouse-actor";
@@ -76,6 +79,36 @@ pub fn router(service: KeyService) -> Router {
         .route("/v1/consumers", post(create_consumer).get(list_consumers))
         .route("/v1/consumers/{id}", get(get_consumer))
         .with_state(service)
+}
+
+/// `GET /v1/keys`.
+#[derive(Serialize, ToSchema)]
+struct KeyList {
+    /// The keys, newest first.
+    keys: Vec<KeyView>,
+}
+
+/// `GET /v1/audit` and `GET /v1/keys/{id}/audit`.
+#[derive(Serialize, ToSchema)]
+struct AuditLog {
+    /// The entries, newest first.
+    entries: Vec<AuditEntry>,
+}
+
+/// `GET /v1/consumers`.
+#[derive(Serialize, ToSchema)]
+struct ConsumerList {
+    /// Every consumer.
+    consumers: Vec<Consumer>,
+}
+
+/// `GET /v1/consumers/{id}`.
+#[derive(Serialize, ToSchema)]
+struct ConsumerKeys {
+    /// The consumer.
+    consumer: Consumer,
+    /// Its keys, newest first.
+    keys: Vec<KeyView>,
 }
 
 /// Every handler's result: service errors convert with `?`.
@@ -137,7 +170,7 @@ fn actor(headers: &HeaderMap) -> String {
 #[utoipa::path(post, path = "/v1/keys", tag = "keys",
     request_body = CreateKey,
     responses(
-        (status = 201, description = "The key and its secret (shown once).", body = Object),
+        (status = 201, description = "The key and its secret (shown once).", body = IssuedKey),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -152,7 +185,7 @@ async fn create_key(State(svc): State<KeyService>, headers: HeaderMap, body: Byt
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     params(KeyFilter),
     responses(
-        (status = 200, description = "`{keys}`: the keys, newest first.", body = Object),
+        (status = 200, description = "The keys, newest first.", body = KeyList),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -164,13 +197,13 @@ async fn list_keys(
 ) -> ApiResult {
     let filter = parse_query(q)?;
     let keys = svc.list(&filter).await?;
-    ok(StatusCode::OK, &json!({ "keys": keys }))
+    ok(StatusCode::OK, &KeyList { keys })
 }
 
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Key id.")),
     responses(
-        (status = 200, description = "The key (never its secret).", body = Object),
+        (status = 200, description = "The key (never its secret).", body = KeyView),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -184,7 +217,7 @@ async fn get_key(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiRe
     params(("id" = String, Path, description = "Key id.")),
     request_body = UpdateKey,
     responses(
-        (status = 200, description = "The key as updated (audited as `key.update`).", body = Object),
+        (status = 200, description = "The key as updated (audited as `key.update`).", body = KeyView),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -206,7 +239,7 @@ async fn update_key(
 #[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "keys",
     params(("id" = String, Path, description = "Key id.")),
     responses(
-        (status = 200, description = "Requests and refusals per hour over the last 24 hours (this node).", body = Object),
+        (status = 200, description = "Requests and refusals per hour over the last 24 hours (this node).", body = KeyUsageReport),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -220,7 +253,7 @@ async fn key_usage(State(svc): State<KeyService>, Path(id): Path<String>) -> Api
     params(("id" = String, Path, description = "Key id.")),
     request_body(content = Option<RotateKey>, description = "Optional; an empty body takes the defaults."),
     responses(
-        (status = 201, description = "The successor and its secret (shown once); the old key retires.", body = Object),
+        (status = 201, description = "The successor and its secret (shown once); the old key retires.", body = IssuedKey),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -250,7 +283,7 @@ struct RevokeBody {
     params(("id" = String, Path, description = "Key id.")),
     request_body(content = Option<RevokeBody>, description = "Optional."),
     responses(
-        (status = 200, description = "The key, revoked.", body = Object),
+        (status = 200, description = "The key, revoked.", body = KeyView),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -284,7 +317,7 @@ struct AuditParams {
 #[utoipa::path(get, path = "/v1/keys/{id}/audit", tag = "keys",
     params(("id" = String, Path, description = "Key id."), AuditParams),
     responses(
-        (status = 200, description = "`{entries}`: the key's audit entries, newest first.", body = Object),
+        (status = 200, description = "The key's audit entries, newest first.", body = AuditLog),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -299,13 +332,13 @@ async fn key_audit(
     let entries = svc
         .audit(Some(&id), p.limit.unwrap_or(100), p.before)
         .await?;
-    ok(StatusCode::OK, &json!({ "entries": entries }))
+    ok(StatusCode::OK, &AuditLog { entries })
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "keys",
     params(AuditParams),
     responses(
-        (status = 200, description = "`{entries}`: audit entries, newest first.", body = Object),
+        (status = 200, description = "Audit entries, newest first.", body = AuditLog),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -317,13 +350,13 @@ async fn all_audit(
 ) -> ApiResult {
     let p = parse_query(q)?;
     let entries = svc.audit(None, p.limit.unwrap_or(100), p.before).await?;
-    ok(StatusCode::OK, &json!({ "entries": entries }))
+    ok(StatusCode::OK, &AuditLog { entries })
 }
 
 #[utoipa::path(post, path = "/v1/consumers", tag = "keys",
     request_body = CreateConsumer,
     responses(
-        (status = 201, description = "The consumer.", body = Object),
+        (status = 201, description = "The consumer.", body = Consumer),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
@@ -343,35 +376,33 @@ async fn create_consumer(
 
 #[utoipa::path(get, path = "/v1/consumers", tag = "keys",
     responses(
-        (status = 200, description = "`{consumers}`.", body = Object),
+        (status = 200, description = "Every consumer.", body = ConsumerList),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 503, response = Problem),
     ))]
 async fn list_consumers(State(svc): State<KeyService>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &json!({ "consumers": svc.consumers().await? }),
-    )
+    let consumers = svc.consumers().await?;
+    ok(StatusCode::OK, &ConsumerList { consumers })
 }
 
 #[utoipa::path(get, path = "/v1/consumers/{id}", tag = "keys",
     params(("id" = String, Path, description = "Consumer id or name.")),
     responses(
-        (status = 200, description = "`{consumer, keys}`.", body = Object),
+        (status = 200, description = "The consumer and its keys.", body = ConsumerKeys),
         (status = 400, response = Problem),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 503, response = Problem),
     ))]
 async fn get_consumer(State(svc): State<KeyService>, Path(id): Path<String>) -> ApiResult {
-    let c = svc.consumer(&id).await?;
+    let consumer = svc.consumer(&id).await?;
     let keys = svc
         .list(&KeyFilter {
-            consumer: Some(c.id.to_string()),
+            consumer: Some(consumer.id.to_string()),
             status: None,
         })
         .await?;
-    ok(StatusCode::OK, &json!({ "consumer": c, "keys": keys }))
+    ok(StatusCode::OK, &ConsumerKeys { consumer, keys })
 }

@@ -26,10 +26,11 @@ pub const MAX_KEYS: usize = 10_000;
 pub const MAX_USER_AGENT: usize = 200;
 
 /// One client that sent a retiring key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GraceClient {
     /// The client's address as the gateway resolved it (trusted proxies
     /// applied); `None` when it was not known.
+    #[schema(value_type = Option<String>)]
     pub ip: Option<IpAddr>,
     /// Its `User-Agent`, if it sent one.
     pub user_agent: Option<String>,
@@ -42,7 +43,7 @@ pub struct GraceClient {
 }
 
 /// The clients of one retiring key, most recent first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GraceClientsReport {
     /// Up to [`MAX_CLIENTS_PER_KEY`] clients.
     pub clients: Vec<GraceClient>,

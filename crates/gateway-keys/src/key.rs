@@ -341,6 +341,18 @@ macro_rules! short_id {
                 f.write_str(&self.0)
             }
         }
+
+        /// On the wire: the prefix and its random characters.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(format!("^{}[A-Za-z0-9]{{{}}}$", $prefix, ID_RANDOM_LEN)))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -14,7 +14,7 @@ use crate::scope::Scope;
 /// A consumer: a customer or an app that owns keys. Limits and quotas
 /// count per consumer across all its keys (or per group, see
 /// [`crate::config::PlanConfig::shared_by_group`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Consumer {
     /// Stable id.
     pub id: ConsumerId,
@@ -77,7 +77,7 @@ impl std::str::FromStr for KeyStatus {
 }
 
 /// A key's metadata. Never the secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KeyRecord {
     /// Short non-secret id.
     pub id: KeyId,
@@ -115,6 +115,7 @@ pub struct KeyRecord {
     #[serde(skip)]
     pub expiry_noted_at: Option<DateTime<Utc>>,
     /// Free-form metadata (a JSON object), never a secret by convention.
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// SHA-256 of the secret; never serialized.
     #[serde(skip)]
@@ -155,7 +156,7 @@ impl KeyRecord {
 }
 
 /// A key record with its current status, for responses.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// State at the time of the response.
     pub status: KeyStatus,
@@ -168,7 +169,7 @@ pub struct KeyView {
 }
 
 /// What an audit entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AuditAction {
     /// A consumer was created.
     #[serde(rename = "consumer.create")]
@@ -256,7 +257,7 @@ pub struct NewAuditEntry {
 }
 
 /// A stored audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Sequence number (increasing).
     pub id: i64,
@@ -270,7 +271,9 @@ pub struct AuditEntry {
     pub key_id: Option<KeyId>,
     /// Which consumer.
     pub consumer_id: Option<ConsumerId>,
-    /// Structured detail.
+    /// Structured detail (never a secret): a JSON object whose fields
+    /// depend on the action.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

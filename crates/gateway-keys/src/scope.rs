@@ -108,6 +108,22 @@ impl TryFrom<String> for Scope {
     }
 }
 
+/// On the wire: the scope's text (`*`, `route:NAME`, `tag:NAME`,
+/// `method:VERB` or any other name).
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(MAX_SCOPE_LEN))
+            .description(Some(
+                "`*`, `route:NAME`, `tag:NAME`, `method:VERB` or any other name.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {}
+
 impl From<Scope> for String {
     fn from(s: Scope) -> String {
         s.to_string()

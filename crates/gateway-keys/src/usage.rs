@@ -96,7 +96,7 @@ struct KeyUsageRing {
 }
 
 /// One hour of a key's usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageHour {
     /// Start of the hour, Unix seconds.
     pub t: u64,
@@ -105,11 +105,12 @@ pub struct UsageHour {
     /// refusals).
     pub requests: u64,
     /// Requests refused, by reason.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub refusals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// A key's usage over the last day, oldest hour first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyUsageReport {
     /// The key.
     pub key_id: KeyId,

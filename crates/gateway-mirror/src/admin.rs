@@ -27,7 +27,8 @@ use gateway_core::{errors, Problem};
 use utoipa::OpenApi;
 
 use crate::config::LaunchConfig;
-use crate::engine::MirrorEngine;
+use crate::engine::{LaunchSummary, MirrorEngine};
+use crate::report::Report;
 
 /// The document of [`router`]'s routes.
 #[derive(OpenApi)]
@@ -49,16 +50,23 @@ pub fn router(engine: Arc<MirrorEngine>) -> Router {
         .with_state(engine)
 }
 
+/// `GET /v1/shadow`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct LaunchList {
+    /// Every launch with its score and verdict.
+    launches: Vec<LaunchSummary>,
+}
+
 #[utoipa::path(get, path = "/v1/shadow", tag = "shadow",
-    responses((status = 200, description = "`{launches}`: every launch with its score and verdict.", body = Object)))]
+    responses((status = 200, description = "Every launch with its score and verdict.", body = LaunchList)))]
 async fn list(State(e): State<Arc<MirrorEngine>>) -> impl IntoResponse {
-    Json(serde_json::json!({ "launches": e.list() }))
+    Json(LaunchList { launches: e.list() })
 }
 
 #[utoipa::path(post, path = "/v1/shadow", tag = "shadow",
-    request_body(content = Object, description = "A launch definition, as a `[[dark_launches]]` table of the config, in JSON."),
+    request_body(content = LaunchConfig, description = "A launch definition, as a `[[dark_launches]]` table of the config, in JSON."),
     responses(
-        (status = 201, description = "The launch's summary.", body = Object),
+        (status = 201, description = "The launch's summary.", body = LaunchSummary),
         (status = 400, response = Problem),
         (status = 409, response = Problem),
         (status = 422, response = Problem),
@@ -78,7 +86,7 @@ async fn create(State(e): State<Arc<MirrorEngine>>, body: Bytes) -> Result<Respo
 #[utoipa::path(get, path = "/v1/shadow/{name}", tag = "shadow",
     params(("name" = String, Path, description = "The launch's name.")),
     responses(
-        (status = 200, description = "The full report.", body = Object),
+        (status = 200, description = "The full report.", body = Report),
         (status = 404, response = Problem),
     ))]
 async fn report(
@@ -91,7 +99,7 @@ async fn report(
 #[utoipa::path(get, path = "/v1/shadow/{name}/config", tag = "shadow",
     params(("name" = String, Path, description = "The launch's name.")),
     responses(
-        (status = 200, description = "The launch definition.", body = Object),
+        (status = 200, description = "The launch definition.", body = LaunchConfig),
         (status = 404, response = Problem),
     ))]
 async fn config(
@@ -104,7 +112,7 @@ async fn config(
 #[utoipa::path(post, path = "/v1/shadow/{name}/pause", tag = "shadow",
     params(("name" = String, Path, description = "The launch's name.")),
     responses(
-        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 200, description = "The launch's summary.", body = LaunchSummary),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 503, response = Problem),
@@ -119,7 +127,7 @@ async fn pause(
 #[utoipa::path(post, path = "/v1/shadow/{name}/resume", tag = "shadow",
     params(("name" = String, Path, description = "The launch's name.")),
     responses(
-        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 200, description = "The launch's summary.", body = LaunchSummary),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 503, response = Problem),
@@ -134,7 +142,7 @@ async fn resume(
 #[utoipa::path(post, path = "/v1/shadow/{name}/stop", tag = "shadow",
     params(("name" = String, Path, description = "The launch's name.")),
     responses(
-        (status = 200, description = "The launch's summary.", body = Object),
+        (status = 200, description = "The launch's summary.", body = LaunchSummary),
         (status = 404, response = Problem),
         (status = 409, response = Problem),
         (status = 503, response = Problem),

@@ -116,7 +116,7 @@ impl Observation {
 }
 
 /// One difference between two responses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Diff {
     /// Which group it belongs to.
     pub category: DiffCategory,

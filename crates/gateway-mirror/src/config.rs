@@ -67,7 +67,7 @@ pub const SENSITIVE_HEADERS: &[&str] = &[
 pub const DEFAULT_COMPARE_HEADERS: &[&str] = &["content-type"];
 
 /// How the deterministic sampling decision is keyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleBy {
     /// Each request id is in or out on its own.
@@ -89,7 +89,7 @@ impl SampleBy {
 }
 
 /// One dark launch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchConfig {
     /// Unique name, `[a-z0-9_-]{1,64}`; used in URLs, metrics and the store.
@@ -135,6 +135,7 @@ pub struct LaunchConfig {
     pub max_body_bytes: usize,
     /// Deadline for a shadow response.
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schema(value_type = String, example = "5s")]
     pub timeout: Duration,
     /// Mirrored requests waiting for a worker; beyond it they are dropped.
     #[serde(default = "default_queue_capacity")]
@@ -157,7 +158,7 @@ pub struct LaunchConfig {
 }
 
 /// What is compared between primary and candidate responses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompareConfig {
     /// Response headers compared (case-insensitive).
@@ -195,7 +196,7 @@ impl Default for CompareConfig {
 }
 
 /// Thresholds of the verdict; see `docs/dark-launch.md` for the method.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Compared samples an endpoint needs before it gets a verdict.
@@ -238,10 +239,11 @@ impl Default for Thresholds {
 }
 
 /// Capture of mirrored requests (redacted) as JSON lines for `shadow replay`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     /// File the JSON lines are appended to.
+    #[schema(value_type = String)]
     pub file: PathBuf,
     /// Share of mirrored requests recorded, 0–100.
     #[serde(default = "default_record_percent")]

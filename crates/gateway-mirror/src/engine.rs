@@ -130,7 +130,7 @@ impl ToProblem for EngineError {
 }
 
 /// One line of `GET /v1/shadow`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LaunchSummary {
     /// Name.
     pub name: String,

@@ -21,7 +21,7 @@ const TOP_FIELDS: usize = 20;
 const REPORT_EXAMPLES: usize = 10;
 
 /// One differing field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldSummary {
     /// Endpoint key.
     pub endpoint: String,
@@ -38,7 +38,7 @@ pub struct FieldSummary {
 }
 
 /// A launch report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// Launch name.
     pub name: String,

@@ -167,7 +167,7 @@ pub fn splitmix64(x: u64) -> u64 {
 }
 
 /// One side of a stored example.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExampleSide {
     /// Status code, if any.
     pub status: Option<u16>,
@@ -182,7 +182,7 @@ pub struct ExampleSide {
 }
 
 /// A stored example of a difference: the request and both responses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Example {
     /// When it was observed.
     pub at: DateTime<Utc>,

@@ -32,7 +32,7 @@ use crate::math::{mann_whitney, normal_quantile, quantile, wilson_interval};
 use crate::stats::{EndpointStats, LaunchStats};
 
 /// The recommendation for a launch or endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The candidate behaves like the primary with the required confidence.
@@ -55,7 +55,7 @@ impl Verdict {
 }
 
 /// Latency comparison of one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatencyComparison {
     /// Primary median (ms) of the reservoir.
     pub primary_p50_ms: f64,
@@ -74,7 +74,7 @@ pub struct LatencyComparison {
 }
 
 /// Assessment of one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointAssessment {
     /// Endpoint key.
     pub endpoint: String,
@@ -105,7 +105,7 @@ pub struct EndpointAssessment {
 }
 
 /// Assessment of a whole launch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assessment {
     /// 0–100.
     pub score: u8,

@@ -25,7 +25,8 @@ use gateway_core::{errors, Problem};
 use utoipa::OpenApi;
 
 use crate::gateway::Gateway;
-use crate::stores::Stores;
+use crate::stores::{Stores, StoresReport};
+use crate::upstream_status::UpstreamsStatus;
 
 /// Routers mounted on the admin API behind the token check, each with
 /// the OpenAPI document of its routes.
@@ -191,8 +192,8 @@ struct ReadyQuery {
 #[utoipa::path(get, path = "/readyz", tag = "admin",
     params(ReadyQuery),
     responses(
-        (status = 200, description = "`{status, stores}`: `ready`, or `degraded` while a store is down.", body = Object),
-        (status = 503, description = "`{status, stores}`: `draining`, or `degraded` with `strict=true`.", body = Object),
+        (status = 200, description = "`ready`, or `degraded` while a store is down.", body = Readiness),
+        (status = 503, description = "`draining`, or `degraded` with `strict=true`.", body = Readiness),
     ))]
 async fn readyz(
     State(state): State<AdminState>,
@@ -200,19 +201,56 @@ async fn readyz(
 ) -> Response {
     let stores_up = state.stores.all_up();
     let (status, code) = if state.gateway.is_draining() {
-        ("draining", StatusCode::SERVICE_UNAVAILABLE)
+        (ReadyStatus::Draining, StatusCode::SERVICE_UNAVAILABLE)
     } else if !stores_up && q.strict {
-        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
+        (ReadyStatus::Degraded, StatusCode::SERVICE_UNAVAILABLE)
     } else if !stores_up {
-        ("degraded", StatusCode::OK)
+        (ReadyStatus::Degraded, StatusCode::OK)
     } else {
-        ("ready", StatusCode::OK)
+        (ReadyStatus::Ready, StatusCode::OK)
     };
-    (
-        code,
-        Json(serde_json::json!({"status": status, "stores": state.stores.report()})),
-    )
-        .into_response()
+    let stores = state.stores.report();
+    (code, Json(Readiness { status, stores })).into_response()
+}
+
+/// `GET /readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// Whether the node takes traffic.
+    status: ReadyStatus,
+    /// The shared stores' last probes.
+    stores: StoresReport,
+}
+
+/// A node's readiness.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadyStatus {
+    /// Serving, every store up.
+    Ready,
+    /// Serving, a store down (see `stores`).
+    Degraded,
+    /// Shutting down: finishing requests in flight, taking no new ones.
+    Draining,
+}
+
+/// `GET /v1/config`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct RunningConfig {
+    /// The config file it was read from.
+    file: String,
+    /// The running config: the TOML file's tables as JSON, with every
+    /// secret (tokens, passwords, credentials) redacted. Free-form: its
+    /// keys are the config reference's (docs/config.md).
+    #[schema(value_type = Object)]
+    config: serde_json::Value,
+}
+
+/// `POST /v1/config/reload`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Reloaded {
+    /// Always true: a rejected config is a 422 problem.
+    reloaded: bool,
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "admin",
@@ -226,30 +264,30 @@ async fn metrics_text() -> Response {
 }
 
 #[utoipa::path(get, path = "/v1/config", tag = "admin",
-    responses((status = 200, description = "`{file, config}`: the running config, secrets redacted.", body = Object)))]
+    responses((status = 200, description = "The running config, secrets redacted.", body = RunningConfig)))]
 async fn running_config(State(state): State<AdminState>) -> Response {
     let snapshot = state.gateway.snapshot();
-    Json(serde_json::json!({
-        "file": snapshot.config.origin,
-        "config": snapshot.config.redacted_json(),
-    }))
+    Json(RunningConfig {
+        file: snapshot.config.origin.clone(),
+        config: snapshot.config.redacted_json(),
+    })
     .into_response()
 }
 
 #[utoipa::path(post, path = "/v1/config/reload", tag = "admin",
     responses(
-        (status = 200, description = "`{reloaded: true}`: the config file was read again and applied.", body = Object),
+        (status = 200, description = "The config file was read again and applied.", body = Reloaded),
         (status = 422, response = Problem),
     ))]
 async fn reload(State(state): State<AdminState>) -> Response {
     match state.gateway.reload_from_file().await {
-        Ok(()) => Json(serde_json::json!({"reloaded": true})).into_response(),
+        Ok(()) => Json(Reloaded { reloaded: true }).into_response(),
         Err(e) => problem(Problem::new(&errors::CONFIG_REJECTED, e.to_string())),
     }
 }
 
 #[utoipa::path(get, path = "/v1/upstreams", tag = "admin",
-    responses((status = 200, description = "Every cluster's targets, health and circuit state.", body = Object)))]
+    responses((status = 200, description = "Every cluster's targets, health and circuit state, by cluster name.", body = UpstreamsStatus)))]
 async fn upstreams(State(state): State<AdminState>) -> Response {
-    Json(state.gateway.upstreams().status()).into_response()
+    Json(UpstreamsStatus::from(state.gateway.upstreams().status())).into_response()
 }

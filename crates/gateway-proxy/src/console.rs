@@ -16,14 +16,17 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use gateway_console::history::{SeriesId, Window};
+use gateway_cache::CacheStats;
+use gateway_console::history::{SeriesId, SeriesView, Window};
 use gateway_console::launches::ScorePoint;
-use gateway_console::Caller;
+use gateway_console::{Access, Caller};
 use gateway_core::{errors, Problem, ToProblem as _};
+use gateway_mirror::LaunchSummary;
 use gateway_upstream::SendOptions;
-use serde_json::json;
+use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::gateway::Gateway;
 
@@ -41,39 +44,96 @@ pub(crate) fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
+/// `GET /v1/console/overview`: what the overview page draws.
+#[derive(Serialize, ToSchema)]
+struct Overview {
+    /// The caller's access (absent when it signed in some other way).
+    access: Option<Access>,
+    /// All traffic.
+    total: Windows,
+    /// Traffic per route that has had any.
+    routes: Vec<NamedWindows>,
+    /// Traffic per upstream cluster that has had any.
+    upstreams: Vec<NamedWindows>,
+    /// The response cache's counters.
+    cache: CacheStats,
+    /// Every dark launch with its score and verdict.
+    dark_launches: Vec<LaunchSummary>,
+    /// Requests in flight on this node.
+    in_flight: usize,
+    /// Whether the node is shutting down.
+    draining: bool,
+    /// The config file the node runs.
+    config_file: String,
+    /// Routes in the running config.
+    route_count: usize,
+}
+
+/// One series over the last hour (by minute) and the last day (by hour);
+/// a window is null until it has traffic.
+#[derive(Serialize, ToSchema)]
+struct Windows {
+    /// The last hour.
+    hour: Option<SeriesView>,
+    /// The last day.
+    day: Option<SeriesView>,
+}
+
+/// The traffic of one route or upstream.
+#[derive(Serialize, ToSchema)]
+struct NamedWindows {
+    /// Its name.
+    name: String,
+    /// Its traffic.
+    history: Windows,
+}
+
+/// `GET /v1/console/shadow/{name}/history`.
+#[derive(Serialize, ToSchema)]
+struct LaunchScores {
+    /// The launch.
+    name: String,
+    /// Its score over time, oldest first.
+    points: Vec<ScorePoint>,
+}
+
 #[utoipa::path(get, path = "/v1/console/overview", tag = "console",
-    responses((status = 200, description = "The console's overview: traffic, upstreams, cache, keys, launches.", body = Object)))]
+    responses((status = 200, description = "The console's overview: traffic by route and upstream, cache, dark launches, load.", body = Overview)))]
 async fn overview(State(gateway): State<Gateway>, caller: Option<Extension<Caller>>) -> Response {
     let history = gateway.history();
-    let series = |id: SeriesId| {
-        json!({
-            "hour": history.view(&id, Window::Hour),
-            "day": history.view(&id, Window::Day),
-        })
+    let windows = |id: SeriesId| Windows {
+        hour: history.view(&id, Window::Hour),
+        day: history.view(&id, Window::Day),
     };
-    let routes: Vec<_> = history
+    let routes = history
         .routes()
         .into_iter()
-        .map(|name| json!({ "name": name, "history": series(SeriesId::Route(name.clone())) }))
+        .map(|name| NamedWindows {
+            history: windows(SeriesId::Route(name.clone())),
+            name,
+        })
         .collect();
-    let upstreams: Vec<_> = history
+    let upstreams = history
         .upstreams()
         .into_iter()
-        .map(|name| json!({ "name": name, "history": series(SeriesId::Upstream(name.clone())) }))
+        .map(|name| NamedWindows {
+            history: windows(SeriesId::Upstream(name.clone())),
+            name,
+        })
         .collect();
     let snapshot = gateway.snapshot();
-    Json(json!({
-        "access": caller.map(|Extension(c)| c.access),
-        "total": series(SeriesId::Total),
-        "routes": routes,
-        "upstreams": upstreams,
-        "cache": gateway.cache().stats(),
-        "dark_launches": gateway.mirror().list(),
-        "in_flight": gateway.in_flight(),
-        "draining": gateway.is_draining(),
-        "config_file": snapshot.config.origin,
-        "route_count": snapshot.config.config.routes.len(),
-    }))
+    Json(Overview {
+        access: caller.map(|Extension(c)| c.access),
+        total: windows(SeriesId::Total),
+        routes,
+        upstreams,
+        cache: gateway.cache().stats(),
+        dark_launches: gateway.mirror().list(),
+        in_flight: gateway.in_flight(),
+        draining: gateway.is_draining(),
+        config_file: snapshot.config.origin.clone(),
+        route_count: snapshot.config.config.routes.len(),
+    })
     .into_response()
 }
 
@@ -121,7 +181,10 @@ fn record_launches(gateway: &Gateway) {
 
 #[utoipa::path(get, path = "/v1/console/shadow/{name}/history", tag = "console",
     params(("name" = String, Path, description = "The launch's name.")),
-    responses((status = 200, description = "`{name, points}`: the launch's score over time.", body = Object)))]
+    responses(
+        (status = 200, description = "The launch's score over time.", body = LaunchScores),
+        (status = 404, response = Problem),
+    ))]
 async fn launch_history(State(gateway): State<Gateway>, Path(name): Path<String>) -> Response {
     if gateway.mirror().report(&name).is_err() {
         return Problem::new(
@@ -132,7 +195,8 @@ async fn launch_history(State(gateway): State<Gateway>, Path(name): Path<String>
     }
     // A point now, so a chart opened between samples is current.
     record_launches(&gateway);
-    Json(json!({ "name": name, "points": gateway.launch_history().points(&name) })).into_response()
+    let points = gateway.launch_history().points(&name);
+    Json(LaunchScores { name, points }).into_response()
 }
 
 /// `GET /v1/console/fx/{path}`: a read of the fx service's public API

@@ -36,6 +36,7 @@ mod shadow;
 pub mod stores;
 pub mod telemetry;
 mod trace;
+mod upstream_status;
 mod workers;
 
 use std::net::SocketAddr;

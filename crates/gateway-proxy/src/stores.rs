@@ -26,6 +26,36 @@ use tokio::task::JoinHandle;
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PURGE_CHANNEL: &str = "cache-purges";
 
+/// The stores' state as `/readyz` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StoresReport {
+    /// The database (keys, audit, dark-launch statistics).
+    pub database: DatabaseReport,
+    /// Redis, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisReport>,
+}
+
+/// The database's last probe.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DatabaseReport {
+    /// Whether it answered.
+    pub up: bool,
+    /// How long it took to answer, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Redis's last probe and the fleet it sees.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RedisReport {
+    /// Whether it answered.
+    pub up: bool,
+    /// Gateway nodes in the fleet (at least this one).
+    pub nodes: u64,
+    /// This node's id in the fleet.
+    pub node_id: String,
+}
+
 /// Health of the shared stores and the tasks that follow them. Cheap to clone.
 #[derive(Clone)]
 pub struct Stores {
@@ -176,22 +206,19 @@ impl Stores {
     }
 
     /// The stores' state for `/readyz`.
-    pub fn report(&self) -> serde_json::Value {
+    pub fn report(&self) -> StoresReport {
         let inner = &self.inner;
-        let mut stores = serde_json::json!({
-            "database": {
-                "up": self.database_up(),
-                "latency_ms": inner.database_latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        StoresReport {
+            database: DatabaseReport {
+                up: self.database_up(),
+                latency_ms: inner.database_latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
             },
-        });
-        if let Some(redis) = &inner.redis {
-            stores["redis"] = serde_json::json!({
-                "up": redis.is_up(),
-                "nodes": redis.node_count(),
-                "node_id": redis.node_id(),
-            });
+            redis: inner.redis.as_ref().map(|redis| RedisReport {
+                up: redis.is_up(),
+                nodes: redis.node_count(),
+                node_id: redis.node_id().to_string(),
+            }),
         }
-        stores
     }
 
     /// Stops the probes and subscribers, and leaves the fleet's node set.

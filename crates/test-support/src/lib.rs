@@ -11,8 +11,12 @@
 //!   gRPC) that keeps the spans it receives.
 //! - [`TcpProxy`]: a fault-injecting TCP forwarder (cut and restore a
 //!   server's connections without stopping the shared server).
+//! - [`openapi`]: the routes a crate serves against those its OpenAPI
+//!   document describes; [`json_schema`]: a real answer against the
+//!   schema the document declares for it.
 //! - [`wait_for_port`], [`rss_bytes`], [`init_tracing`]: small utilities.
 
+pub mod json_schema;
 pub mod openapi;
 pub mod origin;
 pub mod otlp;

@@ -126,23 +126,50 @@ pub struct IssuedKey {
     pub previous: Option<KeyView>,
 }
 
+/// What [`IssuedKey`] sends: the one answer that holds a secret. Its
+/// schema is `IssuedKey`'s, so the document describes what is sent.
+#[derive(Serialize, utoipa::ToSchema)]
+struct IssuedKeyAnswer<'a> {
+    /// The key's metadata.
+    #[schema(value_type = KeyView)]
+    key: &'a KeyView,
+    /// The secret, shown only in this answer: the gateway keeps only its
+    /// hash.
+    secret: &'a str,
+    /// For rotations: the old key, now retiring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<KeyView>)]
+    previous: &'a Option<KeyView>,
+    /// A reminder to store the secret now.
+    notice: &'static str,
+}
+
 impl Serialize for IssuedKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            key: &'a KeyView,
-            secret: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            previous: &'a Option<KeyView>,
-            notice: &'static str,
-        }
-        Out {
+        IssuedKeyAnswer {
             key: &self.key,
             secret: self.secret.expose_secret(),
             previous: &self.previous,
             notice: "store this secret now: it is shown only once",
         }
         .serialize(s)
+    }
+}
+
+impl utoipa::PartialSchema for IssuedKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <IssuedKeyAnswer<'_> as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for IssuedKey {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <IssuedKeyAnswer<'_> as utoipa::ToSchema>::schemas(schemas);
     }
 }
 
