@@ -3,6 +3,7 @@
 //! hop records spans.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+#[cfg(feature = "export")]
 use opentelemetry::trace::{SpanId, TraceId};
 use rand::RngCore;
 
@@ -92,6 +93,7 @@ impl TraceContext {
         self.header_value_for(&self.span_id)
     }
 
+    #[cfg(feature = "export")]
     /// The `traceparent` value naming `span` (a span of this hop, such as
     /// one upstream attempt) as the parent.
     pub fn child_header_value(&self, span: SpanId) -> HeaderValue {
@@ -112,16 +114,19 @@ impl TraceContext {
         HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
     }
 
+    #[cfg(feature = "export")]
     /// The trace id as OpenTelemetry's binary id.
     pub fn otel_trace_id(&self) -> TraceId {
         TraceId::from_bytes(unhex(&self.trace_id))
     }
 
+    #[cfg(feature = "export")]
     /// This hop's span id as OpenTelemetry's binary id.
     pub fn otel_span_id(&self) -> SpanId {
         SpanId::from_bytes(unhex(&self.span_id))
     }
 
+    #[cfg(feature = "export")]
     /// The caller's span id as OpenTelemetry's binary id.
     pub fn otel_parent_id(&self) -> Option<SpanId> {
         self.parent_id
@@ -184,6 +189,7 @@ fn hex_value(digit: u8) -> u8 {
     }
 }
 
+#[cfg(feature = "export")]
 /// Hex text back to the bytes it spells (`N` bytes from `2N` digits).
 fn unhex<const N: usize>(hex: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
@@ -258,6 +264,7 @@ mod tests {
         assert!(t.header_value().to_str().unwrap().ends_with("-02"));
     }
 
+    #[cfg(feature = "export")]
     #[test]
     fn binary_ids_match_the_hex_ones() {
         let mut h = HeaderMap::new();

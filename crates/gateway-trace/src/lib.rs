@@ -13,15 +13,26 @@
 //! Nothing here waits on the collector from a request: a request only
 //! pushes finished spans into a queue that drops when full.
 
+//!
+//! Without the `export` feature (on by default) only [`config`] and
+//! [`context`] are built: what a crate that reads the config needs.
+
 pub mod config;
 pub mod context;
+#[cfg(feature = "export")]
 pub mod export;
+#[cfg(feature = "export")]
 pub mod span;
+#[cfg(feature = "export")]
 pub mod tracer;
 
 pub use config::{OtlpConfig, OtlpProtocol};
 pub use context::{TraceContext, TRACEPARENT};
+#[cfg(feature = "export")]
 pub use opentelemetry::trace::SpanId;
+#[cfg(feature = "export")]
 pub use opentelemetry::KeyValue;
+#[cfg(feature = "export")]
 pub use span::ServerSpan;
+#[cfg(feature = "export")]
 pub use tracer::Tracer;
