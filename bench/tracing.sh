@@ -82,18 +82,22 @@ name = "plain"
 cluster = "up"
 CONF
 }
-otlp() { printf '[telemetry.otlp]\nendpoint = "http://%s"\nsample_ratio = %s\n' "$COLLECTOR" "$1"; }
+# otlp RATIO: the `[telemetry.otlp]` table sampling RATIO (none when empty).
+otlp() {
+  [ -n "$1" ] && printf '[telemetry.otlp]\nendpoint = "http://%s"\nsample_ratio = %s\n' "$COLLECTOR" "$1"
+  return 0
+}
 
-# case: label|port|otlp table
+# case: label|port|sample ratio (empty: tracing off)
 CASES=(
   "tracing off|18283|"
-  "1% sampled|18284|$(otlp 0.01)"
-  "100% sampled|18285|$(otlp 1.0)"
+  "1% sampled|18284|0.01"
+  "100% sampled|18285|1.0"
 )
 declare -A PID
 for c in "${CASES[@]}"; do
-  IFS='|' read -r label port table <<<"$c"
-  gatehouse_conf "$port" "$table" > "$WORK/gh-$port.toml"
+  IFS='|' read -r label port ratio <<<"$c"
+  gatehouse_conf "$port" "$(otlp "$ratio")" > "$WORK/gh-$port.toml"
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh-$port.toml" >/dev/null 2>"$WORK/gh-$port.log" &
   PID[$label]=$!
 done
