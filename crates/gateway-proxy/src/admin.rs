@@ -22,11 +22,11 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use gateway_console::ConsoleState;
 use gateway_core::{errors, Problem};
+use gateway_upstream::ClusterStatus;
 use utoipa::OpenApi;
 
 use crate::gateway::Gateway;
 use crate::stores::{Stores, StoresReport};
-use crate::upstream_status::UpstreamsStatus;
 
 /// Routers mounted on the admin API behind the token check, each with
 /// the OpenAPI document of its routes.
@@ -287,7 +287,7 @@ async fn reload(State(state): State<AdminState>) -> Response {
 }
 
 #[utoipa::path(get, path = "/v1/upstreams", tag = "admin",
-    responses((status = 200, description = "Every cluster's targets, health and circuit state, by cluster name.", body = UpstreamsStatus)))]
+    responses((status = 200, description = "Every cluster's targets, health and circuit state, by cluster name.", body = BTreeMap<String, ClusterStatus>)))]
 async fn upstreams(State(state): State<AdminState>) -> Response {
-    Json(UpstreamsStatus::from(state.gateway.upstreams().status())).into_response()
+    Json(state.gateway.upstreams().status()).into_response()
 }

@@ -36,7 +36,6 @@ mod shadow;
 pub mod stores;
 pub mod telemetry;
 mod trace;
-mod upstream_status;
 mod workers;
 
 use std::net::SocketAddr;

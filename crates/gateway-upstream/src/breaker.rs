@@ -17,6 +17,7 @@ use crate::config::CircuitBreakerConfig;
 
 /// Circuit breaker state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     /// Requests flow normally.

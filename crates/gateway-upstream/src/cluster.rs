@@ -103,6 +103,7 @@ pub fn is_idempotent(method: &Method) -> bool {
 
 /// A snapshot of a cluster for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     /// Cluster name.
     pub name: String,

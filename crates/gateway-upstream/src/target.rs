@@ -81,6 +81,7 @@ impl http_body::Body for ClientBody {
 
 /// Where a target stands, as shown by the admin API and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TargetState {
     /// Receiving traffic.
@@ -106,6 +107,7 @@ impl TargetState {
 /// A snapshot of one target's health, for the admin API (serializes to
 /// JSON with durations as humantime strings).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetStatus {
     /// `scheme://host:port`.
     pub address: String,
@@ -121,8 +123,9 @@ pub struct TargetStatus {
     pub consecutive_failures: u32,
     /// How many times passive detection ejected this target.
     pub times_ejected: u32,
-    /// Time left in the current ejection.
+    /// Time left in the current ejection (e.g. `12s 500ms`).
     #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub ejected_for: Option<Duration>,
     /// The most recent failure (request or health check), if any.
     pub last_error: Option<String>,
