@@ -35,7 +35,7 @@ pub(super) fn on_end(
     let went_upstream = ctx.error.as_deref().is_none_or(is_upstream_error);
     // Only a traced request keeps its error code past the log line.
     let span = ctx.span.take();
-    let error_code = span.as_ref().and(ctx.error.clone());
+    let error_code = span.as_ref().and_then(|_| ctx.error.clone());
     // The access-log line is only built when it goes somewhere.
     let record = gateway.access_log().enabled().then(|| AccessRecord {
         ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use test_support::origin::{Handler, Origin};
 
-use crate::harness::{base, client, eventually, TestGateway, TOKEN};
+use crate::harness::{base, client, eventually, TestGateway};
 
 #[tokio::test]
 async fn admin_needs_the_token_except_for_probes() {
@@ -62,15 +62,7 @@ cluster = "svc"
     for _ in 0..3 {
         http.get(gw.url("/")).send().await.unwrap();
     }
-    let metrics = http
-        .get(gw.admin_url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .lines()

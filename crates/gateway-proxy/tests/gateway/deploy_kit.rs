@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use test_support::origin::{Handler, Origin};
 
-use crate::harness::{base_with, client, TestGateway, TOKEN};
+use crate::harness::{base_with, client, TestGateway};
 
 const DASHBOARD: &str = include_str!("../../../../deploy/grafana/gatehouse.json");
 const ALERTS: &str = include_str!("../../../../deploy/prometheus/gatehouse-alerts.yaml");
@@ -293,16 +293,9 @@ sample_percent = 100.0
         status(http.get(gw.url("/keyed/a")).send().await.unwrap()),
         401
     );
-    let created: serde_json::Value = http
-        .post(gw.admin_url("/v1/keys"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"owner": "dashboard", "plan": "tiny"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = gw
+        .create_key(serde_json::json!({"owner": "dashboard", "plan": "tiny"}))
+        .await;
     let secret = created["secret"].as_str().unwrap();
     let keyed = http.get(gw.url("/keyed/a")).bearer_auth(secret);
     assert_eq!(
@@ -350,15 +343,7 @@ sample_percent = 100.0
     // path: wait for them, within a bound.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let absent = loop {
-        let exposition = http
-            .get(gw.admin_url("/metrics"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let exposition = gw.metrics().await;
         let absent = missing(&wanted, &exported_names(&exposition));
         if absent.is_empty() || tokio::time::Instant::now() > deadline {
             break absent;

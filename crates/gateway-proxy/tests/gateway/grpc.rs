@@ -28,7 +28,7 @@ use tonic_health::ServingStatus;
 use tonic_prost::ProstCodec;
 use tower::service_fn;
 
-use crate::harness::{base, client, eventually, TestGateway, TOKEN};
+use crate::harness::{base, client, eventually, TestGateway};
 
 /// The one message of the test service.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -452,15 +452,7 @@ async fn raw_call(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> req
 }
 
 async fn create_key(gw: &TestGateway, body: serde_json::Value) -> String {
-    let res = client()
-        .post(gw.admin_url("/v1/keys"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = gw.create_key(body).await;
     v["secret"].as_str().unwrap().to_string()
 }
 

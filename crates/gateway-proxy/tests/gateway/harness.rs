@@ -117,6 +117,33 @@ impl TestGateway {
             .await
             .unwrap()
     }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a key through the admin API (`body` as `POST /v1/keys`
+    /// takes it); returns the answer: `{key, secret}`.
+    pub async fn create_key(&self, body: serde_json::Value) -> serde_json::Value {
+        let res = client()
+            .post(self.admin_url("/v1/keys"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
 }
 
 /// The HTTP/1.1 engine every test gateway runs: `GATEHOUSE_TEST_HTTP1_ENGINE`

@@ -7,15 +7,7 @@ use test_support::origin::{Handler, Origin};
 use crate::harness::{base, client, TestGateway, TOKEN};
 
 async fn create_key(gw: &TestGateway, body: serde_json::Value) -> (String, String) {
-    let res = client()
-        .post(gw.admin_url("/v1/keys"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = gw.create_key(body).await;
     (
         v["key"]["id"].as_str().unwrap().to_string(),
         v["secret"].as_str().unwrap().to_string(),

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use test_support::origin::{Handler, Origin, Reply};
 
-use crate::harness::{base, client, eventually, TestGateway, TOKEN};
+use crate::harness::{base, client, eventually, TestGateway};
 
 /// An ES256 signing key with its `kid`.
 struct SigningKey {
@@ -167,15 +167,7 @@ auth = {{ methods = ["jwt"], jwt = {{ algorithm = "ES256", oidc_issuer = "{issue
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "invalid_token");
     assert_eq!(call(&gw, "/api/x", &k2.sign(&claims(&issuer))).await.0, 200);
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("gatehouse_jwks_refresh_total") && l.contains("result=\"error\"")

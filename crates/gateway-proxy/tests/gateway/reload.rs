@@ -180,16 +180,9 @@ auth = {{ methods = ["api_key"] }}
     };
     let gw = TestGateway::start(&with_rate("1000.0", "")).await;
     let http = client();
-    let created: serde_json::Value = http
-        .post(gw.admin_url("/v1/keys"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"owner": "acme", "plan": "basic"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = gw
+        .create_key(serde_json::json!({"owner": "acme", "plan": "basic"}))
+        .await;
     let key = created["secret"].as_str().expect("a key").to_string();
     let limit = || async {
         let res = http

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use test_support::origin::{Handler, Origin, Reply};
 use test_support::otlp::{ExportedSpan, OtlpCollector, KIND_CLIENT, KIND_SERVER};
 
-use crate::harness::{base, body, client, TestGateway, TOKEN};
+use crate::harness::{base, body, client, TestGateway};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -80,26 +80,6 @@ cluster = "items"
     ))
 }
 
-async fn create_key(gw: &TestGateway) -> (String, String) {
-    let v: serde_json::Value = client()
-        .post(gw.admin_url("/v1/keys"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "owner": "acme", "plan": "basic" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        v["key"]["consumer_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        v["secret"].as_str().unwrap().to_string(),
-    )
-}
-
 fn in_trace<'a>(spans: &'a [ExportedSpan], trace: &str) -> Vec<&'a ExportedSpan> {
     spans.iter().filter(|s| s.trace_id == trace).collect()
 }
@@ -115,7 +95,10 @@ async fn a_traced_request_exports_its_span_its_stages_and_each_upstream_attempt(
         &origin,
     ))
     .await;
-    let (_, secret) = create_key(&gw).await;
+    let issued = gw
+        .create_key(serde_json::json!({ "owner": "acme", "plan": "basic" }))
+        .await;
+    let secret = issued["secret"].as_str().unwrap().to_string();
 
     let res = client()
         .get(gw.url("/items/1"))
@@ -400,15 +383,7 @@ async fn a_collector_that_never_answers_costs_requests_nothing() {
         "requests waited for the collector: {:?}",
         started.elapsed()
     );
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let dropped: f64 = metrics
         .lines()
         .find(|l| l.starts_with("gatehouse_trace_spans_total{outcome=\"dropped\"}"))
