@@ -2,7 +2,10 @@
 # What each Gatehouse feature costs on the request path, in one run, with wrk:
 #   - proxying with no features (baseline) vs API-key auth on the route;
 #   - dark launch off vs mirroring 100% of requests to a candidate;
-#   - cache hits (1 KiB and 64 KiB objects) vs nginx proxy_cache and Varnish.
+#   - cache hits (1 KiB and 64 KiB objects) vs nginx proxy_cache and Varnish;
+#   - hits over more URLs than memory holds: Gatehouse from memory and from
+#     its disk tier (a second instance with a 256 KiB memory bound), nginx
+#     proxy_cache and Varnish.
 #
 #   [ROUNDS=3] bench/features.sh [duration-seconds] [connections]
 #
@@ -34,6 +37,8 @@ CAND=127.0.0.1:18087
 VARNISH=127.0.0.1:18086
 GH=127.0.0.1:18083
 GH_ADMIN=127.0.0.1:18093
+GH_DISK=127.0.0.1:18084
+GH_DISK_ADMIN=127.0.0.1:18094
 FLOOR=127.0.0.1:18088
 FLOOR_MIRROR=127.0.0.1:18089
 
@@ -41,7 +46,7 @@ build_gatehouse
 cargo build --release -q -p gatehouse --example minimal_proxy
 FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 
-mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh"
+mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/cache/logs" "$WORK/cache/store" "$WORK/varnish" "$WORK/gh" "$WORK/gh-disk"
 head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/www/1k"
 head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
 nginx_conf "$WORK/up" "  server {
@@ -116,6 +121,34 @@ queue_capacity = 4096
 concurrency = 64
 CONF
 
+# The disk tier's instance: the same cached route, a memory bound that
+# holds a few objects, the rest on disk.
+cat > "$WORK/gh-disk/gatehouse.toml" <<CONF
+[gateway]
+watch_config = false
+[[listeners]]
+bind = "$GH_DISK"
+[admin]
+bind = "$GH_DISK_ADMIN"
+token = "bench"
+[telemetry]
+access_log = "off"
+log_level = "warn"
+[storage]
+data_dir = "$WORK/gh-disk/data"
+[cache]
+max_bytes = "256KiB"
+max_object_bytes = "64KiB"
+disk = { path = "$WORK/gh-disk/cache", max_bytes = "256MiB" }
+[clusters.up]
+targets = ["$UP"]
+[[routes]]
+name = "cached"
+path_prefix = "/cached"
+cluster = "up"
+cache = {}
+CONF
+
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/cache" -c "$WORK/cache/nginx.conf"
 taskset -c 0 nginx -p "$WORK/cand" -c "$WORK/cand/nginx.conf"
@@ -126,6 +159,8 @@ taskset -c 1 varnishd -n "$WORK/varnish" -a "$VARNISH" -b "$UP" -s malloc,256m -
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR" "$UP" >/dev/null 2>&1 &
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$FLOOR_BIN" "$FLOOR_MIRROR" "$UP" "$CAND" >/dev/null 2>&1 &
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >/dev/null 2>&1 &
+TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh-disk/gatehouse.toml" >/dev/null 2>&1 &
+wait_http "http://$GH_DISK/cached/1k"
 for _ in $(seq 1 100); do curl -sf "http://$GH/plain/1k" >/dev/null && break; sleep 0.1; done
 KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: application/json' \
   -d '{"owner":"bench"}' "http://$GH_ADMIN/v1/keys" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
@@ -157,6 +192,48 @@ for size in 1k 64k; do
   run "cache hit, nginx proxy_cache ($size)" "http://$NGX_CACHE/cached/$size"
   run "cache hit, varnish ($size)" "http://$VARNISH/cached/$size"
 done
+# Hits over more URLs than memory holds: URLS distinct URLs per size
+# (query strings are part of the key), each fetched once to store it, then
+# requested in turn by every wrk connection. The disk instance's memory
+# holds a few of them, so nearly every hit is a disk read: its
+# `disk.reads` before and after the run show how many.
+URLS=${URLS:-2048}
+cat > "$WORK/crawl.lua" <<LUA
+local n, i = $URLS, 0
+local size = os.getenv("CRAWL_SIZE")
+request = function()
+  i = i % n + 1
+  return wrk.format("GET", "/cached/" .. size .. "?i=" .. i)
+end
+LUA
+disk_reads() {
+  curl -sf -H 'Authorization: Bearer bench' "http://$GH_DISK_ADMIN/v1/cache/stats" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["disk"]["reads"])'
+}
+echo
+echo "hits over $URLS URLs per size, each requested in turn:"
+echo
+echo "| case | requests/s | p50 | p99 |"
+echo "| --- | ---: | ---: | ---: |"
+for size in 1k 64k; do
+  for base in "http://$GH" "http://$GH_DISK" "http://$NGX_CACHE" "http://$VARNISH"; do
+    for i in $(seq 1 "$URLS"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$base/cached/$size?i=$i"; done | curl -s -K -
+  done
+  sleep 2 # the disk tier's writer catches up
+  for c in memory disk nginx varnish; do
+    case $c in
+      memory) base="http://$GH" label="cache hit, gatehouse memory";;
+      disk) base="http://$GH_DISK" label="cache hit, gatehouse disk tier"; before=$(disk_reads);;
+      nginx) base="http://$NGX_CACHE" label="cache hit, nginx proxy_cache";;
+      varnish) base="http://$VARNISH" label="cache hit, varnish";;
+    esac
+    read -r rps p50 p99 <<<"$(CRAWL_SIZE=$size measure "$CONNS" "$base/" -s "$WORK/crawl.lua")"
+    row "$label ($size)" "$rps" "$p50" "$p99"
+    [ "$c" = disk ] && echo "  (disk reads during the warm-up and run: $(( $(disk_reads) - before )))" >&2
+  done
+done
+curl -sf -H 'Authorization: Bearer bench' "http://$GH_DISK_ADMIN/v1/cache/stats" \
+  | python3 -c 'import json,sys; s=json.load(sys.stdin); d=s["disk"]; print("disk instance after the runs: memory", s["bytes"], "bytes; disk", d["bytes"], "of", d["max_bytes"], "bytes,", d["entries"], "entries,", d["reads"], "reads,", d["write_drops"], "write drops")'
 # Feature costs are a few percent against run-to-run noise of about as
 # much on a shared VM, so the proxied cases run in ROUNDS interleaved rounds
 # and the medians are compared.

@@ -145,6 +145,9 @@ pub struct DiskUsage {
     pub max_bytes: u64,
     /// Entry files written.
     pub writes: u64,
+    /// Entries read back into memory: lookups memory no longer held (or
+    /// never held, after a restart) that the disk answered.
+    pub reads: u64,
     /// Writes dropped: the writer's queue was full, or the disk was full.
     pub write_drops: u64,
     /// Entries deleted to stay under the bound.

@@ -89,6 +89,14 @@ async fn a_restarted_cache_serves_what_the_previous_one_stored() {
     let disk = h.cache.stats().disk.unwrap();
     assert_eq!(disk.entries, 1);
     assert_eq!(disk.corrupt, 0);
+    assert_eq!(disk.reads, 1, "the hit was read from disk");
+    let r = h.get("/a", o.clone()).await;
+    assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+    assert_eq!(
+        h.cache.stats().disk.unwrap().reads,
+        1,
+        "the next hit came from memory"
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,7 @@ impl DiskStore {
         if stale || file_stale {
             object.invalidate();
         }
+        self.shared.read();
         Some((meta.vary, Arc::new(object)))
     }
 

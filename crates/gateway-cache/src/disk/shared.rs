@@ -28,6 +28,7 @@ pub(crate) struct Shared {
     paused_until: Mutex<Option<Instant>>,
     degraded: AtomicBool,
     writes: AtomicU64,
+    reads: AtomicU64,
     write_drops: AtomicU64,
     evictions: AtomicU64,
     corrupt: AtomicU64,
@@ -42,6 +43,7 @@ impl Shared {
             paused_until: Mutex::new(None),
             degraded: AtomicBool::new(false),
             writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             write_drops: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             corrupt: AtomicU64::new(corrupt),
@@ -98,6 +100,11 @@ impl Shared {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("gatehouse_cache_disk_reads_total").increment(1);
+    }
+
     pub(crate) fn dropped_write(&self) {
         self.write_drops.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("gatehouse_cache_disk_write_drops_total").increment(1);
@@ -122,6 +129,7 @@ impl Shared {
             bytes,
             max_bytes: self.max_bytes,
             writes: self.writes.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
             write_drops: self.write_drops.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             corrupt: self.corrupt.load(Ordering::Relaxed),
