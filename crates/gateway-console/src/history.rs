@@ -17,12 +17,12 @@
 //! first request of its new period; increments racing with that reset can
 //! be lost, so counts at a bucket boundary are approximate.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// One-minute buckets kept per series: the last hour.
@@ -350,14 +350,17 @@ struct Inner {
 
 /// Series by name, capped at [`MAX_NAMED_SERIES`] plus `other`.
 struct Named {
-    map: RwLock<HashMap<Box<str>, Arc<Series>>>,
+    /// Keyed by route and cluster names, which come from the config, so
+    /// a fast hash without flood resistance serves (one lookup per
+    /// request each).
+    map: RwLock<FxHashMap<Box<str>, Arc<Series>>>,
     other: Arc<Series>,
 }
 
 impl Named {
     fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(FxHashMap::default()),
             other: Arc::new(Series::new()),
         }
     }

@@ -325,8 +325,13 @@ fn scan_response(buf: &[u8], limits: &HeadLimits) -> Result<Option<Scan>, HeadEr
 
 // === building ===
 
+/// Fields a gateway typically adds to a parsed head before passing it on.
+const ADDED_FIELDS: usize = 8;
+
 fn header_map(scan: &Scan, bytes: &Bytes) -> Result<HeaderMap, HeadError> {
-    let mut headers = HeaderMap::with_capacity(scan.fields.len());
+    // Room for the fields a proxy adds (forwarding, request id, trace
+    // context): growing the map later rehashes it.
+    let mut headers = HeaderMap::with_capacity(scan.fields.len() + ADDED_FIELDS);
     let mut length_written = false;
     for (name, value) in &scan.fields {
         let name = HeaderName::from_bytes(&bytes[name.clone()])

@@ -41,6 +41,13 @@ pub(crate) fn settle(parts: &mut request::Parts) -> Result<RequestAuthority, Pro
     if hosts.next().is_some() {
         return Err(bad_host("the request has more than one `Host` header"));
     }
+    // The usual request: origin-form with one plain `Host`. It already is
+    // what the request must carry, so it is only read.
+    if parts.uri.authority().is_none() {
+        if let Some(settled) = host_header.as_ref().and_then(|h| plain(h.as_bytes())) {
+            return Ok(settled);
+        }
+    }
     let from_target = parts.uri.authority().cloned();
     let authority = match (from_target, host_header) {
         (Some(target), host) => {
@@ -105,6 +112,36 @@ pub(crate) fn settle(parts: &mut request::Parts) -> Result<RequestAuthority, Pro
     })
 }
 
+/// `host[:port]` with a host of letters, digits, dots and hyphens and a
+/// port from 0 to 65535, as the settled authority; `None` for anything
+/// else (IP literals, percent-escapes, errors), which the full parse
+/// decides.
+fn plain(value: &[u8]) -> Option<RequestAuthority> {
+    let host_len = value
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        .unwrap_or(value.len());
+    if host_len == 0 {
+        return None;
+    }
+    if let Some(port) = value[host_len..].strip_prefix(b":") {
+        let valid = (1..=5).contains(&port.len())
+            && port.iter().all(u8::is_ascii_digit)
+            && port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535;
+        if !valid {
+            return None;
+        }
+    } else if host_len != value.len() {
+        return None;
+    }
+    // Only ASCII was accepted above.
+    let authority = String::from_utf8(value.to_ascii_lowercase()).ok()?;
+    Some(RequestAuthority {
+        host: authority[..host_len].to_string(),
+        authority,
+    })
+}
+
 fn parse_host(value: &HeaderValue) -> Result<Authority, Problem> {
     Authority::try_from(value.as_bytes()).map_err(|_| {
         bad_host(format!(
@@ -150,6 +187,45 @@ mod tests {
                 Err(p.detail)
             }
         }
+    }
+
+    #[test]
+    fn the_plain_host_shortcut_agrees_with_the_full_parse() {
+        let values = [
+            "a.example",
+            "API.Example.COM",
+            "a.example:8080",
+            "a.example:0",
+            "a.example:65535",
+            "a.example:00080",
+            "x-1.y",
+            "a.example:65536",
+            "a.example:123456",
+            "a.example:",
+            "a.example:80x",
+            ":80",
+            "a_b.example",
+            "[::1]:8080",
+            "a%41.example",
+            "a.example:80:90",
+        ];
+        for value in values {
+            // Absolute-form never takes the shortcut.
+            let full = Request::builder()
+                .uri(format!("http://{value}/"))
+                .body(())
+                .ok()
+                .and_then(|r| settle(&mut r.into_parts().0).ok());
+            if let Some(fast) = plain(value.as_bytes()) {
+                assert_eq!(Some(fast), full, "{value}");
+            }
+            let mut p = parts(Version::HTTP_11, "/", &[value]);
+            assert_eq!(settle(&mut p).ok(), full, "{value}");
+        }
+        assert!(
+            plain(b"a.example:8080").is_some(),
+            "the usual case is short"
+        );
     }
 
     fn ok(host: &str, header: &str) -> Result<(String, String), String> {

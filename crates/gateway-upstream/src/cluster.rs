@@ -21,15 +21,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gateway_core::body::{boxed, empty, full, read_capped, Capped};
 use gateway_core::{Body, ConfigIssue};
-use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{header, Method, Request, Response, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Admission, Breaker, CircuitState};
-use crate::config::{ClusterConfig, HashOn, Scheme, TargetSpec};
+use crate::config::{ClusterConfig, HashOn, TargetSpec};
 use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::members::Members;
 use crate::observe::{Attempt, AttemptObserver, AttemptOutcome};
@@ -346,6 +345,12 @@ impl Cluster {
         let now = Instant::now();
         self.budget.deposit(now);
 
+        // The request is readied for each attempt in place: its version,
+        // its `Host` (the client's, kept only with `preserve_host`) and
+        // what the observer adds. The native client encodes it from here,
+        // so retries cost no copy of the headers.
+        parts.version = Version::HTTP_11;
+        let keep_host = opts.preserve_host && parts.headers.contains_key(header::HOST);
         let mut tried = Tried::default();
         let mut next = self
             .pick(m, key.as_deref(), tried.as_slice(), now)
@@ -357,15 +362,9 @@ impl Cluster {
             tried.push(next);
             let can_try_again = attempt < self.config.retry.attempts && payload.replayable();
             let body = payload.take().unwrap_or_else(empty);
-            // Each attempt gets a copy of the headers, except one that
-            // cannot be followed by another: it takes them.
-            let headers = if can_try_again {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
-            let mut upstream_req =
-                self.upstream_request(&parts, headers, body, target, opts.preserve_host)?;
+            if !keep_host {
+                parts.headers.insert(header::HOST, target.host.clone());
+            }
             if let Some(observer) = &opts.observer {
                 observer.started(
                     &Attempt {
@@ -375,12 +374,12 @@ impl Cluster {
                         host: target.authority.host(),
                         port: target.authority.port_u16().unwrap_or(0),
                     },
-                    upstream_req.headers_mut(),
+                    &mut parts.headers,
                 );
             }
             let guard = InFlightGuard::new(target.clone());
 
-            let sent = target.send(upstream_req);
+            let sent = target.send(&mut parts, body, !can_try_again);
             let outcome = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, sent).await {
                     Ok(r) => r,
@@ -651,55 +650,6 @@ impl Cluster {
             }
             _ => Ok(Payload::Streaming(Some(body))),
         }
-    }
-
-    fn upstream_request(
-        &self,
-        parts: &http::request::Parts,
-        headers: http::HeaderMap,
-        body: Body,
-        target: &Target,
-        preserve_host: bool,
-    ) -> Result<Request<Body>, UpstreamError> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // Every component is an already-parsed value, so this cannot fail
-        // in practice; still, a failure is an error, never a panic.
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(match target.addr.scheme {
-            Scheme::Http => http::uri::Scheme::HTTP,
-            Scheme::Https => http::uri::Scheme::HTTPS,
-        });
-        uri.authority = Some(target.authority.clone());
-        uri.path_and_query = Some(path);
-        let uri = Uri::from_parts(uri).map_err(|e| {
-            UpstreamError::new(
-                UpstreamErrorKind::Protocol,
-                self.name.as_ref(),
-                Some(target.display.clone()),
-                format!(
-                    "cannot address upstream `{}` target {}: {e}",
-                    self.name, target.display
-                ),
-            )
-        })?;
-        let mut req = Request::new(body);
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        // The pooled client picks HTTP/1.1 or HTTP/2 per connection; an
-        // HTTP/2 version left over from the client side would be refused
-        // on an HTTP/1.1 connection.
-        *req.version_mut() = Version::HTTP_11;
-        if !preserve_host || !req.headers().contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(target.authority.as_str()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
-        }
-        Ok(req)
     }
 
     fn on_success(&self, m: &Members, idx: usize, admission: &mut Admission, now: Instant) {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use gateway_core::Body;
 use gateway_http1::client::{self, Checkin, ClientError, Connection};
 use gateway_http1::HeadLimits;
-use http::{Request, Response};
+use http::Response;
 use tokio::net::TcpStream;
 
 use crate::config::{ClusterConfig, TargetAddr};
@@ -65,25 +65,24 @@ impl NativeClient {
     }
 
     /// Sends `req` on a pooled or new connection.
-    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, NativeError> {
+    pub(crate) async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+    ) -> Result<Response<Body>, NativeError> {
+        let outgoing = client::prepare(parts, &body);
         let Some(conn) = checkout(self.id, self.idle_timeout) else {
             let conn = self.connect().await?;
-            return client::send(conn, req, &self.limits, self.home())
+            return client::send_prepared(conn, &outgoing, body, &self.limits, self.home())
                 .await
                 .map_err(NativeError::Exchange);
         };
         // The upstream may have closed the idle connection just as it was
         // taken; a request without a body goes again on a fresh one, from
         // the same encoded head.
-        if !http_body::Body::is_end_stream(req.body()) {
-            return client::send(conn, req, &self.limits, self.home())
-                .await
-                .map_err(NativeError::Exchange);
-        }
-        let (parts, body) = req.into_parts();
-        let outgoing = client::prepare(&parts, &body);
+        let resend = http_body::Body::is_end_stream(&body);
         match client::send_prepared(conn, &outgoing, body, &self.limits, self.home()).await {
-            Err(e) if e.before_response() => {}
+            Err(e) if resend && e.before_response() => {}
             done => return done.map_err(NativeError::Exchange),
         }
         let conn = self.connect().await?;
@@ -264,6 +263,7 @@ impl NativeClient {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use http::Request;
     use http_body_util::BodyExt as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
@@ -307,15 +307,20 @@ mod tests {
         NativeClient::new(addr, &cfg, ConnStats::new("c".into(), addr.to_string()))
     }
 
-    fn get() -> Request<Body> {
+    fn get() -> http::request::Parts {
         Request::get("/")
             .header("host", "up.test")
-            .body(gateway_core::body::empty())
+            .body(())
             .unwrap()
+            .into_parts()
+            .0
     }
 
     async fn ok(client: &NativeClient) {
-        let res = client.send(get()).await.expect("a response");
+        let res = client
+            .send(&get(), gateway_core::body::empty())
+            .await
+            .expect("a response");
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "ok");
     }
@@ -362,7 +367,10 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = TargetAddr::parse(&listener.local_addr().unwrap().to_string()).unwrap();
         drop(listener);
-        let err = client(&addr).send(get()).await.unwrap_err();
+        let err = client(&addr)
+            .send(&get(), gateway_core::body::empty())
+            .await
+            .unwrap_err();
         assert!(matches!(err, NativeError::Connect(_)), "{err:?}");
     }
 }

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_core::{Body, BoxError, ConfigIssue};
-use http::{Request, Response};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
 use http_body_util::BodyExt as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::config::{ClientEngine, ClusterConfig, Protocol, Scheme, TargetAddr};
 use crate::connector::{ConnStats, CountingConnector, SetupTimeout};
-use crate::error::UpstreamError;
+use crate::error::{UpstreamError, UpstreamErrorKind};
 use crate::native::NativeClient;
 
 pub(crate) type HttpClient = Client<SetupTimeout<HttpsConnector<CountingConnector>>, ClientBody>;
@@ -151,6 +152,8 @@ pub(crate) struct Target {
     pub(crate) addr: TargetAddr,
     pub(crate) display: String,
     pub(crate) authority: http::uri::Authority,
+    /// `authority` as the `Host` the target gets.
+    pub(crate) host: http::HeaderValue,
     key: String,
     pub(crate) client: HttpClient,
     /// The native HTTP/1.1 client, for a cleartext HTTP/1.1 target when
@@ -214,10 +217,15 @@ impl Target {
                 path: "targets".into(),
                 message: format!("`{addr}` is not a valid authority: {e}"),
             })?;
+        let host = http::HeaderValue::from_str(authority.as_str()).map_err(|e| ConfigIssue {
+            path: "targets".into(),
+            message: format!("`{addr}` is not a valid `Host` value: {e}"),
+        })?;
         Ok(Self {
             cluster,
             display: addr.to_string(),
             authority,
+            host,
             key: Self::key_for(&addr, cfg),
             addr,
             client,
@@ -231,20 +239,75 @@ impl Target {
         })
     }
 
-    /// Sends a ready-to-forward request (absolute URI, `Host` set) on the
-    /// target's client and waits for the response head.
-    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    /// Sends the request `parts` describes (origin-form URI, `Host` and
+    /// forwarding headers set) with `body` on the target's client and waits
+    /// for the response head. The native client encodes the head from
+    /// `parts` as they are; hyper's gets a request of its own, with the
+    /// headers copied unless `last` (no attempt follows: they are taken).
+    pub(crate) async fn send(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Body,
+        last: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
         match &self.native {
             // Boxed: the exchange's state would otherwise sit inline in
             // every request's (much moved) future.
-            Some(native) => Box::pin(native.send(req))
+            Some(native) => Box::pin(native.send(parts, body))
                 .await
                 .map_err(|e| UpstreamError::from_native(&self.cluster, &self.display, e)),
-            None => match self.client.request(req.map(ClientBody)).await {
-                Ok(res) => Ok(res.map(|body| body.map_err(BoxError::from).boxed_unsync())),
-                Err(e) => Err(UpstreamError::from_client(&self.cluster, &self.display, e)),
-            },
+            None => {
+                let req = self.hyper_request(parts, body, last)?;
+                match self.client.request(req.map(ClientBody)).await {
+                    Ok(res) => Ok(res.map(|body| body.map_err(BoxError::from).boxed_unsync())),
+                    Err(e) => Err(UpstreamError::from_client(&self.cluster, &self.display, e)),
+                }
+            }
         }
+    }
+
+    /// The request for hyper's client: an absolute URI on this target.
+    fn hyper_request(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Body,
+        last: bool,
+    ) -> Result<Request<Body>, UpstreamError> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(match self.addr.scheme {
+            Scheme::Http => http::uri::Scheme::HTTP,
+            Scheme::Https => http::uri::Scheme::HTTPS,
+        });
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        // Every component is an already-parsed value, so this cannot fail
+        // in practice; still, a failure is an error, never a panic.
+        let uri = Uri::from_parts(uri).map_err(|e| {
+            UpstreamError::new(
+                UpstreamErrorKind::Protocol,
+                self.cluster.as_ref(),
+                Some(self.display.clone()),
+                format!(
+                    "cannot address upstream `{}` target {}: {e}",
+                    self.cluster, self.display
+                ),
+            )
+        })?;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = if last {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        Ok(req)
     }
 
     pub(crate) fn in_flight(&self) -> usize {

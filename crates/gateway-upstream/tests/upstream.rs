@@ -705,6 +705,38 @@ async fn connect_failures_are_retried_elsewhere_even_for_post_but_streams_are_no
 }
 
 #[tokio::test]
+async fn a_retry_names_the_target_it_goes_to_and_carries_the_same_headers() {
+    let dead = dead_addr().await;
+    let live = Origin::start(Handler::echo()).await;
+    let (_u, c) = build(config(&[dead.clone(), live.authority()], |c| {
+        c.retry.attempts = 2
+    }));
+    let opts = || SendOptions {
+        preserve_host: false,
+        ..SendOptions::for_method(&Method::GET)
+    };
+    // Round robin starts on either target: four requests retry at least once.
+    for _ in 0..4 {
+        let mut req = request(Method::GET, "/", empty());
+        req.headers_mut()
+            .insert("x-custom", "kept".parse().unwrap());
+        let res = c.send(req, opts()).await.unwrap();
+        let v = json(&res.into_body().collect().await.unwrap().to_bytes());
+        assert_eq!(v["headers"]["host"], live.authority(), "not {dead}");
+        assert_eq!(v["headers"]["x-custom"], "kept");
+    }
+    assert_eq!(live.requests(), 4);
+
+    // Without a client `Host` to keep, each attempt names its own target.
+    for _ in 0..4 {
+        let req = Request::get("/").body(empty()).unwrap();
+        let res = c.send(req, SendOptions::default()).await.unwrap();
+        let v = json(&res.into_body().collect().await.unwrap().to_bytes());
+        assert_eq!(v["headers"]["host"], live.authority());
+    }
+}
+
+#[tokio::test]
 async fn retry_budget_caps_retries_when_every_request_fails() {
     let failing = Origin::start(Handler::status(503)).await;
     let (_u, c) = build(config(&[failing.authority()], |c| {
