@@ -81,30 +81,37 @@ row() {
   echo "$line"
 }
 
-# ticks PIDS...: user + system clock ticks used so far by those processes.
+# ticks PIDS... [system]: clock ticks used so far by those processes, user
+# + system time, or with `system` the system (kernel) time alone.
 ticks() {
-  local sum=0 pid
+  local sum=0 pid expr='$14 + $15'
+  if [ "${*: -1}" = system ]; then expr='$15'; set -- "${@:1:$#-1}"; fi
   for pid in "$@"; do
-    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    sum=$((sum + $(awk "{print $expr}" "/proc/$pid/stat")))
   done
   echo "$sum"
 }
 
-# measure_cpu CONNS URL PIDS [wrk args...] -> "rps p50 p99 cpu_us_per_request"
+# measure_cpu CONNS URL PIDS [wrk args...]
+#   -> "rps p50 p99 cpu_us_per_request system_us_per_request"
 # after a 2 s warm-up: CPU is the PIDS' user + system time over the
-# measured run divided by the requests wrk completed ("–" without PIDS).
+# measured run divided by the requests wrk completed, and the system
+# (kernel) part of it alone ("–" without PIDS).
 measure_cpu() {
-  local conns=$1 url=$2 pids=$3 out before after reqs cpu="–"
+  local conns=$1 url=$2 pids=$3 out before after sys_before sys_after reqs cpu="–" sys="–"
   shift 3
   taskset -c 0 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1
   # shellcheck disable=SC2086
-  [ -n "$pids" ] && before=$(ticks $pids)
+  [ -n "$pids" ] && before=$(ticks $pids) && sys_before=$(ticks $pids system)
   out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url")
   # shellcheck disable=SC2086
-  [ -n "$pids" ] && after=$(ticks $pids)
+  [ -n "$pids" ] && after=$(ticks $pids) && sys_after=$(ticks $pids system)
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  [ -n "$pids" ] && cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu"
+  if [ -n "$pids" ]; then
+    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+    sys=$(awk -v t=$((sys_after - sys_before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  fi
+  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu $sys"
 }
 
 # median: the median of the numbers on stdin (space or newline separated).

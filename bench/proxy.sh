@@ -188,14 +188,14 @@ one() {
   measure_cpu "$CONNS" "$1" "$2" "${hdr[@]}"
 }
 
-declare -A RPS P50 P99 CPU
+declare -A RPS P50 P99 CPU SYS
 for r in $(seq 1 "$ROUNDS"); do
   for body in small 64k; do
     for c in "${CASES[@]}"; do
       IFS='|' read -r label base pids hdr <<<"$c"
-      read -r rps p50 p99 cpu <<<"$(one "$base/$body" "$pids" "$hdr")"
+      read -r rps p50 p99 cpu sys <<<"$(one "$base/$body" "$pids" "$hdr")"
       k="$body|$label"
-      RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "; CPU[$k]+="$cpu "
+      RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "; CPU[$k]+="$cpu "; SYS[$k]+="$sys "
     done
   done
 done
@@ -205,13 +205,13 @@ echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS round(s), medians; servers on CPU
 for body in small 64k; do
   echo
   nginx_rps=$(median <<<"${RPS[$body|nginx]}")
-  echo "| $body | requests/s | vs nginx | CPU µs/request | p50 ms | p99 ms |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  echo "| $body | requests/s | vs nginx | CPU µs/request | of which kernel | p50 ms | p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
   for c in "${CASES[@]}"; do
     IFS='|' read -r label _ _ _ <<<"$c"
     k="$body|$label"
     rps=$(median <<<"${RPS[$k]}")
     row "$label" "$rps" "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f×", a / b}')" \
-      "$(median <<<"${CPU[$k]}")" "$(median_ms <<<"${P50[$k]}")" "$(median_ms <<<"${P99[$k]}")"
+      "$(median <<<"${CPU[$k]}")" "$(median <<<"${SYS[$k]}")" "$(median_ms <<<"${P50[$k]}")" "$(median_ms <<<"${P99[$k]}")"
   done
 done

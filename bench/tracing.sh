@@ -111,7 +111,7 @@ declare -A RPS P99 CPU
 for r in $(seq 1 "$ROUNDS"); do
   for c in "${CASES[@]}"; do
     IFS='|' read -r label port _ <<<"$c"
-    read -r rps _ p99 cpu <<<"$(measure_cpu "$CONNS" "http://127.0.0.1:$port/1k" "${PID[$label]}")"
+    read -r rps _ p99 cpu _ <<<"$(measure_cpu "$CONNS" "http://127.0.0.1:$port/1k" "${PID[$label]}")"
     RPS[$label]+="$rps "; P99[$label]+="$p99 "; CPU[$label]+="$cpu "
   done
 done
