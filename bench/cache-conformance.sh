@@ -26,13 +26,6 @@ OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 bench_workdir
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  nginx -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -s stop 2>/dev/null || true
-  pkill -f "varnishd.*$WORK" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 need nginx nginx-light
 need varnishd varnish

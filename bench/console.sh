@@ -20,12 +20,6 @@ DURATION=${1:-10}
 CONNS=${2:-64}
 ROUNDS=${ROUNDS:-3}
 bench_workdir
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light

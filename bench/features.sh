@@ -19,13 +19,6 @@ source bench/lib.sh
 DURATION=${1:-10}
 CONNS=${2:-64}
 bench_workdir
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  for d in up cand cache; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
-  pkill -f "varnishd.*$WORK" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light

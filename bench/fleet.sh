@@ -26,14 +26,10 @@ PG_URL=${GATEHOUSE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${GATEHOUSE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 bench_workdir
 DB="gh_bench_$$"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null || true
+cleanup_extra() {
   sleep 0.5
   psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
 }
-trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light

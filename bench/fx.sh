@@ -17,8 +17,6 @@ source bench/lib.sh
 DURATION=${1:-10}
 CONNS=${2:-64}
 bench_workdir
-cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 need wrk wrk
 build_gatehouse

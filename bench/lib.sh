@@ -14,10 +14,26 @@ need() {
 }
 
 # bench_workdir: a scratch directory in $WORK that nginx's `nobody` workers
-# can read (mktemp makes it private, and nginx then serves 404s).
+# can read (mktemp makes it private, and nginx then serves 404s), removed
+# on exit with everything the script started (see bench_cleanup).
 bench_workdir() {
   WORK=$(mktemp -d)
   chmod 755 "$WORK"
+  trap bench_cleanup EXIT
+}
+
+# bench_cleanup: on exit, stops the script's background jobs, every nginx
+# whose config lives under $WORK and any varnishd on $WORK, runs the
+# script's own `cleanup_extra` when it defines one, and removes $WORK.
+bench_cleanup() {
+  local conf
+  kill $(jobs -p) 2>/dev/null || true
+  for conf in $(find "$WORK" -name nginx.conf 2>/dev/null); do
+    nginx -p "$(dirname "$conf")" -c "$conf" -s stop 2>/dev/null || true
+  done
+  pkill -f "varnishd.*$WORK" 2>/dev/null || true
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra || true; fi
+  rm -rf "$WORK"
 }
 
 # nginx_conf DIR HTTP_BODY: writes DIR/nginx.conf, one worker with logs and

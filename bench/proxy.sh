@@ -27,12 +27,6 @@ DURATION=${1:-10}
 CONNS=${2:-64}
 ROUNDS=${ROUNDS:-1}
 bench_workdir
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  for d in up px; do nginx -p "$WORK/$d" -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light

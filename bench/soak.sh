@@ -32,13 +32,9 @@ DURATION=${1:-600}
 INTERVAL=${2:-5}
 OUT=${SOAK_OUT:-bench/soak-out}
 bench_workdir
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -s stop 2>/dev/null || true
+cleanup_extra() {
   wait 2>/dev/null || true
-  rm -rf "$WORK"
 }
-trap cleanup EXIT
 
 need wrk wrk
 need nginx nginx-light
