@@ -19,7 +19,6 @@
 //! task on the worker's runtime, which runs while its pool holds any.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use gateway_core::Body;
 use gateway_http1::client::{self, Checkin, ClientError, Connection};
 use gateway_http1::HeadLimits;
 use http::Response;
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
 use crate::config::{ClusterConfig, TargetAddr};
@@ -158,7 +158,9 @@ struct Entry {
 }
 
 thread_local! {
-    static POOL: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
+    /// Keyed by target id, a counter: a fast hash without flood
+    /// resistance serves (a lookup at every checkout and checkin).
+    static POOL: RefCell<FxHashMap<u64, Entry>> = RefCell::new(FxHashMap::default());
     /// Whether this thread's sweep task runs.
     static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }

@@ -19,7 +19,7 @@ mod prefixed;
 mod upgrade;
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -32,7 +32,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::encode::{self, Framing, Persistence};
 use crate::framing::RequestBody;
@@ -124,8 +124,12 @@ where
     }));
     let mut out = BytesMut::with_capacity(8 * 1024);
     let relayed = Relayed::default();
+    // One wait on the shutdown token for the connection's life: made and
+    // registered per idle spell, it would cost a registration and a
+    // removal on the token's list at every request.
+    let mut shutdown = pin!(opts.shutdown.clone().cancelled_owned());
     loop {
-        let head = match read_head(&inbound, &opts).await {
+        let head = match read_head(&inbound, &opts, shutdown.as_mut()).await {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(()),
             Err(Failed::Io(e)) => return Err(e),
@@ -248,6 +252,7 @@ enum Failed {
 async fn read_head<S: AsyncRead>(
     inbound: &Arc<Mutex<Inbound<S>>>,
     opts: &ServerOptions,
+    mut shutdown: Pin<&mut WaitForCancellationFutureOwned>,
 ) -> Result<Option<RequestHead>, Failed> {
     loop {
         let idle = {
@@ -266,7 +271,7 @@ async fn read_head<S: AsyncRead>(
             tokio::select! {
                 biased;
                 read = fill => read,
-                _ = opts.shutdown.cancelled() => return Ok(None),
+                _ = shutdown.as_mut() => return Ok(None),
             }
         } else {
             fill.await

@@ -21,7 +21,7 @@ passive = {{ consecutive_failures = 1, base_ejection_time = "30s", trial_interva
 panic_threshold = 0
 # Slow enough that the first request after the stop dials the dead target
 # even on a loaded machine.
-health_check = {{ path = "/healthz", interval = "5s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
+health_check = {{ path = "/healthz", interval = "10s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
 
 [[routes]]
 name = "svc"
@@ -57,7 +57,8 @@ cluster = "svc"
         .addr(addr)
         .start()
         .await;
-    let recovered = eventually(Duration::from_secs(15), || async {
+    // Within two check intervals.
+    let recovered = eventually(Duration::from_secs(25), || async {
         let res = http.get(gw.url("/")).send().await.unwrap();
         res.status() == 200
     })
