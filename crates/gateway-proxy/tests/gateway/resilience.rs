@@ -19,9 +19,9 @@ targets = ["{addr}"]
 retry = {{ attempts = 1 }}
 passive = {{ consecutive_failures = 1, base_ejection_time = "30s", trial_interval = "30s" }}
 panic_threshold = 0
-# Slow enough that the first request after the stop dials the dead target
-# even on a loaded machine.
-health_check = {{ path = "/healthz", interval = "10s", timeout = "100ms", healthy_threshold = 1, unhealthy_threshold = 1 }}
+# The first check runs at start; the next one long after the request
+# below has dialled the dead target, even on a loaded machine.
+health_check = {{ path = "/healthz", interval = "10s", timeout = "2s", healthy_threshold = 1, unhealthy_threshold = 1 }}
 
 [[routes]]
 name = "svc"
@@ -31,6 +31,11 @@ cluster = "svc"
     .await;
     let http = client();
     assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+    // The first health check has reached the origin (it and the request
+    // above): a check still on its way when the origin stops would mark
+    // the target down before the request below can dial it.
+    let checked = eventually(Duration::from_secs(5), || async { origin.requests() >= 2 }).await;
+    assert!(checked, "the first health check ran");
 
     origin.stop().await;
     let res = http.get(gw.url("/")).send().await.unwrap();
