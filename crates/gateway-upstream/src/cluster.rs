@@ -345,10 +345,13 @@ impl Cluster {
         let now = Instant::now();
         self.budget.deposit(now);
 
-        // The request is readied for each attempt in place: its version,
-        // its `Host` (the client's, kept only with `preserve_host`) and
-        // what the observer adds. The native client encodes it from here,
-        // so retries cost no copy of the headers.
+        // The request is readied for each attempt in place: its `Host`
+        // (the client's, kept only with `preserve_host`) and what the
+        // observer adds. The native client encodes it from here, so
+        // retries cost no copy of the headers. Its version is HTTP/1.1:
+        // hyper's pooled client picks HTTP/1.1 or HTTP/2 per connection,
+        // and an HTTP/2 version left over from the client side would be
+        // refused on an HTTP/1.1 connection.
         parts.version = Version::HTTP_11;
         let keep_host = opts.preserve_host && parts.headers.contains_key(header::HOST);
         let mut tried = Tried::default();

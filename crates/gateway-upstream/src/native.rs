@@ -64,7 +64,8 @@ impl NativeClient {
         }
     }
 
-    /// Sends `req` on a pooled or new connection.
+    /// Sends the request `parts` describe, with `body`, on a pooled or new
+    /// connection.
     pub(crate) async fn send(
         &self,
         parts: &http::request::Parts,
