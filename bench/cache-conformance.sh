@@ -43,19 +43,9 @@ build_gatehouse
 wait_http "http://127.0.0.1:$ORIGIN_PORT/"
 
 mkdir -p "$WORK/gh" "$WORK/ngx/logs" "$WORK/ngx/store" "$WORK/ngx/tmp" "$WORK/varnish"
-cat > "$WORK/gh/gatehouse.toml" <<CONF
-[gateway]
-watch_config = false
-[[listeners]]
-bind = "$GH"
-[admin]
-bind = "$GH_ADMIN"
-token = "conformance"
-[telemetry]
-access_log = "off"
-log_level = "warn"
-[storage]
-data_dir = "$WORK/gh/data"
+{
+gatehouse_conf_base "$GH" "$GH_ADMIN" "$WORK/gh/data"
+cat <<CONF
 [clusters.origin]
 targets = ["127.0.0.1:$ORIGIN_PORT"]
 [[routes]]
@@ -64,6 +54,7 @@ path_prefix = "/"
 cluster = "origin"
 cache = {}
 CONF
+} > "$WORK/gh/gatehouse.toml"
 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" >"$WORK/gh/log" 2>&1 &
 nginx_conf "$WORK/ngx" "  proxy_cache_path $WORK/ngx/store levels=1:2 keys_zone=my-cache:8m max_size=1000m inactive=600m;
   proxy_temp_path $WORK/ngx/tmp;

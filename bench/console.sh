@@ -38,20 +38,9 @@ nginx_conf "$WORK/up" "  server {
     default_type application/json;
     location ~ ^/[a-z]+/(.*)\$ { try_files /\$1 =404; }
   }"
-cat > "$WORK/gh/gatehouse.toml" <<CONF
-[gateway]
-watch_config = false
-workers = 1
-[[listeners]]
-bind = "$GH"
-[admin]
-bind = "$GH_ADMIN"
-token = "bench"
-[telemetry]
-access_log = "off"
-log_level = "warn"
-[storage]
-data_dir = "$WORK/gh/data"
+{
+gatehouse_conf_base "$GH" "$GH_ADMIN" "$WORK/gh/data" "workers = 1"
+cat <<CONF
 [clusters.up]
 targets = ["$UP"]
 [[routes]]
@@ -59,6 +48,7 @@ name = "plain"
 path_prefix = "/plain"
 cluster = "up"
 CONF
+} > "$WORK/gh/gatehouse.toml"
 
 taskset -c 0 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/gh/gatehouse.toml" 2>"$WORK/gh/log" &

@@ -67,19 +67,9 @@ nginx_conf "$WORK/cache" "  proxy_cache_path $WORK/cache/store keys_zone=hot:10m
       proxy_set_header Connection \"\";
     }
   }"
-cat > "$WORK/gh/gatehouse.toml" <<CONF
-[gateway]
-watch_config = false
-[[listeners]]
-bind = "$GH"
-[admin]
-bind = "$GH_ADMIN"
-token = "bench"
-[telemetry]
-access_log = "off"
-log_level = "warn"
-[storage]
-data_dir = "$WORK/gh/data"
+{
+gatehouse_conf_base "$GH" "$GH_ADMIN" "$WORK/gh/data"
+cat <<CONF
 [cache]
 max_bytes = "256MiB"
 [clusters.up]
@@ -113,22 +103,13 @@ max_rps = 1000000
 queue_capacity = 4096
 concurrency = 64
 CONF
+} > "$WORK/gh/gatehouse.toml"
 
 # The disk tier's instance: the same cached route, a memory bound that
 # holds a few objects, the rest on disk.
-cat > "$WORK/gh-disk/gatehouse.toml" <<CONF
-[gateway]
-watch_config = false
-[[listeners]]
-bind = "$GH_DISK"
-[admin]
-bind = "$GH_DISK_ADMIN"
-token = "bench"
-[telemetry]
-access_log = "off"
-log_level = "warn"
-[storage]
-data_dir = "$WORK/gh-disk/data"
+{
+gatehouse_conf_base "$GH_DISK" "$GH_DISK_ADMIN" "$WORK/gh-disk/data"
+cat <<CONF
 [cache]
 max_bytes = "256KiB"
 max_object_bytes = "64KiB"
@@ -141,6 +122,7 @@ path_prefix = "/cached"
 cluster = "up"
 cache = {}
 CONF
+} > "$WORK/gh-disk/gatehouse.toml"
 
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 taskset -c 1 nginx -p "$WORK/cache" -c "$WORK/cache/nginx.conf"
@@ -240,7 +222,7 @@ for r in $(seq 1 "$ROUNDS"); do
     [ "$c" = floor ] && url="http://$FLOOR/floor/1k"
     [ "$c" = floor_mirror ] && url="http://$FLOOR_MIRROR/floor/1k"
     read -r rps p50 p99 <<<"$(measure "$CONNS" "$url" "${hdr[@]}")"
-    RPS[$c]+="$rps "; P99[$c]+="${p99%ms} "
+    RPS[$c]+="$rps "; P99[$c]+="$p99 "
   done
   # At 100% the shadow queue keeps the candidate busy after wrk stops.
   sleep 2
@@ -259,7 +241,7 @@ for c in plain auth mirror floor floor_mirror; do
     | awk '{printf "%.4f ", ($1 / $2 - 1) * 100}' | median)
   label=$(case $c in plain) echo "gatehouse, no features";; auth) echo "gatehouse, API key auth";; mirror) echo "gatehouse, mirroring 100%";;
     floor) echo "minimal hyper proxy (floor)";; floor_mirror) echo "floor, every GET sent twice";; esac)
-  row "$label" "$m" "$(median <<<"${P99[$c]}") ms" "$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')" \
+  row "$label" "$m" "$(median_ms <<<"${P99[$c]}") ms" "$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')" \
     "$(awk -v p="$per_round" 'BEGIN {printf "%+.1f%%", p}')" "${RPS[$c]% }"
 done
 echo

@@ -48,19 +48,9 @@ taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf"
 
 node_config() { # name port admin-port storage-lines
   mkdir -p "$WORK/$1"
-  cat > "$WORK/$1/gatehouse.toml" <<CONF
-[gateway]
-watch_config = false
-[[listeners]]
-bind = "127.0.0.1:$2"
-[admin]
-bind = "127.0.0.1:$3"
-token = "bench"
-[telemetry]
-access_log = "off"
-log_level = "warn"
-[storage]
-data_dir = "$WORK/$1/data"
+  {
+  gatehouse_conf_base "127.0.0.1:$2" "127.0.0.1:$3" "$WORK/$1/data"
+  cat <<CONF
 $4
 [plans.bench]
 rate_per_second = 10000000.0
@@ -74,6 +64,7 @@ path_prefix = "/auth"
 cluster = "up"
 auth = { methods = ["api_key"] }
 CONF
+  } > "$WORK/$1/gatehouse.toml"
 }
 start() { # name
   TOKIO_WORKER_THREADS=1 taskset -c 1 "$GATEHOUSE_BIN" serve --config "$WORK/$1/gatehouse.toml" >"$WORK/$1/log" 2>&1 &

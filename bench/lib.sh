@@ -53,6 +53,29 @@ $2
 CONF
 }
 
+# gatehouse_conf_base LISTEN ADMIN DATA_DIR [GATEWAY_LINES]: the start of a
+# bench's Gatehouse config: no file watching (plus GATEWAY_LINES in
+# `[gateway]`), one listener, the admin API with token `bench`, no access
+# log, warnings only, data in DATA_DIR. `[storage]` comes last, so lines
+# printed right after it still belong to it.
+gatehouse_conf_base() {
+  cat <<CONF
+[gateway]
+watch_config = false
+${4:-}
+[[listeners]]
+bind = "$1"
+[admin]
+bind = "$2"
+token = "bench"
+[telemetry]
+access_log = "off"
+log_level = "warn"
+[storage]
+data_dir = "$3"
+CONF
+}
+
 # build_gatehouse: a release build; sets GATEHOUSE_BIN. A GATEHOUSE_BIN set
 # by the caller is used as it is (A/B runs of two builds).
 build_gatehouse() {

@@ -96,21 +96,9 @@ CONF
 gatehouse_conf() { # listen admin data-dir [http1_engine]
 local engine=""
 [ -n "${4:-}" ] && engine="http1_engine = \"$4\""
+gatehouse_conf_base "$1" "$2" "$WORK/$3" "workers = 1
+$engine"
 cat <<CONF
-[gateway]
-watch_config = false
-workers = 1
-$engine
-[[listeners]]
-bind = "$1"
-[admin]
-bind = "$2"
-token = "bench"
-[storage]
-data_dir = "$WORK/$3"
-[telemetry]
-access_log = "off"
-log_level = "warn"
 [clusters.up]
 targets = ["$UP"]
 [[routes]]

@@ -54,20 +54,8 @@ taskset -c 0 python3 "$WORK/collector.py" "$COLLECTOR" &
 
 # gatehouse_conf PORT OTLP_TABLE: a gateway on 127.0.0.1:PORT (admin PORT+10).
 gatehouse_conf() {
+  gatehouse_conf_base "127.0.0.1:$1" "127.0.0.1:$(($1 + 10))" "$WORK/gh-$1" "workers = 1"
   cat <<CONF
-[gateway]
-watch_config = false
-workers = 1
-[[listeners]]
-bind = "127.0.0.1:$1"
-[admin]
-bind = "127.0.0.1:$(($1 + 10))"
-token = "bench"
-[storage]
-data_dir = "$WORK/gh-$1"
-[telemetry]
-access_log = "off"
-log_level = "warn"
 $2
 [clusters.up]
 targets = ["$UP"]
