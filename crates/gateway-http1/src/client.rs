@@ -27,64 +27,17 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::chunked::{Chunk, ChunkedDecoder};
+pub use crate::connection::Connection;
 use crate::encode::{self, Framing};
 use crate::framing::ResponseBody;
 use crate::head::{take_response_head, HeadLimits};
+use crate::splice::{Grant, Job, SpliceOffer, SPLICE_MIN};
 use crate::HeadError;
 
 /// A request body up to this size is sent in the same write as the head.
 const COPY_MAX: usize = 16 * 1024;
 /// How much is read from the upstream at a time.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// An open upstream connection between exchanges.
-pub struct Connection {
-    io: TcpStream,
-    /// Bytes read and not yet used (always empty between exchanges).
-    buf: BytesMut,
-    /// Exchanges completed on this connection.
-    served: u64,
-    /// Whatever the opener keeps for as long as the connection lives (an
-    /// open-connection count, say).
-    _held: Box<dyn Send + Sync>,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("io", &self.io)
-            .field("served", &self.served)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Connection {
-    /// A fresh connection; `held` lives (and is dropped) with it.
-    pub fn new(io: TcpStream, held: impl Send + Sync + 'static) -> Self {
-        Self {
-            io,
-            buf: BytesMut::new(),
-            served: 0,
-            _held: Box::new(held),
-        }
-    }
-
-    /// Whether an exchange has already completed on it (it came from a
-    /// pool), so a failure before any response byte may be the upstream
-    /// having closed it while idle.
-    pub fn is_reused(&self) -> bool {
-        self.served > 0
-    }
-
-    /// Whether the idle connection still looks usable: the upstream has
-    /// neither closed it nor sent anything unasked. Reads nothing when the
-    /// socket has nothing to read (no system call when the reactor has
-    /// seen no readiness).
-    pub fn is_usable(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
 
 /// Takes back a connection whose exchange ended cleanly.
 pub trait Checkin: Send + Unpin + 'static {
@@ -349,11 +302,20 @@ async fn read_response<C: Checkin>(
         ResponseBody::Chunked => Decoder::Chunked(ChunkedDecoder::new()),
         ResponseBody::CloseDelimited => Decoder::Close,
     };
+    let splice = match decoder {
+        Decoder::Length(n) if n.saturating_sub(conn.buf.len() as u64) >= SPLICE_MIN => {
+            let offer = SpliceOffer::new();
+            res.extensions_mut().insert(offer.clone());
+            Some(offer)
+        }
+        _ => None,
+    };
     *res.body_mut() = UpstreamBody {
         conn: Some(conn),
         decoder,
         reusable,
         checkin: Some(checkin),
+        splice,
     }
     .boxed_unsync();
     Ok(res)
@@ -431,21 +393,84 @@ enum Decoder {
     Close,
 }
 
+/// What polling a response body gives.
+type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
 /// A response body read from the upstream connection.
 struct UpstreamBody<C: Checkin> {
-    /// `None` once the body ended (the connection went back or closed).
+    /// `None` once the body ended (the connection went back or closed),
+    /// or while the server relays it (`splice`).
     conn: Option<Connection>,
     decoder: Decoder,
     reusable: bool,
     checkin: Option<C>,
+    /// Set when the rest of the body may be spliced (see
+    /// [`crate::splice`]).
+    splice: Option<SpliceOffer>,
 }
 
 impl<C: Checkin> UpstreamBody<C> {
+    /// Hands the connection to the server when it asked for it: the rest
+    /// of the body is then spliced, and the body yields an empty frame.
+    /// Only with nothing buffered, so every byte read so far has gone out.
+    fn grant(&mut self) -> bool {
+        let (Some(offer), Decoder::Length(left)) = (&self.splice, &self.decoder) else {
+            return false;
+        };
+        if !offer.requested() {
+            return false;
+        }
+        let Some(conn) = self.conn.take() else {
+            return false;
+        };
+        offer.grant(Job { conn, left: *left });
+        true
+    }
+
+    /// After a hand-over: the connection back, or how the relay ended.
+    /// `None`: read on from the connection.
+    fn settle(&mut self) -> Option<Polled> {
+        let offer = self.splice.as_ref()?;
+        match offer.settle() {
+            Grant::NotGiven => None,
+            Grant::Returned(job) => {
+                // Read again before the server took it: read on here.
+                self.decoder = Decoder::Length(job.left);
+                self.conn = Some(job.conn);
+                self.splice = None;
+                None
+            }
+            Grant::Complete(conn) => {
+                self.decoder = Decoder::Length(0);
+                if let (Some(conn), Some(checkin)) = (conn, self.checkin.take()) {
+                    finish(conn, self.reusable, checkin);
+                }
+                Some(Poll::Ready(None))
+            }
+            Grant::Broken => Some(Poll::Ready(Some(Err(
+                "the spliced response body broke off".into(),
+            )))),
+            Grant::Busy => Some(Poll::Ready(Some(Err(
+                "the response body is being spliced".into()
+            )))),
+        }
+    }
+
     /// The body is complete: the connection goes back or closes.
     fn end(&mut self) {
         if let (Some(conn), Some(checkin)) = (self.conn.take(), self.checkin.take()) {
             let reusable = self.reusable && !matches!(self.decoder, Decoder::Close);
             finish(conn, reusable, checkin);
+        }
+    }
+}
+
+impl<C: Checkin> Drop for UpstreamBody<C> {
+    fn drop(&mut self) {
+        // A relayed body is usually dropped without being read again: the
+        // connection the relay gave back goes to the pool from here.
+        if self.conn.is_none() && self.splice.is_some() {
+            let _ = self.settle();
         }
     }
 }
@@ -464,12 +489,17 @@ impl<C: Checkin> http_body::Body for UpstreamBody<C> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = self.get_mut();
         loop {
+            if this.conn.is_none() {
+                if let Some(settled) = this.settle() {
+                    return settled;
+                }
+            }
+            if this.conn.as_ref().is_some_and(|c| c.buf.is_empty()) && this.grant() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::new()))));
+            }
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
@@ -551,12 +581,20 @@ impl<C: Checkin> http_body::Body for UpstreamBody<C> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.conn.is_none()
+        match &self.splice {
+            // Handed over: over only once the relay moved every byte.
+            Some(offer) if self.conn.is_none() && !matches!(self.decoder, Decoder::Length(0)) => {
+                offer.complete()
+            }
+            _ => self.conn.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.decoder {
-            Decoder::Length(left) if self.conn.is_some() => SizeHint::with_exact(left),
+            Decoder::Length(left) if self.conn.is_some() || self.splice.is_some() => {
+                SizeHint::with_exact(left)
+            }
             _ if self.conn.is_none() => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }

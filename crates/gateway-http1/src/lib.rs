@@ -14,11 +14,15 @@
 //!   written with exact framing, keep-alive, pipelining, `Expect:
 //!   100-continue` and upgrades.
 //!
+//! - [`splice`]: response bodies moved from the upstream socket to the
+//!   client socket by the kernel.
+//!
 //! The parsers take plain byte slices and return plain values, so they can
 //! be fuzzed and tested without sockets.
 
 pub mod chunked;
 pub mod client;
+mod connection;
 pub mod date;
 pub mod encode;
 mod error;
@@ -26,6 +30,7 @@ pub mod framing;
 pub mod head;
 pub mod interim;
 pub mod server;
+pub mod splice;
 
 pub use chunked::{Chunk, ChunkedDecoder};
 pub use error::HeadError;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::BytesMut;
 use gateway_config::{ClientAuthMode, Http1Engine, ListenerConfig, TlsListenerConfig};
+use gateway_http1::splice::{SharedSocket, SpliceSink};
 use gateway_http1::{HeadLimits, Prefixed, ServerOptions};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -300,7 +301,10 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
                         };
                         drive(tls_stream, builder, &ctx, conn, slot, deadlines, engine).await
                     }
-                    None => drive(stream, builder, &ctx, conn, slot, deadlines, engine).await,
+                    None => {
+                        let stream = SharedSocket::new(stream);
+                        drive(stream, builder, &ctx, conn, slot, deadlines, engine).await
+                    }
                 }
             };
             // An evicted connection has not sent a request: there is
@@ -369,17 +373,29 @@ struct Engine {
 trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
     /// Whether TLS negotiated HTTP/2 (ALPN `h2`).
     fn alpn_h2(&self) -> bool;
+
+    /// The socket response bodies can be spliced into: plain TCP only
+    /// (TLS encrypts every byte in user space).
+    fn splice_sink(&self) -> Option<SpliceSink>;
 }
 
-impl ClientStream for TcpStream {
+impl ClientStream for SharedSocket {
     fn alpn_h2(&self) -> bool {
         false
+    }
+
+    fn splice_sink(&self) -> Option<SpliceSink> {
+        Some(self.sink())
     }
 }
 
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
     fn alpn_h2(&self) -> bool {
         self.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+
+    fn splice_sink(&self) -> Option<SpliceSink> {
+        None
     }
 }
 
@@ -402,6 +418,7 @@ async fn drive<S: ClientStream>(
 ) {
     let watch = ConnWatch::new(Some(slot));
     let h2 = stream.alpn_h2();
+    let splice = stream.splice_sink();
     let io = Watched::new(stream, watch.clone());
     // The gateway, the connection facts and the watch travel together, so
     // a request clones one `Arc` rather than each of them.
@@ -418,7 +435,7 @@ async fn drive<S: ClientStream>(
             builder,
             shared,
             graceful.clone(),
-            engine.limits,
+            (engine.limits, splice),
         )),
     };
     watch_deadlines(connection, ctx, &watch, deadlines, &graceful).await;
@@ -469,7 +486,7 @@ async fn serve_native<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Shared,
     graceful: CancellationToken,
-    limits: HeadLimits,
+    (limits, splice): (HeadLimits, Option<SpliceSink>),
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -494,6 +511,7 @@ async fn serve_native<S>(
         limits,
         shutdown: graceful,
         observer: Some(shared.2.clone()),
+        splice,
     };
     let service = move |req: http::Request<gateway_core::Body>| {
         let guard = shared.2.begin(req.version());

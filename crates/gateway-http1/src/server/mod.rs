@@ -38,6 +38,7 @@ use crate::encode::{self, Framing, Persistence};
 use crate::framing::RequestBody;
 use crate::head::{take_request_head, HeadLimits, RequestHead};
 use crate::interim::{self, Relayed};
+use crate::splice::{self, SpliceOffer, SpliceSink};
 use crate::HeadError;
 use inbound::{Continue, Decoder, Inbound, IncomingBody};
 
@@ -72,6 +73,10 @@ pub struct ServerOptions {
     /// Told when reading a request body waits on the client, so the
     /// caller can keep a body-progress deadline.
     pub observer: Option<Arc<dyn BodyObserver>>,
+    /// The connection's own socket, when it is plain TCP and its stream
+    /// buffers no writes: response bodies that offer it are spliced into
+    /// it (see [`crate::splice`]).
+    pub splice: Option<SpliceSink>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -79,6 +84,7 @@ impl std::fmt::Debug for ServerOptions {
         f.debug_struct("ServerOptions")
             .field("limits", &self.limits)
             .field("observer", &self.observer.is_some())
+            .field("splice", &self.splice.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -193,8 +199,15 @@ where
         } else {
             encode::response_head(&mut out, parts.status, &parts.headers, framing, persistence);
         }
+        let splice = match (&opts.splice, framing) {
+            (Some(sink), Framing::Length(_)) => parts
+                .extensions
+                .get::<SpliceOffer>()
+                .map(|offer| (offer, sink)),
+            _ => None,
+        };
         let complete = if with_body {
-            write_body(&mut write, &mut out, &mut body, framing).await?
+            write_body(&mut write, &mut out, &mut body, framing, splice).await?
         } else {
             write.write_all(&out).await?;
             write.flush().await?;
@@ -448,14 +461,16 @@ fn write_upgrade_head(out: &mut BytesMut, parts: &http::response::Parts) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes what is in `out` (the head) and the body with `framing`.
-/// `Ok(false)`: the body failed or did not match its length, so the
-/// response was cut short and the connection must close.
+/// Writes what is in `out` (the head) and the body with `framing`; with
+/// `splice`, the body's rest is moved by the kernel once it hands its
+/// connection over. `Ok(false)`: the body failed or did not match its
+/// length, so the response was cut short and the connection must close.
 async fn write_body<W, B>(
     write: &mut W,
     out: &mut BytesMut,
     body: &mut B,
     framing: Framing,
+    splice: Option<(&SpliceOffer, &SpliceSink)>,
 ) -> std::io::Result<bool>
 where
     W: AsyncWrite + Unpin,
@@ -468,6 +483,9 @@ where
         _ => u64::MAX,
     };
     let bounded = matches!(framing, Framing::Length(_));
+    if let Some((offer, _)) = splice {
+        offer.request();
+    }
     let complete = loop {
         if bounded && left == 0 {
             break true;
@@ -505,6 +523,15 @@ where
             }
         };
         if data.is_empty() {
+            if let Some((offer, sink)) = splice {
+                // The body handed its connection over (see `crate::splice`).
+                if let Some(job) = offer.take() {
+                    match relay(write, out, offer, job, sink, left).await? {
+                        Some(moved) => left -= moved,
+                        None => break false,
+                    }
+                }
+            }
             continue;
         }
         if bounded && data.len() as u64 > left {
@@ -533,6 +560,38 @@ where
     flush_out(write, out).await?;
     write.flush().await?;
     Ok(complete)
+}
+
+/// Writes what waits in `out`, then splices the body's last `left` bytes
+/// from `job`'s connection. `Some`: the bytes moved (all of them); `None`:
+/// the relay broke off.
+async fn relay<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    out: &mut BytesMut,
+    offer: &SpliceOffer,
+    mut job: splice::Job,
+    sink: &SpliceSink,
+    left: u64,
+) -> std::io::Result<Option<u64>> {
+    if job.left != left {
+        // Not this response's body: it reads on as usual.
+        offer.give_back(job);
+        return Ok(Some(0));
+    }
+    flush_out(write, out).await?;
+    write.flush().await?;
+    let (moved, ended) = splice::relay(&mut job, sink).await;
+    match ended {
+        Ok(()) => {
+            offer.done(moved, true, Some(job.conn));
+            Ok(Some(moved))
+        }
+        Err(e) => {
+            offer.done(moved, false, None);
+            tracing::debug!(error = %e, "spliced response body broke off; the response is cut short");
+            Ok(None)
+        }
+    }
 }
 
 /// Appends `data` to `out` (small) or writes `out` then `data` (large).

@@ -8,6 +8,7 @@ use std::time::Instant;
 use gateway_console::history::{CacheOutcome, Sample};
 use gateway_core::errors::{self, ErrorCode};
 use gateway_core::Body;
+use gateway_http1::splice::SpliceOffer;
 use http::{Response, Version};
 use http_body_util::BodyExt as _;
 
@@ -70,7 +71,10 @@ pub(super) fn on_end(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     });
+    // A spliced body's bytes pass this observer by; the offer counts them.
+    let spliced = res.extensions().get::<SpliceOffer>().cloned();
     let finish = Finish {
+        spliced,
         span,
         error_code,
         status,
@@ -128,6 +132,8 @@ struct Finish {
     gateway: Gateway,
     /// The access-log line, when the access log is on.
     record: Option<AccessRecord>,
+    /// The body's splice offer: it counts the bytes the kernel moved.
+    spliced: Option<SpliceOffer>,
     started: Instant,
     _in_flight: Option<InFlight>,
 }
@@ -166,7 +172,13 @@ impl Observer for Finish {
             elapsed,
             cache: self.cache,
         });
+        let spliced = self.spliced.map_or(0, |offer| offer.moved());
+        if let (true, Some(route)) = (spliced > 0, &self.route) {
+            metrics::counter!("gatehouse_spliced_bytes_total", "route" => route.name.to_string())
+                .increment(spliced);
+        }
         if let Some(mut record) = self.record {
+            record.bytes_out += spliced;
             record.completed = completed;
             record.duration_ms = elapsed.as_secs_f64() * 1000.0;
             self.gateway.access_log().log(record);

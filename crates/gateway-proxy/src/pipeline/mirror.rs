@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{Body, Problem};
+use gateway_http1::splice::SpliceOffer;
 use gateway_mirror::{ErrorKind, MirrorEngine, MirrorPlan, Observation};
 use http::{Request, Response};
 use http_body::Body as _;
@@ -79,7 +80,9 @@ impl Mirroring {
     /// client; when it ends, hands both sides to the dark-launch queue
     /// (`try_send`, never waiting).
     pub(super) fn submit_on_end(self, res: Response<Body>, started: Instant) -> Response<Body> {
-        let (parts, body) = res.into_parts();
+        let (mut parts, body) = res.into_parts();
+        // The tee must see every byte: no splicing past it.
+        parts.extensions.remove::<SpliceOffer>();
         let status = parts.status;
         let headers = parts.headers.clone();
         let cap = self.plan.max_body_bytes();

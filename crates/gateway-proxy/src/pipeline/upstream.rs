@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use gateway_cache::{Origin, OriginError};
 use gateway_core::{errors, grpc, Body, Problem, ToProblem};
 use gateway_http1::client::UpstreamUpgrade;
+use gateway_http1::splice::SpliceOffer;
 use gateway_upstream::{Cluster, SendOptions, UpstreamError};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
@@ -213,7 +214,12 @@ fn grpc_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Problem> {
 impl Origin for Forward {
     fn fetch(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, OriginError>> {
         let this = self.clone();
-        Box::pin(async move { this.run(req).await.map_err(OriginError::new) })
+        Box::pin(async move {
+            let mut res = this.run(req).await.map_err(OriginError::new)?;
+            // The cache must see every byte it stores: no splicing past it.
+            res.extensions_mut().remove::<SpliceOffer>();
+            Ok(res)
+        })
     }
 }
 

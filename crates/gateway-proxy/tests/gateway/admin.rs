@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use test_support::origin::{Handler, Origin};
 
-use crate::harness::{base, client, eventually, TestGateway};
+use crate::harness::{base, client, eventually, with_access_log, TestGateway};
 
 #[tokio::test]
 async fn admin_needs_the_token_except_for_probes() {
@@ -97,11 +97,8 @@ path_prefix = "/svc"
 cluster = "svc"
 "#,
         origin.authority()
-    ))
-    .replace(
-        "access_log = \"off\"",
-        &format!("access_log = \"{}\"", log.display()),
-    );
+    ));
+    let config = with_access_log(&config, &log);
     let gw = TestGateway::start(&config).await;
     let http = client();
     http.get(gw.url("/svc/a?q=1"))

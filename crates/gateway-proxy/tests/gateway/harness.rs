@@ -146,6 +146,14 @@ impl TestGateway {
     }
 }
 
+/// `config` with its access log written to `path` (as JSON lines).
+pub fn with_access_log(config: &str, path: &std::path::Path) -> String {
+    config.replace(
+        "access_log = \"off\"",
+        &format!("access_log = \"{}\"", path.display()),
+    )
+}
+
 /// The HTTP/1.1 engine every test gateway runs: `GATEHOUSE_TEST_HTTP1_ENGINE`
 /// (`native` or `hyper`) when set, so the whole suite runs on either;
 /// otherwise the config's default. A test that sets `http1_engine` itself

@@ -1,0 +1,105 @@
+//! A client TCP stream the server can both use as its byte stream and
+//! splice into: the connection's reads and writes go through one handle,
+//! the relay through another, and both share the socket's one reactor
+//! registration (no second descriptor, no extra system call).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A plain TCP client connection that can hand out a [`SpliceSink`].
+#[derive(Debug)]
+pub struct SharedSocket(Arc<TcpStream>);
+
+/// Where the server splices response bodies: the client socket of the
+/// connection it serves.
+#[derive(Debug, Clone)]
+pub struct SpliceSink(Arc<TcpStream>);
+
+impl SharedSocket {
+    pub fn new(stream: TcpStream) -> Self {
+        Self(Arc::new(stream))
+    }
+
+    /// The socket, for splicing into.
+    pub fn sink(&self) -> SpliceSink {
+        SpliceSink(self.0.clone())
+    }
+
+    /// The socket itself.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl SpliceSink {
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl AsyncRead for SharedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // `try_read_buf` clears the readiness it found stale, and
+            // reads into the unfilled part without zeroing it first.
+            match self.0.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(
+            rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write).map_err(Into::into),
+        )
+    }
+}
