@@ -199,6 +199,8 @@ fn write_entries(rx: Receiver<Entry>, destination: Destination, sink: Box<dyn Wr
 pub struct RequestMetrics {
     route: Option<Arc<str>>,
     cells: RwLock<Vec<RequestCell>>,
+    /// `gatehouse_spliced_bytes_total` for the route, once registered.
+    spliced: OnceLock<metrics::Counter>,
 }
 
 struct RequestCell {
@@ -223,6 +225,7 @@ impl RequestMetrics {
         Self {
             route,
             cells: RwLock::new(Vec::new()),
+            spliced: OnceLock::new(),
         }
     }
 
@@ -266,6 +269,22 @@ impl RequestMetrics {
         let mut cells = self.cells.write();
         if !cells.iter().any(same) {
             cells.push(cell);
+        }
+    }
+}
+
+impl RequestMetrics {
+    /// Counts response body bytes the kernel moved for the route.
+    pub fn record_spliced(&self, bytes: u64) {
+        if let Some(counter) = self.spliced.get() {
+            counter.increment(bytes);
+            return;
+        }
+        let route = self.route.as_deref().unwrap_or("none").to_string();
+        let counter = metrics::counter!("gatehouse_spliced_bytes_total", "route" => route);
+        counter.increment(bytes);
+        if recorder_ready() {
+            let _ = self.spliced.set(counter);
         }
     }
 }

@@ -174,8 +174,7 @@ impl Observer for Finish {
         });
         let spliced = self.spliced.map_or(0, |offer| offer.moved());
         if let (true, Some(route)) = (spliced > 0, &self.route) {
-            metrics::counter!("gatehouse_spliced_bytes_total", "route" => route.name.to_string())
-                .increment(spliced);
+            route.metrics.record_spliced(spliced);
         }
         if let Some(mut record) = self.record {
             record.bytes_out += spliced;
