@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A plain TCP client connection that can hand out a [`SpliceSink`].
@@ -49,12 +49,28 @@ impl AsyncRead for SharedSocket {
     ) -> Poll<std::io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            // `try_read_buf` clears the readiness it found stale, and
-            // reads into the unfilled part without zeroing it first.
-            match self.0.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
+            // As tokio's own stream does: a read that leaves room in the
+            // buffer drained the socket, so the readiness seen before it
+            // is cleared (the closure's `WouldBlock` clears exactly that
+            // readiness, not one that came since), and the next read
+            // waits for the reactor instead of costing a system call.
+            let room = buf.remaining();
+            let mut read = None;
+            let tried = self.0.try_io(Interest::READABLE, || {
+                // `try_read_buf` reads into the unfilled part without
+                // zeroing it first.
+                let n = self.0.try_read_buf(buf)?;
+                read = Some(n);
+                if 0 < n && n < room {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                }
+            });
+            match tried {
+                _ if read.is_some() => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                other => return Poll::Ready(other.map(drop)),
             }
         }
     }
