@@ -1,7 +1,7 @@
 //! Interim (1xx) responses from an upstream, relayed to the client.
 //!
 //! The client connection driver runs each request's service future inside
-//! [`relaying`]; an upstream exchange driven in that same task calls
+//! `relaying`; an upstream exchange driven in that same task calls
 //! [`relay`] when it reads a 1xx head, and the driver writes it to the
 //! client before the final response. A task-local rather than a request
 //! extension: nothing is allocated per request, and work that left the

@@ -16,7 +16,7 @@
 //!    over and yields an empty frame. The server takes the connection
 //!    only if that very frame reached it; a layer that buffered the frame
 //!    and polled again got the body's bytes the usual way instead.
-//! 4. The server relays the rest ([`relay`]), reports how it went, and
+//! 4. The server relays the rest (`relay`), reports how it went, and
 //!    the body ends as it would have: complete, or broken off.
 //!
 //! Observers that only count bytes (the access log) read the count from
