@@ -8,7 +8,10 @@
 //! what makes a small exchange cheap. When the body has been read to its
 //! end and the connection can carry another exchange, it is handed back
 //! through [`Checkin`] (a keep-alive pool) at once, before the consumer
-//! even sees the end of the body.
+//! even sees the end of the body. A large `Content-Length` body may
+//! instead be handed to the server and spliced to the client by the
+//! kernel ([`crate::splice`]); the connection then goes back when the
+//! relay has moved its last byte.
 //!
 //! Anything the upstream sends that could frame a response two ways is an
 //! error (see [`crate::head`]); such a connection is never reused.

@@ -37,8 +37,10 @@ pub use offer::SpliceOffer;
 pub(crate) use offer::{Grant, Job};
 pub use socket::{SharedSocket, SpliceSink};
 
-/// The fewest unread body bytes worth a splice: below it, two system
-/// calls through a pipe cost more than the copy they save.
+/// The fewest unread body bytes that are spliced. A splice costs two
+/// system calls and a pipe where a copy costs one read and one write, so
+/// only bodies well past what arrives with the head (up to 8 KiB) are
+/// offered.
 pub const SPLICE_MIN: u64 = 16 * 1024;
 
 /// Moves `job`'s remaining body bytes from its upstream connection to

@@ -1,7 +1,9 @@
 //! A client TCP stream the server can both use as its byte stream and
 //! splice into: the connection's reads and writes go through one handle,
 //! the relay through another, and both share the socket's one reactor
-//! registration (no second descriptor, no extra system call).
+//! registration (no second descriptor, no extra system call). tokio's
+//! own owned halves (`TcpStream::into_split`) keep their shared stream
+//! private, so the relay could not reach it through them.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -76,19 +78,32 @@ impl AsyncRead for SharedSocket {
     }
 }
 
+impl SharedSocket {
+    /// Waits until the socket is writable and writes with `write`; a
+    /// `WouldBlock` (which `try_write*` turns into cleared readiness)
+    /// waits again.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&TcpStream) -> std::io::Result<usize>,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match write(&self.0) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+}
+
 impl AsyncWrite for SharedSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
+        self.poll_write_with(cx, |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -96,13 +111,7 @@ impl AsyncWrite for SharedSocket {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
+        self.poll_write_with(cx, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
