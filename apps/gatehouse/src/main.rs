@@ -6,8 +6,9 @@ mod up;
 /// mimalloc instead of glibc malloc: the request path makes dozens of small,
 /// short-lived allocations (headers, bodies, futures) and glibc's allocator
 /// was the largest single item in gateway profiles (docs/performance.md).
+/// `gateway-alloc` says why not through the `mimalloc` crate.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: gateway_alloc::MiMalloc = gateway_alloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,10 +12,11 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::error::HeadError;
+use crate::field_name::field_name;
 use crate::framing::{self, Facts, RequestBody, ResponseBody};
 
 /// Size limits on a head.
@@ -334,7 +335,7 @@ fn header_map(scan: &Scan, bytes: &Bytes) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::with_capacity(scan.fields.len() + ADDED_FIELDS);
     let mut length_written = false;
     for (name, value) in &scan.fields {
-        let name = HeaderName::from_bytes(&bytes[name.clone()])
+        let name = field_name(&bytes[name.clone()])
             .map_err(|_| HeadError::Malformed("invalid header field name"))?;
         if name == CONTENT_LENGTH {
             // Repeats were checked to be identical: one is kept.

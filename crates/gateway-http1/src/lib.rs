@@ -26,6 +26,7 @@ mod connection;
 pub mod date;
 pub mod encode;
 mod error;
+mod field_name;
 pub mod framing;
 pub mod head;
 pub mod interim;

@@ -6,8 +6,10 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Headers that describe one connection and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection and never cross a proxy. A
+/// `static`, not a `const`: a `const` array is built and dropped again at
+/// every use. [`hop_by_hop_index`] gives each one's place.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,6 +19,24 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+/// Where `name` is in [`HOP_BY_HOP`]. Matched on the name's text (for a
+/// standard name a table lookup): a length check per candidate, where
+/// comparing `HeaderName`s one by one costs several times more on every
+/// field of every request and response.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        _ => return None,
+    })
+}
 
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -78,28 +98,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names finds the hop-by-hop headers present, so
     // only those are removed (each removal is a hash lookup): a request
     // without any costs no lookup, an upstream response with
-    // `Connection: keep-alive` one instead of ten.
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    // `Connection: keep-alive` one instead of ten. Bit `i` stands for
+    // `HOP_BY_HOP[i]`, bit `UPGRADE_BIT` for `Upgrade`.
+    const UPGRADE_BIT: u32 = HOP_BY_HOP.len() as u32;
+    let mut present = 0u32;
     let mut te_trailers = false;
     for name in headers.keys() {
-        let remove = if name == header::UPGRADE {
-            !keep_upgrade
-        } else if HOP_BY_HOP.contains(name) {
+        if name == header::UPGRADE {
+            if !keep_upgrade {
+                present |= 1 << UPGRADE_BIT;
+            }
+        } else if let Some(i) = hop_by_hop_index(name) {
             if name == header::TE {
                 te_trailers = headers
                     .get(header::TE)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
             }
-            true
-        } else {
-            false
-        };
-        if remove {
-            doomed.push(name.clone());
+            present |= 1 << i;
         }
     }
-    for name in &doomed {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if present & (1 << UPGRADE_BIT) != 0 {
+        headers.remove(header::UPGRADE);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -302,6 +326,17 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(X_REQUEST_ID, HeaderValue::from_static(""));
         assert_eq!(request_id(&h).len(), 36);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_found_at_its_place_and_no_other_name_is() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for other in ["upgrade", "host", "content-length", "x-keep-alive", "t"] {
+            let name = HeaderName::from_static(other);
+            assert_eq!(hop_by_hop_index(&name), None, "{other}");
+        }
     }
 
     #[test]

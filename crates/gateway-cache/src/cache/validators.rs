@@ -12,7 +12,7 @@ use http::{header, request, HeaderMap, HeaderName, Method, Request};
 use crate::directives::header_date;
 use crate::storage::CachedResponse;
 
-const CONDITIONALS: [HeaderName; 5] = [
+static CONDITIONALS: [HeaderName; 5] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
