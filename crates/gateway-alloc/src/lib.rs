@@ -4,11 +4,12 @@
 //!
 //! The `mimalloc` crate's `GlobalAlloc` sends every request through the
 //! `*_aligned` entry points. For a size whose block is not a power of two
-//! (a 48-byte box, a 1.5 KiB future) mimalloc then takes its
+//! (a 48-byte box, a header map's entries) mimalloc takes its
 //! over-allocation path even at alignment 8: a larger block, a page marked
 //! as holding aligned blocks, and several hundred instructions where
-//! `mi_malloc` takes a few dozen. On the proxy path that was 1,800
-//! instructions of about 41,000 per request (`bench/callgrind.sh`).
+//! `mi_malloc` takes a few dozen. On the proxy path, the plain entry
+//! points take about 700 of some 41,000 instructions off each request
+//! (`bench/callgrind.sh`).
 //!
 //! A plain mimalloc block of `size` bytes is aligned to at least 16 bytes
 //! when `size` is 16 or more, and to 8 below (blocks above one machine

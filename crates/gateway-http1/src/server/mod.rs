@@ -151,9 +151,10 @@ where
         // 1xx responses go to HTTP/1.1 clients only (RFC 9110 15.2).
         let to_client = exchange.version == Version::HTTP_11;
         relayed.lock().clear();
-        // Boxed once: the service's future is large (a whole pipeline), and
-        // moved by value it would be copied at each step into `call`.
-        let fut = Box::pin(interim::relaying(relayed.clone(), service(req)));
+        // Pinned in this connection's own state: the service's future is
+        // large (a whole pipeline), and `call` polls it through the pin, so
+        // it is neither copied again nor allocated per request.
+        let fut = pin!(interim::relaying(relayed.clone(), service(req)));
         let res = call(&inbound, &mut write, &mut out, (&relayed, to_client), fut).await?;
         let (parts, mut body) = res.into_parts();
 
