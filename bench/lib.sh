@@ -135,22 +135,36 @@ ticks() {
 #   -> "rps p50 p99 cpu_us_per_request system_us_per_request"
 # after a 2 s warm-up: CPU is the PIDS' user + system time over the
 # measured run divided by the requests wrk completed, and the system
-# (kernel) part of it alone ("–" without PIDS).
+# (kernel) part of it alone ("–" without PIDS). With SIDE_PIDS set (an
+# upstream sharing the proxy's core, say), a sixth field gives their CPU
+# per request over the same run: what the proxy's way of calling them
+# costs them.
 measure_cpu() {
   local conns=$1 url=$2 pids=$3 out before after sys_before sys_after reqs cpu="–" sys="–"
+  local side_before side_after side=""
   shift 3
   taskset -c 0 wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null 2>&1
   # shellcheck disable=SC2086
   [ -n "$pids" ] && before=$(ticks $pids) && sys_before=$(ticks $pids system)
+  # shellcheck disable=SC2086
+  [ -n "${SIDE_PIDS:-}" ] && side_before=$(ticks $SIDE_PIDS)
   out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url")
   # shellcheck disable=SC2086
   [ -n "$pids" ] && after=$(ticks $pids) && sys_after=$(ticks $pids system)
+  # shellcheck disable=SC2086
+  [ -n "${SIDE_PIDS:-}" ] && side_after=$(ticks $SIDE_PIDS)
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   if [ -n "$pids" ]; then
-    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-    sys=$(awk -v t=$((sys_after - sys_before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+    cpu=$(per_request $((after - before)) "$reqs")
+    sys=$(per_request $((sys_after - sys_before)) "$reqs")
   fi
-  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu $sys"
+  [ -n "${SIDE_PIDS:-}" ] && side=" $(per_request $((side_after - side_before)) "$reqs")"
+  echo "$(awk '/^Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") $cpu $sys$side"
+}
+
+# per_request TICKS REQUESTS -> microseconds of CPU per request.
+per_request() {
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}'
 }
 
 # median: the median of the numbers on stdin (space or newline separated).

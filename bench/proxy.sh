@@ -17,8 +17,10 @@
 # one core of proxy against one core of proxy. CPU per request is the
 # proxy's own user + system time over the measured run (from
 # /proc/PID/stat, the upstream's excluded) divided by the requests wrk
-# completed. With ROUNDS > 1 the cases run in interleaved rounds and each
-# cell is the median. Not part of CI.
+# completed. The upstream's own CPU per request is a column of its own: on
+# a shared core, what a proxy's way of calling it costs the upstream is
+# throughput the proxy loses. With ROUNDS > 1 the cases run in interleaved
+# rounds and each cell is the median. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -144,6 +146,8 @@ KEY=$(curl -sf -X POST -H 'Authorization: Bearer bench' -H 'content-type: applic
 AUTH="Authorization: Bearer $KEY"
 
 NGX_PIDS="$(cat "$WORK/px/nginx.pid") $(pgrep -P "$(cat "$WORK/px/nginx.pid")" | tr '\n' ' ')"
+SIDE_PIDS="$(cat "$WORK/up/nginx.pid") $(pgrep -P "$(cat "$WORK/up/nginx.pid")" | tr '\n' ' ')"
+export SIDE_PIDS
 # case: label|url base|pids|header
 CASES=(
   "upstream direct (no proxy)|http://$UP||"
@@ -163,21 +167,22 @@ for c in "${CASES[@]}"; do
   expect "$base/64k" 65536 "$hdr"
 done
 
-# one URL PIDS HEADER -> "rps p50 p99 cpu_us_per_request"
+# one URL PIDS HEADER -> "rps p50 p99 cpu_us_per_request kernel_us upstream_us"
 one() {
   local hdr=()
   [ -n "$3" ] && hdr=(-H "$3")
   measure_cpu "$CONNS" "$1" "$2" "${hdr[@]}"
 }
 
-declare -A RPS P50 P99 CPU SYS
+declare -A RPS P50 P99 CPU SYS UPC
 for r in $(seq 1 "$ROUNDS"); do
   for body in small 64k; do
     for c in "${CASES[@]}"; do
       IFS='|' read -r label base pids hdr <<<"$c"
-      read -r rps p50 p99 cpu sys <<<"$(one "$base/$body" "$pids" "$hdr")"
+      read -r rps p50 p99 cpu sys upc <<<"$(one "$base/$body" "$pids" "$hdr")"
       k="$body|$label"
       RPS[$k]+="$rps "; P50[$k]+="$p50 "; P99[$k]+="$p99 "; CPU[$k]+="$cpu "; SYS[$k]+="$sys "
+      UPC[$k]+="$upc "
     done
   done
 done
@@ -187,13 +192,13 @@ echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS round(s), medians; servers on CPU
 for body in small 64k; do
   echo
   nginx_rps=$(median <<<"${RPS[$body|nginx]}")
-  echo "| $body | requests/s | vs nginx | CPU µs/request | of which kernel | p50 ms | p99 ms |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| $body | requests/s | vs nginx | CPU µs/request | of which kernel | upstream CPU µs/request | p50 ms | p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for c in "${CASES[@]}"; do
     IFS='|' read -r label _ _ _ <<<"$c"
     k="$body|$label"
     rps=$(median <<<"${RPS[$k]}")
     row "$label" "$rps" "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f×", a / b}')" \
-      "$(median <<<"${CPU[$k]}")" "$(median <<<"${SYS[$k]}")" "$(median_ms <<<"${P50[$k]}")" "$(median_ms <<<"${P99[$k]}")"
+      "$(median <<<"${CPU[$k]}")" "$(median <<<"${SYS[$k]}")" "$(median <<<"${UPC[$k]}")" "$(median_ms <<<"${P50[$k]}")" "$(median_ms <<<"${P99[$k]}")"
   done
 done
