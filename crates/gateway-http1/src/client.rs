@@ -168,11 +168,12 @@ pub async fn send_prepared<C: Checkin>(
 ) -> Result<Response<Body>, ClientError> {
     let framing = outgoing.framing;
     if http_body::Body::is_end_stream(&body) {
-        // No body: the head goes out as it is, in one write.
-        conn.io
-            .write_all(&outgoing.head)
-            .await
-            .map_err(ClientError::Io)?;
+        // No body: the head goes out as it is, in one write, batched with
+        // the other requests of this round (see `gateway_sendbatch`).
+        let sent = gateway_sendbatch::send(&conn.io, outgoing.head.clone()).await;
+        if let Some(rest) = outgoing.head.get(sent..).filter(|rest| !rest.is_empty()) {
+            conn.io.write_all(rest).await.map_err(ClientError::Io)?;
+        }
         return read_response(conn, outgoing, true, limits, checkin).await;
     }
     // What of the body is ready now goes with the head.
