@@ -170,7 +170,9 @@ pub async fn send_prepared<C: Checkin>(
     if http_body::Body::is_end_stream(&body) {
         // No body: the head goes out as it is, in one write, batched with
         // the other requests of this round (see `gateway_sendbatch`).
-        let sent = gateway_sendbatch::send(&conn.io, outgoing.head.clone()).await;
+        let sent = gateway_sendbatch::send(&conn.io, outgoing.head.clone())
+            .await
+            .map_err(ClientError::Io)?;
         if let Some(rest) = outgoing.head.get(sent..).filter(|rest| !rest.is_empty()) {
             conn.io.write_all(rest).await.map_err(ClientError::Io)?;
         }

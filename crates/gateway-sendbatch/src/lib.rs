@@ -45,7 +45,7 @@ struct Queued {
     bytes: Bytes,
     /// Closed when the caller's future was dropped: the socket may be
     /// gone, and the write is skipped.
-    sent: oneshot::Sender<usize>,
+    sent: oneshot::Sender<std::io::Result<usize>>,
 }
 
 /// One thread's queue and ring.
@@ -67,12 +67,14 @@ thread_local! {
 
 /// Queues `bytes` for `socket` and waits for the round's flush. Returns
 /// how many bytes went out (0 when none did, or batching does not apply);
-/// the caller writes the rest.
-pub async fn send(socket: &impl AsRawFd, bytes: Bytes) -> usize {
+/// the caller writes the rest. `Err` only when the ring failed with the
+/// write submitted but unfinished: the kernel may still send some of it,
+/// so the connection must not carry anything more.
+pub async fn send(socket: &impl AsRawFd, bytes: Bytes) -> std::io::Result<usize> {
     let on_current_thread = Handle::try_current()
         .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread);
     if !on_current_thread || bytes.is_empty() {
-        return 0;
+        return Ok(0);
     }
     let (sent, outcome) = oneshot::channel();
     let queued = BATCH.with(|batch| {
@@ -95,9 +97,10 @@ pub async fn send(socket: &impl AsRawFd, bytes: Bytes) -> usize {
         true
     });
     if !queued {
-        return 0;
+        return Ok(0);
     }
-    outcome.await.unwrap_or(0)
+    // A flush dropped before it ran submitted nothing.
+    outcome.await.unwrap_or(Ok(0))
 }
 
 impl Batch {
@@ -118,24 +121,36 @@ impl Batch {
         let Some(Some(ring)) = self.ring.as_mut() else {
             return; // dropping the senders tells the callers: nothing sent
         };
-        let mut sent = vec![0usize; queue.len()];
+        // Per write: the bytes it sent (0 when it failed: the caller's own
+        // write meets the error), `None` until its completion is seen.
+        let mut sent = vec![None; queue.len()];
         let failed = (0..)
             .step_by(RING_ENTRIES as usize)
             .zip(queue.chunks(RING_ENTRIES as usize))
             .any(|(start, chunk)| submit(ring, chunk, start, &mut sent).is_err());
         if failed {
-            // The kernel may still hold some of the buffers: they are
-            // leaked rather than freed under it, and this thread stops
-            // batching. The callers send everything themselves.
-            for q in queue {
-                std::mem::forget(q.bytes);
-                let _ = q.sent.send(0);
-            }
+            // The kernel may still hold the buffers of writes whose
+            // completion was not seen: they are leaked rather than freed
+            // under it, their callers get an error (the kernel may yet
+            // send them, so nothing else may follow on those sockets), and
+            // this thread stops batching.
             self.ring = Some(None);
+            for (q, n) in queue.into_iter().zip(sent) {
+                let outcome = match n {
+                    Some(n) => Ok(n),
+                    None => {
+                        std::mem::forget(q.bytes);
+                        Err(std::io::Error::other(
+                            "io_uring failed with the write in flight",
+                        ))
+                    }
+                };
+                let _ = q.sent.send(outcome);
+            }
             return;
         }
         for (q, n) in queue.into_iter().zip(sent) {
-            let _ = q.sent.send(n);
+            let _ = q.sent.send(Ok(n.unwrap_or(0)));
         }
     }
 }
@@ -147,7 +162,7 @@ fn submit(
     ring: &mut IoUring,
     chunk: &[Queued],
     start: usize,
-    sent: &mut [usize],
+    sent: &mut [Option<usize>],
 ) -> std::io::Result<()> {
     let flags = (rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL).bits();
     for (i, q) in chunk.iter().enumerate() {
@@ -177,8 +192,8 @@ fn submit(
         for done in ring.completion() {
             completed += 1;
             let slot = usize::try_from(done.user_data()).unwrap_or(usize::MAX);
-            if let (Ok(n), Some(cell)) = (usize::try_from(done.result()), sent.get_mut(slot)) {
-                *cell = n;
+            if let Some(cell) = sent.get_mut(slot) {
+                *cell = Some(usize::try_from(done.result()).unwrap_or(0));
             }
         }
     }
@@ -228,7 +243,9 @@ mod tests {
             .enumerate()
             .map(|(i, (client, server))| {
                 tokio::spawn(async move {
-                    let n = send(&client, Bytes::from(format!("request {i:02}"))).await;
+                    let n = send(&client, Bytes::from(format!("request {i:02}")))
+                        .await
+                        .unwrap();
                     (n, client, server)
                 })
             })
@@ -273,7 +290,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let (client, mut server) = pair().await;
-            assert_eq!(send(&client, Bytes::from("mine")).await, 0);
+            assert_eq!(send(&client, Bytes::from("mine")).await.unwrap(), 0);
             let mut buf = [0u8; 4];
             let read =
                 tokio::time::timeout(Duration::from_millis(100), server.read(&mut buf)).await;
