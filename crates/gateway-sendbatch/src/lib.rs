@@ -52,6 +52,10 @@ struct Queued {
 #[derive(Default)]
 struct Batch {
     queue: Vec<Queued>,
+    /// The flushing round's writes and their outcomes: kept between
+    /// rounds so a round allocates nothing once the thread has warmed up.
+    flushing: Vec<Queued>,
+    outcomes: Vec<Option<usize>>,
     /// The flush spawned for the current round, until it has run.
     flush: Option<JoinHandle<()>>,
     /// `None` until first used; `Some(None)` where io_uring is unavailable.
@@ -114,20 +118,25 @@ impl Batch {
     /// Sends every queued write whose caller still waits, and tells each
     /// caller how many of its bytes went out.
     fn flush(&mut self) {
-        let mut queue = std::mem::take(&mut self.queue);
+        // The queue starts the next round empty but with its capacity.
+        std::mem::swap(&mut self.queue, &mut self.flushing);
+        let queue = &mut self.flushing;
         queue.retain(|q| !q.sent.is_closed());
         #[cfg(test)]
         self.flushed.push(queue.len());
         let Some(Some(ring)) = self.ring.as_mut() else {
-            return; // dropping the senders tells the callers: nothing sent
+            queue.clear(); // dropping the senders tells the callers: nothing sent
+            return;
         };
         // Per write: the bytes it sent (0 when it failed: the caller's own
         // write meets the error), `None` until its completion is seen.
-        let mut sent = vec![None; queue.len()];
+        let sent = &mut self.outcomes;
+        sent.clear();
+        sent.resize(queue.len(), None);
         let failed = (0..)
             .step_by(RING_ENTRIES as usize)
             .zip(queue.chunks(RING_ENTRIES as usize))
-            .any(|(start, chunk)| submit(ring, chunk, start, &mut sent).is_err());
+            .any(|(start, chunk)| submit(ring, chunk, start, sent).is_err());
         if failed {
             // The kernel may still hold the buffers of writes whose
             // completion was not seen: they are leaked rather than freed
@@ -135,7 +144,7 @@ impl Batch {
             // send them, so nothing else may follow on those sockets), and
             // this thread stops batching.
             self.ring = Some(None);
-            for (q, n) in queue.into_iter().zip(sent) {
+            for (q, n) in queue.drain(..).zip(sent.iter().copied()) {
                 let outcome = match n {
                     Some(n) => Ok(n),
                     None => {
@@ -149,7 +158,7 @@ impl Batch {
             }
             return;
         }
-        for (q, n) in queue.into_iter().zip(sent) {
+        for (q, n) in queue.drain(..).zip(sent.iter().copied()) {
             let _ = q.sent.send(Ok(n.unwrap_or(0)));
         }
     }
@@ -279,6 +288,30 @@ mod tests {
         let mut buf = [0u8; 4];
         let read = tokio::time::timeout(Duration::from_millis(100), server.read(&mut buf)).await;
         assert!(read.is_err(), "nothing reached the peer: {read:?}");
+    }
+
+    #[test]
+    fn a_socket_with_no_room_sends_nothing_and_does_not_stall_the_round() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let outcome = runtime.block_on(async {
+                assert_available();
+                let (client, _server) = pair().await;
+                // The peer reads nothing: fill the socket until it refuses.
+                let chunk = vec![0u8; 64 * 1024];
+                while client.try_write(&chunk).is_ok() {}
+                send(&client, Bytes::from(chunk)).await
+            });
+            let _ = done.send(outcome.map_err(|e| e.to_string()));
+        });
+        let outcome = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the flush waited for room instead of trying once");
+        assert_eq!(outcome, Ok(0), "nothing went out; the caller writes it all");
     }
 
     #[test]
