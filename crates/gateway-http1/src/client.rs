@@ -170,11 +170,13 @@ pub async fn send_prepared<C: Checkin>(
     if http_body::Body::is_end_stream(&body) {
         // No body: the head goes out as it is, in one write, batched with
         // the other requests of this round (see `gateway_sendbatch`).
-        let sent = gateway_sendbatch::send(&conn.io, outgoing.head.clone())
-            .await
-            .map_err(ClientError::Io)?;
-        if let Some(rest) = outgoing.head.get(sent..).filter(|rest| !rest.is_empty()) {
-            conn.io.write_all(rest).await.map_err(ClientError::Io)?;
+        match gateway_sendbatch::queue(&conn.io, outgoing.head.clone()) {
+            Some(ticket) => sent_with_the_round(&mut conn, &outgoing.head, ticket).await?,
+            None => conn
+                .io
+                .write_all(&outgoing.head)
+                .await
+                .map_err(ClientError::Io)?,
         }
         return read_response(conn, outgoing, true, limits, checkin).await;
     }
@@ -237,6 +239,46 @@ pub async fn send_prepared<C: Checkin>(
     }
 
     read_response(conn, outgoing, complete_request, limits, checkin).await
+}
+
+/// Waits for the round's flush to send `head` (see `gateway_sendbatch`)
+/// and writes what it left. The flush wakes this task only when something
+/// is left: a head that went out whole is seen here when the response's
+/// first bytes wake it, so a request costs no extra wake-up for the batch.
+///
+/// The socket is watched while the flush is pending: anything on it then
+/// (the upstream closing an idle connection, or speaking unasked) comes
+/// before the request, which is withdrawn unsent and the exchange fails.
+async fn sent_with_the_round(
+    conn: &mut Connection,
+    head: &Bytes,
+    ticket: gateway_sendbatch::Ticket,
+) -> Result<(), ClientError> {
+    let sent = std::future::poll_fn(|cx| loop {
+        if let Poll::Ready(sent) = ticket.poll_sent(cx) {
+            return Poll::Ready(sent.map_err(ClientError::Io));
+        }
+        if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
+            return Poll::Ready(Err(ClientError::Io(e)));
+        }
+        conn.buf.reserve(4 * 1024);
+        return Poll::Ready(Err(match conn.io.try_read_buf(&mut conn.buf) {
+            // Readiness left from the last exchange, cleared by this read.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Ok(0) => ClientError::Closed {
+                before_response: true,
+            },
+            Ok(_) => ClientError::Head(HeadError::Malformed(
+                "the upstream sent data before the request",
+            )),
+            Err(e) => ClientError::Io(e),
+        }));
+    })
+    .await?;
+    if let Some(rest) = head.get(sent..).filter(|rest| !rest.is_empty()) {
+        conn.io.write_all(rest).await.map_err(ClientError::Io)?;
+    }
+    Ok(())
 }
 
 /// Reads the response head (relaying 1xx) and builds the response whose

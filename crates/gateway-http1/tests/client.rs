@@ -407,3 +407,36 @@ async fn a_body_cut_short_is_an_error_not_a_short_body() {
     assert!(res.into_body().collect().await.is_err());
     assert!(home.take().is_none());
 }
+
+#[tokio::test]
+async fn a_request_is_not_sent_on_a_connection_the_upstream_closed_before_it_went_out() {
+    // The upstream closes its side at once and keeps reading: whatever
+    // reaches it is what the client sent after the close.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = tokio::spawn(async move {
+        let (mut io, _) = listener.accept().await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let _ = io.read_to_end(&mut got).await;
+        got
+    });
+    let io = TcpStream::connect(addr).await.unwrap();
+    // The reactor has seen the close by the time the request is made.
+    io.readable().await.unwrap();
+    let err = client::send(
+        Connection::new(io, ()),
+        get("/"),
+        &HeadLimits::default(),
+        Returned::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.before_response(), "{err:?}");
+    let got = received.await.unwrap();
+    assert!(
+        got.is_empty(),
+        "the upstream received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

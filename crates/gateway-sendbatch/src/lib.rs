@@ -10,32 +10,94 @@
 //! one system call, a round's requests reach the upstream before it runs,
 //! and it answers them in one go.
 //!
-//! How: [`send`] queues the bytes in a per-thread queue; the first write of
-//! a round spawns a flush task, which a current-thread runtime polls after
-//! the tasks already ready, so each of them has queued its own write by
-//! then. The flush submits one `send(2)` per queued write with
-//! `MSG_DONTWAIT` and waits for all of them in the same call, so no write
-//! is pending in the kernel once it returns. Each write is tried once:
-//! [`send`] returns how many bytes went out, and the caller writes the rest
-//! (all of it, when nothing went out) through its socket as usual, which
-//! is also where any error is reported.
+//! How: [`queue`] puts the bytes in a per-thread queue and hands back a
+//! [`Ticket`]; the first write of a round spawns a flush task, which a
+//! current-thread runtime polls after the tasks already ready, so each of
+//! them has queued its own write by then. The flush submits one `send(2)`
+//! per queued write with `MSG_DONTWAIT` and waits for all of them in the
+//! same call, so no write is pending in the kernel once it returns. Each
+//! write is tried once: the ticket tells how many bytes went out, and the
+//! caller writes the rest (all of it, when nothing went out) through its
+//! socket as usual, which is also where any error is reported.
+//!
+//! The flush wakes a caller only when it has something left to do (a
+//! write that did not go out whole, or failed). A caller whose write went
+//! out whole is next woken by what it waits for anyway, its answer: one
+//! task wake-up per request, as with a plain `send`, instead of one more
+//! for the flush.
 //!
 //! Where it does not apply it costs one check: on a multi-thread runtime
 //! (the flush could run on another thread) and where io_uring is
 //! unavailable (turned off by `kernel.io_uring_disabled`, or refused by a
-//! seccomp filter), [`send`] returns 0 at once.
+//! seccomp filter), [`queue`] returns `None` at once.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use io_uring::{opcode, types, IoUring};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Writes submitted per `io_uring_enter`; a longer queue takes several.
 const RING_ENTRIES: u32 = 256;
+
+/// A [`Shared::sent`] not yet settled by a flush.
+const UNSETTLED: usize = usize::MAX;
+/// A [`Shared::sent`] whose write was in flight when the ring failed.
+const IN_FLIGHT: usize = usize::MAX - 1;
+
+/// What a queued write and its ticket share.
+struct Shared {
+    /// The bytes the write sent, or [`UNSETTLED`], or [`IN_FLIGHT`].
+    sent: AtomicUsize,
+    /// The caller, woken when its write did not go out whole.
+    waker: AtomicWaker,
+}
+
+/// A write queued for this round's flush.
+///
+/// Dropping it before the flush has run withdraws the write: the socket
+/// may be gone by then, and nothing is sent.
+pub struct Ticket {
+    shared: Arc<Shared>,
+    len: usize,
+}
+
+impl Ticket {
+    /// How many bytes went out, once the flush has run; the caller writes
+    /// the rest. `Err` only when the ring failed with the write submitted
+    /// but unfinished: the kernel may still send some of it, so the
+    /// connection must not carry anything more.
+    ///
+    /// Until then `Pending`, and the caller is woken when the flush leaves
+    /// it something to do, not when its write went out whole: a caller
+    /// must also wait on what follows the write (its socket's answer),
+    /// and look here again when that wakes it.
+    pub fn poll_sent(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if let Some(sent) = self.settled() {
+            return Poll::Ready(sent);
+        }
+        self.shared.waker.register(cx.waker());
+        // The flush may have settled it between the look and the register.
+        self.settled().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// Whether the flush has run (and with what), without waiting.
+    fn settled(&self) -> Option<std::io::Result<usize>> {
+        match self.shared.sent.load(Ordering::Acquire) {
+            UNSETTLED => None,
+            IN_FLIGHT => Some(Err(std::io::Error::other(
+                "io_uring failed with the write in flight",
+            ))),
+            sent => Some(Ok(sent.min(self.len))),
+        }
+    }
+}
 
 /// A write waiting for the round's flush.
 struct Queued {
@@ -43,9 +105,23 @@ struct Queued {
     /// Owned here, so the buffer outlives the kernel's use of it whatever
     /// becomes of the caller.
     bytes: Bytes,
-    /// Closed when the caller's future was dropped: the socket may be
-    /// gone, and the write is skipped.
-    sent: oneshot::Sender<std::io::Result<usize>>,
+    shared: Arc<Shared>,
+}
+
+impl Queued {
+    /// Whether the caller dropped its ticket: the socket may be gone.
+    fn withdrawn(&self) -> bool {
+        Arc::strong_count(&self.shared) == 1
+    }
+
+    /// Tells the caller what became of its write, waking it if it has
+    /// something left to do.
+    fn settle(&self, sent: usize) {
+        self.shared.sent.store(sent, Ordering::Release);
+        if sent != self.bytes.len() {
+            self.shared.waker.wake();
+        }
+    }
 }
 
 /// One thread's queue and ring.
@@ -69,27 +145,31 @@ thread_local! {
     static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
 }
 
-/// Queues `bytes` for `socket` and waits for the round's flush. Returns
-/// how many bytes went out (0 when none did, or batching does not apply);
-/// the caller writes the rest. `Err` only when the ring failed with the
-/// write submitted but unfinished: the kernel may still send some of it,
-/// so the connection must not carry anything more.
-pub async fn send(socket: &impl AsRawFd, bytes: Bytes) -> std::io::Result<usize> {
+/// Queues `bytes` for `socket`, to go out with this round's flush. `None`
+/// where batching does not apply (nothing is sent; the caller writes).
+pub fn queue(socket: &impl AsRawFd, bytes: Bytes) -> Option<Ticket> {
     let on_current_thread = Handle::try_current()
         .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread);
-    if !on_current_thread || bytes.is_empty() {
-        return Ok(0);
+    if !on_current_thread || bytes.is_empty() || bytes.len() >= IN_FLIGHT {
+        return None;
     }
-    let (sent, outcome) = oneshot::channel();
-    let queued = BATCH.with(|batch| {
+    BATCH.with(|batch| {
         let mut batch = batch.borrow_mut();
         if !batch.available() {
-            return false;
+            return None;
         }
+        let shared = Arc::new(Shared {
+            sent: AtomicUsize::new(UNSETTLED),
+            waker: AtomicWaker::new(),
+        });
+        let ticket = Ticket {
+            shared: shared.clone(),
+            len: bytes.len(),
+        };
         batch.queue.push(Queued {
             fd: socket.as_raw_fd(),
             bytes,
-            sent,
+            shared,
         });
         // A flush that was dropped unpolled (its runtime shut down) is
         // finished too: the next round spawns its own.
@@ -98,13 +178,8 @@ pub async fn send(socket: &impl AsRawFd, bytes: Bytes) -> std::io::Result<usize>
                 BATCH.with(|b| b.borrow_mut().flush())
             }));
         }
-        true
-    });
-    if !queued {
-        return Ok(0);
-    }
-    // A flush dropped before it ran submitted nothing.
-    outcome.await.unwrap_or(Ok(0))
+        Some(ticket)
+    })
 }
 
 impl Batch {
@@ -121,11 +196,13 @@ impl Batch {
         // The queue starts the next round empty but with its capacity.
         std::mem::swap(&mut self.queue, &mut self.flushing);
         let queue = &mut self.flushing;
-        queue.retain(|q| !q.sent.is_closed());
+        queue.retain(|q| !q.withdrawn());
         #[cfg(test)]
         self.flushed.push(queue.len());
         let Some(Some(ring)) = self.ring.as_mut() else {
-            queue.clear(); // dropping the senders tells the callers: nothing sent
+            for q in queue.drain(..) {
+                q.settle(0); // nothing sent: the caller writes it all
+            }
             return;
         };
         // Per write: the bytes it sent (0 when it failed: the caller's own
@@ -145,21 +222,18 @@ impl Batch {
             // this thread stops batching.
             self.ring = Some(None);
             for (q, n) in queue.drain(..).zip(sent.iter().copied()) {
-                let outcome = match n {
-                    Some(n) => Ok(n),
+                match n {
+                    Some(n) => q.settle(n),
                     None => {
+                        q.settle(IN_FLIGHT);
                         std::mem::forget(q.bytes);
-                        Err(std::io::Error::other(
-                            "io_uring failed with the write in flight",
-                        ))
                     }
-                };
-                let _ = q.sent.send(outcome);
+                }
             }
             return;
         }
         for (q, n) in queue.drain(..).zip(sent.iter().copied()) {
-            let _ = q.sent.send(Ok(n.unwrap_or(0)));
+            q.settle(n.unwrap_or(0));
         }
     }
 }
@@ -211,7 +285,6 @@ fn submit(
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future as _;
     use std::time::Duration;
 
     use tokio::io::AsyncReadExt as _;
@@ -239,6 +312,17 @@ mod tests {
         );
     }
 
+    /// Waits for the flush by looking again after every other task has
+    /// run (the flush does not wake a caller whose write went out whole).
+    async fn settled(ticket: &Ticket) -> std::io::Result<usize> {
+        loop {
+            if let Some(sent) = ticket.settled() {
+                return sent;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_writes_of_one_round_go_out_in_one_flush_each_to_its_socket() {
         assert_available();
@@ -252,9 +336,8 @@ mod tests {
             .enumerate()
             .map(|(i, (client, server))| {
                 tokio::spawn(async move {
-                    let n = send(&client, Bytes::from(format!("request {i:02}")))
-                        .await
-                        .unwrap();
+                    let ticket = queue(&client, Bytes::from(format!("request {i:02}"))).unwrap();
+                    let n = settled(&ticket).await.unwrap();
                     (n, client, server)
                 })
             })
@@ -270,17 +353,38 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_write_that_went_out_whole_does_not_wake_its_caller() {
+        assert_available();
+        let (client, mut server) = pair().await;
+        let ticket = queue(&client, Bytes::from("whole")).unwrap();
+        let woken = Arc::new(WakeCount::default());
+        let waker = std::task::Waker::from(woken.clone());
+        assert!(ticket
+            .poll_sent(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(settled(&ticket).await.unwrap(), 5);
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"whole");
+        assert_eq!(woken.0.load(Ordering::Relaxed), 0, "the caller was woken");
+    }
+
+    #[derive(Default)]
+    struct WakeCount(AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_write_whose_caller_gave_up_is_not_sent() {
         assert_available();
         let (client, mut server) = pair().await;
         flushed();
-        // Polled once (queued), then dropped before the flush runs.
-        {
-            let mut write = std::pin::pin!(send(&client, Bytes::from("late")));
-            let first =
-                std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
-            assert!(first.is_pending());
-        }
+        // Queued, then withdrawn before the flush runs.
+        drop(queue(&client, Bytes::from("late")).unwrap());
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
@@ -291,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_with_no_room_sends_nothing_and_does_not_stall_the_round() {
+    fn a_socket_with_no_room_sends_nothing_wakes_its_caller_and_does_not_stall_the_round() {
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -304,18 +408,20 @@ mod tests {
                 // The peer reads nothing: fill the socket until it refuses.
                 let chunk = vec![0u8; 64 * 1024];
                 while client.try_write(&chunk).is_ok() {}
-                send(&client, Bytes::from(chunk)).await
+                let ticket = queue(&client, Bytes::from(chunk)).unwrap();
+                // Waits on the ticket alone: only its wake-up ends this.
+                std::future::poll_fn(|cx| ticket.poll_sent(cx)).await
             });
             let _ = done.send(outcome.map_err(|e| e.to_string()));
         });
         let outcome = finished
             .recv_timeout(Duration::from_secs(10))
-            .expect("the flush waited for room instead of trying once");
+            .expect("the flush waited for room, or did not wake the caller");
         assert_eq!(outcome, Ok(0), "nothing went out; the caller writes it all");
     }
 
     #[test]
-    fn on_a_multi_thread_runtime_nothing_is_sent_and_the_caller_writes() {
+    fn on_a_multi_thread_runtime_nothing_is_queued_and_the_caller_writes() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -323,7 +429,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let (client, mut server) = pair().await;
-            assert_eq!(send(&client, Bytes::from("mine")).await.unwrap(), 0);
+            assert!(queue(&client, Bytes::from("mine")).is_none());
             let mut buf = [0u8; 4];
             let read =
                 tokio::time::timeout(Duration::from_millis(100), server.read(&mut buf)).await;
