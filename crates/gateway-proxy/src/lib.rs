@@ -17,6 +17,7 @@
 //! calls [`Running::run_until_signal`], tests call [`Running::shutdown`].
 
 pub mod admin;
+mod alarm;
 mod authority;
 mod body;
 mod build;

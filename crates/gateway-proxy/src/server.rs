@@ -22,6 +22,7 @@ use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::alarm::Alarm;
 use crate::client_cert::ClientCert;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -310,8 +311,9 @@ pub(crate) async fn serve(bound: BoundListener, ctx: Arc<ServeContext>) {
             // An evicted connection has not sent a request: there is
             // nothing to finish, so it is closed at once.
             tokio::select! {
+                biased;
                 _ = serve => {}
-                _ = evicted.cancelled() => {}
+                _ = Alarm::new(evicted.cancelled()) => {}
             }
             drop(permit);
         });
@@ -536,6 +538,10 @@ async fn watch_deadlines(
     deadlines: Deadlines,
     graceful: &CancellationToken,
 ) {
+    enum Woke {
+        Stop,
+        Deadline,
+    }
     tokio::pin!(connection);
     let mut closing = false;
     let mut give_up: Option<tokio::time::Instant> = None;
@@ -545,13 +551,25 @@ async fn watch_deadlines(
             Some(at) => at,
             None => watch.next_wake(&deadlines, now),
         };
-        tokio::select! {
+        // Polled only when woken (see `crate::alarm`).
+        let alarm = Alarm::new(async move {
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled(), if !closing => Woke::Stop,
+                _ = tokio::time::sleep_until(wake) => Woke::Deadline,
+            }
+        });
+        let woke = tokio::select! {
+            biased;
             () = connection.as_mut() => return,
-            _ = ctx.stop.cancelled(), if !closing => {
+            woke = alarm => woke,
+        };
+        match woke {
+            Woke::Stop => {
                 closing = true;
                 graceful.cancel();
             }
-            _ = tokio::time::sleep_until(wake) => {
+            Woke::Deadline => {
                 if give_up.is_some() {
                     return;
                 }
