@@ -117,6 +117,11 @@ fn get(path: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// `GET /` on `conn`; the connection is not kept afterwards.
+async fn get_root(conn: Connection) -> Result<http::Response<Body>, ClientError> {
+    client::send(conn, get("/"), &HeadLimits::default(), Returned::default()).await
+}
+
 async fn body_of(res: http::Response<Body>) -> String {
     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
@@ -245,14 +250,7 @@ async fn interim_responses_are_skipped_when_no_client_takes_them() {
         b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfine",
     ])
     .await;
-    let res = client::send(
-        connect(&up).await,
-        get("/"),
-        &HeadLimits::default(),
-        Returned::default(),
-    )
-    .await
-    .unwrap();
+    let res = get_root(connect(&up).await).await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("link").is_none());
     assert_eq!(body_of(res).await, "fine");
@@ -364,28 +362,14 @@ async fn an_ambiguously_framed_response_is_an_error() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     ])
     .await;
-    let err = client::send(
-        connect(&up).await,
-        get("/"),
-        &HeadLimits::default(),
-        Returned::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = get_root(connect(&up).await).await.unwrap_err();
     assert!(matches!(err, ClientError::Head(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_close_before_any_response_byte_says_so() {
     let up = upstream(vec![]).await;
-    let err = client::send(
-        connect(&up).await,
-        get("/"),
-        &HeadLimits::default(),
-        Returned::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = get_root(connect(&up).await).await.unwrap_err();
     assert!(err.before_response(), "{err:?}");
 }
 
@@ -408,34 +392,49 @@ async fn a_body_cut_short_is_an_error_not_a_short_body() {
     assert!(home.take().is_none());
 }
 
-#[tokio::test]
-async fn a_request_is_not_sent_on_a_connection_the_upstream_closed_before_it_went_out() {
-    // The upstream closes its side at once and keeps reading: whatever
-    // reaches it is what the client sent after the close.
+/// An upstream that, as soon as it accepts, either sends `unasked` or
+/// (with `None`) closes its side, then keeps reading. `GET /` is made once
+/// the client's reactor has seen that; gives the exchange's error and what
+/// reached the upstream.
+async fn upstream_acts_first(unasked: Option<&'static [u8]>) -> (ClientError, Vec<u8>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = tokio::spawn(async move {
         let (mut io, _) = listener.accept().await.unwrap();
-        io.shutdown().await.unwrap();
+        match unasked {
+            Some(bytes) => io.write_all(bytes).await.unwrap(),
+            None => io.shutdown().await.unwrap(),
+        }
         let mut got = Vec::new();
         let _ = io.read_to_end(&mut got).await;
         got
     });
     let io = TcpStream::connect(addr).await.unwrap();
-    // The reactor has seen the close by the time the request is made.
     io.readable().await.unwrap();
-    let err = client::send(
-        Connection::new(io, ()),
-        get("/"),
-        &HeadLimits::default(),
-        Returned::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = get_root(Connection::new(io, ())).await.unwrap_err();
+    (err, received.await.unwrap())
+}
+
+// Both need batched writes (io_uring): written at once, a head is sent
+// before anything from the upstream can be seen.
+
+#[tokio::test]
+async fn a_request_is_not_sent_on_a_connection_the_upstream_closed_before_it_went_out() {
+    let (err, got) = upstream_acts_first(None).await;
     assert!(err.before_response(), "{err:?}");
-    let got = received.await.unwrap();
-    // Needs batched writes (io_uring): written at once, a head is sent
-    // before the close can be seen.
+    assert!(
+        got.is_empty(),
+        "the upstream received {:?} (without io_uring heads are not batched)",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_not_sent_after_bytes_the_upstream_sent_unasked() {
+    let (err, got) =
+        upstream_acts_first(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")).await;
+    assert!(matches!(err, ClientError::Head(_)), "{err:?}");
+    assert!(!err.before_response(), "not retried: {err:?}");
     assert!(
         got.is_empty(),
         "the upstream received {:?} (without io_uring heads are not batched)",
