@@ -3,7 +3,8 @@
 # serving static files) measured directly, through nginx, HAProxy and Caddy
 # as reverse proxies, through the smallest proxy on hyper (the floor), and
 # through Gatehouse (its native HTTP/1.1 engine, with and without API-key
-# auth, and hyper's engine), in one run, with wrk.
+# auth, with only the fields nginx's proxy sends, and hyper's engine), in
+# one run, with wrk.
 #
 #   [ROUNDS=1] [BASELINE_BIN=path] bench/proxy.sh [duration-seconds] [connections]
 #
@@ -56,6 +57,9 @@ FLOOR_BIN="$CARGO_TARGET_DIR/release/examples/minimal_proxy"
 mkdir -p "$WORK/up/www" "$WORK/up/logs" "$WORK/px/logs"
 head -c 64 /dev/zero | tr '\0' 's' > "$WORK/up/www/small"
 head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
+# The same files under /nginx-fields, so that route needs no rewrite.
+mkdir -p "$WORK/up/www/nginx-fields"
+cp "$WORK/up/www/small" "$WORK/up/www/64k" "$WORK/up/www/nginx-fields/"
 nginx_conf "$WORK/up" "  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }"
 nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
   server {
@@ -109,6 +113,14 @@ path_prefix = "/auth"
 cluster = "up"
 strip_prefix = "/auth"
 auth = { methods = ["api_key"] }
+# What nginx's proxy sends (Host and X-Forwarded-For): the fields
+# Gatehouse adds by default cost the upstream about a quarter more
+# instructions per request to parse.
+[[routes]]
+name = "nginx-fields"
+path_prefix = "/nginx-fields"
+cluster = "up"
+request_headers = { remove = ["x-forwarded-proto", "x-forwarded-host", "x-request-id", "traceparent"] }
 [[routes]]
 name = "all"
 cluster = "up"
@@ -157,6 +169,7 @@ CASES=(
   "minimal hyper proxy (floor)|http://$FLOOR|$FLOOR_PID|"
   "gatehouse, native HTTP/1.1|http://$GH|$GH_PID|"
   "gatehouse, native, API key auth|http://$GH/auth|$GH_PID|$AUTH"
+  "gatehouse, native, nginx's fields|http://$GH/nginx-fields|$GH_PID|"
   "gatehouse, hyper HTTP/1.1|http://$GH_HYPER|$GH_HYPER_PID|"
 )
 [ -n "$BASE_PID" ] && CASES+=("gatehouse, baseline build|http://$GH_BASE|$BASE_PID|")

@@ -143,6 +143,63 @@ fn is_listed(token: &str) -> bool {
             .any(|n| *n != header::TE && token.eq_ignore_ascii_case(n.as_str()))
 }
 
+/// Which of its own fields the gateway adds to an upstream request.
+///
+/// A route whose header rules remove or set one of them would throw the
+/// gateway's value away, so that value is never built: the upstream
+/// request comes out the same, without the work. Removing the client's
+/// copy of the field is still the rule's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddedFields {
+    /// `X-Forwarded-For`, the peer appended.
+    pub forwarded_for: bool,
+    /// `X-Forwarded-Proto`.
+    pub forwarded_proto: bool,
+    /// `X-Forwarded-Host`.
+    pub forwarded_host: bool,
+    /// `X-Request-Id`.
+    pub request_id: bool,
+    /// `traceparent`.
+    pub traceparent: bool,
+}
+
+impl AddedFields {
+    /// Every field: a route without header rules on them.
+    pub const ALL: Self = Self {
+        forwarded_for: true,
+        forwarded_proto: true,
+        forwarded_host: true,
+        request_id: true,
+        traceparent: true,
+    };
+
+    /// Every field but those `replaced` names (a route's `remove` and
+    /// `set` rules).
+    pub fn except<'a>(replaced: impl IntoIterator<Item = &'a HeaderName>) -> Self {
+        let mut fields = Self::ALL;
+        for name in replaced {
+            if *name == X_FORWARDED_FOR {
+                fields.forwarded_for = false;
+            } else if *name == X_FORWARDED_PROTO {
+                fields.forwarded_proto = false;
+            } else if *name == X_FORWARDED_HOST {
+                fields.forwarded_host = false;
+            } else if *name == X_REQUEST_ID {
+                fields.request_id = false;
+            } else if *name == TRACEPARENT {
+                fields.traceparent = false;
+            }
+        }
+        fields
+    }
+}
+
+impl Default for AddedFields {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
 /// Adds `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
@@ -151,30 +208,42 @@ pub fn add_forwarded(
     host: Option<&str>,
 ) {
     let host = host.and_then(|h| HeaderValue::from_str(h).ok());
-    add_forwarded_value(headers, &ip_header_value(peer), proto, host);
+    add_forwarded_value(
+        headers,
+        AddedFields::ALL,
+        &ip_header_value(peer),
+        proto,
+        host,
+    );
 }
 
 /// [`add_forwarded`] with the peer already a header value (made once per
 /// client connection by [`ip_header_value`]) and the host too (the
-/// client's `Host`, shared rather than copied).
+/// client's `Host`, shared rather than copied), for those of the three
+/// `fields` names.
 pub fn add_forwarded_value(
     headers: &mut HeaderMap,
+    fields: AddedFields,
     peer: &HeaderValue,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            let peer = peer.to_str().unwrap_or_default();
-            HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
+    if fields.forwarded_for {
+        let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => {
+                let peer = peer.to_str().unwrap_or_default();
+                HeaderValue::from_str(&format!("{prev}, {peer}")).ok()
+            }
+            _ => Some(peer.clone()),
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR, v);
         }
-        _ => Some(peer.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(v) = host {
+    if fields.forwarded_proto {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if let (true, Some(v)) = (fields.forwarded_host, host) {
         headers.insert(X_FORWARDED_HOST, v);
     }
 }

@@ -23,6 +23,7 @@ use gateway_keys::auth::PreparedAuth;
 
 use crate::cidr::IpRules;
 use crate::cors::Cors;
+use crate::headers::AddedFields;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// A compiled route.
@@ -221,6 +222,8 @@ pub struct CompiledRules {
     add: Vec<(HeaderName, HeaderValue)>,
     set: Vec<(HeaderName, HeaderValue)>,
     remove: Vec<HeaderName>,
+    /// The gateway's own fields these rules leave in place.
+    added: AddedFields,
 }
 
 impl CompiledRules {
@@ -231,15 +234,24 @@ impl CompiledRules {
                 HeaderValue::from_str(v).ok()?,
             ))
         };
+        let set: Vec<_> = rules.set.iter().filter_map(pair).collect();
+        let remove: Vec<_> = rules
+            .remove
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
         Self {
             add: rules.add.iter().filter_map(pair).collect(),
-            set: rules.set.iter().filter_map(pair).collect(),
-            remove: rules
-                .remove
-                .iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect(),
+            added: AddedFields::except(remove.iter().chain(set.iter().map(|(name, _)| name))),
+            set,
+            remove,
         }
+    }
+
+    /// Which of the gateway's own fields (forwarding, request id, trace
+    /// context) an upstream request needs before these rules apply.
+    pub fn added_fields(&self) -> AddedFields {
+        self.added
     }
 
     /// Applies remove, then set, then add.
@@ -510,6 +522,56 @@ mod tests {
                 .unwrap_or_else(|| "-".into());
             assert_eq!(&got, want, "{method} {host}{path}");
         }
+    }
+
+    #[test]
+    fn the_gateway_builds_only_the_fields_a_route_does_not_replace() {
+        let rules = |add: &[&str], set: &[&str], remove: &[&str]| {
+            let pairs = |names: &[&str]| {
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), "v".to_string()))
+                    .collect()
+            };
+            let cfg = HeaderRules {
+                add: pairs(add),
+                set: pairs(set),
+                remove: remove.iter().map(|n| n.to_string()).collect(),
+            };
+            CompiledRules::compile(&cfg).added_fields()
+        };
+        assert_eq!(rules(&[], &[], &[]), AddedFields::ALL);
+        assert_eq!(
+            rules(&["x-forwarded-for", "traceparent"], &[], &[]),
+            AddedFields::ALL,
+            "an added value goes beside the gateway's"
+        );
+        assert_eq!(
+            rules(
+                &[],
+                &["x-forwarded-proto"],
+                &["X-Request-Id", "traceparent", "x-other"]
+            ),
+            AddedFields {
+                forwarded_proto: false,
+                request_id: false,
+                traceparent: false,
+                ..AddedFields::ALL
+            }
+        );
+        assert_eq!(
+            rules(
+                &[],
+                &["x-forwarded-host"],
+                &["x-forwarded-for", "x-forwarded-proto"]
+            ),
+            AddedFields {
+                forwarded_for: false,
+                forwarded_proto: false,
+                forwarded_host: false,
+                ..AddedFields::ALL
+            }
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub(crate) struct Forward {
     peer: HeaderValue,
     scheme: &'static str,
     request_id: HeaderValue,
-    traceparent: HeaderValue,
+    /// `None` when the route's header rules replace it.
+    traceparent: Option<HeaderValue>,
     /// Each attempt as a client span, when the request is traced.
     attempts: Option<Arc<AttemptSpans>>,
 }
@@ -55,7 +56,12 @@ impl Forward {
             peer: conn.forwarded_for().clone(),
             scheme: conn.scheme,
             request_id: ctx.request_id.clone(),
-            traceparent: ctx.trace.header_value(),
+            traceparent: routed
+                .route()
+                .request_headers
+                .added_fields()
+                .traceparent
+                .then(|| ctx.trace.header_value()),
             attempts: ctx.span.as_ref().map(|span| {
                 Arc::new(AttemptSpans::new(
                     span.clone(),
@@ -95,20 +101,32 @@ impl Forward {
         } else {
             None
         };
+        let fields = route.request_headers.added_fields();
         // `Host` is the request's one authority, settled by `route`.
         // A `Host` that is not visible ASCII is not repeated in `X-Forwarded-Host`.
-        let original_host = parts
-            .headers
-            .get(header::HOST)
+        let original_host = fields
+            .forwarded_host
+            .then(|| parts.headers.get(header::HOST))
+            .flatten()
             .filter(|h| h.to_str().is_ok())
             .cloned();
-        headers::add_forwarded_value(&mut parts.headers, &self.peer, self.scheme, original_host);
-        parts
-            .headers
-            .insert(headers::X_REQUEST_ID, self.request_id.clone());
-        parts
-            .headers
-            .insert(headers::TRACEPARENT, self.traceparent.clone());
+        headers::add_forwarded_value(
+            &mut parts.headers,
+            fields,
+            &self.peer,
+            self.scheme,
+            original_host,
+        );
+        if fields.request_id {
+            parts
+                .headers
+                .insert(headers::X_REQUEST_ID, self.request_id.clone());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            parts
+                .headers
+                .insert(headers::TRACEPARENT, traceparent.clone());
+        }
         route.request_headers.apply(&mut parts.headers);
 
         parts.uri = upstream_uri(&self.matched, &parts.uri)?;

@@ -148,17 +148,13 @@ cluster = "echo"
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_both_ways_and_forwarding_added() {
     let origin = Origin::start(Handler::new(|req| async move {
-        let seen: Vec<String> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("")))
-            .collect();
+        let seen = fields_as_lines(&req);
         let res = http::Response::builder()
             .header("connection", "x-origin-hop")
             .header("x-origin-hop", "secret")
             .header("keep-alive", "timeout=5")
             .header("x-origin-end", "kept")
-            .body(crate::harness::body(seen.join("\n")))
+            .body(crate::harness::body(seen))
             .unwrap();
         test_support::origin::Reply::Response(res)
     }))
@@ -209,4 +205,69 @@ X-Forwarded-For: 203.0.113.7\r\nX-End: kept\r\n\r\n",
         assert!(body.contains(kept), "`{kept}` missing upstream:\n{body}");
     }
     assert!(body.contains("traceparent=00-"), "{body}");
+}
+
+/// A route's rules that remove or set one of the gateway's own fields
+/// (which the gateway then does not build at all) leave exactly what the
+/// rules ask for upstream: no removed field, neither the gateway's nor the
+/// client's, and one value for a set field. The client still gets its
+/// `X-Request-Id` back.
+#[tokio::test]
+async fn header_rules_replace_the_fields_the_gateway_adds() {
+    let origin = Origin::start(Handler::new(|req| async move {
+        test_support::origin::Reply::Response(http::Response::new(crate::harness::body(
+            fields_as_lines(&req),
+        )))
+    }))
+    .await;
+    let gw = TestGateway::start(&base(&format!(
+        r#"
+[clusters.o]
+targets = ["{}"]
+
+[[routes]]
+name = "all"
+cluster = "o"
+request_headers = {{ remove = ["Traceparent", "x-request-id", "x-forwarded-proto"], set = {{ "x-forwarded-host" = "edge.example" }} }}
+"#,
+        origin.authority()
+    )))
+    .await;
+    let res = client()
+        .get(gw.url("/x"))
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("x-request-id", "req-456")
+        .header("x-forwarded-proto", "gopher")
+        .header("x-forwarded-host", "client.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "req-456");
+    let body = res.text().await.unwrap();
+    let seen: Vec<&str> = body.lines().collect();
+    for gone in ["traceparent=", "x-request-id=", "x-forwarded-proto="] {
+        assert!(
+            !seen.iter().any(|l| l.starts_with(gone)),
+            "`{gone}` reached the origin:\n{body}"
+        );
+    }
+    let hosts: Vec<&&str> = seen
+        .iter()
+        .filter(|l| l.starts_with("x-forwarded-host="))
+        .collect();
+    assert_eq!(hosts, [&"x-forwarded-host=edge.example"], "{body}");
+    assert!(seen.contains(&"x-forwarded-for=127.0.0.1"), "{body}");
+}
+
+/// The fields an origin received, one `name=value` line each.
+fn fields_as_lines<B>(req: &http::Request<B>) -> String {
+    req.headers()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
