@@ -13,12 +13,13 @@
 //! [`MAX_BYTES`]. Nothing is written to disk; a restart starts empty.
 //!
 //! Recording is a handful of relaxed atomic additions, with no lock
-//! beyond a shared read of the series map. A bucket is recycled by the
+//! beyond a shared read of the series map, and none at all through a
+//! [`SeriesCache`] (what a route keeps). A bucket is recycled by the
 //! first request of its new period; increments racing with that reset can
 //! be lost, so counts at a bucket boundary are approximate.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
@@ -336,6 +337,22 @@ fn quantile_ms(hist: &[u64; LATENCY_BUCKETS], q: f64) -> Option<f64> {
     Some(bucket_upper_ms(LATENCY_BUCKETS - 1))
 }
 
+/// A route's series and its cluster's, found on first use: counting a
+/// request through it takes no lock and no lookup by name. A route keeps
+/// one for as long as its config serves; it must be used with one
+/// [`History`] and always the same route and upstream names.
+#[derive(Default)]
+pub struct SeriesCache {
+    route: OnceLock<Arc<Series>>,
+    upstream: OnceLock<Arc<Series>>,
+}
+
+impl std::fmt::Debug for SeriesCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesCache").finish_non_exhaustive()
+    }
+}
+
 /// The history store. Cheap to clone.
 #[derive(Clone)]
 pub struct History {
@@ -424,20 +441,31 @@ impl History {
         self.record_at(unix_now(), sample);
     }
 
+    /// Counts one finished request now, finding its route's and
+    /// upstream's series through `cache`.
+    pub fn record_cached(&self, cache: &SeriesCache, sample: Sample<'_>) {
+        self.record_cached_at(unix_now(), cache, sample);
+    }
+
     /// Counts one finished request at `now_secs` (Unix seconds).
     pub fn record_at(&self, now_secs: u64, sample: Sample<'_>) {
+        self.record_cached_at(now_secs, &SeriesCache::default(), sample);
+    }
+
+    /// [`History::record_cached`] at `now_secs`.
+    pub fn record_cached_at(&self, now_secs: u64, cache: &SeriesCache, sample: Sample<'_>) {
         let bucket = latency_bucket(sample.elapsed);
         self.inner.total.record(now_secs, &sample, bucket);
         if let Some(r) = sample.route {
-            self.inner
-                .routes
-                .get_or_add(r)
+            cache
+                .route
+                .get_or_init(|| self.inner.routes.get_or_add(r))
                 .record(now_secs, &sample, bucket);
         }
         if let Some(u) = sample.upstream {
-            self.inner
-                .upstreams
-                .get_or_add(u)
+            cache
+                .upstream
+                .get_or_init(|| self.inner.upstreams.get_or_add(u))
                 .record(now_secs, &sample, bucket);
         }
     }
@@ -513,6 +541,35 @@ mod tests {
             .view_at(t0, &SeriesId::Route("zzz".into()), Window::Hour)
             .is_none());
         assert_eq!(h.routes(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_cache_counts_in_the_series_its_names_have() {
+        let h = History::new();
+        let t0 = 1_700_000_000 - 1_700_000_000 % 3600;
+        let cache = SeriesCache::default();
+        let requests = |id: SeriesId| {
+            h.view_at(t0 + 10, &id, Window::Hour)
+                .map(|v| v.points.iter().map(|p| p.requests).sum::<u64>())
+        };
+        // Answered without going upstream: no upstream series yet.
+        h.record_cached_at(
+            t0,
+            &cache,
+            Sample {
+                upstream: None,
+                ..sample("a", 200, 1)
+            },
+        );
+        assert_eq!(h.upstreams(), Vec::<String>::new());
+        h.record_cached_at(t0 + 1, &cache, sample("a", 200, 1));
+        h.record_cached_at(t0 + 2, &cache, sample("a", 503, 1));
+        // By name, into the same series.
+        h.record_at(t0 + 3, sample("a", 200, 1));
+        assert_eq!(requests(SeriesId::Route("a".into())), Some(4));
+        assert_eq!(requests(SeriesId::Upstream("up".into())), Some(3));
+        assert_eq!(requests(SeriesId::Total), Some(4));
+        assert_eq!(h.routes(), vec!["a"]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod routes;
 pub mod session;
 
 pub use access::{Caller, Tokens};
-pub use history::History;
+pub use history::{History, SeriesCache};
 pub use role::Access;
 pub use routes::{history_router, public_router, ConsoleState};
 pub use session::Sessions;

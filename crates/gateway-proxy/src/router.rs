@@ -70,6 +70,8 @@ pub struct Route {
     pub auth_by_cert: bool,
     /// This route's request count and latency metrics.
     pub metrics: crate::telemetry::RequestMetrics,
+    /// The console history's series for this route and its cluster.
+    pub history: gateway_console::SeriesCache,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +294,7 @@ impl Route {
         let name: Arc<str> = cfg.name.as_str().into();
         Self {
             metrics: crate::telemetry::RequestMetrics::new(Some(name.clone())),
+            history: gateway_console::SeriesCache::default(),
             name,
             cluster: cfg.cluster.as_str().into(),
             tags: cfg.tags.clone(),

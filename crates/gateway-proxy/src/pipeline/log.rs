@@ -161,7 +161,7 @@ impl Observer for Finish {
             ),
             None => RequestMetrics::unrouted().record(self.status, None, elapsed),
         }
-        self.gateway.history().record(Sample {
+        let sample = Sample {
             route: self.route.as_ref().map(|r| &*r.name),
             upstream: self
                 .route
@@ -171,7 +171,11 @@ impl Observer for Finish {
             status: self.status,
             elapsed,
             cache: self.cache,
-        });
+        };
+        match &self.route {
+            Some(route) => self.gateway.history().record_cached(&route.history, sample),
+            None => self.gateway.history().record(sample),
+        }
         let spliced = self.spliced.map_or(0, |offer| offer.moved());
         if let (true, Some(route)) = (spliced > 0, &self.route) {
             route.metrics.record_spliced(spliced);
