@@ -53,6 +53,38 @@ $2
 CONF
 }
 
+# nginx_proxy_conf DIR LISTEN UPSTREAM: writes DIR/nginx.conf for nginx as
+# a reverse proxy on LISTEN to UPSTREAM, with keep-alive upstream
+# connections, sending `Host` and `X-Forwarded-For` as a usual
+# `proxy_pass` setup does (DIR/logs must exist).
+nginx_proxy_conf() {
+  nginx_conf "$1" "  upstream up { server $3; keepalive 128; }
+  server {
+    listen $2;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }"
+}
+
+# nginx_fields_route CLUSTER: a Gatehouse route at /nginx-fields (no
+# rewrite: the upstream serves the same files there) whose header rules
+# remove the fields Gatehouse adds and nginx's proxy does not send, so the
+# upstream receives what `nginx_proxy_conf` sends it.
+nginx_fields_route() {
+  cat <<CONF
+[[routes]]
+name = "nginx-fields"
+path_prefix = "/nginx-fields"
+cluster = "$1"
+request_headers = { remove = ["x-forwarded-proto", "x-forwarded-host", "x-request-id", "traceparent"] }
+CONF
+}
+
 # gatehouse_conf_base LISTEN ADMIN DATA_DIR [GATEWAY_LINES]: the start of a
 # bench's Gatehouse config: no file watching (plus GATEWAY_LINES in
 # `[gateway]`), one listener, the admin API with token `bench`, no access

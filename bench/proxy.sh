@@ -61,18 +61,7 @@ head -c 65536 /dev/zero | tr '\0' 'L' > "$WORK/up/www/64k"
 mkdir -p "$WORK/up/www/nginx-fields"
 cp "$WORK/up/www/small" "$WORK/up/www/64k" "$WORK/up/www/nginx-fields/"
 nginx_conf "$WORK/up" "  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }"
-nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
-  server {
-    listen $NGX;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_buffering on;
-    }
-  }"
+nginx_proxy_conf "$WORK/px" "$NGX" "$UP"
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -113,14 +102,12 @@ path_prefix = "/auth"
 cluster = "up"
 strip_prefix = "/auth"
 auth = { methods = ["api_key"] }
+CONF
 # What nginx's proxy sends (Host and X-Forwarded-For): the fields
 # Gatehouse adds by default cost the upstream about a quarter more
-# instructions per request to parse.
-[[routes]]
-name = "nginx-fields"
-path_prefix = "/nginx-fields"
-cluster = "up"
-request_headers = { remove = ["x-forwarded-proto", "x-forwarded-host", "x-request-id", "traceparent"] }
+# instructions per request to parse (bench/upstream_cost.sh).
+nginx_fields_route up
+cat <<CONF
 [[routes]]
 name = "all"
 cluster = "up"

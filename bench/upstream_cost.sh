@@ -32,27 +32,15 @@ head -c 64 /dev/zero | tr '\0' 's' > "$WORK/up/www/small"
 cp "$WORK/up/www/small" "$WORK/up/www/nginx-fields/"
 nginx_conf "$WORK/up" "  server { listen $UP; root $WORK/up/www; location / { default_type text/plain; } }"
 sed -i '1i master_process off;\ndaemon off;' "$WORK/up/nginx.conf"
-nginx_conf "$WORK/px" "  upstream up { server $UP; keepalive 128; }
-  server {
-    listen $NGX;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }"
+nginx_proxy_conf "$WORK/px" "$NGX" "$UP"
 {
   gatehouse_conf_base "$GH" "$GH_ADMIN" "$WORK/gh" "workers = 1"
   cat <<CONF
 [clusters.up]
 targets = ["$UP"]
-[[routes]]
-name = "nginx-fields"
-path_prefix = "/nginx-fields"
-cluster = "up"
-request_headers = { remove = ["x-forwarded-proto", "x-forwarded-host", "x-request-id", "traceparent"] }
+CONF
+  nginx_fields_route up
+  cat <<CONF
 [[routes]]
 name = "all"
 cluster = "up"
