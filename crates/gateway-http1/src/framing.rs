@@ -1,9 +1,11 @@
 //! How a message's body is delimited (RFC 9112 section 6), decided from
-//! the raw header fields before any of them is turned into a `HeaderMap`.
+//! the header fields before they are put in a `HeaderMap`.
 //!
 //! Anything a second parser could read another way is refused here:
 //! `Content-Length` with `Transfer-Encoding`, differing lengths, a length
 //! that is not plain digits, `chunked` applied twice or not last.
+
+use http::header::{self, HeaderName};
 
 use crate::error::HeadError;
 
@@ -56,16 +58,17 @@ pub(crate) struct Facts {
     pub expect_continue: bool,
 }
 
-/// Reads the facts from raw header fields; errors on what is ambiguous.
+/// Reads the facts from the header fields (names as classified once for
+/// the whole head, values raw); errors on what is ambiguous.
 pub(crate) fn facts<'a>(
-    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    fields: impl Iterator<Item = (&'a HeaderName, &'a [u8])>,
 ) -> Result<Facts, HeadError> {
     let mut f = Facts::default();
     let mut te_last_chunked = false;
     let mut te_chunked_seen = false;
     let mut te_any = false;
     for (name, value) in fields {
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name == header::CONTENT_LENGTH {
             for item in value.split(|b| *b == b',') {
                 let n = parse_length(trim(item))?;
                 if f.content_length.is_some_and(|seen| seen != n) {
@@ -74,7 +77,7 @@ pub(crate) fn facts<'a>(
                 f.content_length = Some(n);
                 f.content_length_values += 1;
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name == header::TRANSFER_ENCODING {
             f.transfer_encoding = true;
             for coding in value.split(|b| *b == b',').map(trim) {
                 if coding.is_empty() {
@@ -99,7 +102,7 @@ pub(crate) fn facts<'a>(
                     }
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if name == header::CONNECTION {
             for token in value.split(|b| *b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
                     f.close = true;
@@ -109,9 +112,9 @@ pub(crate) fn facts<'a>(
                     f.connection_upgrade = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
+        } else if name == header::UPGRADE {
             f.upgrade = true;
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if name == header::EXPECT {
             f.expect_continue |= trim(value).eq_ignore_ascii_case(b"100-continue");
         }
     }
@@ -165,7 +168,11 @@ mod tests {
     use super::*;
 
     fn of(fields: &[(&str, &str)]) -> Result<Facts, HeadError> {
-        facts(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+        let names: Vec<HeaderName> = fields
+            .iter()
+            .map(|(n, _)| HeaderName::from_bytes(n.as_bytes()).unwrap())
+            .collect();
+        facts(names.iter().zip(fields.iter().map(|(_, v)| v.as_bytes())))
     }
 
     #[test]

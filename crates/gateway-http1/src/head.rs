@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_LENGTH};
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 
 use crate::error::HeadError;
 use crate::field_name::field_name;
@@ -175,6 +175,9 @@ pub fn take_response_head(
 
 // === scanning ===
 
+/// Each field's name and where its value is in the buffer.
+type Fields = Vec<(HeaderName, Range<usize>)>;
+
 /// Where the pieces of a head are, as offsets into the buffer.
 struct Scan {
     len: usize,
@@ -183,13 +186,31 @@ struct Scan {
     target: Range<usize>,
     status: u16,
     version: Version,
-    fields: Vec<(Range<usize>, Range<usize>)>,
+    fields: Fields,
     facts: Facts,
 }
 
 fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
     let start = part.as_ptr() as usize - buf.as_ptr() as usize;
     start..start + part.len()
+}
+
+/// The fields `httparse` found, each name classified once (the framing
+/// rules and the header map both work from it), and what they say about
+/// framing.
+fn fields(buf: &[u8], parsed: &[httparse::Header<'_>]) -> Result<(Fields, Facts), HeadError> {
+    let mut fields = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        let name = field_name(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+        fields.push((name, offset(buf, h.value)));
+    }
+    let facts = framing::facts(
+        fields
+            .iter()
+            .map(|(name, value)| (name, &buf[value.clone()])),
+    )?;
+    Ok((fields, facts))
 }
 
 /// Checks the first line's length before `httparse` reads it.
@@ -259,12 +280,7 @@ fn scan_request(buf: &[u8], limits: &HeadLimits) -> Result<Option<Scan>, HeadErr
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Err(HeadError::Malformed("invalid request line"));
     };
-    let facts = framing::facts(req.headers.iter().map(|h| (h.name.as_bytes(), h.value)))?;
-    let fields = req
-        .headers
-        .iter()
-        .map(|h| (offset(buf, h.name.as_bytes()), offset(buf, h.value)))
-        .collect();
+    let (fields, facts) = fields(buf, req.headers)?;
     Ok(Some(Scan {
         len,
         method: offset(buf, method.as_bytes()),
@@ -307,12 +323,7 @@ fn scan_response(buf: &[u8], limits: &HeadLimits) -> Result<Option<Scan>, HeadEr
     let status = res
         .code
         .ok_or(HeadError::Malformed("invalid status code"))?;
-    let facts = framing::facts(res.headers.iter().map(|h| (h.name.as_bytes(), h.value)))?;
-    let fields = res
-        .headers
-        .iter()
-        .map(|h| (offset(buf, h.name.as_bytes()), offset(buf, h.value)))
-        .collect();
+    let (fields, facts) = fields(buf, res.headers)?;
     Ok(Some(Scan {
         len,
         method: 0..0,
@@ -329,27 +340,25 @@ fn scan_response(buf: &[u8], limits: &HeadLimits) -> Result<Option<Scan>, HeadEr
 /// Fields a gateway typically adds to a parsed head before passing it on.
 const ADDED_FIELDS: usize = 8;
 
-fn header_map(scan: &Scan, bytes: &Bytes) -> Result<HeaderMap, HeadError> {
+fn header_map(fields: Fields, facts: &Facts, bytes: &Bytes) -> Result<HeaderMap, HeadError> {
     // Room for the fields a proxy adds (forwarding, request id, trace
     // context): growing the map later rehashes it.
-    let mut headers = HeaderMap::with_capacity(scan.fields.len() + ADDED_FIELDS);
+    let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
     let mut length_written = false;
-    for (name, value) in &scan.fields {
-        let name = field_name(&bytes[name.clone()])
-            .map_err(|_| HeadError::Malformed("invalid header field name"))?;
+    for (name, value) in fields {
         if name == CONTENT_LENGTH {
             // Repeats were checked to be identical: one is kept.
             if length_written {
                 continue;
             }
             length_written = true;
-            if scan.facts.content_length_values > 1 {
-                let n = scan.facts.content_length.unwrap_or_default();
+            if facts.content_length_values > 1 {
+                let n = facts.content_length.unwrap_or_default();
                 headers.append(name, HeaderValue::from(n));
                 continue;
             }
         }
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone()))
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value))
             .map_err(|_| HeadError::Malformed("invalid character in a header value"))?;
         headers.append(name, value);
     }
@@ -384,7 +393,7 @@ fn build_request(scan: Scan, bytes: Bytes) -> Result<RequestHead, HeadError> {
     };
     let upgrade = scan.version == Version::HTTP_11 && f.upgrade && f.connection_upgrade;
     let expect_continue = f.expect_continue && scan.version == Version::HTTP_11;
-    let headers = header_map(&scan, &bytes)?;
+    let headers = header_map(scan.fields, &scan.facts, &bytes)?;
     Ok(RequestHead {
         method,
         uri,
@@ -416,7 +425,7 @@ fn build_response(scan: Scan, bytes: Bytes) -> Result<ResponseHead, HeadError> {
         Version::HTTP_11 => !f.close,
         _ => f.keep_alive && !f.close,
     };
-    let headers = header_map(&scan, &bytes)?;
+    let headers = header_map(scan.fields, &scan.facts, &bytes)?;
     Ok(ResponseHead {
         status,
         version: scan.version,

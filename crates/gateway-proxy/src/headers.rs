@@ -289,7 +289,11 @@ pub fn normalize_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
         }
         rest.is_empty()
     };
-    if !path.split('/').any(|s| is_dot(s) || is_dotdot(s)) {
+    // A dot segment needs a `.` or a `%`: most paths have neither, and
+    // one scan for two bytes settles them.
+    if !path.bytes().any(|b| b == b'.' || b == b'%')
+        || !path.split('/').any(|s| is_dot(s) || is_dotdot(s))
+    {
         return Some(std::borrow::Cow::Borrowed(path));
     }
     let mut out: Vec<&str> = Vec::new();

@@ -89,7 +89,17 @@ impl Forward {
             Some(deadline) => deadline.min(route.timeout),
             None => route.timeout,
         };
-        let upgrade = if headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11 {
+        // Only a request its engine offers to hand over can be upgraded;
+        // looking for the offer first spares most requests a header lookup.
+        let offered = parts.extensions.get::<gateway_http1::OnUpgrade>().is_some()
+            || parts
+                .extensions
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_some();
+        let upgrade = if offered
+            && parts.version == Version::HTTP_11
+            && headers::is_upgrade(&parts.headers)
+        {
             // The native HTTP/1.1 engine or hyper, whichever serves the client.
             match parts.extensions.remove::<gateway_http1::OnUpgrade>() {
                 Some(native) => Some(ClientUpgrade::Native(native)),
