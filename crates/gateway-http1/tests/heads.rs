@@ -252,6 +252,11 @@ fn smuggling_and_ambiguity_are_refused() {
             "400 a line ends in a bare LF",
         ),
         (
+            "bare LF ending the head",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "400 a line ends in a bare LF",
+        ),
+        (
             "NUL in value",
             b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
             "400 invalid character in a header value",
@@ -409,6 +414,16 @@ fn response_framing() {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             &get,
             "error: both Content-Length and Transfer-Encoding",
+        ),
+        (
+            b"HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",
+            &get,
+            "error: a line ends in a bare LF",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: y\n\r\n",
+            &get,
+            "error: a line ends in a bare LF",
         ),
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
