@@ -52,6 +52,9 @@ pub(crate) struct Facts {
     pub keep_alive: bool,
     /// `Connection: upgrade`.
     pub connection_upgrade: bool,
+    /// `Connection` names something other than `close` and `keep-alive`
+    /// (`upgrade`, or fields that end at this hop).
+    pub connection_names: bool,
     /// An `Upgrade` field.
     pub upgrade: bool,
     /// `Expect: 100-continue`.
@@ -110,6 +113,9 @@ pub(crate) fn facts<'a>(
                     f.keep_alive = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
                     f.connection_upgrade = true;
+                    f.connection_names = true;
+                } else if !token.is_empty() {
+                    f.connection_names = true;
                 }
             }
         } else if name == header::UPGRADE {
@@ -229,7 +235,14 @@ mod tests {
         ])
         .unwrap();
         assert!(f.keep_alive && f.connection_upgrade && f.upgrade && !f.close);
-        assert!(of(&[("Connection", "close")]).unwrap().close);
+        assert!(f.connection_names);
+        let closing = of(&[("Connection", "close, keep-alive,")]).unwrap();
+        assert!(closing.close && !closing.connection_names);
+        assert!(
+            of(&[("Connection", "close, X-Hop")])
+                .unwrap()
+                .connection_names
+        );
         assert!(of(&[("Expect", "100-Continue")]).unwrap().expect_continue);
     }
 }

@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, Version};
 
 use crate::error::HeadError;
@@ -71,7 +71,8 @@ pub struct RequestHead {
     pub uri: Uri,
     pub version: Version,
     /// The fields as received, except that repeated identical
-    /// `Content-Length`s are one.
+    /// `Content-Length`s are one and a `Connection` that says only
+    /// `close` or `keep-alive` is left out (see `keep_alive`).
     pub headers: HeaderMap,
     pub body: RequestBody,
     /// Whether the client keeps the connection open after this exchange
@@ -88,6 +89,7 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
+    /// The fields as received, except as for [`RequestHead::headers`].
     pub headers: HeaderMap,
     /// The framing the fields declare; see [`ResponseHead::body_for`].
     pub declared: ResponseBody,
@@ -352,6 +354,14 @@ fn header_map(fields: Fields, facts: &Facts, bytes: &Bytes) -> Result<HeaderMap,
     let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
     let mut length_written = false;
     for (name, value) in fields {
+        // `Connection: keep-alive` or `close` speaks to this hop only, and
+        // what it says is the head's `keep_alive`: a proxy would remove it
+        // at once, so it is not put in the map. A `Connection` that names
+        // anything else (an upgrade, fields to drop) stays, for the
+        // proxy's own hop-by-hop rules.
+        if name == CONNECTION && !facts.connection_names {
+            continue;
+        }
         if name == CONTENT_LENGTH {
             // Repeats were checked to be identical: one is kept.
             if length_written {

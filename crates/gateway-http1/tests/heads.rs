@@ -449,3 +449,46 @@ fn response_framing() {
         );
     }
 }
+
+#[test]
+fn a_connection_that_only_says_close_or_keep_alive_is_not_a_field() {
+    let limits = HeadLimits::default();
+    let fields = |raw: &[u8]| -> Vec<String> {
+        let headers = match parse_response_head(raw, &limits) {
+            Ok(Parsed::Complete { head, .. }) => head.headers,
+            other => panic!("{other:?}"),
+        };
+        headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        fields(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"),
+        ["content-length: 0"]
+    );
+    assert_eq!(
+        fields(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+        ["content-length: 0"]
+    );
+    // Naming anything else, it stays for the proxy's hop-by-hop rules.
+    assert_eq!(
+        fields(b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n"),
+        ["connection: close, X-Hop", "x-hop: 1"]
+    );
+    assert_eq!(
+        fields(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+        ["connection: Upgrade", "upgrade: websocket"]
+    );
+    match parse_request_head(
+        b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        &limits,
+    ) {
+        Ok(Parsed::Complete { head, .. }) => {
+            assert!(head.keep_alive);
+            assert!(!head.headers.contains_key("connection"));
+            assert_eq!(head.headers.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
