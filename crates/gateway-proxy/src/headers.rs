@@ -267,8 +267,17 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
+    // Each thread keeps its own v7 context: `Uuid::now_v7` shares one
+    // behind a mutex, which every request of every worker would take.
+    // Ids stay unique (random past the timestamp) and ordered per thread.
+    thread_local! {
+        static V7: uuid::ContextV7 = const { uuid::ContextV7::new() };
+    }
+    let context = uuid::timestamp::context::ThreadLocalContext::new(&V7);
     let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::now(context))
+        .hyphenated()
+        .encode_lower(&mut buf);
     HeaderValue::from_str(id).expect("uuid is a valid header value")
 }
 
@@ -399,6 +408,32 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert(X_REQUEST_ID, HeaderValue::from_static(""));
         assert_eq!(request_id(&h).len(), 36);
+    }
+
+    #[test]
+    fn generated_request_ids_are_v7_unique_across_threads_and_ordered_on_one() {
+        let ids = |n| {
+            (0..n)
+                .map(|_| {
+                    let id = request_id(&HeaderMap::new());
+                    uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all: Vec<_> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4).map(|_| s.spawn(|| ids(2000))).collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        for one_thread in all.chunks(2000) {
+            assert!(one_thread.windows(2).all(|w| w[0] < w[1]));
+            assert!(one_thread.iter().all(|id| id.get_version_num() == 7));
+        }
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 8000);
     }
 
     #[test]

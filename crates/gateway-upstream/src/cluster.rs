@@ -328,21 +328,28 @@ impl Cluster {
         // backoff) are boxed and only entered when needed: inline, their
         // states would make every request's future larger, and a future is
         // moved and dropped whole.
+        let mut waited = false;
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => Box::pin(self.acquire_slot(deadline)).await?,
+            Err(_) => {
+                waited = true;
+                Box::pin(self.acquire_slot(deadline)).await?
+            }
         };
 
         let (mut parts, body) = req.into_parts();
         let mut payload = if body.is_end_stream() {
             Payload::Replayable(Bytes::new())
         } else {
+            waited = true;
             Box::pin(self.prepare_body(body, deadline)).await?
         };
         let key = self.hash_key(&parts, opts);
         let members = self.members.load_full();
         let m = &*members;
-        let now = Instant::now();
+        // Without a wait, the instant the exchange started is still `now`
+        // for the first pick: a clock read costs more than what passed.
+        let now = if waited { Instant::now() } else { started };
         self.budget.deposit(now);
 
         // The request is readied for each attempt in place: its `Host`

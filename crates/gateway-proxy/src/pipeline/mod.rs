@@ -124,7 +124,9 @@ impl Gateway {
 
         // cache, then upstream request and upstream (on a miss, or directly).
         let forward = Forward::new(snapshot, &routed, ctx, conn);
-        let started = Instant::now();
+        // The live side's own latency, compared with the candidate's: only
+        // a mirrored request reads the clock for it.
+        let mirroring = mirroring.map(|m| (m, Instant::now()));
         let result = cache::cache_or_forward(self.cache(), req, &routed, ctx, conn, forward).await;
         if let (Some(span), Some(_), Ok(res)) = (&ctx.span, &routed.route().cache, &result) {
             trace::stage(Some(span), "cache", || cache_attributes(res));
@@ -132,8 +134,8 @@ impl Gateway {
 
         match (mirroring, result) {
             (None, result) => Ok(result?),
-            (Some(m), Ok(res)) => Ok(m.submit_on_end(res, started)),
-            (Some(m), Err(problem)) => {
+            (Some((m, started)), Ok(res)) => Ok(m.submit_on_end(res, started)),
+            (Some((m, started)), Err(problem)) => {
                 m.submit_failed(&problem, started);
                 Err(problem.into())
             }
