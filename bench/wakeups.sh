@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What the kernel does per proxied request, where CPU time per request
-# cannot tell proxies apart: context switches of the proxy, the upstream
-# and the client (`wrk`), the client's wake-ups by another CPU (IPIs, from
-# /proc/interrupts), and TCP segments (nstat). nginx's proxy and
+# cannot tell proxies apart: how often the proxy and the upstream go to
+# sleep (voluntary context switches), how often the proxy is preempted
+# (involuntary ones: the upstream it woke runs first), how often the
+# client (`wrk`) is woken from another CPU (IPIs, from /proc/interrupts),
+# and TCP segments (nstat). nginx's proxy and
 # Gatehouse's plain route, 64 B, in interleaved rounds; plus what one
 # cross-CPU wake-up costs the waker on this machine (a pipe write to a
 # reader sleeping on the other CPU, against one on the same CPU).
@@ -56,12 +58,14 @@ for url in "http://$NGX/small" "http://$GH/small"; do expect "$url" 64; done
 UP_PIDS=$(pgrep -P "$(cat "$WORK/up/nginx.pid")" | tr '\n' ' ')
 NGX_PIDS=$(pgrep -P "$(cat "$WORK/px/nginx.pid")" | tr '\n' ' ')
 
-# switches PIDS...: context switches so far of every thread of PIDS.
+# switches voluntary|nonvoluntary PIDS...: context switches of that kind
+# so far, over every thread of PIDS (voluntary: a wait, a sleep).
 switches() {
-  local sum=0 pid status
+  local sum=0 kind=$1 pid status
+  shift
   for pid in "$@"; do
     for status in /proc/"$pid"/task/*/status; do
-      sum=$((sum + $(awk '/voluntary_ctxt_switches/ {n += $2} END {print n}' "$status")))
+      sum=$((sum + $(awk -v k="${kind}_ctxt_switches:" '$1 == k {print $2}' "$status")))
     done
   done
   echo "$sum"
@@ -70,21 +74,22 @@ switches() {
 # and rescheduling IPIs: how a wake-up reaches a sleeping CPU).
 cpu0_ipis() { awk '$1 == "CAL:" || $1 == "RES:" {n += $2} END {print n}' /proc/interrupts; }
 
-# one URL PIDS -> "rps proxy_cs up_cs client_ipis segments" per request
+# one URL PIDS -> "rps proxy_sleeps proxy_preempted upstream_sleeps client_ipis segments"
+# (all but rps per request)
 one() {
-  local url=$1 pids=$2 out reqs p0 u0 i0 p1 u1 i1 segs
+  local url=$1 pids=$2 out reqs p0 q0 u0 i0 p1 q1 u1 i1 segs
   taskset -c 0 wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
   nstat -n >/dev/null
   # shellcheck disable=SC2086
-  p0=$(switches $pids); u0=$(switches $UP_PIDS); i0=$(cpu0_ipis)
+  p0=$(switches voluntary $pids); q0=$(switches nonvoluntary $pids); u0=$(switches voluntary $UP_PIDS); i0=$(cpu0_ipis)
   out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url")
   # shellcheck disable=SC2086
-  p1=$(switches $pids); u1=$(switches $UP_PIDS); i1=$(cpu0_ipis)
+  p1=$(switches voluntary $pids); q1=$(switches nonvoluntary $pids); u1=$(switches voluntary $UP_PIDS); i1=$(cpu0_ipis)
   segs=$(nstat TcpOutSegs | awk '$1 == "TcpOutSegs" {print $2}')
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   awk -v rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" -v n="$reqs" \
-    -v p=$((p1 - p0)) -v u=$((u1 - u0)) -v i=$((i1 - i0)) -v s="${segs:-0}" \
-    'BEGIN {printf "%s %.3f %.3f %.3f %.2f\n", rps, p / n, u / n, i / n, s / n}'
+    -v p=$((p1 - p0)) -v q=$((q1 - q0)) -v u=$((u1 - u0)) -v i=$((i1 - i0)) -v s="${segs:-0}" \
+    'BEGIN {printf "%s %.3f %.3f %.3f %.3f %.2f\n", rps, p / n, q / n, u / n, i / n, s / n}'
 }
 
 # The cost of one wake-up of a sleeping reader, to the writer on CPU 1.
@@ -120,11 +125,11 @@ done
 
 echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS round(s), medians; servers on CPU 1, wrk on CPU 0; $(nproc) cores; $(uname -r)"
 echo
-echo "| 64 B | requests/s | proxy sleeps/request | upstream sleeps/request | wrk woken by IPI/request | TCP segments/request |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| 64 B | requests/s | proxy sleeps/request | proxy preempted/request | upstream sleeps/request | wrk woken by IPI/request | TCP segments/request |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for label in nginx gatehouse; do
   cells=()
-  for col in 1 2 3 4 5; do
+  for col in 1 2 3 4 5 6; do
     cells+=("$(tr '|' '\n' <<<"${ROW[$label]}" | grep . | awk -v c=$col '{print $c}' | median)")
   done
   row "$label" "${cells[@]}"
